@@ -1,0 +1,100 @@
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind says what happened. The numeric values are not part of any wire format,
+// but the names (String) are part of the API's JSON: only append.
+type Kind uint8
+
+const (
+	// ConnectionUp: a peer of the realm finished the realm handshake.
+	ConnectionUp Kind = iota + 1
+	// ConnectionDown: the last connection to a peer of the realm closed.
+	ConnectionDown
+	// CallStart: an RPC call was sent (or, on the serving side, received).
+	CallStart
+	// CallStop: an RPC call finished, with its outcome and duration.
+	CallStop
+	// Publish: a message was published to a topic.
+	Publish
+	// Subscribe: a subscription was made or removed.
+	Subscribe
+	// PeerRefused: a peer failed the realm handshake and was disconnected.
+	PeerRefused
+)
+
+var kindNames = map[Kind]string{
+	ConnectionUp:   "connection_up",
+	ConnectionDown: "connection_down",
+	CallStart:      "call_start",
+	CallStop:       "call_stop",
+	Publish:        "publish",
+	Subscribe:      "subscribe",
+	PeerRefused:    "peer_refused",
+}
+
+// String returns the kind's stable name, such as "connection_up".
+func (k Kind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// MarshalText encodes the kind as its name.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText decodes a kind from its name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for kk, s := range kindNames {
+		if s == string(b) {
+			*k = kk
+			return nil
+		}
+	}
+	return fmt.Errorf("event: unknown kind %q", b)
+}
+
+// ParseKind returns the kind with the given name.
+func ParseKind(s string) (Kind, error) {
+	var k Kind
+	err := k.UnmarshalText([]byte(s))
+	return k, err
+}
+
+// Event is one thing that happened on a node. Which fields are set depends on
+// Kind; unset fields are left out of the JSON.
+type Event struct {
+	Kind Kind      `json:"kind"`
+	Time time.Time `json:"time"`
+
+	// Peer is the remote peer ID, DID its did:key, Name its node name.
+	Peer string `json:"peer,omitempty"`
+	DID  string `json:"did,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Addr is the remote multiaddr of a connection; Direction is "inbound"
+	// or "outbound"; Path is "direct" or "relayed".
+	Addr      string `json:"addr,omitempty"`
+	Direction string `json:"direction,omitempty"`
+	Path      string `json:"path,omitempty"`
+
+	// Procedure and Topic name what a call or a message was about.
+	Procedure string `json:"procedure,omitempty"`
+	Topic     string `json:"topic,omitempty"`
+
+	// Duration of a finished call; Outcome is "ok" or an error class.
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	Outcome  string        `json:"outcome,omitempty"`
+	// Reason explains a refusal or a disconnection.
+	Reason string `json:"reason,omitempty"`
+}
+
+// String renders the event as one JSON line, for logs and the CLI.
+func (e Event) String() string {
+	b, _ := json.Marshal(e)
+	return string(b)
+}

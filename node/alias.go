@@ -1,0 +1,243 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/realm"
+)
+
+// AliasNamespace is the DHT namespace of alias records: the record of
+// did:macula:io.acme.orders.n1 is stored under "/alias/did:macula:io.acme.orders.n1".
+const AliasNamespace = "alias"
+
+const (
+	// maxAliasRecord bounds an alias record's encoding.
+	maxAliasRecord = 8 << 10
+	// maxAliasAddrs bounds the addresses an alias record may list.
+	maxAliasAddrs = 32
+	// clockLeeway is how far in the future a record's times may be, for
+	// clocks that disagree a little.
+	clockLeeway = time.Minute
+	// maxPinned bounds the alias bindings a node remembers.
+	maxPinned = 65536
+)
+
+// AliasRecord binds a readable alias to a key. It is signed by that key, so
+// whoever holds it can check the binding without trusting who served it.
+type AliasRecord struct {
+	Alias  string   `json:"alias"`
+	DID    string   `json:"did"`
+	PeerID string   `json:"peer_id"`
+	Addrs  []string `json:"addrs"`
+	// Seq orders records of the same key: the highest wins.
+	Seq uint64 `json:"seq"`
+	// Bound is when the key first claimed the alias (as the key says);
+	// between two keys the earlier claim wins.
+	Bound time.Time `json:"bound"`
+	// Expires is when the record stops counting; the owner republishes
+	// before that.
+	Expires time.Time `json:"expires"`
+	Sig     []byte    `json:"sig"`
+}
+
+// AliasKey returns the DHT key of an alias's record.
+func AliasKey(alias string) string { return "/" + AliasNamespace + "/" + alias }
+
+// signingBytes is what the signature covers: every field but Sig, in a fixed
+// order, with a domain prefix so the signature means nothing elsewhere.
+func (r *AliasRecord) signingBytes() []byte {
+	var b strings.Builder
+	b.WriteString("macula-alias-v1\n")
+	for _, f := range []string{r.Alias, r.DID, r.PeerID, strings.Join(r.Addrs, " "),
+		strconv.FormatUint(r.Seq, 10), strconv.FormatInt(r.Bound.UnixNano(), 10),
+		strconv.FormatInt(r.Expires.UnixNano(), 10)} {
+		b.WriteString(f)
+		b.WriteByte('\n')
+	}
+	return []byte(b.String())
+}
+
+// sign fills DID, PeerID and Sig from key.
+func (r *AliasRecord) sign(key ed25519.PrivateKey) error {
+	pub := key.Public().(ed25519.PublicKey)
+	r.DID = realm.DIDKey(pub)
+	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		return err
+	}
+	id, err := peer.IDFromPublicKey(pk)
+	if err != nil {
+		return err
+	}
+	r.PeerID = id.String()
+	r.Sig = ed25519.Sign(key, r.signingBytes())
+	return nil
+}
+
+// Verify checks the record on its own: well formed, signed by the key its
+// DID names, that key's peer ID, not expired at now.
+func (r *AliasRecord) Verify(now time.Time) error {
+	if _, _, err := realm.ParseAlias(r.Alias); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	pub, err := realm.ParseDIDKey(r.DID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	id, err := peer.IDFromPublicKey(pk)
+	if err != nil || id.String() != r.PeerID {
+		return fmt.Errorf("%w: peer_id %q is not the peer ID of %s", ErrBadRecord, r.PeerID, r.DID)
+	}
+	if len(r.Addrs) > maxAliasAddrs {
+		return fmt.Errorf("%w: %d addresses, at most %d", ErrBadRecord, len(r.Addrs), maxAliasAddrs)
+	}
+	if !ed25519.Verify(pub, r.signingBytes(), r.Sig) {
+		return fmt.Errorf("%w: signature does not match %s", ErrBadRecord, r.DID)
+	}
+	if !now.Before(r.Expires) {
+		return fmt.Errorf("%w: expired at %s", ErrBadRecord, r.Expires.UTC().Format(time.RFC3339))
+	}
+	if r.Bound.After(now.Add(clockLeeway)) {
+		return fmt.Errorf("%w: bound in the future (%s)", ErrBadRecord, r.Bound.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ParseAliasRecord decodes a record without verifying it.
+func ParseAliasRecord(b []byte) (*AliasRecord, error) {
+	if len(b) > maxAliasRecord {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadRecord, len(b), maxAliasRecord)
+	}
+	var r AliasRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRecord, err)
+	}
+	return &r, nil
+}
+
+// aliasValidator is the DHT validator of the alias namespace. Besides
+// checking each record alone, it remembers the first key seen for each alias
+// (trust on first use) and refuses records of the same alias by another key,
+// until the remembered binding expires.
+type aliasValidator struct {
+	realm string
+	log   *slog.Logger
+	now   func() time.Time
+
+	// mu guards pinned.
+	mu     sync.Mutex
+	pinned map[string]pin // by alias
+}
+
+type pin struct {
+	did     string
+	expires time.Time
+}
+
+func newAliasValidator(realmName string, log *slog.Logger) *aliasValidator {
+	return &aliasValidator{realm: realmName, log: log, now: time.Now, pinned: make(map[string]pin)}
+}
+
+// Validate implements record.Validator.
+func (v *aliasValidator) Validate(key string, value []byte) error {
+	r, err := v.check(key, value)
+	if err != nil {
+		return err
+	}
+	return v.pin(r)
+}
+
+func (v *aliasValidator) check(key string, value []byte) (*AliasRecord, error) {
+	r, err := ParseAliasRecord(value)
+	if err != nil {
+		return nil, err
+	}
+	if key != AliasKey(r.Alias) {
+		return nil, fmt.Errorf("%w: record for %q stored under %q", ErrBadRecord, r.Alias, key)
+	}
+	rr, _, err := realm.ParseAlias(r.Alias)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	if rr != v.realm {
+		return nil, fmt.Errorf("%w: alias %s is of realm %q, not %q", ErrOtherRealm, r.Alias, rr, v.realm)
+	}
+	if err := r.Verify(v.now()); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (v *aliasValidator) pin(r *AliasRecord) error {
+	now := v.now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p, ok := v.pinned[r.Alias]; ok && now.Before(p.expires) {
+		if p.did != r.DID {
+			v.log.Warn("refused alias claim by another key", "alias", r.Alias, "bound_to", p.did, "claimed_by", r.DID)
+			return fmt.Errorf("%w: %s is bound to %s, refused claim by %s", ErrAliasTaken, r.Alias, p.did, r.DID)
+		}
+		if r.Expires.After(p.expires) {
+			v.pinned[r.Alias] = pin{did: r.DID, expires: r.Expires}
+		}
+		return nil
+	}
+	if len(v.pinned) >= maxPinned {
+		for a, p := range v.pinned {
+			if !now.Before(p.expires) {
+				delete(v.pinned, a)
+			}
+		}
+		if len(v.pinned) >= maxPinned {
+			// Full of live bindings: check signatures but remember no more.
+			return nil
+		}
+	}
+	v.pinned[r.Alias] = pin{did: r.DID, expires: r.Expires}
+	return nil
+}
+
+// Select implements record.Validator: among records of one key the highest
+// Seq wins; between keys the earliest claim (Bound) wins, then the smaller
+// DID, so that every node picks the same one.
+func (v *aliasValidator) Select(key string, vals [][]byte) (int, error) {
+	best := -1
+	var br *AliasRecord
+	for i, val := range vals {
+		r, err := v.check(key, val)
+		if err != nil {
+			continue
+		}
+		if best < 0 || better(r, br) {
+			best, br = i, r
+		}
+	}
+	if best < 0 {
+		return 0, fmt.Errorf("%w: no valid record among %d", ErrBadRecord, len(vals))
+	}
+	return best, nil
+}
+
+func better(a, b *AliasRecord) bool {
+	if a.DID == b.DID {
+		return a.Seq > b.Seq
+	}
+	if !a.Bound.Equal(b.Bound) {
+		return a.Bound.Before(b.Bound)
+	}
+	return a.DID < b.DID
+}

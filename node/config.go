@@ -1,0 +1,167 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/realm"
+)
+
+// Config is a node's configuration. Start from DefaultConfig; Realm and Name
+// are required. New never modifies the caller's Config.
+type Config struct {
+	// Realm is the realm the node belongs to, such as "io.acme.orders".
+	Realm string
+	// Name is the node's name in the realm; its alias is
+	// did:macula:<realm>.<name>.
+	Name string
+	// DataDir holds the node's key (node.key). Empty means an identity kept
+	// only in memory: a new peer ID and DID on every start.
+	DataDir string
+	// Key, if set, is the identity to use instead of the one in DataDir.
+	Key crypto.PrivKey
+	// ListenAddrs are QUIC multiaddrs to listen on. Default:
+	// /ip4/0.0.0.0/udp/0/quic-v1 (a random port on every interface).
+	ListenAddrs []string
+	// Bootstrap are multiaddrs (with /p2p/<peer-id>) of peers to join through.
+	Bootstrap []string
+	// Reconnect makes the node redial a bootstrap peer when it drops or
+	// cannot be reached. Default (DefaultConfig): true.
+	Reconnect bool
+	// ReconnectInterval is the first wait before a redial; it doubles on each
+	// failure up to ReconnectMaxInterval. Default: 1s.
+	ReconnectInterval time.Duration
+	// ReconnectMaxInterval caps the wait between redials. Default: 1 minute.
+	ReconnectMaxInterval time.Duration
+	// MaxReconnectAttempts stops redialing a bootstrap peer after this many
+	// failures in a row; 0 means never stop. Default: 0.
+	MaxReconnectAttempts int
+	// HandshakeTimeout bounds the realm handshake on a new connection.
+	// Default: 10s.
+	HandshakeTimeout time.Duration
+	// RefuseFor is how long a peer that failed the realm handshake is refused
+	// by the connection gater. Default: 10 minutes.
+	RefuseFor time.Duration
+	// DHTMode is the DHT mode: server, client or auto. Default: server.
+	DHTMode dht.Mode
+	// AliasTTL is how long an alias record stays valid; it is republished
+	// every AliasTTL/4. Default: 24 hours.
+	AliasTTL time.Duration
+	// Logger receives the node's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults for a node of realm with the given name.
+func DefaultConfig(realmName, name string) Config {
+	return Config{
+		Realm:                realmName,
+		Name:                 name,
+		ListenAddrs:          []string{"/ip4/0.0.0.0/udp/0/quic-v1"},
+		Reconnect:            true,
+		ReconnectInterval:    time.Second,
+		ReconnectMaxInterval: time.Minute,
+		HandshakeTimeout:     10 * time.Second,
+		RefuseFor:            10 * time.Minute,
+		DHTMode:              dht.ModeServer,
+		AliasTTL:             24 * time.Hour,
+	}
+}
+
+// settings is a validated Config with defaults filled in and addresses parsed.
+type settings struct {
+	Config
+	listen    []ma.Multiaddr
+	bootstrap []peer.AddrInfo
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// validate checks cfg without touching the disk or the network.
+func validate(cfg Config) (*settings, error) {
+	s := &settings{Config: cfg}
+	if err := realm.ValidateRealm(cfg.Realm); err != nil {
+		return nil, fmt.Errorf("%w: realm: %w", ErrConfig, err)
+	}
+	if err := realm.ValidateNodeName(cfg.Name); err != nil {
+		return nil, fmt.Errorf("%w: name: %w", ErrConfig, err)
+	}
+	if len(s.ListenAddrs) == 0 {
+		s.ListenAddrs = []string{"/ip4/0.0.0.0/udp/0/quic-v1"}
+	}
+	for _, a := range s.ListenAddrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fieldErr("listen", "%q is not a multiaddr: %v", a, err)
+		}
+		if _, err := m.ValueForProtocol(ma.P_QUIC_V1); err != nil {
+			return nil, fieldErr("listen", "%q is not a QUIC address; Macula listens on QUIC only (like /ip4/0.0.0.0/udp/7400/quic-v1)", a)
+		}
+		s.listen = append(s.listen, m)
+	}
+	seen := map[peer.ID]*peer.AddrInfo{}
+	for _, a := range s.Bootstrap {
+		a = strings.TrimSpace(a)
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fieldErr("bootstrap", "%q is not a multiaddr: %v", a, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return nil, fieldErr("bootstrap", "%q needs a /p2p/<peer-id> part: %v", a, err)
+		}
+		if prev, ok := seen[ai.ID]; ok {
+			prev.Addrs = append(prev.Addrs, ai.Addrs...)
+			continue
+		}
+		seen[ai.ID] = ai
+		s.bootstrap = append(s.bootstrap, *ai)
+	}
+	for i := range s.bootstrap {
+		s.bootstrap[i] = *seen[s.bootstrap[i].ID]
+	}
+	def := DefaultConfig(cfg.Realm, cfg.Name)
+	if s.ReconnectInterval <= 0 {
+		s.ReconnectInterval = def.ReconnectInterval
+	}
+	if s.ReconnectMaxInterval <= 0 {
+		s.ReconnectMaxInterval = def.ReconnectMaxInterval
+	}
+	if s.ReconnectMaxInterval < s.ReconnectInterval {
+		s.ReconnectMaxInterval = s.ReconnectInterval
+	}
+	if s.MaxReconnectAttempts < 0 {
+		return nil, fieldErr("max_reconnect_attempts", "%d is negative; 0 means never stop", s.MaxReconnectAttempts)
+	}
+	if s.HandshakeTimeout <= 0 {
+		s.HandshakeTimeout = def.HandshakeTimeout
+	}
+	if s.RefuseFor <= 0 {
+		s.RefuseFor = def.RefuseFor
+	}
+	switch s.DHTMode {
+	case "":
+		s.DHTMode = def.DHTMode
+	case dht.ModeServer, dht.ModeClient, dht.ModeAuto:
+	default:
+		return nil, fieldErr("dht_mode", "%q: want server, client or auto", s.DHTMode)
+	}
+	if s.AliasTTL <= 0 {
+		s.AliasTTL = def.AliasTTL
+	}
+	if s.AliasTTL < time.Minute {
+		return nil, fieldErr("alias_ttl", "%v is under a minute", s.AliasTTL)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	return s, nil
+}

@@ -1,0 +1,26 @@
+package node
+
+import "errors"
+
+// Errors returned by the node.
+var (
+	// ErrConfig: the Config is not valid; the error names the field.
+	ErrConfig = errors.New("invalid node config")
+	// ErrCorruptKey: the key file exists but cannot be read as an Ed25519 key.
+	ErrCorruptKey = errors.New("corrupt key file")
+	// ErrDataDir: the data directory cannot be created or written.
+	ErrDataDir = errors.New("data directory not writable")
+	// ErrListen: a listen address could not be bound (busy port, bad address).
+	ErrListen = errors.New("cannot listen")
+	// ErrOtherRealm: something of another realm was asked for or offered.
+	ErrOtherRealm = errors.New("other realm")
+	// ErrNotFound: an alias has no record in the realm's DHT.
+	ErrNotFound = errors.New("not found")
+	// ErrAliasTaken: an alias record is signed by another key than the one
+	// the alias is already bound to.
+	ErrAliasTaken = errors.New("alias bound to another key")
+	// ErrBadRecord: an alias record is malformed, expired or badly signed.
+	ErrBadRecord = errors.New("bad alias record")
+	// ErrClosed: the node was closed.
+	ErrClosed = errors.New("node closed")
+)

@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/realm"
+)
+
+// Handshake frame types (append only).
+const (
+	frameHello uint8 = 1
+)
+
+const (
+	helloVersion = 1
+	// maxHello bounds a hello frame; a hello is a few hundred bytes.
+	maxHello = 4 << 10
+	// Agent is this implementation's agent string in the hello.
+	Agent = "macula-go/0.1"
+)
+
+// errWrongRealm: the peer does not speak our realm's handshake.
+var errWrongRealm = fmt.Errorf("%w: peer is not in this realm", ErrOtherRealm)
+
+// hello is what each side of the realm handshake says about itself. The
+// peer's identity is not in it: QUIC's TLS already proved the peer ID, and the
+// DID comes from the same key.
+type hello struct {
+	Realm string `json:"realm"`
+	Name  string `json:"name"`
+	Agent string `json:"agent"`
+}
+
+// HandshakeProtocol returns the realm handshake's protocol ID.
+func HandshakeProtocol(realmName string) protocol.ID {
+	return protocol.ID("/macula/" + realmName + "/handshake/1.0.0")
+}
+
+func writeHello(s network.Stream, h hello) error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return frame.Write(s, frameHello, helloVersion, b)
+}
+
+func readHello(s network.Stream, want string) (hello, error) {
+	hdr, p, err := frame.NewReader(s, maxHello).Next()
+	if err != nil {
+		return hello{}, fmt.Errorf("reading hello: %w", err)
+	}
+	if hdr.Type != frameHello || hdr.Version != helloVersion {
+		return hello{}, fmt.Errorf("unexpected frame type %d version %d", hdr.Type, hdr.Version)
+	}
+	var h hello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return hello{}, fmt.Errorf("decoding hello: %w", err)
+	}
+	if h.Realm != want {
+		return h, fmt.Errorf("%w: peer says realm %q, we are %q", ErrOtherRealm, h.Realm, want)
+	}
+	if err := realm.ValidateNodeName(h.Name); err != nil {
+		return h, fmt.Errorf("hello: %w", err)
+	}
+	if len(h.Agent) > 128 {
+		h.Agent = h.Agent[:128]
+	}
+	return h, nil
+}
+
+// handleHandshake answers a peer's handshake: read its hello, check it,
+// answer with ours.
+func (n *Node) handleHandshake(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(n.cfg.HandshakeTimeout))
+	h, err := readHello(s, n.cfg.Realm)
+	if err != nil {
+		n.log.Debug("refusing handshake", "peer", s.Conn().RemotePeer(), "err", err)
+		_ = s.Reset()
+		return
+	}
+	n.notePeerName(s.Conn().RemotePeer(), h)
+	if err := writeHello(s, n.hello()); err != nil {
+		_ = s.Reset()
+	}
+}
+
+// handshake runs our side of the realm handshake on a new connection.
+func (n *Node) handshake(ctx context.Context, c network.Conn) (hello, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	s, err := c.NewStream(ctx)
+	if err != nil {
+		return hello{}, fmt.Errorf("opening handshake stream: %w", err)
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	proto := HandshakeProtocol(n.cfg.Realm)
+	if err := s.SetProtocol(proto); err != nil {
+		_ = s.Reset()
+		return hello{}, err
+	}
+	if err := msmux.SelectProtoOrFail(proto, s); err != nil {
+		_ = s.Reset()
+		if errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) {
+			return hello{}, errWrongRealm
+		}
+		return hello{}, fmt.Errorf("negotiating %s: %w", proto, err)
+	}
+	if err := writeHello(s, n.hello()); err != nil {
+		_ = s.Reset()
+		return hello{}, fmt.Errorf("sending hello: %w", err)
+	}
+	h, err := readHello(s, n.cfg.Realm)
+	if err != nil {
+		_ = s.Reset()
+		return h, err
+	}
+	return h, nil
+}
+
+func (n *Node) hello() hello {
+	return hello{Realm: n.cfg.Realm, Name: n.cfg.Name, Agent: Agent}
+}

@@ -1,0 +1,411 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/realm"
+)
+
+// Node is one running Macula node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg    *settings // validated; read-only after New
+	log    *slog.Logger
+	id     *identity
+	did    string
+	alias  string
+	host   host.Host
+	gater  *gater
+	dht    *dht.DHT
+	events *event.Bus
+	aliasV *aliasValidator
+
+	ctx    context.Context // lifetime; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// wake is signalled (never blocking) when a realm peer connects, so the
+	// alias publisher and the DHT can act on a new neighbour.
+	wake chan struct{}
+
+	// mu guards the fields below it.
+	mu         sync.Mutex
+	peers      map[peer.ID]*peerState
+	redial     map[peer.ID]chan struct{} // bootstrap peer -> signalled on disconnect
+	closed     bool
+	keyCreated bool
+}
+
+// peerState is what the node knows of a connected peer.
+type peerState struct {
+	name     string
+	agent    string
+	verified map[network.Conn]bool // connections whose handshake succeeded
+	since    time.Time
+}
+
+// PeerInfo describes a connected peer of the realm.
+type PeerInfo struct {
+	ID    peer.ID
+	DID   string
+	Alias string
+	Name  string
+	Agent string
+	Addrs []ma.Multiaddr
+	// Direction of the oldest connection: "inbound" or "outbound".
+	Direction string
+	Since     time.Time
+}
+
+// New validates cfg, loads or creates the node's identity, starts the libp2p
+// host, the DHT and the bootstrap loops, and returns the running node. On any
+// error nothing is left running and nothing on disk has changed.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	s, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	id, err := loadIdentity(s)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:    s,
+		log:    s.Logger.With("realm", s.Realm, "node", s.Name),
+		id:     id,
+		did:    realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
+		alias:  realm.Alias(s.Realm, s.Name),
+		gater:  newGater(),
+		events: event.NewBus(),
+		wake:   make(chan struct{}, 1),
+		peers:  make(map[peer.ID]*peerState),
+		redial: make(map[peer.ID]chan struct{}),
+	}
+	n.aliasV = newAliasValidator(s.Realm, n.log)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	h, err := libp2p.New(
+		libp2p.Identity(id.p2p),
+		libp2p.ListenAddrs(s.listen...),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.ConnectionGater(n.gater),
+		libp2p.UserAgent(Agent),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		n.cancel()
+		n.events.Close()
+		return nil, listenError(s.ListenAddrs, err)
+	}
+	n.host = h
+	fail := func(err error) (*Node, error) {
+		n.cancel()
+		n.host.Close()
+		n.events.Close()
+		return nil, err
+	}
+	d, err := dht.New(h, dht.Config{
+		Realm:      s.Realm,
+		Mode:       s.DHTMode,
+		Validators: map[string]record.Validator{AliasNamespace: n.aliasV},
+		Logger:     n.log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	n.dht = d
+	created, err := id.persist()
+	if err != nil {
+		d.Close()
+		return fail(err)
+	}
+	n.keyCreated = created
+
+	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
+	h.Network().Notify(&network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
+	})
+	for _, ai := range s.bootstrap {
+		if ai.ID == h.ID() {
+			continue // a node listed among its own bootstrap peers
+		}
+		n.mu.Lock()
+		ch := make(chan struct{}, 1)
+		n.redial[ai.ID] = ch
+		n.mu.Unlock()
+		n.wg.Add(1)
+		go n.maintain(ai, ch)
+	}
+	n.wg.Add(1)
+	go n.aliasLoop()
+	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", created)
+	return n, nil
+}
+
+// listenError turns libp2p's listen failure into one line that names the
+// address.
+func listenError(addrs []string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "address already in use"):
+		return fmt.Errorf("%w: %s: address already in use (is another node running?)", ErrListen, strings.Join(addrs, ", "))
+	case strings.Contains(msg, "cannot assign requested address"):
+		return fmt.Errorf("%w: %s: no such local address", ErrListen, strings.Join(addrs, ", "))
+	case strings.Contains(msg, "permission denied"):
+		return fmt.Errorf("%w: %s: permission denied", ErrListen, strings.Join(addrs, ", "))
+	}
+	return fmt.Errorf("%w: %s: %v", ErrListen, strings.Join(addrs, ", "), err)
+}
+
+// Host returns the node's libp2p host, for the services wired on it.
+func (n *Node) Host() host.Host { return n.host }
+
+// DHT returns the realm's DHT.
+func (n *Node) DHT() *dht.DHT { return n.dht }
+
+// Events returns the node's event bus.
+func (n *Node) Events() *event.Bus { return n.events }
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// DID returns the node's did:key.
+func (n *Node) DID() string { return n.did }
+
+// Alias returns the node's readable alias, did:macula:<realm>.<name>.
+func (n *Node) Alias() string { return n.alias }
+
+// Realm returns the node's realm.
+func (n *Node) Realm() string { return n.cfg.Realm }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// KeyCreated reports whether this start created the node's key.
+func (n *Node) KeyCreated() bool { return n.keyCreated }
+
+// PrivateKey returns the node's key, for services that sign.
+func (n *Node) PrivateKey() ed25519.PrivateKey { return n.id.priv }
+
+// Addrs returns the node's listen addresses, each ending in /p2p/<peer-id>.
+func (n *Node) Addrs() []ma.Multiaddr {
+	p2p, _ := ma.NewComponent("p2p", n.host.ID().String())
+	var out []ma.Multiaddr
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.Encapsulate(p2p.Multiaddr()))
+	}
+	return out
+}
+
+// Peers returns the connected peers of the realm, sorted by peer ID.
+func (n *Node) Peers() []PeerInfo {
+	n.mu.Lock()
+	var out []PeerInfo
+	for id, ps := range n.peers {
+		if len(ps.verified) == 0 {
+			continue
+		}
+		out = append(out, PeerInfo{ID: id, Name: ps.name, Agent: ps.agent, Since: ps.since})
+	}
+	n.mu.Unlock()
+	for i := range out {
+		p := &out[i]
+		if pk, err := p.ID.ExtractPublicKey(); err == nil {
+			if raw, err := pk.Raw(); err == nil && len(raw) == ed25519.PublicKeySize {
+				p.DID = realm.DIDKey(raw)
+			}
+		}
+		if p.Name != "" {
+			p.Alias = realm.Alias(n.cfg.Realm, p.Name)
+		}
+		conns := n.host.Network().ConnsToPeer(p.ID)
+		sort.Slice(conns, func(i, j int) bool { return conns[i].Stat().Opened.Before(conns[j].Stat().Opened) })
+		for _, c := range conns {
+			p.Addrs = append(p.Addrs, c.RemoteMultiaddr())
+		}
+		if len(conns) > 0 {
+			p.Direction = conns[0].Stat().Direction.String()
+			p.Direction = strings.ToLower(p.Direction)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// IsPeer reports whether p is a connected peer of the realm.
+func (n *Node) IsPeer(p peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps, ok := n.peers[p]
+	return ok && len(ps.verified) > 0
+}
+
+func (n *Node) onConnected(c network.Conn) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		h, err := n.handshake(n.ctx, c)
+		if err != nil {
+			if n.ctx.Err() != nil || c.IsClosed() {
+				return
+			}
+			p := c.RemotePeer()
+			reason := err.Error()
+			if errors.Is(err, ErrOtherRealm) {
+				n.gater.refuse(p, n.cfg.RefuseFor)
+				n.log.Warn("peer refused: not in this realm", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+			} else {
+				n.log.Info("realm handshake failed", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+			}
+			n.events.Emit(event.Event{Kind: event.PeerRefused, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: reason})
+			_ = c.Close()
+			return
+		}
+		n.onVerified(c, h)
+	}()
+}
+
+// notePeerName records the name a peer gave in its own hello.
+func (n *Node) notePeerName(p peer.ID, h hello) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[p]
+	if ps == nil {
+		ps = &peerState{verified: map[network.Conn]bool{}}
+		n.peers[p] = ps
+	}
+	ps.name, ps.agent = h.Name, h.Agent
+}
+
+func (n *Node) onVerified(c network.Conn, h hello) {
+	p := c.RemotePeer()
+	n.mu.Lock()
+	if n.closed || c.IsClosed() {
+		n.mu.Unlock()
+		return
+	}
+	ps := n.peers[p]
+	if ps == nil {
+		ps = &peerState{verified: map[network.Conn]bool{}}
+		n.peers[p] = ps
+	}
+	first := len(ps.verified) == 0
+	ps.verified[c] = true
+	ps.name, ps.agent = h.Name, h.Agent
+	if first {
+		ps.since = time.Now()
+	}
+	n.mu.Unlock()
+	if !first {
+		return
+	}
+	n.log.Info("peer connected", "peer", p, "name", h.Name, "addr", c.RemoteMultiaddr())
+	e := event.Event{Kind: event.ConnectionUp, Peer: p.String(), Name: h.Name,
+		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: "direct"}
+	if pk, err := p.ExtractPublicKey(); err == nil {
+		if raw, err := pk.Raw(); err == nil {
+			e.DID = realm.DIDKey(raw)
+		}
+	}
+	n.events.Emit(e)
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) onDisconnected(c network.Conn) {
+	p := c.RemotePeer()
+	n.mu.Lock()
+	ps := n.peers[p]
+	wasUp := false
+	if ps != nil {
+		wasUp = ps.verified[c]
+		delete(ps.verified, c)
+		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
+			delete(n.peers, p)
+		}
+	}
+	down := wasUp && (ps == nil || len(ps.verified) == 0)
+	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	closed := n.closed
+	n.mu.Unlock()
+	if down && !closed {
+		n.log.Info("peer disconnected", "peer", p)
+		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String()})
+	}
+}
+
+// Connect dials a peer and waits for the realm handshake on the connection.
+func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if err := n.host.Connect(ctx, ai); err != nil {
+		return err
+	}
+	for {
+		if n.IsPeer(ai.ID) {
+			return nil
+		}
+		if n.gater.isRefused(ai.ID) {
+			return fmt.Errorf("%w: %s refused the realm handshake", ErrOtherRealm, ai.ID)
+		}
+		if n.host.Network().Connectedness(ai.ID) != network.Connected {
+			return fmt.Errorf("connection to %s closed during the realm handshake", ai.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the node: its loops, the DHT and the host. It waits for every
+// goroutine the node started, and is safe to call more than once.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	// Stop accepting work first: no new handshakes, then cancel the loops.
+	n.host.RemoveStreamHandler(HandshakeProtocol(n.cfg.Realm))
+	n.cancel()
+	derr := n.dht.Close()
+	herr := n.host.Close()
+	n.wg.Wait()
+	n.events.Close()
+	n.log.Info("node stopped")
+	return errors.Join(derr, herr)
+}

@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// dialTimeout bounds one dial of a bootstrap peer, handshake included.
+const dialTimeout = 15 * time.Second
+
+// maintain keeps the node connected to one bootstrap peer: it dials at
+// start, and again after each disconnect, waiting ReconnectInterval doubled
+// per failure (with jitter, capped at ReconnectMaxInterval). It gives up after
+// MaxReconnectAttempts failures in a row (0: never), at once when the peer is
+// of another realm, and after the first failure when Reconnect is off.
+func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
+	defer n.wg.Done()
+	failures := 0
+	for {
+		if n.ctx.Err() != nil {
+			return
+		}
+		if n.host.Network().Connectedness(ai.ID) != network.Connected {
+			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+			err := n.Connect(ctx, ai)
+			cancel()
+			if n.ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				failures++
+				if errors.Is(err, ErrOtherRealm) {
+					n.log.Error("bootstrap peer is not in this realm; not dialing it again", "peer", ai.ID, "err", err)
+					return
+				}
+				if !n.cfg.Reconnect || (n.cfg.MaxReconnectAttempts > 0 && failures >= n.cfg.MaxReconnectAttempts) {
+					n.log.Error("giving up on bootstrap peer", "peer", ai.ID, "failures", failures, "err", err)
+					return
+				}
+				wait := backoff(n.cfg.ReconnectInterval, n.cfg.ReconnectMaxInterval, failures)
+				n.log.Info("bootstrap peer unreachable", "peer", ai.ID, "failures", failures, "retry_in", wait.Round(time.Millisecond), "err", err)
+				select {
+				case <-n.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				continue
+			}
+			failures = 0
+			n.wg.Add(1)
+			go n.refreshAfterJoin()
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-disconnected:
+			if !n.cfg.Reconnect {
+				n.log.Info("bootstrap peer dropped; reconnect is off", "peer", ai.ID)
+				return
+			}
+			n.log.Info("bootstrap peer dropped; reconnecting", "peer", ai.ID)
+		}
+	}
+}
+
+// refreshAfterJoin fills the routing table through a newly joined bootstrap
+// peer and re-announces provided keys, which had nowhere to go before.
+func (n *Node) refreshAfterJoin() {
+	defer n.wg.Done()
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	if err := n.dht.RefreshRoutingTable(ctx); err != nil && n.ctx.Err() == nil {
+		n.log.Debug("routing table refresh failed", "err", err)
+	}
+	n.dht.Reprovide(ctx)
+}
+
+// backoff returns the wait before retry number failures (1-based):
+// base*2^(failures-1), capped at max, minus up to 20% jitter so that many
+// nodes that lost the same peer do not redial in lockstep.
+func backoff(base, max time.Duration, failures int) time.Duration {
+	d := base
+	for i := 1; i < failures && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
+}
