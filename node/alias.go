@@ -135,8 +135,11 @@ func ParseAliasRecord(b []byte) (*AliasRecord, error) {
 // until the remembered binding expires.
 type aliasValidator struct {
 	realm string
-	log   *slog.Logger
-	now   func() time.Time
+	// self is this node's own alias: never pinned, so that the node learns
+	// from the realm, not from its own record, whether the alias is free.
+	self string
+	log  *slog.Logger
+	now  func() time.Time
 
 	// mu guards pinned.
 	mu     sync.Mutex
@@ -148,8 +151,8 @@ type pin struct {
 	expires time.Time
 }
 
-func newAliasValidator(realmName string, log *slog.Logger) *aliasValidator {
-	return &aliasValidator{realm: realmName, log: log, now: time.Now, pinned: make(map[string]pin)}
+func newAliasValidator(realmName, self string, log *slog.Logger) *aliasValidator {
+	return &aliasValidator{realm: realmName, self: self, log: log, now: time.Now, pinned: make(map[string]pin)}
 }
 
 // Validate implements record.Validator.
@@ -183,6 +186,9 @@ func (v *aliasValidator) check(key string, value []byte) (*AliasRecord, error) {
 }
 
 func (v *aliasValidator) pin(r *AliasRecord) error {
+	if r.Alias == v.self {
+		return nil
+	}
 	now := v.now()
 	v.mu.Lock()
 	defer v.mu.Unlock()

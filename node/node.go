@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
@@ -82,6 +84,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPorts(s.listen); err != nil {
+		return nil, err
+	}
 	id, err := loadIdentity(s)
 	if err != nil {
 		return nil, err
@@ -98,7 +103,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		peers:  make(map[peer.ID]*peerState),
 		redial: make(map[peer.ID]chan struct{}),
 	}
-	n.aliasV = newAliasValidator(s.Realm, n.log)
+	n.aliasV = newAliasValidator(s.Realm, n.alias, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	h, err := libp2p.New(
@@ -159,6 +164,26 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	go n.aliasLoop()
 	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", created)
 	return n, nil
+}
+
+// checkPorts binds and releases each fixed listen port before libp2p does:
+// libp2p v0.51 leaves its swarm's goroutines running when a listen fails, so
+// a busy port is better caught here, with a plain message. (A port taken in
+// the moment between this check and libp2p's bind still fails, through
+// listenError.)
+func checkPorts(addrs []ma.Multiaddr) error {
+	for _, a := range addrs {
+		network, hostport, err := manet.DialArgs(a)
+		if err != nil || strings.HasSuffix(hostport, ":0") {
+			continue
+		}
+		pc, err := net.ListenPacket(network, hostport)
+		if err != nil {
+			return listenError([]string{a.String()}, err)
+		}
+		pc.Close()
+	}
+	return nil
 }
 
 // listenError turns libp2p's listen failure into one line that names the

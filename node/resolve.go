@@ -110,7 +110,7 @@ func addrStrings(n *Node) []string {
 func (n *Node) aliasLoop() {
 	defer n.wg.Done()
 	var bound time.Time
-	ok := false
+	ok, failures := false, 0
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	for {
@@ -131,34 +131,40 @@ func (n *Node) aliasLoop() {
 			n.log.Debug("alias not published yet", "alias", n.alias, "err", err)
 		}
 		wait := n.cfg.AliasTTL / 4
-		if !ok {
-			wait = 30 * time.Second
+		switch {
+		case errors.Is(err, ErrAliasTaken):
+			wait = n.cfg.AliasTTL / 4
+		case !ok:
+			failures++
+			wait = backoff(time.Second, 30*time.Second, failures)
+		default:
+			failures = 0
 		}
 		t.Reset(wait)
 	}
 }
 
-// publishAlias signs and stores the node's alias record. It keeps the time
-// of the first claim found in the DHT, so that the binding stays the older
-// one in any conflict.
+// publishAlias signs and stores the node's alias record. It first asks the
+// realm who holds the alias: another key's record means the alias is taken
+// (refused and logged); an answer it cannot get (no peers yet) means try
+// later, never a blind claim. It keeps the time of its first claim, so the
+// binding stays the older one in any conflict, and checks after the write
+// that the realm's best record is its own.
 func (n *Node) publishAlias(bound time.Time) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	now := time.Now()
 	if bound.IsZero() {
-		if raw, err := n.dht.GetValue(ctx, AliasKey(n.alias)); err == nil {
-			if rec, err := ParseAliasRecord(raw); err == nil {
-				if rec.DID != n.did {
-					n.log.Error("alias is bound to another key; not publishing", "alias", n.alias, "bound_to", rec.DID)
-					return bound, fmt.Errorf("%w: %s is bound to %s", ErrAliasTaken, n.alias, rec.DID)
-				}
-				bound = rec.Bound
-			}
-		} else if errors.Is(err, ErrAliasTaken) {
-			return bound, err
-		}
-		if bound.IsZero() {
+		held, err := n.aliasHolder(ctx)
+		switch {
+		case err == nil && held.DID != n.did:
+			return bound, n.aliasTaken(held.DID)
+		case err == nil:
+			bound = held.Bound
+		case errors.Is(err, routing.ErrNotFound):
 			bound = now
+		default:
+			return bound, err
 		}
 	}
 	rec := &AliasRecord{Alias: n.alias, Seq: uint64(now.UnixNano()), Bound: bound, Expires: now.Add(n.cfg.AliasTTL)}
@@ -175,8 +181,33 @@ func (n *Node) publishAlias(bound time.Time) (time.Time, error) {
 		return bound, err
 	}
 	if err := n.dht.PutValue(ctx, AliasKey(n.alias), raw); err != nil {
+		// kad-dht has no sentinel for a local record that Select prefers to
+		// ours; for alias records that only happens when another key holds
+		// an older claim, since our own records always rise in Seq.
+		if strings.Contains(err.Error(), "can't replace a newer value") {
+			return bound, n.aliasTaken("another key")
+		}
 		return bound, err
+	}
+	// kad-dht's PutValue ignores peers that refuse the record; ask again to
+	// learn whether the realm took ours.
+	if held, err := n.aliasHolder(ctx); err == nil && held.DID != n.did {
+		return bound, n.aliasTaken(held.DID)
 	}
 	n.log.Debug("alias published", "alias", n.alias)
 	return bound, nil
+}
+
+// aliasHolder returns the realm's best record for this node's alias.
+func (n *Node) aliasHolder(ctx context.Context) (*AliasRecord, error) {
+	raw, err := n.dht.GetValue(ctx, AliasKey(n.alias))
+	if err != nil {
+		return nil, err
+	}
+	return ParseAliasRecord(raw)
+}
+
+func (n *Node) aliasTaken(holder string) error {
+	n.log.Error("alias is bound to another key; not publishing", "alias", n.alias, "bound_to", holder)
+	return fmt.Errorf("%w: %s is bound to %s", ErrAliasTaken, n.alias, holder)
 }
