@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/node"
+)
+
+// Settings of macula-node dev.
+const (
+	devRealm     = "io.macula.dev"
+	devListen    = "/ip4/127.0.0.1/udp/0/quic-v1"
+	devFirstPort = 7401 // node i's API tries port devFirstPort+i-1
+	devMaxNodes  = 32
+	devMeshWait  = 15 * time.Second // how long to wait for every node to see every other
+)
+
+type devOptions struct {
+	nodes    int
+	logLevel string
+}
+
+func newDevCmd(stderr io.Writer) *cobra.Command {
+	o := &devOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Start a local mesh of nodes in one process, for trying things",
+		Long: fmt.Sprintf(`Start --nodes nodes of realm %s in this process, on loopback, with
+identities in memory and no configuration: node1 is the bootstrap of the
+others. Each node serves its API on 127.0.0.1, on port %d, %d, ... when free
+(on TCP for HTTP/1.1, on UDP for HTTP/3), on a random port otherwise.
+
+dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
+			devRealm, devFirstPort, devFirstPort+1),
+		Args: argsN(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.nodes < 1 || o.nodes > devMaxNodes {
+				return &usageError{err: fmt.Errorf("--nodes %d: want 1 to %d", o.nodes, devMaxNodes), hint: cmd.CommandPath()}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDev(ctx, stop, o, cmd.OutOrStdout(), stderr)
+		},
+	}
+	cmd.Flags().IntVar(&o.nodes, "nodes", 3, fmt.Sprintf("number of nodes, 1 to %d", devMaxNodes))
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// devNode is one node of the dev mesh and its API.
+type devNode struct {
+	n *node.Node
+	g *gateway.Gateway
+}
+
+func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.Writer) (err error) {
+	lg, err := newLogging(stderr, o.logLevel, "text", false)
+	if err != nil {
+		return err
+	}
+	var nodes []devNode
+	defer func() {
+		// The APIs first, so that no request reaches a closing node.
+		var errs []error
+		for _, d := range nodes {
+			errs = append(errs, d.g.Close())
+		}
+		for _, d := range nodes {
+			errs = append(errs, d.n.Close())
+		}
+		if cerr := errors.Join(errs...); cerr != nil && err == nil {
+			err = fmt.Errorf("stopping: %w", cerr)
+		}
+	}()
+
+	var bootstrap []string
+	for i := 1; i <= o.nodes; i++ {
+		cfg := node.DefaultConfig(devRealm, fmt.Sprintf("node%d", i))
+		cfg.ListenAddrs = []string{devListen}
+		cfg.Bootstrap = bootstrap
+		cfg.Logger = lg.logger
+		n, err := node.New(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("node%d: %w", i, err)
+		}
+		g, err := devGateway(n, devFirstPort+i-1, lg)
+		if err != nil {
+			n.Close()
+			return fmt.Errorf("node%d: %w", i, err)
+		}
+		nodes = append(nodes, devNode{n: n, g: g})
+		if i == 1 {
+			for _, a := range n.Addrs() {
+				bootstrap = append(bootstrap, a.String())
+			}
+		}
+	}
+
+	if !waitMesh(ctx, nodes, devMeshWait) && ctx.Err() == nil {
+		fmt.Fprintf(stderr, "warning: after %v not every node sees the %d others yet; going on\n", devMeshWait, len(nodes)-1)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	printDevTable(stdout, nodes)
+	<-ctx.Done()
+	stop()
+	fmt.Fprintln(stdout, "stopping")
+	return nil
+}
+
+// devGateway serves n's API on port (TCP and UDP) of 127.0.0.1, or on random
+// ports if that one is taken, so that dev always starts.
+func devGateway(n *node.Node, port int, lg *logging) (*gateway.Gateway, error) {
+	cfg := gateway.Config{
+		Addr:      fmt.Sprintf("127.0.0.1:%d", port),
+		HTTP3Addr: fmt.Sprintf("127.0.0.1:%d", port),
+		LogLevel:  lg.level,
+		Logger:    lg.logger,
+	}
+	g, err := gateway.New(cfg, n)
+	if errors.Is(err, gateway.ErrListen) {
+		cfg.Addr, cfg.HTTP3Addr = "127.0.0.1:0", "127.0.0.1:0"
+		g, err = gateway.New(cfg, n)
+	}
+	return g, err
+}
+
+// waitMesh waits until every node has all the others as peers, ctx ends or
+// the wait is over; it reports whether the mesh is complete.
+func waitMesh(ctx context.Context, nodes []devNode, wait time.Duration) bool {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done := true
+		for _, d := range nodes {
+			if len(d.n.Peers()) < len(nodes)-1 {
+				done = false
+				break
+			}
+		}
+		if done {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// printDevTable prints the nodes and a few commands to try.
+func printDevTable(w io.Writer, nodes []devNode) {
+	fmt.Fprintf(w, "Macula dev mesh: %d node(s) of realm %s\n\n", len(nodes), devRealm)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDID\tPEER ID\tQUIC ADDR\tAPI")
+	for _, d := range nodes {
+		quic := ""
+		if addrs := d.n.Host().Addrs(); len(addrs) > 0 {
+			quic = addrs[0].String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.n.Name(), d.n.DID(), d.n.ID(), quic, d.g.Addr())
+	}
+	tw.Flush()
+
+	first, other := nodes[0], nodes[min(1, len(nodes)-1)]
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nTry, in another terminal:\n")
+	fmt.Fprintf(&b, "  macula-node --api %s id\n", first.g.Addr())
+	fmt.Fprintf(&b, "  macula-node --api %s peers\n", first.g.Addr())
+	fmt.Fprintf(&b, "  macula-node --api %s dht provide hello\n", first.g.Addr())
+	fmt.Fprintf(&b, "  macula-node --api %s dht lookup hello\n", other.g.Addr())
+	fmt.Fprintf(&b, "  macula-node --api %s resolve %s\n", other.g.Addr(), first.n.Alias())
+	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
+	io.WriteString(w, b.String())
+}

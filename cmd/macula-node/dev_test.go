@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/macula-io/macula/gateway"
+)
+
+// devRow matches a node's row of dev's table: NAME DID PEER-ID QUIC-ADDR API.
+var devRow = regexp.MustCompile(`^(node\d+)\s+(did:key:\S+)\s+(\S+)\s+(/ip4/\S+/quic-v1)\s+(\S+:\d+)\s*$`)
+
+// TestDev runs macula-node dev --nodes 3 as a process, reads the API
+// addresses from its table, and checks through them that the mesh is full.
+// The default API ports may be taken (by another dev, by another test run):
+// dev then picks random ones, and the table says which.
+func TestDev(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	p := startProc(t, "dev", nil, "dev", "--nodes", "3")
+
+	apis := map[string]string{}
+	eventually(t, 30*time.Second, "dev prints its table", func() error {
+		if p.exited() {
+			t.Fatalf("dev exited (%v); stderr:\n%s", p.err, p.stderr.String())
+		}
+		out := p.stdout.String()
+		if !strings.Contains(out, "Ctrl-C") {
+			return errors.New("no table yet")
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if m := devRow.FindStringSubmatch(line); m != nil {
+				apis[m[1]] = m[5]
+			}
+		}
+		if len(apis) != 3 {
+			return fmt.Errorf("rows for %v in:\n%s", apis, out)
+		}
+		return nil
+	})
+	t.Logf("table after %v: %v", time.Since(start).Round(time.Millisecond), apis)
+	if strings.Contains(p.stderr.String(), "warning") {
+		t.Errorf("dev warned: %s", p.stderr.String())
+	}
+
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("node%d", i)
+		api, ok := apis[name]
+		if !ok {
+			t.Fatalf("no row for %s", name)
+		}
+		eventually(t, 10*time.Second, name+" has 2 peers", func() error {
+			var peers []gateway.Peer
+			if err := cliJSON(t, api, &peers, "peers"); err != nil {
+				return err
+			}
+			if len(peers) != 2 {
+				return fmt.Errorf("%d peers: %v", len(peers), peerIDs(peers))
+			}
+			return nil
+		})
+		var info gateway.NodeInfo
+		if err := cliJSON(t, api, &info, "id"); err != nil {
+			t.Fatal(err)
+		}
+		if info.Name != name || info.Realm != devRealm {
+			t.Errorf("%s's API answers for %s of %s", name, info.Name, info.Realm)
+		}
+	}
+
+	if code := p.stop(t, syscall.SIGINT, 15*time.Second); code != 0 {
+		t.Fatalf("dev exited with %d after SIGINT; stderr:\n%s", code, p.stderr.String())
+	}
+	t.Logf("stopped after %v", time.Since(start).Round(time.Millisecond))
+}

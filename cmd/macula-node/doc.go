@@ -1,0 +1,73 @@
+// Command macula-node runs nodes of a Macula mesh and talks to running ones.
+//
+// # Running nodes
+//
+//	macula-node dev [--nodes N] [--log-level warn]
+//
+// starts N nodes (default 3, at most 32) of realm io.macula.dev in one
+// process, on loopback, with identities kept in memory: node1 is the
+// bootstrap of the others. Node i serves its API on 127.0.0.1:740<i> (TCP
+// for HTTP/1.1, UDP for HTTP/3), or on a random port when that one is taken.
+// dev waits until every node sees the others, prints a table (name, DID, peer
+// ID, QUIC address, API address) and commands to try, and runs until Ctrl-C.
+//
+//	macula-node run --realm REALM [flags]
+//
+// is the daemon: one node and its API until SIGINT or SIGTERM. Flags:
+//
+//	--config FILE                  TOML config file
+//	--realm REALM                  realm, reverse DNS such as io.acme.orders (required)
+//	--name NAME                    name in the realm (default: the host name, lower-cased)
+//	--data-dir DIR                 key and state (default: $HOME/.macula/<name>)
+//	--listen MULTIADDR             QUIC listen address, repeatable (default /ip4/0.0.0.0/udp/7400/quic-v1)
+//	--bootstrap MULTIADDR          peer to join through, with /p2p/<id>; repeatable
+//	--api HOST:PORT                HTTP/1.1 API address (default 127.0.0.1:7401)
+//	--http3 HOST:PORT|off          HTTP/3 API address on UDP (default 127.0.0.1:7401)
+//	--log-level LEVEL              debug, info, warn or error (default info)
+//	--log-format FORMAT            text or json (default text)
+//	--reconnect                    redial dropped bootstrap peers (default true)
+//	--reconnect-interval DURATION  first wait before a redial, doubling (default 1s)
+//	--max-reconnect-attempts N     give a bootstrap peer up after N failures (default 0: never)
+//	--dht-mode MODE                server, client or auto (default server)
+//
+// Every flag can also be given as an environment variable, MACULA_ and the
+// flag's name upper-cased with '-' as '_' (MACULA_REALM, MACULA_DATA_DIR;
+// a repeatable flag takes a comma-separated list, MACULA_BOOTSTRAP=a,b), and
+// as a key of the config file, the flag's name with '-' as '_':
+//
+//	realm = "io.acme.orders"
+//	name = "worker-1"
+//	bootstrap = ["/ip4/10.0.0.1/udp/7400/quic-v1/p2p/12D3Koo..."]
+//	reconnect_interval = "2s"
+//
+// The command line beats the environment, which beats the file, which beats
+// the defaults; a key of the file that names no flag is an error.
+//
+// Once the node and its API are up, run writes <data-dir>/node.json (peer_id,
+// did, alias, realm, name, addrs, api, http3, pid, started_at) and logs "node
+// ready"; it removes node.json on a clean exit. A start that fails (a bad
+// realm or bootstrap address, a busy port, a data directory that cannot be
+// written, a corrupt node.key) prints one error line, exits non-zero, and
+// leaves the disk as it was: logs are held until the start succeeded.
+//
+// # Talking to a running node
+//
+// The client commands talk to a node through its HTTP API, at --api (or
+// MACULA_API; default 127.0.0.1:7401). They print text, or with --json the
+// API's JSON answer; --timeout bounds the request.
+//
+//	macula-node id                 DIDs (did:key and alias), peer ID, realm, addresses
+//	macula-node peers              connected peers of the realm
+//	macula-node resolve DID        a did:key or did:macula alias to its key, peer ID, addresses
+//	macula-node dht stats          routing table size and stored records
+//	macula-node dht lookup KEY     providers of KEY with their addresses
+//	macula-node dht provide KEY    make the node provide KEY
+//	macula-node log-level [LEVEL]  print or set the node's log level
+//	macula-node version            the version of this binary
+//
+// # Errors and exit codes
+//
+// Every failure is one line on stderr, "macula-node: <what went wrong>".
+// The exit code is 0 on success, 1 when the command failed, 2 when the
+// command line is wrong (an unknown command, flag or argument).
+package main

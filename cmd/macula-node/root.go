@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/macula-io/macula/node"
+)
+
+// version is the release, set at build time with
+// -ldflags "-X main.version=v0.1.0"; otherwise it comes from the build info.
+var version = ""
+
+// defaultAPI is where the client commands look for a node, and where run
+// serves its API, unless told otherwise.
+const defaultAPI = "127.0.0.1:7401"
+
+// newRootCmd builds the command tree. stdout gets results, stderr gets logs.
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "macula-node",
+		Short: "Run and talk to Macula mesh nodes",
+		Long: `macula-node runs nodes of a Macula mesh and talks to running ones.
+
+  macula-node dev              a local mesh of 3 nodes in one process, for trying things
+  macula-node run --realm R    the daemon: one node and its API
+  macula-node id | peers | resolve | dht | log-level
+                               ask a running node through its API (--api)
+
+Flags can also be given as MACULA_<FLAG> environment variables (MACULA_API,
+MACULA_REALM, ...); the command line wins.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          groupRun,
+		// Flags beat MACULA_* environment variables beat the config file:
+		// applied here, once the command line is parsed, for every command.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			cfgFlag := ""
+			if cmd.Flags().Lookup(configFlag) != nil {
+				cfgFlag = configFlag
+			}
+			return applySources(cmd.Flags(), os.Getenv, cfgFlag)
+		},
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{err: err, hint: cmd.CommandPath()}
+	})
+	root.PersistentFlags().String("api", defaultAPI, "address of the node API the client commands talk to")
+
+	root.AddCommand(
+		newDevCmd(stderr),
+		newRunCmd(stderr),
+		newIDCmd(),
+		newPeersCmd(),
+		newResolveCmd(),
+		newDHTCmd(),
+		newLogLevelCmd(),
+		newVersionCmd(),
+	)
+	return root
+}
+
+// groupRun is the RunE of a command that only groups subcommands: alone it
+// prints its help; with an argument, that argument is an unknown command.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return &usageError{err: fmt.Errorf("%s", msg), hint: cmd.CommandPath()}
+}
+
+// argsN accepts between min and max positional arguments (max < 0: any),
+// and reports anything else as a usage error.
+func argsN(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		var err error
+		switch {
+		case len(args) < min:
+			err = fmt.Errorf("%s needs %d argument(s), got %d", cmd.CommandPath(), min, len(args))
+		case max >= 0 && len(args) > max:
+			if max == 0 {
+				err = fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), strings.Join(args, " "))
+			} else {
+				err = fmt.Errorf("%s takes at most %d argument(s), got %d", cmd.CommandPath(), max, len(args))
+			}
+		}
+		if err != nil {
+			return &usageError{err: err, hint: cmd.CommandPath()}
+		}
+		return nil
+	}
+}
+
+// versionString is the binary's version.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of macula-node",
+		Args:  argsN(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "macula-node %s (agent %s, %s, %s/%s)\n",
+				versionString(), node.Agent, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}

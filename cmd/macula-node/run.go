@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/realm"
+)
+
+// stateFile is the file run writes into the data directory once the node and
+// its API are up, and removes on a clean exit: how scripts and tests find a
+// node's API address and peer ID.
+const stateFile = "node.json"
+
+// defaultListen is run's default QUIC listen address.
+const defaultListen = "/ip4/0.0.0.0/udp/7400/quic-v1"
+
+// runOptions are the settings of macula-node run, bound to its flags.
+type runOptions struct {
+	Config               string
+	Realm                string
+	Name                 string
+	DataDir              string
+	Listen               []string
+	Bootstrap            []string
+	API                  string
+	HTTP3                string
+	LogLevel             string
+	LogFormat            string
+	Reconnect            bool
+	ReconnectInterval    time.Duration
+	MaxReconnectAttempts int
+	DHTMode              string
+}
+
+// addFlags defines run's flags on fs, bound to o: the one definition of
+// run's settings, for the command line, MACULA_* and the config file.
+func (o *runOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Config, configFlag, "", "TOML config file; keys are flag names with '_' for '-' (realm = \"io.acme.orders\")")
+	fs.StringVar(&o.Realm, "realm", "", "realm of the node, reverse DNS such as io.acme.orders (required)")
+	fs.StringVar(&o.Name, "name", "", "name of the node in the realm (default: the host name, lower-cased)")
+	fs.StringVar(&o.DataDir, "data-dir", "", "directory of the node's key and state (default: $HOME/.macula/<name>)")
+	fs.StringArrayVar(&o.Listen, "listen", []string{defaultListen}, "QUIC multiaddr to listen on (repeatable)")
+	fs.StringArrayVar(&o.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer-id> of a peer to join through (repeatable)")
+	fs.StringVar(&o.API, "api", gateway.DefaultAddr, "HTTP/1.1 API listen address (TCP host:port)")
+	fs.StringVar(&o.HTTP3, "http3", gateway.DefaultHTTP3Addr, "HTTP/3 API listen address (UDP host:port), or \"off\"")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&o.Reconnect, "reconnect", true, "redial bootstrap peers when they drop")
+	fs.DurationVar(&o.ReconnectInterval, "reconnect-interval", time.Second, "first wait before redialing a bootstrap peer; doubles on each failure")
+	fs.IntVar(&o.MaxReconnectAttempts, "max-reconnect-attempts", 0, "failures in a row after which a bootstrap peer is given up (0: never)")
+	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeServer), "DHT mode: server, client or auto")
+}
+
+func newRunCmd(stderr io.Writer) *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a node and its API (the daemon)",
+		Long: `Run one node of a realm and serve its API until SIGINT or SIGTERM.
+
+Every flag can also be set by an environment variable MACULA_<FLAG>
+(MACULA_REALM, MACULA_DATA_DIR, MACULA_BOOTSTRAP=a,b, ...) or by a key of the
+TOML file given with --config (realm = "io.acme.orders", bootstrap = ["..."],
+reconnect_interval = "2s"). Flags beat the environment, which beats the file.
+
+Once the node and its API are up, run writes <data-dir>/node.json (peer ID,
+DIDs, addresses, API addresses, pid) and removes it on a clean exit.`,
+		Example: `  macula-node run --realm io.acme.orders --name worker-1
+  macula-node run --realm io.acme.orders --bootstrap /ip4/10.0.0.1/udp/7400/quic-v1/p2p/12D3Koo...
+  MACULA_REALM=io.acme.orders macula-node run --config /etc/macula/node.toml`,
+		Args: argsN(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDaemon(ctx, stop, o, stderr)
+		},
+	}
+	o.addFlags(cmd.Flags())
+	cmd.Flags().SortFlags = false
+	return cmd
+}
+
+// daemonPlan is a validated runOptions, ready to start.
+type daemonPlan struct {
+	nodeCfg node.Config
+	gwCfg   gateway.Config
+	dataDir string
+}
+
+// plan validates o without touching the disk or the network and without
+// logging, so that bad input gives exactly one error line.
+func (o *runOptions) plan() (*daemonPlan, error) {
+	if o.Realm == "" {
+		return nil, errors.New("realm is required (--realm, MACULA_REALM or realm in the config file)")
+	}
+	if err := realm.ValidateRealm(o.Realm); err != nil {
+		return nil, err
+	}
+	name := o.Name
+	if name == "" {
+		name = defaultName()
+	}
+	if err := realm.ValidateNodeName(name); err != nil {
+		return nil, fmt.Errorf("--name: %w", err)
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		return nil, err
+	}
+	switch o.LogFormat {
+	case "text", "json":
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", o.LogFormat)
+	}
+	mode := dht.Mode(o.DHTMode)
+	switch mode {
+	case dht.ModeServer, dht.ModeClient, dht.ModeAuto:
+	default:
+		return nil, fmt.Errorf("dht mode %q: want server, client or auto", o.DHTMode)
+	}
+	if o.ReconnectInterval <= 0 {
+		return nil, fmt.Errorf("reconnect interval %v: want a positive duration such as 1s", o.ReconnectInterval)
+	}
+	if o.MaxReconnectAttempts < 0 {
+		return nil, fmt.Errorf("max reconnect attempts %d: want 0 (never give up) or more", o.MaxReconnectAttempts)
+	}
+	if err := checkHostPort("api", o.API); err != nil {
+		return nil, err
+	}
+	http3 := strings.TrimSpace(o.HTTP3)
+	if http3 == "off" || http3 == "" {
+		http3 = "off"
+	} else if err := checkHostPort("http3", http3); err != nil {
+		return nil, err
+	}
+	dir := o.DataDir
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("no data directory: give --data-dir (%v)", err)
+		}
+		dir = filepath.Join(home, ".macula", name)
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %q: %v", o.DataDir, err)
+	}
+
+	nc := node.DefaultConfig(o.Realm, name)
+	nc.DataDir = dir
+	nc.ListenAddrs = append([]string(nil), o.Listen...)
+	nc.Bootstrap = append([]string(nil), o.Bootstrap...)
+	nc.Reconnect = o.Reconnect
+	nc.ReconnectInterval = o.ReconnectInterval
+	nc.MaxReconnectAttempts = o.MaxReconnectAttempts
+	nc.DHTMode = mode
+	return &daemonPlan{
+		nodeCfg: nc,
+		gwCfg:   gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir},
+		dataDir: dir,
+	}, nil
+}
+
+func checkHostPort(what, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s address %q: want host:port such as 127.0.0.1:7401", what, addr)
+	}
+	return nil
+}
+
+// defaultName is the host name, lower-cased, up to its first dot, with
+// every character outside [a-z0-9_-] turned into '-'; "node" if nothing is
+// left.
+func defaultName() string {
+	h, _ := os.Hostname()
+	return sanitizeName(h)
+}
+
+func sanitizeName(h string) string {
+	h = strings.ToLower(h)
+	if i := strings.IndexByte(h, '.'); i >= 0 {
+		h = h[:i]
+	}
+	s := strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			return c
+		}
+		return '-'
+	}, h)
+	s = strings.TrimLeft(s, "_-")
+	if len(s) > realm.MaxSegmentLen {
+		s = s[:realm.MaxSegmentLen]
+	}
+	if s == "" {
+		return "node"
+	}
+	return s
+}
+
+// stateInfo is the content of node.json.
+type stateInfo struct {
+	PeerID    string    `json:"peer_id"`
+	DID       string    `json:"did"`
+	Alias     string    `json:"alias"`
+	Realm     string    `json:"realm"`
+	Name      string    `json:"name"`
+	Addrs     []string  `json:"addrs"`
+	API       string    `json:"api"`
+	HTTP3     string    `json:"http3,omitempty"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// runDaemon starts the node and its API, and serves until ctx ends; stop
+// is called then, so that a second signal kills the process the usual way.
+func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer) error {
+	p, err := o.plan()
+	if err != nil {
+		return err
+	}
+	// Logs are held until the node and its API are up: a start that fails
+	// reports one error line, not the node's "node started" first.
+	lg, err := newLogging(stderr, o.LogLevel, o.LogFormat, true)
+	if err != nil {
+		return err
+	}
+	p.nodeCfg.Logger = lg.logger
+	p.gwCfg.Logger = lg.logger
+	p.gwCfg.LogLevel = lg.level
+
+	// The files a start may create; a failed start removes those that were
+	// not there before, and the directories it made, so it changes nothing.
+	undo := newUndo(p.dataDir, node.KeyFile, gateway.CertFile, gateway.KeyFile, stateFile)
+	failed := func(err error) error {
+		undo.run()
+		if lg.level.Level() <= slog.LevelDebug { // the held lines say what happened
+			lg.hold.release()
+		} else {
+			lg.hold.discard()
+		}
+		return err
+	}
+
+	n, err := node.New(ctx, p.nodeCfg)
+	if err != nil {
+		return failed(err)
+	}
+	g, err := gateway.New(p.gwCfg, n)
+	if err != nil {
+		n.Close()
+		return failed(err)
+	}
+	st := stateInfo{
+		PeerID:    n.ID().String(),
+		DID:       n.DID(),
+		Alias:     n.Alias(),
+		Realm:     n.Realm(),
+		Name:      n.Name(),
+		API:       g.Addr(),
+		HTTP3:     g.HTTP3Addr(),
+		PID:       os.Getpid(),
+		StartedAt: time.Now().UTC(),
+	}
+	for _, a := range n.Addrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	statePath := filepath.Join(p.dataDir, stateFile)
+	if err := writeJSONAtomic(statePath, st); err != nil {
+		g.Close()
+		n.Close()
+		return failed(fmt.Errorf("writing %s: %w", statePath, err))
+	}
+	lg.hold.release()
+	lg.logger.Info("node ready", "api", g.Addr(), "http3", g.HTTP3Addr(), "peer", n.ID(),
+		"did", n.DID(), "alias", n.Alias(), "data_dir", p.dataDir)
+
+	<-ctx.Done()
+	stop()
+	lg.logger.Info("stopping")
+	// The API first, so no request reaches a closing node; then the node.
+	gerr := g.Close()
+	nerr := n.Close()
+	if err := os.Remove(statePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		lg.logger.Warn("cannot remove state file", "path", statePath, "err", err)
+	}
+	if err := errors.Join(gerr, nerr); err != nil {
+		return fmt.Errorf("stopping: %w", err)
+	}
+	return nil
+}
+
+// writeJSONAtomic writes v as indented JSON to path through a temporary
+// file and a rename: a reader sees the old file or the whole new one.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// undo remembers which files of a directory, and which of its ancestors,
+// did not exist before a start, and removes them again when the start fails.
+type undo struct {
+	files []string // files that did not exist, to remove
+	dirs  []string // directories that did not exist, deepest first
+}
+
+func newUndo(dir string, names ...string) *undo {
+	u := &undo{}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		u.dirs = append(u.dirs, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for _, name := range names {
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			u.files = append(u.files, p)
+		}
+	}
+	return u
+}
+
+func (u *undo) run() {
+	for _, f := range u.files {
+		os.Remove(f)
+	}
+	for _, d := range u.dirs {
+		os.Remove(d) // only if empty: never anything we did not make
+	}
+}

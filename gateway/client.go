@@ -1,0 +1,237 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/node"
+)
+
+// maxResponseBytes bounds an answer the client reads.
+const maxResponseBytes = 16 << 20
+
+// Client talks to a node's API. Its methods are safe for concurrent use.
+type Client struct {
+	base  string // "http://host:port" or "https://host:port"
+	hc    *http.Client
+	close func() error
+}
+
+// APIError is an error answer of the API (a status other than 2xx). Network
+// failures are not APIErrors but wrapped errors of the transport.
+type APIError struct {
+	// Status is the HTTP status.
+	Status int
+	// Code is the API's error code (one of the Code constants), or
+	// "http_<status>" when the answer was not an API error body.
+	Code    string
+	Message string
+}
+
+// Error returns "CODE: MESSAGE (HTTP status)".
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+}
+
+// NewClient returns a client of the HTTP/1.1 API at addr, "127.0.0.1:7401"
+// or "http://127.0.0.1:7401".
+func NewClient(addr string) *Client {
+	base := strings.TrimRight(addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // the API is local; never send it through a proxy
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     time.Minute,
+	}
+	return &Client{
+		base:  base,
+		hc:    &http.Client{Transport: tr},
+		close: func() error { tr.CloseIdleConnections(); return nil },
+	}
+}
+
+// NewHTTP3Client returns a client of the HTTP/3 API at the UDP address addr
+// ("127.0.0.1:7401" or "https://127.0.0.1:7401"). tlsConf says which
+// certificate to trust, typically a pool holding the gateway's CertPEM; nil
+// means the system roots.
+func NewHTTP3Client(addr string, tlsConf *tls.Config) *Client {
+	base := strings.TrimRight(addr, "/")
+	base = strings.TrimPrefix(base, "https://")
+	tr := &http3.Transport{TLSClientConfig: tlsConf}
+	return &Client{
+		base:  "https://" + base,
+		hc:    &http.Client{Transport: tr},
+		close: tr.Close,
+	}
+}
+
+// Close releases the client's connections (and, for HTTP/3, its UDP
+// socket). The client must not be used after.
+func (c *Client) Close() error { return c.close() }
+
+// Node returns the node's identity and state.
+func (c *Client) Node(ctx context.Context) (*NodeInfo, error) {
+	var out NodeInfo
+	if err := c.do(ctx, http.MethodGet, "/v1/node", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Peers returns the connected peers of the node's realm.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var out []Peer
+	if err := c.do(ctx, http.MethodGet, "/v1/peers", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Resolve resolves a did:key or a did:macula alias of the node's realm. If
+// ctx has a deadline, the server's own timeout is set a little inside it.
+func (c *Client) Resolve(ctx context.Context, did string) (*node.Resolution, error) {
+	var out node.Resolution
+	if err := c.do(ctx, http.MethodGet, "/v1/resolve/"+url.PathEscape(did), timeoutQuery(ctx, nil), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DHTStats returns the node's DHT statistics.
+func (c *Client) DHTStats(ctx context.Context) (*dht.Stats, error) {
+	var out dht.Stats
+	if err := c.do(ctx, http.MethodGet, "/v1/dht/stats", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DHTLookup returns the providers of key that the node finds. If ctx has a
+// deadline, the server searches until a little before it; otherwise for
+// DefaultLookupTimeout.
+func (c *Client) DHTLookup(ctx context.Context, key string) (*LookupResult, error) {
+	var out LookupResult
+	if err := c.do(ctx, http.MethodGet, "/v1/dht/lookup", timeoutQuery(ctx, url.Values{"key": {key}}), nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Providers == nil {
+		out.Providers = []Provider{}
+	}
+	return &out, nil
+}
+
+// DHTProvide makes the node provide key from now on.
+func (c *Client) DHTProvide(ctx context.Context, key string) error {
+	return c.do(ctx, http.MethodPost, "/v1/dht/provide", timeoutQuery(ctx, url.Values{"key": {key}}), nil, nil)
+}
+
+// LogLevel returns the node's log level: "debug", "info", "warn" or "error".
+func (c *Client) LogLevel(ctx context.Context) (string, error) {
+	var out LogLevel
+	if err := c.do(ctx, http.MethodGet, "/v1/log/level", nil, nil, &out); err != nil {
+		return "", err
+	}
+	return out.Level, nil
+}
+
+// SetLogLevel sets the node's log level: "debug", "info", "warn" or "error".
+func (c *Client) SetLogLevel(ctx context.Context, level string) error {
+	return c.do(ctx, http.MethodPut, "/v1/log/level", nil, LogLevel{Level: level}, nil)
+}
+
+// timeoutQuery adds ?timeout= a tenth inside ctx's deadline, so that the
+// server answers (with what it found) before the caller gives up.
+func timeoutQuery(ctx context.Context, q url.Values) url.Values {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return q
+	}
+	left := time.Until(dl)
+	if left < 100*time.Millisecond {
+		return q
+	}
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("timeout", min(left-left/10, MaxTimeout).Truncate(time.Millisecond).String())
+	return q
+}
+
+// do sends one request and decodes a 2xx answer into out (if not nil) or an
+// error answer into an *APIError.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("gateway client: %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("gateway client: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("gateway client: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("gateway client: %s %s: reading the answer: %w", method, path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return apiErrorOf(resp.StatusCode, raw)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("gateway client: %s %s: decoding the answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// apiErrorOf decodes an error answer; one that is not an API error body
+// (a proxy's page, say) keeps its first line as the message.
+func apiErrorOf(status int, raw []byte) *APIError {
+	var eb errorBody
+	if err := json.Unmarshal(raw, &eb); err == nil && eb.Error.Code != "" {
+		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	msg := strings.TrimSpace(string(raw))
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	return &APIError{Status: status, Code: fmt.Sprintf("http_%d", status), Message: msg}
+}

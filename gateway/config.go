@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+)
+
+// Default listen addresses: loopback only, since the API has no
+// authentication and lets its caller change the node's log level and what it
+// provides. The same port number serves HTTP/1.1 on TCP and HTTP/3 on UDP.
+const (
+	DefaultAddr      = "127.0.0.1:7401"
+	DefaultHTTP3Addr = "127.0.0.1:7401"
+)
+
+// Files of the HTTP/3 certificate in Config.DataDir, both mode 0600.
+const (
+	CertFile = "api-cert.pem"
+	KeyFile  = "api-key.pem"
+)
+
+// Config configures a Gateway. The zero value serves HTTP/1.1 on
+// DefaultAddr, without HTTP/3. New never modifies the caller's Config.
+type Config struct {
+	// Addr is the HTTP/1.1 TCP listen address, host:port. Port 0 picks a
+	// free port (see Gateway.Addr). Default: "127.0.0.1:7401".
+	Addr string
+	// HTTP3Addr is the HTTP/3 UDP listen address, host:port; "" or "off"
+	// disables HTTP/3. Port 0 picks a free port (see Gateway.HTTP3Addr).
+	// DefaultConfig sets "127.0.0.1:7401".
+	HTTP3Addr string
+	// DataDir keeps the self-signed HTTP/3 certificate (CertFile and
+	// KeyFile, mode 0600), so that clients that pinned it keep working
+	// across restarts. "" means a new certificate in memory on every start.
+	DataDir string
+	// TLSCertFile and TLSKeyFile name a PEM certificate and key to serve
+	// HTTP/3 with instead of the self-signed one: both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
+	// LogLevel is the level the API reads and sets (GET and PUT
+	// /v1/log/level), normally the one the process's slog handler uses.
+	// nil: the endpoint answers 501.
+	LogLevel *slog.LevelVar
+	// Logger receives the gateway's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: HTTP/1.1 and HTTP/3 both on
+// 127.0.0.1:7401, a certificate in memory.
+func DefaultConfig() Config {
+	return Config{Addr: DefaultAddr, HTTP3Addr: DefaultHTTP3Addr}
+}
+
+// settings is a validated Config with defaults filled in.
+type settings struct {
+	Config
+	http3 bool // HTTP/3 enabled
+}
+
+func validate(cfg Config) (*settings, error) {
+	s := &settings{Config: cfg}
+	if s.Addr == "" {
+		s.Addr = DefaultAddr
+	}
+	if err := checkHostPort(s.Addr); err != nil {
+		return nil, fmt.Errorf("%w: Addr %q: %v", ErrConfig, s.Addr, err)
+	}
+	switch strings.TrimSpace(s.HTTP3Addr) {
+	case "", "off":
+		s.HTTP3Addr = ""
+	default:
+		s.http3 = true
+		if err := checkHostPort(s.HTTP3Addr); err != nil {
+			return nil, fmt.Errorf("%w: HTTP3Addr %q: %v", ErrConfig, s.HTTP3Addr, err)
+		}
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		return nil, fmt.Errorf("%w: TLSCertFile %q and TLSKeyFile %q: give both or neither", ErrConfig, s.TLSCertFile, s.TLSKeyFile)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	return s, nil
+}
+
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %v", err)
+	}
+	if port == "" {
+		return fmt.Errorf("want host:port: missing port")
+	}
+	return nil
+}

@@ -1,0 +1,33 @@
+package gateway
+
+import "errors"
+
+// Errors returned by New.
+var (
+	// ErrListen: an API listen address could not be bound (busy port, bad
+	// address). The error names the address and the protocol.
+	ErrListen = errors.New("gateway: cannot listen")
+	// ErrConfig: the Config is not valid; the error names the field.
+	ErrConfig = errors.New("gateway: invalid config")
+	// ErrCert: the HTTP/3 certificate kept in the data directory cannot be
+	// read or written.
+	ErrCert = errors.New("gateway: API certificate")
+)
+
+// Error codes of the API, in the "code" field of an error body. They are
+// stable: clients may switch on them.
+const (
+	CodeBadRequest       = "bad_request"        // 400: a missing or malformed parameter or body
+	CodeInvalidDID       = "invalid_did"        // 400: not a did:key or did:macula alias
+	CodeOtherRealm       = "other_realm"        // 400: an alias of another realm than the node's
+	CodeInvalidKey       = "invalid_key"        // 400: an empty or over-long DHT key
+	CodeInvalidLevel     = "invalid_level"      // 400: not debug, info, warn or error
+	CodeNotFound         = "not_found"          // 404: no such route, or nothing under that name
+	CodeMethodNotAllowed = "method_not_allowed" // 405: the route exists for other methods (see Allow)
+	CodeTooLarge         = "too_large"          // 413: a request body over the limit
+	CodeInternal         = "internal"           // 500: anything else; the message says what
+	CodeNotImplemented   = "not_implemented"    // 501: this gateway does not offer the endpoint
+	CodeBadRecord        = "bad_record"         // 502: a record from the DHT failed its checks
+	CodeUnavailable      = "unavailable"        // 503: the node or the gateway is closing, or the request was cancelled
+	CodeTimeout          = "timeout"            // 504: the operation did not finish within its timeout
+)

@@ -1,0 +1,423 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/realm"
+)
+
+// Limits and timeouts of the API.
+const (
+	// MaxBodyBytes bounds a request body; a bigger one is answered 413.
+	MaxBodyBytes = 64 << 10
+	// MaxTimeout caps the ?timeout= of any request.
+	MaxTimeout = 60 * time.Second
+	// DefaultResolveTimeout bounds GET /v1/resolve/{did}.
+	DefaultResolveTimeout = 10 * time.Second
+	// DefaultLookupTimeout bounds GET /v1/dht/lookup; the providers found by
+	// then are the answer.
+	DefaultLookupTimeout = 5 * time.Second
+	// DefaultProvideTimeout bounds the announcement of POST /v1/dht/provide.
+	DefaultProvideTimeout = 10 * time.Second
+	// DefaultLookupLimit is the number of providers a lookup stops at.
+	DefaultLookupLimit = 20
+	// MaxLookupLimit caps ?limit= of a lookup.
+	MaxLookupLimit = 1000
+	// statsTimeout bounds GET /v1/dht/stats, which only reads local state.
+	statsTimeout = 10 * time.Second
+)
+
+// api is the node's HTTP API. It holds no goroutines of its own: every
+// request runs on the server's goroutine and ends with it.
+type api struct {
+	n       *node.Node     // set at construction, read-only after
+	levels  *slog.LevelVar // nil: the log level endpoints answer 501
+	log     *slog.Logger   // set at construction, read-only after
+	addrs   APIAddrs       // set at construction, read-only after
+	started time.Time      // set at construction, read-only after
+	mux     *http.ServeMux // the routes; read-only after construction
+	routes  []string       // the patterns, in order; read-only after construction
+}
+
+// NewHandler returns the node's API as one http.Handler, with the routes
+// listed in the package doc. levels is the log level the API reads and sets;
+// nil makes /v1/log/level answer 501. The handler logs through
+// slog.Default(), and its NodeInfo has no API addresses.
+func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
+	return newAPI(n, levels, slog.Default(), APIAddrs{})
+}
+
+func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddrs) *api {
+	a := &api{n: n, levels: levels, log: log, addrs: addrs, started: time.Now(), mux: http.NewServeMux()}
+	a.handle("GET /v1/node", a.getNode)
+	a.handle("GET /v1/peers", a.getPeers)
+	a.handle("GET /v1/resolve/{did}", a.getResolve)
+	a.handle("GET /v1/dht/stats", a.getDHTStats)
+	a.handle("GET /v1/dht/lookup", a.getDHTLookup)
+	a.handle("POST /v1/dht/provide", a.postDHTProvide)
+	a.handle("GET /v1/log/level", a.getLogLevel)
+	a.handle("PUT /v1/log/level", a.putLogLevel)
+	return a
+}
+
+// apiFunc is a route's handler: it returns the status and the value to send
+// as JSON, or an error that writeError turns into an error answer.
+type apiFunc func(r *http.Request) (status int, v any, err error)
+
+func (a *api) handle(pattern string, f apiFunc) {
+	a.routes = append(a.routes, pattern)
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		status, v, err := f(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+// ServeHTTP serves one request. It answers in JSON even where ServeMux would
+// write text: no route (404) and a route without this method (405).
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	}
+	if h, pattern := a.mux.Handler(r); pattern == "" {
+		// ServeMux's own answer: 404, or 405 with an Allow header. Let it
+		// decide which, keep its headers, and replace its text body.
+		rec := &recorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if rec.status == http.StatusMethodNotAllowed {
+			a.writeError(w, r, &apiError{http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+				fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))})
+			return
+		}
+		a.writeError(w, r, &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// recorder captures the status and headers of ServeMux's fallback handlers
+// and drops their text body.
+type recorder struct {
+	header http.Header
+	status int
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+// apiError is an error with its HTTP status and API code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(format, args...)}
+}
+
+// classify maps an error of the node or its services to a status and code.
+func classify(err error) (int, string) {
+	var ae *apiError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.code
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, CodeTooLarge
+	case errors.Is(err, node.ErrOtherRealm):
+		return http.StatusBadRequest, CodeOtherRealm
+	case errors.Is(err, realm.ErrInvalidDID), errors.Is(err, realm.ErrInvalid):
+		return http.StatusBadRequest, CodeInvalidDID
+	case errors.Is(err, dht.ErrInvalidKey):
+		return http.StatusBadRequest, CodeInvalidKey
+	case errors.Is(err, node.ErrNotFound):
+		return http.StatusNotFound, CodeNotFound
+	case errors.Is(err, node.ErrBadRecord):
+		return http.StatusBadGateway, CodeBadRecord
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, CodeTimeout
+	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed):
+		return http.StatusServiceUnavailable, CodeUnavailable
+	}
+	return http.StatusInternalServerError, CodeInternal
+}
+
+func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	msg := err.Error()
+	var ae *apiError
+	if errors.As(err, &ae) {
+		msg = ae.message
+	}
+	if status == http.StatusInternalServerError || status == http.StatusBadGateway {
+		a.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		a.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeJSON(w, status, errorBody{Error: Error{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own types are encoded here, so this is a bug; say so
+		// in JSON rather than send half a body.
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: Error{Code: CodeInternal, Message: "encoding the answer: " + err.Error()}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// timeoutParam reads ?timeout= (a Go duration such as 5s or 1500ms), or
+// returns def. A value over MaxTimeout is capped to it.
+func timeoutParam(r *http.Request, def time.Duration) (time.Duration, error) {
+	s := r.URL.Query().Get("timeout")
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, badRequest("timeout %q: want a positive duration such as 5s or 1500ms, at most %v", s, MaxTimeout)
+	}
+	return min(d, MaxTimeout), nil
+}
+
+// keyParam reads the required ?key= of the DHT routes.
+func keyParam(r *http.Request) (string, error) {
+	q := r.URL.Query()
+	if !q.Has("key") {
+		return "", badRequest("missing query parameter key")
+	}
+	return q.Get("key"), nil
+}
+
+func multiaddrStrings[T fmt.Stringer](as []T) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// didOf returns the did:key of a peer ID that inlines an Ed25519 key, or "".
+func didOf(id peer.ID) string {
+	pk, err := id.ExtractPublicKey()
+	if err != nil {
+		return ""
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return ""
+	}
+	return realm.DIDKey(raw)
+}
+
+func (a *api) getNode(_ *http.Request) (int, any, error) {
+	n := a.n
+	return http.StatusOK, NodeInfo{
+		PeerID:    n.ID().String(),
+		DID:       n.DID(),
+		Alias:     n.Alias(),
+		Realm:     n.Realm(),
+		Name:      n.Name(),
+		Addrs:     multiaddrStrings(n.Addrs()),
+		Peers:     len(n.Peers()),
+		Agent:     node.Agent,
+		StartedAt: a.started,
+		API:       a.addrs,
+	}, nil
+}
+
+func (a *api) getPeers(_ *http.Request) (int, any, error) {
+	ps := a.n.Peers()
+	out := make([]Peer, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, Peer{
+			PeerID:    p.ID.String(),
+			DID:       p.DID,
+			Alias:     p.Alias,
+			Name:      p.Name,
+			Addrs:     multiaddrStrings(p.Addrs),
+			Direction: p.Direction,
+			Since:     p.Since,
+		})
+	}
+	return http.StatusOK, out, nil
+}
+
+func (a *api) getResolve(r *http.Request) (int, any, error) {
+	timeout, err := timeoutParam(r, DefaultResolveTimeout)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	res, err := a.n.Resolve(ctx, r.PathValue("did"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if res.Addrs == nil {
+		res.Addrs = []string{}
+	}
+	return http.StatusOK, res, nil
+}
+
+func (a *api) getDHTStats(r *http.Request) (int, any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), statsTimeout)
+	defer cancel()
+	s, err := a.n.DHT().Stats(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, s, nil
+}
+
+func (a *api) getDHTLookup(r *http.Request) (int, any, error) {
+	key, err := keyParam(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	limit := DefaultLookupLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		limit, err = strconv.Atoi(s)
+		if err != nil || limit < 0 || limit > MaxLookupLimit {
+			return 0, nil, badRequest("limit %q: want 0 (as many as found) to %d", s, MaxLookupLimit)
+		}
+	}
+	timeout, err := timeoutParam(r, DefaultLookupTimeout)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	ais, err := a.n.DHT().Lookup(ctx, key, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	res := LookupResult{Key: key, Providers: make([]Provider, 0, len(ais))}
+	for _, ai := range ais {
+		res.Providers = append(res.Providers, Provider{
+			PeerID: ai.ID.String(),
+			DID:    didOf(ai.ID),
+			Addrs:  multiaddrStrings(ai.Addrs),
+		})
+	}
+	return http.StatusOK, res, nil
+}
+
+// postDHTProvide makes the node provide the key. The node keeps it from then
+// on (re-announcing it), so an announcement that did not finish within the
+// timeout is still accepted: 202 instead of 200.
+func (a *api) postDHTProvide(r *http.Request) (int, any, error) {
+	key, err := keyParam(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	timeout, err := timeoutParam(r, DefaultProvideTimeout)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	err = a.n.DHT().Provide(ctx, key)
+	switch {
+	case err == nil:
+		return http.StatusOK, ProvideResult{Key: key}, nil
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		a.log.Info("provided key not announced within the timeout; it is announced again later", "key", key, "timeout", timeout)
+		return http.StatusAccepted, ProvideResult{Key: key}, nil
+	}
+	return 0, nil, err
+}
+
+func (a *api) getLogLevel(_ *http.Request) (int, any, error) {
+	if a.levels == nil {
+		return 0, nil, errNoLevels
+	}
+	return http.StatusOK, LogLevel{Level: levelName(a.levels.Level())}, nil
+}
+
+func (a *api) putLogLevel(r *http.Request) (int, any, error) {
+	if a.levels == nil {
+		return 0, nil, errNoLevels
+	}
+	var body LogLevel
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return 0, nil, &apiError{http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes)}
+		}
+		return 0, nil, badRequest(`body: want {"level":"debug|info|warn|error"}: %v`, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, nil, badRequest(`body: want one JSON object {"level":"debug|info|warn|error"}`)
+	}
+	l, ok := parseLevel(body.Level)
+	if !ok {
+		return 0, nil, &apiError{http.StatusBadRequest, CodeInvalidLevel, fmt.Sprintf("level %q: want debug, info, warn or error", body.Level)}
+	}
+	old := a.levels.Level()
+	a.levels.Set(l)
+	if old != l {
+		a.log.Info("log level changed", "from", levelName(old), "to", levelName(l))
+	}
+	return http.StatusOK, LogLevel{Level: levelName(l)}, nil
+}
+
+var errNoLevels = &apiError{http.StatusNotImplemented, CodeNotImplemented, "this gateway was started without a settable log level"}
+
+func parseLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn", "warning":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return 0, false
+}
+
+// levelName is the lowercase name of l: "debug", "info", "warn", "error",
+// or slog's "info+2" style for levels in between.
+func levelName(l slog.Level) string { return strings.ToLower(l.String()) }

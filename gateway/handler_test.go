@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// serve runs one request through h and returns the recorded answer.
+func serve(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	var r *http.Request
+	if body == "" {
+		r = httptest.NewRequest(method, target, nil)
+	} else {
+		r = httptest.NewRequest(method, target, strings.NewReader(body))
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type %q", method, target, ct)
+	}
+	if !json.Valid(w.Body.Bytes()) {
+		t.Errorf("%s %s: body is not JSON: %q", method, target, w.Body.String())
+	}
+	return w
+}
+
+// decodeError decodes an error answer and checks its status and code.
+func decodeError(t *testing.T, w *httptest.ResponseRecorder, status int, code string) Error {
+	t.Helper()
+	var eb errorBody
+	if err := json.Unmarshal(w.Body.Bytes(), &eb); err != nil {
+		t.Fatalf("error body %q: %v", w.Body.String(), err)
+	}
+	if w.Code != status || eb.Error.Code != code || eb.Error.Message == "" {
+		t.Errorf("answer %d %+v, want %d %s with a message", w.Code, eb.Error, status, code)
+	}
+	return eb.Error
+}
+
+func TestHandler(t *testing.T) {
+	n := startNode(t, testRealm, "h")
+	levels := new(slog.LevelVar)
+	h := newAPI(n, levels, quietLogger(), APIAddrs{})
+
+	t.Run("node without API addresses", func(t *testing.T) {
+		w := serve(t, h, "GET", "/v1/node", "")
+		var info NodeInfo
+		if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || w.Code != 200 {
+			t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+		}
+		if info.API != (APIAddrs{}) || info.PeerID != n.ID().String() {
+			t.Errorf("node = %+v", info)
+		}
+		if !strings.Contains(w.Body.String(), `"api":{"http":""}`) {
+			t.Errorf("api addrs not as documented: %s", w.Body)
+		}
+	})
+	t.Run("peers is an array", func(t *testing.T) {
+		w := serve(t, h, "GET", "/v1/peers", "")
+		if w.Code != 200 || strings.TrimSpace(w.Body.String()) != "[]" {
+			t.Errorf("peers = %d %q, want 200 []", w.Code, w.Body)
+		}
+	})
+	t.Run("not found", func(t *testing.T) {
+		for _, p := range []string{"/", "/v1", "/v1/resolve/", "/v2/node", "/v1/resolve/a/b"} {
+			decodeError(t, serve(t, h, "GET", p, ""), 404, CodeNotFound)
+		}
+	})
+	t.Run("method not allowed", func(t *testing.T) {
+		w := serve(t, h, "POST", "/v1/node", "")
+		decodeError(t, w, 405, CodeMethodNotAllowed)
+		if allow := w.Header().Get("Allow"); !strings.Contains(allow, "GET") {
+			t.Errorf("Allow = %q", allow)
+		}
+		w = serve(t, h, "DELETE", "/v1/log/level", "")
+		decodeError(t, w, 405, CodeMethodNotAllowed)
+		if allow := w.Header().Get("Allow"); !strings.Contains(allow, "PUT") || !strings.Contains(allow, "GET") {
+			t.Errorf("Allow = %q", allow)
+		}
+		decodeError(t, serve(t, h, "GET", "/v1/dht/provide?key=k", ""), 405, CodeMethodNotAllowed)
+	})
+	t.Run("bad parameters", func(t *testing.T) {
+		for _, target := range []string{
+			"/v1/dht/lookup",
+			"/v1/dht/lookup?key=k&limit=-1",
+			"/v1/dht/lookup?key=k&limit=x",
+			"/v1/dht/lookup?key=k&limit=1001",
+			"/v1/dht/lookup?key=k&timeout=soon",
+			"/v1/dht/lookup?key=k&timeout=-1s",
+			"/v1/resolve/" + n.DID() + "?timeout=0s",
+		} {
+			decodeError(t, serve(t, h, "GET", target, ""), 400, CodeBadRequest)
+		}
+		decodeError(t, serve(t, h, "POST", "/v1/dht/provide", ""), 400, CodeBadRequest)
+		decodeError(t, serve(t, h, "GET", "/v1/dht/lookup?key=", ""), 400, CodeInvalidKey)
+	})
+	t.Run("timeout is capped", func(t *testing.T) {
+		r := httptest.NewRequest("GET", "/v1/dht/lookup?key=k&timeout=1h", nil)
+		d, err := timeoutParam(r, DefaultLookupTimeout)
+		if err != nil || d != MaxTimeout {
+			t.Errorf("timeout=1h gives %v, %v; want %v", d, err, MaxTimeout)
+		}
+	})
+	t.Run("provide alone", func(t *testing.T) {
+		w := serve(t, h, "POST", "/v1/dht/provide?key=solo", "")
+		if w.Code != 200 || strings.TrimSpace(w.Body.String()) != `{"key":"solo"}` {
+			t.Errorf("provide = %d %s", w.Code, w.Body)
+		}
+		w = serve(t, h, "GET", "/v1/dht/lookup?key=solo", "")
+		var res LookupResult
+		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res.Providers) != 1 ||
+			res.Providers[0].PeerID != n.ID().String() || res.Providers[0].DID != n.DID() {
+			t.Errorf("lookup of own key = %d %s", w.Code, w.Body)
+		}
+	})
+	t.Run("log level bodies", func(t *testing.T) {
+		for _, body := range []string{``, `{`, `"debug"`, `{"level":"debug","x":1}`, `{"level":"debug"} {}`} {
+			decodeError(t, serve(t, h, "PUT", "/v1/log/level", body), 400, CodeBadRequest)
+		}
+		decodeError(t, serve(t, h, "PUT", "/v1/log/level", `{"level":"trace"}`), 400, CodeInvalidLevel)
+		big := `{"level":"` + strings.Repeat("x", MaxBodyBytes) + `"}`
+		decodeError(t, serve(t, h, "PUT", "/v1/log/level", big), 413, CodeTooLarge)
+		w := serve(t, h, "PUT", "/v1/log/level", `{"level":"WARN"}`)
+		if w.Code != 200 || levels.Level() != slog.LevelWarn || strings.TrimSpace(w.Body.String()) != `{"level":"warn"}` {
+			t.Errorf("set WARN = %d %s, level %v", w.Code, w.Body, levels.Level())
+		}
+		levels.Set(slog.LevelInfo + 2)
+		w = serve(t, h, "GET", "/v1/log/level", "")
+		if strings.TrimSpace(w.Body.String()) != `{"level":"info+2"}` {
+			t.Errorf("level between names = %s", w.Body)
+		}
+	})
+	t.Run("no log level", func(t *testing.T) {
+		h := NewHandler(n, nil)
+		decodeError(t, serve(t, h, "GET", "/v1/log/level", ""), 501, CodeNotImplemented)
+		decodeError(t, serve(t, h, "PUT", "/v1/log/level", `{"level":"debug"}`), 501, CodeNotImplemented)
+	})
+}
+
+// TestDocListsRoutes keeps the route table in doc.go true.
+func TestDocListsRoutes(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPI(nil, nil, quietLogger(), APIAddrs{})
+	for _, p := range a.routes {
+		method, path, _ := strings.Cut(p, " ")
+		re := regexp.MustCompile(`(?m)^//\s+` + method + `\s+` + regexp.QuoteMeta(path) + `\s`)
+		if !re.Match(doc) {
+			t.Errorf("doc.go does not list %s", p)
+		}
+	}
+}

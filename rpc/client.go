@@ -1,0 +1,452 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/realm"
+)
+
+// CallOption changes one call.
+type CallOption func(*callOpts)
+
+type callOpts struct {
+	timeout    time.Duration
+	idempotent bool
+	codec      Codec
+	policy     Policy
+}
+
+// WithTimeout bounds the call; the earlier of it and the context's deadline
+// wins.
+func WithTimeout(d time.Duration) CallOption { return func(o *callOpts) { o.timeout = d } }
+
+// Idempotent marks a call safe to run twice: if the connection is lost after
+// it was sent, it is retried on another provider.
+func Idempotent() CallOption { return func(o *callOpts) { o.idempotent = true } }
+
+// WithCodec tags the payload's encoding (default Raw).
+func WithCodec(c Codec) CallOption { return func(o *callOpts) { o.codec = c } }
+
+// WithPolicy overrides the service's policy for this call.
+func WithPolicy(p Policy) CallOption { return func(o *callOpts) { o.policy = p } }
+
+// maxAttempts bounds the providers one call tries.
+const maxAttempts = 4
+
+// Call calls procedure with payload and returns the handler's answer. The
+// payload is not retained after Call returns.
+func (x *RPC) Call(ctx context.Context, procedure string, payload []byte, opts ...CallOption) ([]byte, error) {
+	o := callOpts{policy: x.cfg.Policy}
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := realm.ValidateProcedure(x.cfg.Realm, procedure); err != nil {
+		return nil, err
+	}
+	if len(procedure) > 255 {
+		return nil, fmt.Errorf("%w: procedure %q is %d bytes, the limit is 255", realm.ErrInvalid, procedure, len(procedure))
+	}
+	if len(payload) > x.cfg.MaxPayload {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(payload), x.cfg.MaxPayload)
+	}
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	} else if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, x.cfg.DefaultTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	x.bus.Emit(event.Event{Kind: event.CallStart, Time: start, Procedure: procedure})
+	reply, callee, err := x.call(ctx, procedure, payload, &o)
+	d := time.Since(start)
+	outcome := outcomeOf(err)
+	x.stats.record(outcome, d)
+	e := event.Event{Kind: event.CallStop, Procedure: procedure, Duration: d, Outcome: outcome}
+	if callee != "" {
+		e.Peer = callee.String()
+	}
+	x.bus.Emit(e)
+	return reply, err
+}
+
+func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *callOpts) ([]byte, peer.ID, error) {
+	if x.ctx.Err() != nil {
+		return nil, "", ErrClosed
+	}
+	if h := x.handler(procedure); h != nil {
+		// A procedure advertised here is served here: no network path.
+		reply, err := x.serveLocal(ctx, h, procedure, payload, o.codec)
+		return reply, x.self.PeerID, err
+	}
+	tried := make(map[peer.ID]bool)
+	var lastErr error
+	refreshed := false
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		p, fresh, err := x.choose(ctx, procedure, o.policy, tried, !refreshed && attempt > 0)
+		refreshed = refreshed || fresh
+		if err != nil {
+			if lastErr != nil && errors.Is(err, ErrNotFound) {
+				return nil, "", lastErr
+			}
+			return nil, "", err
+		}
+		tried[p] = true
+		reply, sent, err := x.callPeer(ctx, p, procedure, payload, o)
+		if err == nil {
+			return reply, p, nil
+		}
+		var re *RemoteError
+		switch {
+		case errors.As(err, &re) && re.Code == CodeNotAdvertised:
+			// It never ran: this provider withdrew. Try another.
+			x.forget(procedure, p)
+			lastErr = fmt.Errorf("%w: %s (a provider withdrew)", ErrNotFound, procedure)
+			continue
+		case errors.Is(err, ErrDisconnected) && (!sent || o.idempotent):
+			x.markUnreachable(procedure, p)
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, p, ctxError(ctx)
+			}
+			continue
+		}
+		return nil, p, err
+	}
+	return nil, "", lastErr
+}
+
+func ctxError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ErrTimeout
+	}
+	return ctx.Err()
+}
+
+func (x *RPC) serveLocal(ctx context.Context, h Handler, procedure string, payload []byte, codec Codec) ([]byte, error) {
+	x.stats.served.Add(1)
+	done := make(chan result, 1)
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r = result{err: &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", p)}}
+			}
+			done <- r
+		}()
+		r.reply, r.err = h(ctx, &Request{Procedure: procedure, Payload: payload, Codec: codec, Caller: x.self})
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		return nil, ctxError(ctx)
+	}
+	if r.err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx)
+		}
+		var re *RemoteError
+		if !errors.As(r.err, &re) {
+			return nil, &RemoteError{Code: CodeInternal, Message: r.err.Error()}
+		}
+		return nil, r.err
+	}
+	if len(r.reply) > x.cfg.MaxPayload {
+		return nil, &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("reply of %d bytes is over the limit of %d", len(r.reply), x.cfg.MaxPayload)}
+	}
+	return r.reply, nil
+}
+
+// Pending is a call in progress, from CallAsync.
+type Pending struct {
+	done  chan struct{}
+	reply []byte
+	err   error
+}
+
+// Done is closed when the call has finished.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Result returns the call's outcome; it blocks until Done.
+func (p *Pending) Result() ([]byte, error) {
+	<-p.done
+	return p.reply, p.err
+}
+
+// Wait waits for the result or for ctx.
+func (p *Pending) Wait(ctx context.Context) ([]byte, error) {
+	select {
+	case <-p.done:
+		return p.reply, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// CallAsync starts a call and returns at once. The call is bound by ctx like
+// Call; payload must not change until the call is done.
+func (x *RPC) CallAsync(ctx context.Context, procedure string, payload []byte, opts ...CallOption) *Pending {
+	p := &Pending{done: make(chan struct{})}
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		p.err = ErrClosed
+		close(p.done)
+		return p
+	}
+	x.wg.Add(1)
+	x.mu.Unlock()
+	go func() {
+		defer x.wg.Done()
+		defer close(p.done)
+		p.reply, p.err = x.Call(ctx, procedure, payload, opts...)
+	}()
+	return p
+}
+
+// pendingCall is a call waiting for its response on a clientConn.
+type pendingCall struct {
+	ch chan result // capacity 1
+}
+
+type result struct {
+	reply []byte
+	err   error
+}
+
+// clientConn is the long-lived stream to one callee.
+type clientConn struct {
+	x    *RPC
+	peer peer.ID
+	w    *wstream
+	sem  chan struct{} // bounds calls in flight
+	ids  atomic.Uint64
+
+	// mu guards pending and err.
+	mu      sync.Mutex
+	pending map[uint64]*pendingCall
+	err     error // set once the stream is finished
+}
+
+// callPeer sends one call to p. sent reports whether the request may have
+// reached p (and so may have run).
+func (x *RPC) callPeer(ctx context.Context, p peer.ID, procedure string, payload []byte, o *callOpts) (reply []byte, sent bool, err error) {
+	c, err := x.conn(ctx, p)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, false, ctxError(ctx)
+		}
+		return nil, false, err
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, ctxError(ctx)
+	}
+	defer func() { <-c.sem }()
+	x.addInflight(p, 1)
+	defer x.addInflight(p, -1)
+
+	id := c.ids.Add(1)
+	pc := &pendingCall{ch: make(chan result, 1)}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, false, c.err
+	}
+	c.pending[id] = pc
+	c.mu.Unlock()
+
+	req := request{id: id, codec: o.codec, procedure: procedure, payload: payload}
+	if dl, ok := ctx.Deadline(); ok {
+		req.timeout = int64(time.Until(dl))
+		if req.timeout <= 0 {
+			c.drop(id)
+			return nil, false, ErrTimeout
+		}
+	}
+	if o.idempotent {
+		req.flags |= flagIdempotent
+	}
+	b := startFrame(frameRequest)
+	*b = appendRequest(*b, &req)
+	sealFrame(b)
+	if err := c.w.send(b); err != nil {
+		c.drop(id)
+		return nil, false, fmt.Errorf("%w: %s: %v", ErrDisconnected, p, err)
+	}
+	select {
+	case r := <-pc.ch:
+		return r.reply, true, r.err
+	case <-ctx.Done():
+		c.drop(id)
+		cb := startFrame(frameCancel)
+		*cb = appendCancel(*cb, id)
+		sealFrame(cb)
+		c.w.trySend(cb)
+		return nil, true, ctxError(ctx)
+	}
+}
+
+func (c *clientConn) drop(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// fail ends the stream and every call waiting on it.
+func (c *clientConn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	pend := c.pending
+	c.pending = map[uint64]*pendingCall{}
+	c.mu.Unlock()
+	c.w.finish(true)
+	for _, pc := range pend {
+		pc.ch <- result{err: err}
+	}
+	c.x.mu.Lock()
+	if c.x.conns[c.peer] == c {
+		delete(c.x.conns, c.peer)
+	}
+	c.x.mu.Unlock()
+}
+
+func (c *clientConn) readLoop() {
+	defer c.x.wg.Done()
+	fr := frame.NewReader(c.w.s, uint32(c.x.cfg.MaxPayload+frameOverhead))
+	for {
+		h, body, err := fr.Next()
+		if err != nil {
+			c.fail(fmt.Errorf("%w: %s: %v", ErrDisconnected, c.peer, err))
+			c.w.wait()
+			return
+		}
+		if h.Type != frameResponse || h.Version != wireVersion {
+			c.fail(fmt.Errorf("%w: %s sent frame type %d version %d", ErrDisconnected, c.peer, h.Type, h.Version))
+			c.w.wait()
+			return
+		}
+		resp, err := parseResponse(body)
+		if err != nil {
+			c.fail(fmt.Errorf("%w: %s: %v", ErrDisconnected, c.peer, err))
+			c.w.wait()
+			return
+		}
+		c.mu.Lock()
+		pc := c.pending[resp.id]
+		delete(c.pending, resp.id)
+		c.mu.Unlock()
+		if pc == nil {
+			continue // cancelled or timed out already
+		}
+		if resp.status == statusOK {
+			pc.ch <- result{reply: append([]byte(nil), resp.payload...)}
+		} else {
+			re := *resp.err
+			re.Data = append([]byte(nil), re.Data...)
+			var err error = &re
+			switch re.Code {
+			case CodeTimeout:
+				err = fmt.Errorf("%w: %s", ErrTimeout, re.Message)
+			}
+			pc.ch <- result{err: err}
+		}
+	}
+}
+
+// conn returns the stream to p, opening it (once, however many callers
+// ask at the same time) if needed.
+func (x *RPC) conn(ctx context.Context, p peer.ID) (*clientConn, error) {
+	for {
+		x.mu.Lock()
+		if x.closed {
+			x.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c := x.conns[p]; c != nil {
+			x.mu.Unlock()
+			return c, nil
+		}
+		wait, busy := x.dialing[p]
+		if !busy {
+			wait = make(chan struct{})
+			x.dialing[p] = wait
+		}
+		x.mu.Unlock()
+		if busy {
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		c, err := x.open(ctx, p)
+		x.mu.Lock()
+		delete(x.dialing, p)
+		close(wait)
+		if err == nil {
+			if x.closed {
+				x.mu.Unlock()
+				c.fail(ErrClosed)
+				c.w.wait()
+				return nil, ErrClosed
+			}
+			x.conns[p] = c
+			x.wg.Add(1)
+			go c.readLoop()
+		}
+		x.mu.Unlock()
+		return c, err
+	}
+}
+
+func (x *RPC) open(ctx context.Context, p peer.ID) (*clientConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, x.cfg.DialTimeout)
+	defer cancel()
+	s, err := x.h.NewStream(dctx, p, x.proto)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no route to %s: %v", ErrDisconnected, p, err)
+	}
+	c := &clientConn{
+		x: x, peer: p,
+		w:       newWStream(s, x.cfg.MaxInFlightPerPeer+16),
+		sem:     make(chan struct{}, x.cfg.MaxInFlightPerPeer),
+		pending: make(map[uint64]*pendingCall),
+	}
+	return c, nil
+}
+
+func (x *RPC) addInflight(p peer.ID, d int) {
+	x.mu.Lock()
+	x.inflight[p] += d
+	if x.inflight[p] <= 0 {
+		delete(x.inflight, p)
+	}
+	x.mu.Unlock()
+}
+
+// AddAddrs lets callers teach the host a provider's addresses.
+func (x *RPC) addAddrs(ai peer.AddrInfo) {
+	if len(ai.Addrs) > 0 && ai.ID != x.h.ID() {
+		x.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	}
+}

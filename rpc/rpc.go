@@ -1,0 +1,324 @@
+package rpc
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/realm"
+)
+
+// Router is what rpc needs of the realm's DHT; *dht.DHT is one.
+type Router interface {
+	Provide(ctx context.Context, key string) error
+	StopProviding(key string)
+	Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInfo, error)
+}
+
+// Policy chooses among a procedure's providers.
+type Policy string
+
+const (
+	// RoundRobin takes the providers in turn.
+	RoundRobin Policy = "round_robin"
+	// Random takes any provider, uniformly.
+	Random Policy = "random"
+	// LeastInFlight takes the provider with the fewest calls in flight from
+	// this node.
+	LeastInFlight Policy = "least_in_flight"
+)
+
+// Config tunes the service. The zero value works except for Realm.
+type Config struct {
+	// Realm is the realm whose procedures this service calls and serves.
+	Realm string
+	// Policy is the default choice among providers. Default: RoundRobin.
+	Policy Policy
+	// MaxPayload bounds a request's or a reply's payload. Default: 1 MiB.
+	MaxPayload int
+	// MaxInFlightPerPeer bounds the calls waiting on one callee; more wait
+	// for a slot. Default: 1024.
+	MaxInFlightPerPeer int
+	// MaxConcurrentPerPeer bounds the handlers running for one caller; more
+	// are answered "overloaded". Default: 1024.
+	MaxConcurrentPerPeer int
+	// DefaultTimeout applies to calls whose context has no deadline and
+	// that give no WithTimeout. Default: 30s.
+	DefaultTimeout time.Duration
+	// ProviderTTL is how long a looked-up provider list is used before it is
+	// refreshed (in the background). Default: 10s.
+	ProviderTTL time.Duration
+	// AvoidFor is how long a provider that could not be reached, or that
+	// disconnected, is left out of the choice. Default: 10s.
+	AvoidFor time.Duration
+	// DialTimeout bounds reaching one provider. Default: 5s.
+	DialTimeout time.Duration
+	// Logger gets the service's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if err := realm.ValidateRealm(c.Realm); err != nil {
+		return fmt.Errorf("rpc: Config.Realm: %w", err)
+	}
+	switch c.Policy {
+	case "":
+		c.Policy = RoundRobin
+	case RoundRobin, Random, LeastInFlight:
+	default:
+		return fmt.Errorf("rpc: Config.Policy %q: want round_robin, random or least_in_flight", c.Policy)
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxPayload, 1<<20)
+	def(&c.MaxInFlightPerPeer, 1024)
+	def(&c.MaxConcurrentPerPeer, 1024)
+	defd(&c.DefaultTimeout, 30*time.Second)
+	defd(&c.ProviderTTL, 10*time.Second)
+	defd(&c.AvoidFor, 10*time.Second)
+	defd(&c.DialTimeout, 5*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Caller identifies who made a call.
+type Caller struct {
+	// DID is the caller node's did:key; PeerID its peer ID.
+	DID    string
+	PeerID peer.ID
+}
+
+// Request is a call as its handler sees it.
+type Request struct {
+	Procedure string
+	Payload   []byte
+	Codec     Codec
+	Caller    Caller
+}
+
+// Handler serves a procedure. Its context ends when the caller cancels,
+// its deadline passes, or the connection is lost. A *RemoteError it returns
+// reaches the caller as it is; any other error as code "internal" with the
+// error's text.
+type Handler func(ctx context.Context, req *Request) ([]byte, error)
+
+// Protocol returns the rpc protocol ID of a realm.
+func Protocol(realmName string) protocol.ID {
+	return protocol.ID("/macula/" + realmName + "/rpc/1.0.0")
+}
+
+// RPC calls and serves the procedures of one realm on one host.
+type RPC struct {
+	cfg    Config // read-only after New
+	h      host.Host
+	router Router
+	bus    *event.Bus
+	log    *slog.Logger
+	proto  protocol.ID
+	self   Caller
+	stats  stats
+
+	ctx    context.Context // lifetime
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards the fields below it.
+	mu        sync.Mutex
+	handlers  map[string]Handler
+	conns     map[peer.ID]*clientConn   // one outgoing stream per callee
+	dialing   map[peer.ID]chan struct{} // closed when a dial ends
+	serving   map[*serverConn]struct{}
+	providers map[string]*providerSet
+	avoid     map[peer.ID]time.Time
+	inflight  map[peer.ID]int // calls in flight per callee, for LeastInFlight
+	closed    bool
+}
+
+// New starts the service on h: it serves the realm's rpc protocol at once.
+func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if bus == nil {
+		bus = event.NewBus()
+	}
+	x := &RPC{
+		cfg: cfg, h: h, router: r, bus: bus, log: cfg.Logger, proto: Protocol(cfg.Realm),
+		handlers:  make(map[string]Handler),
+		conns:     make(map[peer.ID]*clientConn),
+		dialing:   make(map[peer.ID]chan struct{}),
+		serving:   make(map[*serverConn]struct{}),
+		providers: make(map[string]*providerSet),
+		avoid:     make(map[peer.ID]time.Time),
+		inflight:  make(map[peer.ID]int),
+	}
+	x.self = Caller{PeerID: h.ID(), DID: didOf(h.ID())}
+	x.ctx, x.cancel = context.WithCancel(context.Background())
+	h.SetStreamHandler(x.proto, x.handleStream)
+	h.Network().Notify(x.notifiee())
+	return x, nil
+}
+
+func (x *RPC) notifiee() *network.NotifyBundle {
+	return &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			x.mu.Lock()
+			delete(x.avoid, c.RemotePeer())
+			x.mu.Unlock()
+		},
+		DisconnectedF: func(n network.Network, c network.Conn) {
+			p := c.RemotePeer()
+			if n.Connectedness(p) == network.Connected {
+				return
+			}
+			// A provider that went away leaves the choice now, not when its
+			// DHT record expires; a reconnect brings it back.
+			x.mu.Lock()
+			if _, ok := x.knownProviderLocked(p); ok {
+				x.avoid[p] = time.Now().Add(x.cfg.AvoidFor)
+			}
+			x.mu.Unlock()
+		},
+	}
+}
+
+func didOf(p peer.ID) string {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return ""
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return ""
+	}
+	return realm.DIDKey(raw)
+}
+
+// providerKey is the DHT key under which a procedure's providers are found.
+func providerKey(procedure string) string { return "rpc:" + procedure }
+
+// Advertise serves procedure with h here and announces it in the realm's
+// DHT. The procedure must be a valid name inside the realm.
+func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error {
+	if err := realm.ValidateProcedure(x.cfg.Realm, procedure); err != nil {
+		return err
+	}
+	if len(procedure) > 255 {
+		return fmt.Errorf("%w: procedure %q is %d bytes, the limit is 255", realm.ErrInvalid, procedure, len(procedure))
+	}
+	if h == nil {
+		return errors.New("rpc: Advertise: nil handler")
+	}
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := x.handlers[procedure]; ok {
+		x.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrAlreadyAdvertised, procedure)
+	}
+	x.handlers[procedure] = h
+	x.mu.Unlock()
+	if x.router == nil {
+		return nil
+	}
+	if err := x.router.Provide(ctx, providerKey(procedure)); err != nil {
+		// The handler stays: local calls work, and the router re-announces
+		// the key when the routing table fills.
+		x.log.Warn("advertised locally; DHT announcement failed", "procedure", procedure, "err", err)
+	}
+	return nil
+}
+
+// Unadvertise stops serving procedure. Calls that arrive later are answered
+// "not advertised", and their callers move to other providers.
+func (x *RPC) Unadvertise(procedure string) error {
+	x.mu.Lock()
+	_, ok := x.handlers[procedure]
+	delete(x.handlers, procedure)
+	x.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s is not advertised here", ErrNotFound, procedure)
+	}
+	if x.router != nil {
+		x.router.StopProviding(providerKey(procedure))
+	}
+	return nil
+}
+
+// Advertised returns the procedures served here.
+func (x *RPC) Advertised() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]string, 0, len(x.handlers))
+	for p := range x.handlers {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (x *RPC) handler(procedure string) Handler {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.handlers[procedure]
+}
+
+// Close stops serving and calling: calls in flight fail with ErrClosed or
+// ErrDisconnected. It waits for every goroutine of the service.
+func (x *RPC) Close() error {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return nil
+	}
+	x.closed = true
+	conns := make([]*clientConn, 0, len(x.conns))
+	for _, c := range x.conns {
+		conns = append(conns, c)
+	}
+	srv := make([]*serverConn, 0, len(x.serving))
+	for s := range x.serving {
+		srv = append(srv, s)
+	}
+	x.mu.Unlock()
+	x.h.RemoveStreamHandler(x.proto)
+	x.cancel()
+	for _, c := range conns {
+		c.fail(ErrClosed)
+	}
+	for _, s := range srv {
+		s.w.finish(true)
+	}
+	x.wg.Wait()
+	return nil
+}
+
+func addrStrings(as []ma.Multiaddr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/macula-io/macula/frame"
+)
+
+// serverConn serves the calls arriving on one stream.
+type serverConn struct {
+	x      *RPC
+	w      *wstream
+	caller Caller
+	sem    chan struct{} // bounds handlers running for this caller
+	wg     sync.WaitGroup // handlers running
+
+	// mu guards running.
+	mu      sync.Mutex
+	running map[uint64]context.CancelFunc
+}
+
+func (x *RPC) handleStream(s network.Stream) {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		_ = s.Reset()
+		return
+	}
+	p := s.Conn().RemotePeer()
+	sc := &serverConn{
+		x: x, caller: Caller{PeerID: p, DID: didOf(p)},
+		w:       newWStream(s, x.cfg.MaxConcurrentPerPeer+16),
+		sem:     make(chan struct{}, x.cfg.MaxConcurrentPerPeer),
+		running: make(map[uint64]context.CancelFunc),
+	}
+	x.serving[sc] = struct{}{}
+	x.wg.Add(1)
+	x.mu.Unlock()
+	defer x.wg.Done()
+	err := sc.readLoop()
+	if err != nil && !errors.Is(err, errStreamClosed) {
+		x.log.Debug("rpc stream closed", "peer", p, "err", err)
+	}
+	// Calls still running lose their caller: cancel them, then wait.
+	sc.mu.Lock()
+	for _, cancel := range sc.running {
+		cancel()
+	}
+	sc.mu.Unlock()
+	sc.wg.Wait()
+	sc.w.finish(err != nil)
+	sc.w.wait()
+	x.mu.Lock()
+	delete(x.serving, sc)
+	x.mu.Unlock()
+}
+
+func (sc *serverConn) readLoop() error {
+	x := sc.x
+	fr := frame.NewReader(sc.w.s, uint32(x.cfg.MaxPayload+frameOverhead))
+	for {
+		h, body, err := fr.Next()
+		if err != nil {
+			return err
+		}
+		if h.Version != wireVersion {
+			return fmt.Errorf("%w: version %d", errMalformed, h.Version)
+		}
+		switch h.Type {
+		case frameRequest:
+			req, err := parseRequest(body)
+			if err != nil {
+				return err
+			}
+			if len(req.payload) > x.cfg.MaxPayload {
+				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("payload of %d bytes is over the limit of %d", len(req.payload), x.cfg.MaxPayload)})
+				continue
+			}
+			select {
+			case sc.sem <- struct{}{}:
+			default:
+				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeOverloaded, Message: "too many calls in flight from this caller"})
+				continue
+			}
+			req.payload = append([]byte(nil), req.payload...) // the reader reuses body
+			ctx, cancel := x.handlerContext(req.timeout)
+			sc.mu.Lock()
+			sc.running[req.id] = cancel
+			sc.mu.Unlock()
+			sc.wg.Add(1)
+			go func() {
+				defer sc.wg.Done()
+				defer func() { <-sc.sem }()
+				sc.serve(ctx, cancel, req)
+			}()
+		case frameCancel:
+			id, err := parseCancel(body)
+			if err != nil {
+				return err
+			}
+			sc.mu.Lock()
+			if cancel := sc.running[id]; cancel != nil {
+				cancel()
+			}
+			sc.mu.Unlock()
+		default:
+			return fmt.Errorf("%w: frame type %d", errMalformed, h.Type)
+		}
+	}
+}
+
+func (x *RPC) handlerContext(timeout int64) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(x.ctx, time.Duration(timeout))
+	}
+	return context.WithCancel(x.ctx)
+}
+
+func (sc *serverConn) serve(ctx context.Context, cancel context.CancelFunc, req request) {
+	defer func() {
+		cancel()
+		sc.mu.Lock()
+		delete(sc.running, req.id)
+		sc.mu.Unlock()
+	}()
+	x := sc.x
+	h := x.handler(req.procedure)
+	if h == nil {
+		sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeNotAdvertised, Message: req.procedure + " is not advertised here"})
+		return
+	}
+	x.stats.served.Add(1)
+	reply, err := func() (reply []byte, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				x.log.Error("rpc handler panicked", "procedure", req.procedure, "panic", r)
+				err = &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", r)}
+			}
+		}()
+		return h(ctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller})
+	}()
+	if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeTimeout, Message: "handler ran past the deadline"})
+		}
+		return // cancelled: the caller no longer waits
+	}
+	if err != nil {
+		var re *RemoteError
+		if !errors.As(err, &re) {
+			re = &RemoteError{Code: CodeInternal, Message: err.Error()}
+		}
+		sc.respondErr(req.id, req.codec, re)
+		return
+	}
+	if len(reply) > x.cfg.MaxPayload {
+		sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("reply of %d bytes is over the limit of %d", len(reply), x.cfg.MaxPayload)})
+		return
+	}
+	b := startFrame(frameResponse)
+	*b = appendResponse(*b, &response{id: req.id, status: statusOK, codec: req.codec, payload: reply})
+	sealFrame(b)
+	_ = sc.w.send(b)
+}
+
+func (sc *serverConn) respondErr(id uint64, codec Codec, re *RemoteError) {
+	b := startFrame(frameResponse)
+	*b = appendResponse(*b, &response{id: id, status: statusError, codec: codec, err: re})
+	sealFrame(b)
+	_ = sc.w.send(b)
+}

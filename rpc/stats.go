@@ -1,0 +1,95 @@
+package rpc
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// Outcomes of a call, the fixed label set of the call metrics.
+const (
+	OutcomeOK           = "ok"
+	OutcomeNotFound     = "not_found"
+	OutcomeTimeout      = "timeout"
+	OutcomeDisconnected = "disconnected"
+	OutcomeRemoteError  = "remote_error"
+	OutcomeUnauthorized = "unauthorized"
+	OutcomeError        = "error"
+)
+
+var outcomes = []string{OutcomeOK, OutcomeNotFound, OutcomeTimeout, OutcomeDisconnected, OutcomeRemoteError, OutcomeUnauthorized, OutcomeError}
+
+func outcomeOf(err error) string {
+	var re *RemoteError
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrUnauthorized):
+		return OutcomeUnauthorized
+	case errors.Is(err, ErrNotFound):
+		return OutcomeNotFound
+	case errors.Is(err, ErrTimeout):
+		return OutcomeTimeout
+	case errors.Is(err, ErrDisconnected):
+		return OutcomeDisconnected
+	case errors.As(err, &re):
+		return OutcomeRemoteError
+	}
+	return OutcomeError
+}
+
+// LatencyBuckets are the upper bounds of the call duration histogram.
+var LatencyBuckets = []time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+type stats struct {
+	calls   [7]atomic.Uint64 // by outcome index
+	buckets [17]atomic.Uint64
+	sumNs   atomic.Uint64
+	served  atomic.Uint64
+}
+
+func (s *stats) record(outcome string, d time.Duration) {
+	for i, o := range outcomes {
+		if o == outcome {
+			s.calls[i].Add(1)
+			break
+		}
+	}
+	i := 0
+	for i < len(LatencyBuckets) && d > LatencyBuckets[i] {
+		i++
+	}
+	s.buckets[i].Add(1)
+	s.sumNs.Add(uint64(d))
+}
+
+// Stats is a snapshot of the service's counters, ready for a metrics
+// endpoint.
+type Stats struct {
+	// Calls counts finished calls made from this node, by outcome.
+	Calls map[string]uint64 `json:"calls"`
+	// Served counts calls handled here (local calls included).
+	Served uint64 `json:"served"`
+	// Buckets[i] counts calls that took at most LatencyBuckets[i]; the last
+	// entry counts the slower ones.
+	Buckets []uint64 `json:"latency_buckets"`
+	// Sum is the total duration of the calls counted in Buckets.
+	Sum time.Duration `json:"latency_sum_ns"`
+}
+
+// Stats returns the counters.
+func (x *RPC) Stats() Stats {
+	st := Stats{Calls: make(map[string]uint64, len(outcomes)), Served: x.stats.served.Load(), Sum: time.Duration(x.stats.sumNs.Load())}
+	for i, o := range outcomes {
+		st.Calls[o] = x.stats.calls[i].Load()
+	}
+	for i := range x.stats.buckets {
+		st.Buckets = append(st.Buckets, x.stats.buckets[i].Load())
+	}
+	return st
+}

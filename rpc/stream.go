@@ -1,0 +1,127 @@
+package rpc
+
+import (
+	"bufio"
+	"errors"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/macula-io/macula/frame"
+)
+
+// bufPool recycles frame buffers on the hot path.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return // don't keep big buffers alive
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+var errStreamClosed = errors.New("rpc: stream closed")
+
+// wstream is a stream with one writer goroutine: frames queued by any
+// goroutine go out in order; the writer drains what is queued into a
+// buffered writer and flushes when the queue is empty, so concurrent calls
+// share writes.
+type wstream struct {
+	s    network.Stream
+	out  chan *[]byte  // bounded; each holds one whole frame
+	done chan struct{} // closed when the stream is finished
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+func newWStream(s network.Stream, queue int) *wstream {
+	w := &wstream{s: s, out: make(chan *[]byte, queue), done: make(chan struct{})}
+	w.wg.Add(1)
+	go w.writeLoop()
+	return w
+}
+
+// send queues a whole frame; it blocks while the queue is full and fails
+// once the stream is finished. It takes ownership of b.
+func (w *wstream) send(b *[]byte) error {
+	select {
+	case <-w.done:
+		putBuf(b)
+		return errStreamClosed
+	default:
+	}
+	select {
+	case w.out <- b:
+		return nil
+	case <-w.done:
+		putBuf(b)
+		return errStreamClosed
+	}
+}
+
+// trySend queues a frame unless the queue is full; for best-effort frames
+// such as cancels.
+func (w *wstream) trySend(b *[]byte) {
+	select {
+	case w.out <- b:
+	default:
+		putBuf(b)
+	}
+}
+
+func (w *wstream) writeLoop() {
+	defer w.wg.Done()
+	bw := bufio.NewWriterSize(w.s, 64<<10)
+	for {
+		select {
+		case <-w.done:
+			return
+		case b := <-w.out:
+			_, err := bw.Write(*b)
+			putBuf(b)
+			for err == nil && len(w.out) > 0 {
+				b = <-w.out
+				_, err = bw.Write(*b)
+				putBuf(b)
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			if err != nil {
+				w.finish(true)
+				return
+			}
+		}
+	}
+}
+
+// finish ends the stream once: reset on error, else close.
+func (w *wstream) finish(reset bool) {
+	w.once.Do(func() {
+		close(w.done)
+		if reset {
+			_ = w.s.Reset()
+		} else {
+			_ = w.s.Close()
+		}
+	})
+}
+
+// wait waits for the writer goroutine.
+func (w *wstream) wait() { w.wg.Wait() }
+
+// appendFrame starts a frame of the given type in a pooled buffer; fill
+// appends the body and the length is patched in by sealFrame.
+func startFrame(typ uint8) *[]byte {
+	b := getBuf()
+	*b = frame.AppendHeader((*b)[:0], typ, wireVersion, 0)
+	return b
+}
+
+func sealFrame(b *[]byte) {
+	n := len(*b) - frame.HeaderLen
+	(*b)[2], (*b)[3], (*b)[4], (*b)[5] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+}
