@@ -17,7 +17,7 @@ type serverConn struct {
 	x      *RPC
 	w      *wstream
 	caller Caller
-	sem    chan struct{} // bounds handlers running for this caller
+	sem    chan struct{}  // bounds handlers running for this caller
 	wg     sync.WaitGroup // handlers running
 
 	// mu guards running.
