@@ -29,5 +29,6 @@ const (
 	CodeNotImplemented   = "not_implemented"    // 501: this gateway does not offer the endpoint
 	CodeBadRecord        = "bad_record"         // 502: a record from the DHT failed its checks
 	CodeUnavailable      = "unavailable"        // 503: the node or the gateway is closing, or the request was cancelled
+	CodeNoPeers          = "no_peers"           // 503: the node has no peer to ask yet
 	CodeTimeout          = "timeout"            // 504: the operation did not finish within its timeout
 )

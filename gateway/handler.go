@@ -44,13 +44,12 @@ const (
 // api is the node's HTTP API. It holds no goroutines of its own: every
 // request runs on the server's goroutine and ends with it.
 type api struct {
-	n       *node.Node     // set at construction, read-only after
-	levels  *slog.LevelVar // nil: the log level endpoints answer 501
-	log     *slog.Logger   // set at construction, read-only after
-	addrs   APIAddrs       // set at construction, read-only after
-	started time.Time      // set at construction, read-only after
-	mux     *http.ServeMux // the routes; read-only after construction
-	routes  []string       // the patterns, in order; read-only after construction
+	n      *node.Node     // set at construction, read-only after
+	levels *slog.LevelVar // nil: the log level endpoints answer 501
+	log    *slog.Logger   // set at construction, read-only after
+	addrs  APIAddrs       // set at construction, read-only after
+	mux    *http.ServeMux // the routes; read-only after construction
+	routes []string       // the patterns, in order; read-only after construction
 }
 
 // NewHandler returns the node's API as one http.Handler, with the routes
@@ -62,7 +61,7 @@ func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
 }
 
 func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddrs) *api {
-	a := &api{n: n, levels: levels, log: log, addrs: addrs, started: time.Now(), mux: http.NewServeMux()}
+	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux()}
 	a.handle("GET /v1/node", a.getNode)
 	a.handle("GET /v1/peers", a.getPeers)
 	a.handle("GET /v1/resolve/{did}", a.getResolve)
@@ -165,6 +164,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, CodeInvalidKey
 	case errors.Is(err, node.ErrNotFound):
 		return http.StatusNotFound, CodeNotFound
+	case errors.Is(err, node.ErrNoPeers):
+		return http.StatusServiceUnavailable, CodeNoPeers
 	case errors.Is(err, node.ErrBadRecord):
 		return http.StatusBadGateway, CodeBadRecord
 	case errors.Is(err, context.DeadlineExceeded):
@@ -259,7 +260,7 @@ func (a *api) getNode(_ *http.Request) (int, any, error) {
 		Addrs:     multiaddrStrings(n.Addrs()),
 		Peers:     len(n.Peers()),
 		Agent:     node.Agent,
-		StartedAt: a.started,
+		StartedAt: a.n.StartedAt(),
 		API:       a.addrs,
 	}, nil
 }

@@ -21,6 +21,9 @@ var (
 	ErrAliasTaken = errors.New("alias bound to another key")
 	// ErrBadRecord: an alias record is malformed, expired or badly signed.
 	ErrBadRecord = errors.New("bad alias record")
+	// ErrNoPeers: the question needs the realm, and the node has no peer
+	// in its routing table yet.
+	ErrNoPeers = errors.New("no peers to ask")
 	// ErrClosed: the node was closed.
 	ErrClosed = errors.New("node closed")
 )

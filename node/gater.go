@@ -20,11 +20,46 @@ type gater struct {
 	// mu guards refused.
 	mu      sync.Mutex
 	refused map[peer.ID]time.Time // until when
+	strikes map[peer.ID]strike    // failed handshakes not yet refused
 	now     func() time.Time      // set at construction, read-only after
 }
 
 func newGater() *gater {
-	return &gater{refused: make(map[peer.ID]time.Time), now: time.Now}
+	return &gater{refused: make(map[peer.ID]time.Time), strikes: make(map[peer.ID]strike), now: time.Now}
+}
+
+type strike struct {
+	n     int
+	first time.Time
+}
+
+// maxStrikes is how many failed handshakes within the refusal time get a
+// peer refused even when we could not tell why they failed: a peer of
+// another realm often closes the connection before our side of the
+// handshake can see that it speaks another realm.
+const maxStrikes = 3
+
+// strike counts a failed handshake of p and refuses p for d at the
+// maxStrikes-th within d. It reports whether p is now refused.
+func (g *gater) strike(p peer.ID, d time.Duration) bool {
+	g.mu.Lock()
+	now := g.now()
+	s := g.strikes[p]
+	if now.Sub(s.first) > d {
+		s = strike{first: now}
+	}
+	s.n++
+	if s.n < maxStrikes {
+		if len(g.strikes) < maxRefused {
+			g.strikes[p] = s
+		}
+		g.mu.Unlock()
+		return false
+	}
+	delete(g.strikes, p)
+	g.mu.Unlock()
+	g.refuse(p, d)
+	return true
 }
 
 func (g *gater) refuse(p peer.ID, d time.Duration) {

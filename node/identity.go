@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
@@ -142,6 +143,9 @@ func checkDataDir(dir string) error {
 				return fmt.Errorf("%w: %s: %s is not a directory", ErrDataDir, dir, d)
 			}
 			return nil
+		}
+		if errors.Is(err, syscall.ENOTDIR) {
+			continue // a file further up; the walk finds and names it
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: %s: %v", ErrDataDir, dir, err)

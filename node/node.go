@@ -53,6 +53,7 @@ type Node struct {
 	redial     map[peer.ID]chan struct{} // bootstrap peer -> signalled on disconnect
 	closed     bool
 	keyCreated bool
+	started    time.Time // set in New, read-only after
 }
 
 // peerState is what the node knows of a connected peer.
@@ -143,6 +144,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.keyCreated = created
+	n.started = time.Now()
 
 	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
 	h.Network().Notify(&network.NotifyBundle{
@@ -225,6 +227,9 @@ func (n *Node) Realm() string { return n.cfg.Realm }
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
+// StartedAt returns when the node finished starting.
+func (n *Node) StartedAt() time.Time { return n.started }
+
 // KeyCreated reports whether this start created the node's key.
 func (n *Node) KeyCreated() bool { return n.keyCreated }
 
@@ -296,23 +301,40 @@ func (n *Node) onConnected(c network.Conn) {
 		defer n.wg.Done()
 		h, err := n.handshake(n.ctx, c)
 		if err != nil {
-			if n.ctx.Err() != nil || c.IsClosed() {
+			if n.ctx.Err() != nil {
 				return
 			}
-			p := c.RemotePeer()
-			reason := err.Error()
-			if errors.Is(err, ErrOtherRealm) {
-				n.gater.refuse(p, n.cfg.RefuseFor)
-				n.log.Warn("peer refused: not in this realm", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
-			} else {
-				n.log.Info("realm handshake failed", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
-			}
-			n.events.Emit(event.Event{Kind: event.PeerRefused, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: reason})
-			_ = c.Close()
+			n.handshakeFailed(c, err)
 			return
 		}
 		n.onVerified(c, h)
 	}()
+}
+
+// handshakeFailed closes a connection whose realm handshake failed and
+// refuses its peer: at once when it is of another realm, after maxStrikes
+// failures otherwise (it may have closed first, hiding why).
+func (n *Node) handshakeFailed(c network.Conn, err error) {
+	p := c.RemotePeer()
+	refused := false
+	if errors.Is(err, ErrOtherRealm) {
+		n.gater.refuse(p, n.cfg.RefuseFor)
+		refused = true
+	} else {
+		refused = n.gater.strike(p, n.cfg.RefuseFor)
+	}
+	switch {
+	case errors.Is(err, ErrOtherRealm):
+		n.log.Warn("peer refused: not in this realm", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	case refused:
+		n.log.Warn("peer refused: realm handshake failed repeatedly", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	default:
+		n.log.Debug("realm handshake failed", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	}
+	if refused {
+		n.events.Emit(event.Event{Kind: event.PeerRefused, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: err.Error()})
+	}
+	_ = c.Close()
 }
 
 // notePeerName records the name a peer gave in its own hello.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -66,10 +67,15 @@ func (n *Node) Resolve(ctx context.Context, did string) (*Resolution, error) {
 			return &Resolution{DID: n.did, Alias: n.alias, PeerID: n.ID().String(), Addrs: addrStrings(n)}, nil
 		}
 		raw, err := n.dht.GetValue(ctx, AliasKey(did))
-		if err != nil {
-			if errors.Is(err, routing.ErrNotFound) {
-				return nil, fmt.Errorf("%w: no record for %s in realm %s", ErrNotFound, did, rr)
-			}
+		switch {
+		case err == nil:
+		case len(raw) > 0 && ctx.Err() != nil:
+			// Out of time, but a valid record was found: use it.
+		case errors.Is(err, routing.ErrNotFound):
+			return nil, fmt.Errorf("%w: no record for %s in realm %s", ErrNotFound, did, rr)
+		case errors.Is(err, kb.ErrLookupFailure):
+			return nil, fmt.Errorf("%w: cannot resolve %s: %v", ErrNoPeers, did, err)
+		default:
 			return nil, fmt.Errorf("resolving %s: %w", did, err)
 		}
 		rec, err := ParseAliasRecord(raw)
