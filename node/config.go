@@ -12,6 +12,7 @@ import (
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/rpc"
 )
 
 // Config is a node's configuration. Start from DefaultConfig; Realm and Name
@@ -54,6 +55,8 @@ type Config struct {
 	// AliasTTL is how long an alias record stays valid; it is republished
 	// every AliasTTL/4. Default: 24 hours.
 	AliasTTL time.Duration
+	// RPC tunes the RPC service; its Realm and Logger are the node's.
+	RPC rpc.Config
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/rpc"
 )
 
 // Node is one running Macula node. Its methods are safe for concurrent use.
@@ -36,6 +37,7 @@ type Node struct {
 	host   host.Host
 	gater  *gater
 	dht    *dht.DHT
+	rpc    *rpc.RPC
 	events *event.Bus
 	aliasV *aliasValidator
 
@@ -138,8 +140,17 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.dht = d
+	rcfg := s.RPC
+	rcfg.Realm, rcfg.Logger = s.Realm, n.log
+	r, err := rpc.New(h, d, n.events, rcfg)
+	if err != nil {
+		d.Close()
+		return fail(fmt.Errorf("%w: rpc: %w", ErrConfig, err))
+	}
+	n.rpc = r
 	created, err := id.persist()
 	if err != nil {
+		r.Close()
 		d.Close()
 		return fail(err)
 	}
@@ -205,6 +216,9 @@ func listenError(addrs []string, err error) error {
 
 // Host returns the node's libp2p host, for the services wired on it.
 func (n *Node) Host() host.Host { return n.host }
+
+// RPC returns the node's RPC service: advertise, call.
+func (n *Node) RPC() *rpc.RPC { return n.rpc }
 
 // DHT returns the realm's DHT.
 func (n *Node) DHT() *dht.DHT { return n.dht }
@@ -449,10 +463,11 @@ func (n *Node) Close() error {
 	// Stop accepting work first: no new handshakes, then cancel the loops.
 	n.host.RemoveStreamHandler(HandshakeProtocol(n.cfg.Realm))
 	n.cancel()
+	rerr := n.rpc.Close() // before the DHT it announces through
 	derr := n.dht.Close()
 	herr := n.host.Close()
 	n.wg.Wait()
 	n.events.Close()
 	n.log.Info("node stopped")
-	return errors.Join(derr, herr)
+	return errors.Join(rerr, derr, herr)
 }
