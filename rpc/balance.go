@@ -111,7 +111,37 @@ func (x *RPC) pick(procedure string, policy Policy, tried map[peer.ID]bool) (pee
 }
 
 // lookup replaces the cached providers of procedure with a DHT lookup.
+// Concurrent lookups of one procedure share one DHT query.
 func (x *RPC) lookup(ctx context.Context, procedure string) error {
+	x.mu.Lock()
+	if wait, ok := x.lookups[procedure]; ok {
+		x.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctxError(ctx)
+		}
+		x.mu.Lock()
+		_, found := x.providers[procedure]
+		x.mu.Unlock()
+		if !found {
+			return fmt.Errorf("%w: %s", ErrNotFound, procedure)
+		}
+		return nil
+	}
+	wait := make(chan struct{})
+	x.lookups[procedure] = wait
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		delete(x.lookups, procedure)
+		close(wait)
+		x.mu.Unlock()
+	}()
+	return x.lookupNow(ctx, procedure)
+}
+
+func (x *RPC) lookupNow(ctx context.Context, procedure string) error {
 	if x.router == nil {
 		return fmt.Errorf("%w: %s", ErrNotFound, procedure)
 	}

@@ -150,6 +150,7 @@ type RPC struct {
 	dialing   map[peer.ID]chan struct{} // closed when a dial ends
 	serving   map[*serverConn]struct{}
 	providers map[string]*providerSet
+	lookups   map[string]chan struct{} // DHT lookups in progress, by procedure
 	avoid     map[peer.ID]time.Time
 	inflight  map[peer.ID]int // calls in flight per callee, for LeastInFlight
 	closed    bool
@@ -170,6 +171,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 		dialing:   make(map[peer.ID]chan struct{}),
 		serving:   make(map[*serverConn]struct{}),
 		providers: make(map[string]*providerSet),
+		lookups:   make(map[string]chan struct{}),
 		avoid:     make(map[peer.ID]time.Time),
 		inflight:  make(map[peer.ID]int),
 	}
