@@ -25,6 +25,8 @@ const (
 	Subscribe
 	// PeerRefused: a peer failed the realm handshake and was disconnected.
 	PeerRefused
+	// NATChanged: a NAT probe found another type or public address.
+	NATChanged
 )
 
 var kindNames = map[Kind]string{
@@ -35,6 +37,7 @@ var kindNames = map[Kind]string{
 	Publish:        "publish",
 	Subscribe:      "subscribe",
 	PeerRefused:    "peer_refused",
+	NATChanged:     "nat_changed",
 }
 
 // String returns the kind's stable name, such as "connection_up".

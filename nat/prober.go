@@ -77,7 +77,8 @@ func New(cfg Config, conn net.PacketConn) (*Prober, error) {
 		var addrs [4]netip.AddrPort
 		addrs[sockPrimary] = p.local
 		p.resp = newResponder(s.Server, addrs, false)
-		onRequest = p.answer
+		// The read loop may answer before p.ep is set: answer on conn.
+		onRequest = func(m *stun.Message, from netip.AddrPort) { p.answer(conn, m, from) }
 	}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	p.ep = newEndpoint(conn, p.log, onRequest)
@@ -87,12 +88,12 @@ func New(cfg Config, conn net.PacketConn) (*Prober, error) {
 }
 
 // answer is the responder on the shared socket (called by its read loop).
-func (p *Prober) answer(m *stun.Message, from netip.AddrPort) {
+func (p *Prober) answer(conn net.PacketConn, m *stun.Message, from netip.AddrPort) {
 	out, _, ok := p.resp.handle(m, from, sockPrimary)
 	if !ok {
 		return
 	}
-	if _, err := p.ep.conn.WriteTo(out, net.UDPAddrFromAddrPort(from)); err != nil {
+	if _, err := conn.WriteTo(out, net.UDPAddrFromAddrPort(from)); err != nil {
 		p.log.Debug("nat: stun response", "to", from, "err", err)
 	}
 }

@@ -55,6 +55,13 @@ type Config struct {
 	// AliasTTL is how long an alias record stays valid; it is republished
 	// every AliasTTL/4. Default: 24 hours.
 	AliasTTL time.Duration
+	// STUN are STUN servers (HOST:PORT) for learning the public address and
+	// the NAT type; the bootstrap peers are asked too, since every Macula
+	// node answers STUN on its QUIC port. Default: none beyond those.
+	STUN []string
+	// NATInterval is the time between NAT probes; negative means only on
+	// demand. Default: 5 minutes.
+	NATInterval time.Duration
 	// RPC tunes the RPC service; its Realm and Logger are the node's.
 	RPC rpc.Config
 	// Logger receives the node's logs. Default: slog.Default().

@@ -16,6 +16,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/realm"
@@ -207,7 +208,29 @@ func TestCloseIsIdempotentAndStopsEvents(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := <-sub.C; ok {
-		t.Fatal("event channel open after Close")
+	for range sub.C { // drain what came before Close; the channel must end
+	}
+}
+
+// A node learns its address by STUN from its bootstrap peer's QUIC port,
+// through its own QUIC socket: the mapped port is the QUIC port.
+func TestNATProbeThroughBootstrap(t *testing.T) {
+	boot := startNode(t, "io.acme.orders", "boot", nil)
+	n := startNode(t, "io.acme.orders", "n", func(c *Config) { c.Bootstrap = bootstrapOf(boot) })
+	var quicPort int
+	for _, a := range n.Host().Network().ListenAddresses() {
+		if p, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+			quicPort, _ = strconv.Atoi(p)
+		}
+	}
+	eventually(t, 15*time.Second, "a NAT probe with a public address", func() bool {
+		return n.NAT().PublicPort != 0
+	})
+	info := n.NAT()
+	if int(info.PublicPort) != quicPort || info.PublicIP.String() != "127.0.0.1" {
+		t.Fatalf("NAT info %+v, want 127.0.0.1:%d", info, quicPort)
+	}
+	if info.MeasuredAt.IsZero() {
+		t.Fatalf("no measured_at in %+v", info)
 	}
 }

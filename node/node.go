@@ -20,9 +20,11 @@ import (
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"go.uber.org/fx"
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
 )
@@ -40,6 +42,7 @@ type Node struct {
 	rpc    *rpc.RPC
 	events *event.Bus
 	aliasV *aliasValidator
+	nat    natState
 
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -117,6 +120,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.UserAgent(Agent),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
+		libp2p.WithFxOption(fx.Populate(&n.nat.cm)),
+		libp2p.AddrsFactory(nat.AddrsFactory(n.nat.info)),
 	)
 	if err != nil {
 		n.cancel()
@@ -155,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	n.keyCreated = created
+	n.startNAT()
 	n.started = time.Now()
 
 	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
@@ -465,9 +471,10 @@ func (n *Node) Close() error {
 	n.cancel()
 	rerr := n.rpc.Close() // before the DHT it announces through
 	derr := n.dht.Close()
+	nerr := n.closeNAT() // before the host: it holds a reference to the QUIC socket
 	herr := n.host.Close()
 	n.wg.Wait()
 	n.events.Close()
 	n.log.Info("node stopped")
-	return errors.Join(rerr, derr, herr)
+	return errors.Join(rerr, derr, nerr, herr)
 }

@@ -1,0 +1,118 @@
+package node
+
+import (
+	"net"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/nat"
+)
+
+// natState is the node's NAT prober: STUN from the QUIC socket itself, so the
+// mapping it learns is the one QUIC traffic gets, and a STUN responder on the
+// same socket, so that every Macula node is a STUN server for its mesh.
+type natState struct {
+	cm     *quicreuse.ConnManager     // filled by fx when the host is built
+	prober atomic.Pointer[nat.Prober] // nil until started
+	last   atomic.Pointer[nat.Info]   // the latest finished probe
+}
+
+// info returns the latest NAT information (zero before the first probe).
+func (s *natState) info() nat.Info {
+	if p := s.prober.Load(); p != nil {
+		return p.Info()
+	}
+	return nat.Info{Type: nat.TypeUnknown}
+}
+
+// stunServers lists the configured STUN servers and, after them, the
+// bootstrap peers' QUIC sockets: Macula nodes answer STUN there.
+func stunServers(cfg []string, bootstrap []peer.AddrInfo) []string {
+	out := append([]string(nil), cfg...)
+	seen := map[string]bool{}
+	for _, s := range out {
+		seen[s] = true
+	}
+	for _, ai := range bootstrap {
+		for _, a := range ai.Addrs {
+			if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err != nil {
+				continue
+			}
+			_, hostport, err := manet.DialArgs(a)
+			if err != nil || seen[hostport] {
+				continue
+			}
+			if host, _, err := net.SplitHostPort(hostport); err != nil || net.ParseIP(host) == nil {
+				continue
+			}
+			seen[hostport] = true
+			out = append(out, hostport)
+		}
+	}
+	if len(out) > 16 {
+		out = out[:16]
+	}
+	return out
+}
+
+// startNAT starts the prober on the host's QUIC socket. A failure here is
+// not fatal: the node works without knowing its NAT, and says so in Info.
+func (n *Node) startNAT() {
+	if n.nat.cm == nil {
+		n.log.Warn("no QUIC connection manager; NAT probing is off")
+		return
+	}
+	conn, err := nat.SharedQUICConn(n.nat.cm, n.host.Network().ListenAddresses())
+	if err != nil {
+		n.log.Warn("NAT probing is off", "err", err)
+		return
+	}
+	cfg := nat.DefaultConfig()
+	cfg.Servers = stunServers(n.cfg.STUN, n.cfg.bootstrap)
+	if n.cfg.NATInterval != 0 {
+		cfg.Interval = n.cfg.NATInterval
+	}
+	cfg.Respond = true
+	cfg.Logger = n.log
+	cfg.OnUpdate = func(i nat.Info) {
+		prev := n.nat.last.Swap(&i)
+		if prev == nil || prev.Type != i.Type || prev.PublicIP != i.PublicIP || prev.PublicPort != i.PublicPort {
+			public := ""
+			if ap, ok := i.PublicAddr(); ok {
+				public = ap.String()
+			}
+			n.log.Info("NAT probed", "type", i.Type, "public", public, "err", i.Error)
+			n.events.Emit(event.Event{Kind: event.NATChanged, Outcome: string(i.Type), Addr: public, Reason: i.Error})
+		}
+	}
+	p, err := nat.New(cfg, conn)
+	if err != nil {
+		conn.Close()
+		n.log.Warn("NAT probing is off", "err", err)
+		return
+	}
+	n.nat.prober.Store(p)
+}
+
+// NAT returns what the node knows of its NAT: type, mapping and filtering
+// behaviour, public address, hairpin, when it was measured, the last error.
+func (n *Node) NAT() nat.Info { return n.nat.info() }
+
+// ReprobeNAT asks for a new NAT probe now (it runs in the background).
+func (n *Node) ReprobeNAT() {
+	if p := n.nat.prober.Load(); p != nil {
+		p.Reprobe()
+	}
+}
+
+func (n *Node) closeNAT() error {
+	if p := n.nat.prober.Load(); p != nil {
+		return p.Close()
+	}
+	return nil
+}
