@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -33,80 +34,128 @@ func (x *RPC) knownProviderLocked(p peer.ID) (string, bool) {
 	return "", false
 }
 
-// choose picks a provider of procedure that is not in tried. It looks the
-// procedure up in the DHT when nothing is cached, or when force is set and
-// the cache has nobody left; a stale cache is used and refreshed in the
-// background. fresh reports whether this call did a lookup.
-func (x *RPC) choose(ctx context.Context, procedure string, policy Policy, tried map[peer.ID]bool, force bool) (p peer.ID, fresh bool, err error) {
+// choose picks a provider of procedure that is not in tried, and returns
+// the stream to it when there is one. It looks the procedure up in the DHT
+// when nothing is cached, or when force is set and the cache has nobody
+// left; a stale cache is used and refreshed in the background. fresh reports
+// whether this call did a lookup.
+func (x *RPC) choose(ctx context.Context, procedure string, o *callOpts, tried []peer.ID, force bool) (p peer.ID, c *clientConn, fresh bool, err error) {
+	// The common case takes x.mu once: a cached provider list, a pick, and
+	// the stream to the provider.
 	x.mu.Lock()
 	ps := x.providers[procedure]
-	if ps != nil && time.Since(ps.fetched) > x.cfg.ProviderTTL && !ps.refreshing {
-		ps.refreshing = true
-		x.wg.Add(1)
-		go x.refresh(procedure)
+	if ps != nil {
+		now := o.start
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.Sub(ps.fetched) > x.cfg.ProviderTTL && !ps.refreshing {
+			ps.refreshing = true
+			x.wg.Add(1)
+			go x.refresh(procedure)
+		}
+		p, ok := x.pickLocked(ps, o.policy, tried, now)
+		if ok {
+			c = x.conns[p]
+			x.mu.Unlock()
+			return p, c, false, nil
+		}
 	}
 	x.mu.Unlock()
+	ctx = o.ctx(ctx) // the slow path: bound by the call's deadline
 	if ps == nil {
 		if err := x.lookup(ctx, procedure); err != nil {
-			return "", true, err
+			return "", nil, true, err
 		}
 		fresh = true
 	}
-	if p, ok := x.pick(procedure, policy, tried); ok {
-		return p, fresh, nil
+	if p, ok := x.pick(procedure, o.policy, tried); ok {
+		return p, nil, fresh, nil
 	}
 	if force && !fresh {
 		if err := x.lookup(ctx, procedure); err != nil {
-			return "", true, err
+			return "", nil, true, err
 		}
 		fresh = true
-		if p, ok := x.pick(procedure, policy, tried); ok {
-			return p, fresh, nil
+		if p, ok := x.pick(procedure, o.policy, tried); ok {
+			return p, nil, fresh, nil
 		}
 	}
-	return "", fresh, fmt.Errorf("%w: %s", ErrNotFound, procedure)
+	return "", nil, fresh, fmt.Errorf("%w: %s", ErrNotFound, procedure)
 }
 
-// pick applies the policy to the usable providers: not tried, and not
-// avoided unless every one is.
-func (x *RPC) pick(procedure string, policy Policy, tried map[peer.ID]bool) (peer.ID, bool) {
+func (x *RPC) pick(procedure string, policy Policy, tried []peer.ID) (peer.ID, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	ps := x.providers[procedure]
 	if ps == nil {
 		return "", false
 	}
-	now := time.Now()
-	var usable, avoided []peer.ID
+	return x.pickLocked(ps, policy, tried, time.Now())
+}
+
+// pickLocked applies the policy to the usable providers: not tried, and not
+// avoided unless every one is. It allocates nothing.
+func (x *RPC) pickLocked(ps *providerSet, policy Policy, tried []peer.ID, now time.Time) (peer.ID, bool) {
+	usable := func(p peer.ID, avoidedToo bool) bool {
+		if slices.Contains(tried, p) {
+			return false
+		}
+		if avoidedToo || len(x.avoid) == 0 {
+			return true
+		}
+		until, ok := x.avoid[p]
+		return !ok || !now.Before(until)
+	}
+	n, avoidedToo := 0, false
 	for _, p := range ps.peers {
-		if tried[p] {
-			continue
+		if usable(p, false) {
+			n++
 		}
-		if until, ok := x.avoid[p]; ok && now.Before(until) {
-			avoided = append(avoided, p)
-			continue
+	}
+	if n == 0 {
+		avoidedToo = true
+		for _, p := range ps.peers {
+			if usable(p, true) {
+				n++
+			}
 		}
-		usable = append(usable, p)
 	}
-	if len(usable) == 0 {
-		usable = avoided
-	}
-	if len(usable) == 0 {
+	if n == 0 {
 		return "", false
+	}
+	nth := func(k int) peer.ID {
+		for _, p := range ps.peers {
+			if usable(p, avoidedToo) {
+				if k == 0 {
+					return p
+				}
+				k--
+			}
+		}
+		panic("rpc: pick: provider list changed under the lock")
 	}
 	switch policy {
 	case Random:
-		return usable[rand.IntN(len(usable))], true
+		return nth(rand.IntN(n)), true
 	case LeastInFlight:
-		best := usable[0]
-		for _, p := range usable[1:] {
-			if x.inflight[p] < x.inflight[best] {
-				best = p
+		var best peer.ID
+		bestN := int64(-1)
+		for _, p := range ps.peers {
+			if !usable(p, avoidedToo) {
+				continue
+			}
+			var in int64
+			if c := x.conns[p]; c != nil {
+				in = c.inflight.Load()
+			}
+			if bestN < 0 || in < bestN {
+				best, bestN = p, in
 			}
 		}
 		return best, true
 	default:
-		return usable[int(ps.next.Add(1)-1)%len(usable)], true
+		return nth(int(ps.next.Add(1)-1) % n), true
 	}
 }
 

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,14 +14,19 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/frame"
-	"github.com/macula-io/macula/realm"
 )
 
 // CallOption changes one call.
 type CallOption func(*callOpts)
 
 type callOpts struct {
-	timeout    time.Duration
+	timeout  time.Duration
+	start    time.Time // when Call began
+	deadline time.Time // the call's deadline (never zero in a call)
+	// dctx is ctx bound by deadline, made only on the slow paths (lookup,
+	// dial, waiting for a slot, a local handler); cancel releases it.
+	dctx       context.Context
+	cancel     context.CancelFunc
 	idempotent bool
 	codec      Codec
 	policy     Policy
@@ -50,52 +56,55 @@ func (x *RPC) Call(ctx context.Context, procedure string, payload []byte, opts .
 	for _, f := range opts {
 		f(&o)
 	}
-	if err := realm.ValidateProcedure(x.cfg.Realm, procedure); err != nil {
+	if err := x.validateProcedure(procedure); err != nil {
 		return nil, err
-	}
-	if len(procedure) > 255 {
-		return nil, fmt.Errorf("%w: procedure %q is %d bytes, the limit is 255", realm.ErrInvalid, procedure, len(procedure))
 	}
 	if len(payload) > x.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(payload), x.cfg.MaxPayload)
 	}
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	} else if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, x.cfg.DefaultTimeout)
-		defer cancel()
-	}
 	start := time.Now()
+	o.start = start
+	// The deadline is kept, not turned into a context with a timer: a call
+	// that goes out on an open stream waits on its connection's deadline
+	// sweeper, one timer for all its calls.
+	dl, ok := ctx.Deadline()
+	if o.timeout > 0 && (!ok || start.Add(o.timeout).Before(dl)) {
+		dl = start.Add(o.timeout)
+	} else if !ok {
+		dl = start.Add(x.cfg.DefaultTimeout)
+	}
+	o.deadline = dl
+	defer func() {
+		if o.cancel != nil {
+			o.cancel()
+		}
+	}()
 	x.bus.Emit(event.Event{Kind: event.CallStart, Time: start, Procedure: procedure})
 	reply, callee, err := x.call(ctx, procedure, payload, &o)
 	d := time.Since(start)
 	outcome := outcomeOf(err)
 	x.stats.record(outcome, d)
-	e := event.Event{Kind: event.CallStop, Procedure: procedure, Duration: d, Outcome: outcome}
-	if callee != "" {
-		e.Peer = callee.String()
-	}
-	x.bus.Emit(e)
+	x.bus.Emit(event.Event{Kind: event.CallStop, Time: start.Add(d), Procedure: procedure, Duration: d, Outcome: outcome, Peer: callee})
 	return reply, err
 }
 
-func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *callOpts) ([]byte, peer.ID, error) {
+// call returns the callee's peer ID as a string (cached: base58 encoding a
+// peer ID on every call is expensive), "" when none was reached.
+func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *callOpts) ([]byte, string, error) {
 	if x.ctx.Err() != nil {
 		return nil, "", ErrClosed
 	}
 	if h := x.handler(procedure); h != nil {
 		// A procedure advertised here is served here: no network path.
-		reply, err := x.serveLocal(ctx, h, procedure, payload, o.codec)
-		return reply, x.self.PeerID, err
+		reply, err := x.serveLocal(o.ctx(ctx), h, procedure, payload, o.codec)
+		return reply, x.selfStr, err
 	}
-	tried := make(map[peer.ID]bool)
+	var triedBuf [maxAttempts]peer.ID
+	tried := triedBuf[:0]
 	var lastErr error
 	refreshed := false
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		p, fresh, err := x.choose(ctx, procedure, o.policy, tried, !refreshed && attempt > 0)
+		p, c, fresh, err := x.choose(ctx, procedure, o, tried, !refreshed && attempt > 0)
 		refreshed = refreshed || fresh
 		if err != nil {
 			if lastErr != nil && errors.Is(err, ErrNotFound) {
@@ -103,10 +112,10 @@ func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *cal
 			}
 			return nil, "", err
 		}
-		tried[p] = true
-		reply, sent, err := x.callPeer(ctx, p, procedure, payload, o)
+		tried = append(tried, p)
+		reply, sent, err := x.callPeer(ctx, p, c, procedure, payload, o)
 		if err == nil {
-			return reply, p, nil
+			return reply, x.peerString(p, c), nil
 		}
 		var re *RemoteError
 		switch {
@@ -118,14 +127,33 @@ func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *cal
 		case errors.Is(err, ErrDisconnected) && (!sent || o.idempotent):
 			x.markUnreachable(procedure, p)
 			lastErr = err
-			if ctx.Err() != nil {
-				return nil, p, ctxError(ctx)
+			if err := o.ctxErr(ctx); err != nil {
+				return nil, x.peerString(p, nil), err
 			}
 			continue
 		}
-		return nil, p, err
+		return nil, x.peerString(p, nil), err
 	}
 	return nil, "", lastErr
+}
+
+// ctx returns ctx bound by the call's deadline, making it on first use.
+func (o *callOpts) ctx(ctx context.Context) context.Context {
+	if o.dctx == nil {
+		o.dctx, o.cancel = context.WithDeadline(ctx, o.deadline)
+	}
+	return o.dctx
+}
+
+// ctxErr is ctxError(ctx), or ErrTimeout once the call's deadline passed.
+func (o *callOpts) ctxErr(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx)
+	}
+	if !time.Now().Before(o.deadline) {
+		return ErrTimeout
+	}
+	return nil
 }
 
 func ctxError(ctx context.Context) error {
@@ -221,7 +249,8 @@ func (x *RPC) CallAsync(ctx context.Context, procedure string, payload []byte, o
 
 // pendingCall is a call waiting for its response on a clientConn.
 type pendingCall struct {
-	ch chan result // capacity 1
+	ch       chan result // capacity 1; one send, by whoever removed it from pending
+	deadline time.Time
 }
 
 type result struct {
@@ -231,55 +260,69 @@ type result struct {
 
 // clientConn is the long-lived stream to one callee.
 type clientConn struct {
-	x    *RPC
-	peer peer.ID
-	w    *wstream
-	sem  chan struct{} // bounds calls in flight
-	ids  atomic.Uint64
+	x        *RPC
+	peer     peer.ID
+	peerStr  string // peer.String(), once: base58 is costly
+	inflight atomic.Int64
+	w        *wstream
+	sem      chan struct{} // bounds calls in flight
+	ids      atomic.Uint64
 
-	// mu guards pending and err.
+	// mu guards pending, err and nextSweep.
 	mu      sync.Mutex
 	pending map[uint64]*pendingCall
 	err     error // set once the stream is finished
+	// sweep fails the calls whose deadline passed; it is armed at
+	// nextSweep (zero: not armed), the earliest deadline it knows of.
+	sweep     *time.Timer
+	nextSweep time.Time
 }
 
 // callPeer sends one call to p. sent reports whether the request may have
 // reached p (and so may have run).
-func (x *RPC) callPeer(ctx context.Context, p peer.ID, procedure string, payload []byte, o *callOpts) (reply []byte, sent bool, err error) {
-	c, err := x.conn(ctx, p)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, false, ctxError(ctx)
+// c is the stream to p if choose found one, else nil.
+func (x *RPC) callPeer(ctx context.Context, p peer.ID, c *clientConn, procedure string, payload []byte, o *callOpts) (reply []byte, sent bool, err error) {
+	if c == nil {
+		c, err = x.conn(o.ctx(ctx), p)
+		if err != nil {
+			if err := o.ctxErr(ctx); err != nil {
+				return nil, false, err
+			}
+			return nil, false, err
 		}
-		return nil, false, err
 	}
 	select {
 	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, ctxError(ctx)
+	default:
+		select {
+		case c.sem <- struct{}{}:
+		case <-o.ctx(ctx).Done():
+			return nil, false, o.ctxErr(ctx)
+		}
 	}
 	defer func() { <-c.sem }()
-	x.addInflight(p, 1)
-	defer x.addInflight(p, -1)
+	c.inflight.Add(1)
+	defer c.inflight.Add(-1)
 
 	id := c.ids.Add(1)
-	pc := &pendingCall{ch: make(chan result, 1)}
+	left := time.Until(o.deadline)
+	if left <= 0 {
+		return nil, false, ErrTimeout
+	}
+	pc := &pendingCall{ch: make(chan result, 1), deadline: o.deadline}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		return nil, false, c.err
 	}
 	c.pending[id] = pc
+	if c.nextSweep.IsZero() || o.deadline.Before(c.nextSweep) {
+		c.nextSweep = o.deadline
+		c.sweep.Reset(left)
+	}
 	c.mu.Unlock()
 
-	req := request{id: id, codec: o.codec, procedure: procedure, payload: payload}
-	if dl, ok := ctx.Deadline(); ok {
-		req.timeout = int64(time.Until(dl))
-		if req.timeout <= 0 {
-			c.drop(id)
-			return nil, false, ErrTimeout
-		}
-	}
+	req := request{id: id, timeout: int64(left), codec: o.codec, procedure: procedure, payload: payload}
 	if o.idempotent {
 		req.flags |= flagIdempotent
 	}
@@ -303,6 +346,44 @@ func (x *RPC) callPeer(ctx context.Context, p peer.ID, procedure string, payload
 	}
 }
 
+// sweepNow fails the calls whose deadline passed and arms the sweep timer
+// at the earliest deadline left. With a common timeout it runs about once
+// per timeout, however many calls there are.
+func (c *clientConn) sweepNow() {
+	type expired struct {
+		id uint64
+		pc *pendingCall
+	}
+	var gone []expired
+	now := time.Now()
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	var next time.Time
+	for id, pc := range c.pending {
+		if !now.Before(pc.deadline) {
+			delete(c.pending, id)
+			gone = append(gone, expired{id, pc})
+		} else if next.IsZero() || pc.deadline.Before(next) {
+			next = pc.deadline
+		}
+	}
+	c.nextSweep = next
+	if !next.IsZero() {
+		c.sweep.Reset(next.Sub(now))
+	}
+	c.mu.Unlock()
+	for _, e := range gone {
+		e.pc.ch <- result{err: ErrTimeout}
+		cb := startFrame(frameCancel)
+		*cb = appendCancel(*cb, e.id)
+		sealFrame(cb)
+		c.w.trySend(cb)
+	}
+}
+
 func (c *clientConn) drop(id uint64) {
 	c.mu.Lock()
 	delete(c.pending, id)
@@ -318,6 +399,7 @@ func (c *clientConn) fail(err error) {
 	pend := c.pending
 	c.pending = map[uint64]*pendingCall{}
 	c.mu.Unlock()
+	c.sweep.Stop()
 	c.w.finish(true)
 	for _, pc := range pend {
 		pc.ch <- result{err: err}
@@ -331,7 +413,9 @@ func (c *clientConn) fail(err error) {
 
 func (c *clientConn) readLoop() {
 	defer c.x.wg.Done()
-	fr := frame.NewReader(c.w.s, uint32(c.x.cfg.MaxPayload+frameOverhead))
+	// A buffered reader: one stream Read takes many frames, not two
+	// (header, body) per frame.
+	fr := frame.NewReader(bufio.NewReaderSize(c.w.s, readBufSize), uint32(c.x.cfg.MaxPayload+frameOverhead))
 	for {
 		h, body, err := fr.Next()
 		if err != nil {
@@ -427,21 +511,27 @@ func (x *RPC) open(ctx context.Context, p peer.ID) (*clientConn, error) {
 		return nil, fmt.Errorf("%w: no route to %s: %v", ErrDisconnected, p, err)
 	}
 	c := &clientConn{
-		x: x, peer: p,
-		w:       newWStream(s, x.cfg.MaxInFlightPerPeer+16),
+		x: x, peer: p, peerStr: p.String(),
 		sem:     make(chan struct{}, x.cfg.MaxInFlightPerPeer),
 		pending: make(map[uint64]*pendingCall),
 	}
+	c.w = newWStream(s, x.cfg.MaxInFlightPerPeer+16, func() bool { return len(c.sem) > 1 })
+	c.sweep = time.AfterFunc(time.Hour, c.sweepNow)
+	c.sweep.Stop()
 	return c, nil
 }
 
-func (x *RPC) addInflight(p peer.ID, d int) {
-	x.mu.Lock()
-	x.inflight[p] += d
-	if x.inflight[p] <= 0 {
-		delete(x.inflight, p)
+// peerString returns p.String(), from c (the stream to p) when known.
+func (x *RPC) peerString(p peer.ID, c *clientConn) string {
+	if c == nil {
+		x.mu.Lock()
+		c = x.conns[p]
+		x.mu.Unlock()
 	}
-	x.mu.Unlock()
+	if c != nil && c.peer == p {
+		return c.peerStr
+	}
+	return p.String()
 }
 
 // AddAddrs lets callers teach the host a provider's addresses.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -130,14 +132,22 @@ func Protocol(realmName string) protocol.ID {
 
 // RPC calls and serves the procedures of one realm on one host.
 type RPC struct {
-	cfg    Config // read-only after New
-	h      host.Host
-	router Router
-	bus    *event.Bus
-	log    *slog.Logger
-	proto  protocol.ID
-	self   Caller
-	stats  stats
+	cfg     Config // read-only after New
+	h       host.Host
+	router  Router
+	bus     *event.Bus
+	log     *slog.Logger
+	proto   protocol.ID
+	self    Caller
+	selfStr string // self.PeerID.String()
+	stats   stats
+
+	// handlers is the current handler map, replaced (copy on write) under
+	// mu: calls read it without a lock.
+	handlers atomic.Pointer[map[string]Handler]
+	// validNames caches procedure names that passed validation (bounded).
+	validNames sync.Map // string -> struct{}
+	nValid     atomic.Int64
 
 	ctx    context.Context // lifetime
 	cancel context.CancelFunc
@@ -145,14 +155,12 @@ type RPC struct {
 
 	// mu guards the fields below it.
 	mu        sync.Mutex
-	handlers  map[string]Handler
 	conns     map[peer.ID]*clientConn   // one outgoing stream per callee
 	dialing   map[peer.ID]chan struct{} // closed when a dial ends
 	serving   map[*serverConn]struct{}
 	providers map[string]*providerSet
 	lookups   map[string]chan struct{} // DHT lookups in progress, by procedure
 	avoid     map[peer.ID]time.Time
-	inflight  map[peer.ID]int // calls in flight per callee, for LeastInFlight
 	closed    bool
 }
 
@@ -166,16 +174,16 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 	}
 	x := &RPC{
 		cfg: cfg, h: h, router: r, bus: bus, log: cfg.Logger, proto: Protocol(cfg.Realm),
-		handlers:  make(map[string]Handler),
 		conns:     make(map[peer.ID]*clientConn),
 		dialing:   make(map[peer.ID]chan struct{}),
 		serving:   make(map[*serverConn]struct{}),
 		providers: make(map[string]*providerSet),
 		lookups:   make(map[string]chan struct{}),
 		avoid:     make(map[peer.ID]time.Time),
-		inflight:  make(map[peer.ID]int),
 	}
 	x.self = Caller{PeerID: h.ID(), DID: didOf(h.ID())}
+	x.selfStr = h.ID().String()
+	x.handlers.Store(&map[string]Handler{})
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(x.proto, x.handleStream)
 	h.Network().Notify(x.notifiee())
@@ -237,11 +245,14 @@ func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error 
 		x.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := x.handlers[procedure]; ok {
+	old := *x.handlers.Load()
+	if _, ok := old[procedure]; ok {
 		x.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrAlreadyAdvertised, procedure)
 	}
-	x.handlers[procedure] = h
+	m := maps.Clone(old)
+	m[procedure] = h
+	x.handlers.Store(&m)
 	x.mu.Unlock()
 	if x.router == nil {
 		return nil
@@ -258,8 +269,13 @@ func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error 
 // "not advertised", and their callers move to other providers.
 func (x *RPC) Unadvertise(procedure string) error {
 	x.mu.Lock()
-	_, ok := x.handlers[procedure]
-	delete(x.handlers, procedure)
+	old := *x.handlers.Load()
+	_, ok := old[procedure]
+	if ok {
+		m := maps.Clone(old)
+		delete(m, procedure)
+		x.handlers.Store(&m)
+	}
 	x.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s is not advertised here", ErrNotFound, procedure)
@@ -272,19 +288,34 @@ func (x *RPC) Unadvertise(procedure string) error {
 
 // Advertised returns the procedures served here.
 func (x *RPC) Advertised() []string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	out := make([]string, 0, len(x.handlers))
-	for p := range x.handlers {
+	hs := *x.handlers.Load()
+	out := make([]string, 0, len(hs))
+	for p := range hs {
 		out = append(out, p)
 	}
 	return out
 }
 
 func (x *RPC) handler(procedure string) Handler {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.handlers[procedure]
+	return (*x.handlers.Load())[procedure]
+}
+
+// validateProcedure checks a procedure name, remembering the good ones: the
+// check walks the name several times and a caller calls the same few names.
+func (x *RPC) validateProcedure(procedure string) error {
+	if _, ok := x.validNames.Load(procedure); ok {
+		return nil
+	}
+	if err := realm.ValidateProcedure(x.cfg.Realm, procedure); err != nil {
+		return err
+	}
+	if len(procedure) > 255 {
+		return fmt.Errorf("%w: procedure %q is %d bytes, the limit is 255", realm.ErrInvalid, procedure, len(procedure))
+	}
+	if x.nValid.Add(1) <= 4096 {
+		x.validNames.Store(procedure, struct{}{})
+	}
+	return nil
 }
 
 // Close stops serving and calling: calls in flight fail with ErrClosed or

@@ -1,11 +1,11 @@
 package rpc
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -22,7 +22,7 @@ type serverConn struct {
 
 	// mu guards running.
 	mu      sync.Mutex
-	running map[uint64]context.CancelFunc
+	running map[uint64]*callCtx
 }
 
 func (x *RPC) handleStream(s network.Stream) {
@@ -35,10 +35,10 @@ func (x *RPC) handleStream(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	sc := &serverConn{
 		x: x, caller: Caller{PeerID: p, DID: didOf(p)},
-		w:       newWStream(s, x.cfg.MaxConcurrentPerPeer+16),
 		sem:     make(chan struct{}, x.cfg.MaxConcurrentPerPeer),
-		running: make(map[uint64]context.CancelFunc),
+		running: make(map[uint64]*callCtx),
 	}
+	sc.w = newWStream(s, x.cfg.MaxConcurrentPerPeer+16, func() bool { return len(sc.sem) > 1 })
 	x.serving[sc] = struct{}{}
 	x.wg.Add(1)
 	x.mu.Unlock()
@@ -49,8 +49,8 @@ func (x *RPC) handleStream(s network.Stream) {
 	}
 	// Calls still running lose their caller: cancel them, then wait.
 	sc.mu.Lock()
-	for _, cancel := range sc.running {
-		cancel()
+	for _, c := range sc.running {
+		c.cancel(context.Canceled)
 	}
 	sc.mu.Unlock()
 	sc.wg.Wait()
@@ -63,7 +63,7 @@ func (x *RPC) handleStream(s network.Stream) {
 
 func (sc *serverConn) readLoop() error {
 	x := sc.x
-	fr := frame.NewReader(sc.w.s, uint32(x.cfg.MaxPayload+frameOverhead))
+	fr := frame.NewReader(bufio.NewReaderSize(sc.w.s, readBufSize), uint32(x.cfg.MaxPayload+frameOverhead))
 	for {
 		h, body, err := fr.Next()
 		if err != nil {
@@ -89,15 +89,15 @@ func (sc *serverConn) readLoop() error {
 				continue
 			}
 			req.payload = append([]byte(nil), req.payload...) // the reader reuses body
-			ctx, cancel := x.handlerContext(req.timeout)
+			ctx := newCallCtx(req.timeout)
 			sc.mu.Lock()
-			sc.running[req.id] = cancel
+			sc.running[req.id] = ctx
 			sc.mu.Unlock()
 			sc.wg.Add(1)
 			go func() {
 				defer sc.wg.Done()
 				defer func() { <-sc.sem }()
-				sc.serve(ctx, cancel, req)
+				sc.serve(ctx, req)
 			}()
 		case frameCancel:
 			id, err := parseCancel(body)
@@ -105,8 +105,8 @@ func (sc *serverConn) readLoop() error {
 				return err
 			}
 			sc.mu.Lock()
-			if cancel := sc.running[id]; cancel != nil {
-				cancel()
+			if c := sc.running[id]; c != nil {
+				c.cancel(context.Canceled)
 			}
 			sc.mu.Unlock()
 		default:
@@ -115,16 +115,9 @@ func (sc *serverConn) readLoop() error {
 	}
 }
 
-func (x *RPC) handlerContext(timeout int64) (context.Context, context.CancelFunc) {
-	if timeout > 0 {
-		return context.WithTimeout(x.ctx, time.Duration(timeout))
-	}
-	return context.WithCancel(x.ctx)
-}
-
-func (sc *serverConn) serve(ctx context.Context, cancel context.CancelFunc, req request) {
+func (sc *serverConn) serve(ctx *callCtx, req request) {
 	defer func() {
-		cancel()
+		ctx.cancel(context.Canceled)
 		sc.mu.Lock()
 		delete(sc.running, req.id)
 		sc.mu.Unlock()

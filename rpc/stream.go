@@ -3,6 +3,7 @@ package rpc
 import (
 	"bufio"
 	"errors"
+	"runtime"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -23,6 +24,9 @@ func putBuf(b *[]byte) {
 	bufPool.Put(b)
 }
 
+// readBufSize is the read buffer of a stream.
+const readBufSize = 16 << 10
+
 var errStreamClosed = errors.New("rpc: stream closed")
 
 // wstream is a stream with one writer goroutine: frames queued by any
@@ -35,10 +39,14 @@ type wstream struct {
 	done chan struct{} // closed when the stream is finished
 	once sync.Once
 	wg   sync.WaitGroup
+	// busy reports whether other frames may be about to be queued (other
+	// calls in flight on this stream): only then does the writer yield
+	// before flushing.
+	busy func() bool
 }
 
-func newWStream(s network.Stream, queue int) *wstream {
-	w := &wstream{s: s, out: make(chan *[]byte, queue), done: make(chan struct{})}
+func newWStream(s network.Stream, queue int, busy func() bool) *wstream {
+	w := &wstream{s: s, out: make(chan *[]byte, queue), done: make(chan struct{}), busy: busy}
 	w.wg.Add(1)
 	go w.writeLoop()
 	return w
@@ -86,6 +94,17 @@ func (w *wstream) writeLoop() {
 				b = <-w.out
 				_, err = bw.Write(*b)
 				putBuf(b)
+			}
+			if err == nil && bw.Buffered() < 32<<10 && w.busy() {
+				// Before flushing, let runnable goroutines (handlers about
+				// to answer, callers about to send) queue their frames, so
+				// they share this write and its QUIC packet.
+				runtime.Gosched()
+				for err == nil && len(w.out) > 0 {
+					b = <-w.out
+					_, err = bw.Write(*b)
+					putBuf(b)
+				}
 			}
 			if err == nil {
 				err = bw.Flush()
