@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,6 +39,9 @@ type APIError struct {
 	// "http_<status>" when the answer was not an API error body.
 	Code    string
 	Message string
+	// Remote is the handler's own error when Code is CodeRemoteError (a
+	// call answered 422); nil otherwise.
+	Remote *RemoteDetail
 }
 
 // Error returns "CODE: MESSAGE (HTTP status)".
@@ -55,7 +59,7 @@ func NewClient(addr string) *Client {
 	tr := &http.Transport{
 		Proxy:               nil, // the API is local; never send it through a proxy
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 4,
+		MaxIdleConnsPerHost: 64, // concurrent Calls each hold a connection; keep them for the next
 		IdleConnTimeout:     time.Minute,
 	}
 	return &Client{
@@ -154,6 +158,87 @@ func (c *Client) SetLogLevel(ctx context.Context, level string) error {
 	return c.do(ctx, http.MethodPut, "/v1/log/level", nil, LogLevel{Level: level}, nil)
 }
 
+// CallOptions tune one Call.
+type CallOptions struct {
+	// Timeout bounds the call on the node (the Macula-Timeout header),
+	// capped there to MaxCallTimeout. 0: a tenth inside ctx's deadline if
+	// it has one, else the node's DefaultCallTimeout.
+	Timeout time.Duration
+	// ContentType is the payload's media type, which picks its codec:
+	// application/json, application/cbor, anything else raw bytes. The
+	// reply comes in the same codec. "": raw bytes.
+	ContentType string
+	// Idempotent lets the node retry the call on another provider when the
+	// connection is lost after it was sent (it may then run twice).
+	Idempotent bool
+}
+
+// Call calls procedure through the node with payload and returns the
+// reply. A failed call is an *APIError whose Code says why: CodeNotFound,
+// CodeTimeout, CodeDisconnected, CodeRemoteError (with Remote set),
+// CodeUnauthorized, CodeInvalidName, CodeTooLarge.
+func (c *Client) Call(ctx context.Context, procedure string, payload []byte, opts CallOptions) ([]byte, error) {
+	path := "/v1/call/" + url.PathEscape(procedure)
+	var q url.Values
+	if opts.Idempotent {
+		q = url.Values{"idempotent": {"true"}}
+	}
+	h := http.Header{}
+	if opts.ContentType != "" {
+		h.Set("Content-Type", opts.ContentType)
+	} else {
+		h.Set("Content-Type", ContentTypeRaw)
+	}
+	if opts.Timeout > 0 {
+		h.Set(TimeoutHeader, opts.Timeout.String())
+	} else if tq := timeoutQuery(ctx, nil); tq != nil {
+		h.Set(TimeoutHeader, tq.Get("timeout"))
+	}
+	return c.doRaw(ctx, http.MethodPost, path, q, h, payload)
+}
+
+// Advertise advertises procedure on the node, served by POSTing each call
+// to the webhook url (see the package doc for the webhook's contract). With
+// a lease, the advertisement ends unless Advertise is called again with the
+// same url within the lease; 0 means no lease. Calling it again with the
+// same url renews it; another url is a CodeConflict error.
+func (c *Client) Advertise(ctx context.Context, procedure, url string, lease time.Duration) error {
+	_, err := c.AdvertiseWebhook(ctx, procedure, AdvertiseRequest{URL: url, Lease: durationString(lease)})
+	return err
+}
+
+// AdvertiseWebhook is Advertise with every field of the request; it
+// returns the advertisement as the node holds it.
+func (c *Client) AdvertiseWebhook(ctx context.Context, procedure string, req AdvertiseRequest) (*Advertisement, error) {
+	var out Advertisement
+	if err := c.do(ctx, http.MethodPost, "/v1/advertise/"+url.PathEscape(procedure), nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Unadvertise withdraws a procedure advertised through the API.
+func (c *Client) Unadvertise(ctx context.Context, procedure string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/advertise/"+url.PathEscape(procedure), nil, nil, nil)
+}
+
+// Advertised returns the procedures advertised on the node, with the
+// webhook of those advertised through the API.
+func (c *Client) Advertised(ctx context.Context) ([]Advertisement, error) {
+	var out []Advertisement
+	if err := c.do(ctx, http.MethodGet, "/v1/advertise", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func durationString(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
 // timeoutQuery adds ?timeout= a tenth inside ctx's deadline, so that the
 // server answers (with what it found) before the caller gives up.
 func timeoutQuery(ctx context.Context, q url.Values) url.Values {
@@ -216,12 +301,39 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	return nil
 }
 
+// doRaw sends body as it is with the headers h and returns a 2xx answer's
+// body as it is, or the error answer as an *APIError.
+func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, h http.Header, body []byte) ([]byte, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("gateway client: %s %s: %w", method, path, err)
+	}
+	maps.Copy(req.Header, h)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("gateway client: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("gateway client: %s %s: reading the answer: %w", method, path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, apiErrorOf(resp.StatusCode, raw)
+	}
+	return raw, nil
+}
+
 // apiErrorOf decodes an error answer; one that is not an API error body
 // (a proxy's page, say) keeps its first line as the message.
 func apiErrorOf(status int, raw []byte) *APIError {
 	var eb errorBody
 	if err := json.Unmarshal(raw, &eb); err == nil && eb.Error.Code != "" {
-		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message}
+		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message, Remote: eb.Error.Remote}
 	}
 	msg := strings.TrimSpace(string(raw))
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {

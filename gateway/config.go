@@ -39,6 +39,11 @@ type Config struct {
 	// HTTP/3 with instead of the self-signed one: both or neither.
 	TLSCertFile string
 	TLSKeyFile  string
+	// AllowRemoteWebhooks lets POST /v1/advertise/{procedure} take a
+	// webhook URL off loopback. Off by default: the API has no
+	// authentication, and a webhook anywhere would let whoever reaches the
+	// API make the node send requests to any host it can reach.
+	AllowRemoteWebhooks bool
 	// LogLevel is the level the API reads and sets (GET and PUT
 	// /v1/log/level), normally the one the process's slog handler uses.
 	// nil: the endpoint answers 501.

@@ -10,7 +10,8 @@
 //
 // # Routes
 //
-// Every answer, errors included, is JSON (Content-Type application/json).
+// Every answer, errors included, is JSON (Content-Type application/json),
+// except the reply of a successful call, which is the procedure's reply.
 //
 //	GET  /v1/node           NodeInfo: identity, realm, addresses, number of peers, API addresses
 //	GET  /v1/peers          []Peer: the connected peers of the realm ([] when none)
@@ -24,9 +25,80 @@
 //	                        (default 10s; the key is kept and announced again later)
 //	GET  /v1/log/level      LogLevel {"level":"info"}
 //	PUT  /v1/log/level      LogLevel: set the level from the body {"level":"debug|info|warn|error"}
+//	POST /v1/call/{procedure}
+//	                        call the procedure: the body is the payload, the answer's body the
+//	                        reply (200); see Calls
+//	GET  /v1/advertise      []Advertisement: every procedure advertised on the node, with the
+//	                        webhook of those advertised through the API
+//	POST /v1/advertise/{procedure}
+//	                        Advertisement: advertise the procedure served by a webhook, from the
+//	                        body AdvertiseRequest {"url":U,"timeout":"30s","lease":"15s"}: 201
+//	                        when new, 200 when the same URL renews it; see Webhooks
+//	DELETE /v1/advertise/{procedure}
+//	                        Advertisement: withdraw a procedure advertised through the API
 //
-// A ?timeout= is a Go duration (5s, 1500ms); values over 60s count as 60s.
-// Request bodies are limited to 64 KiB.
+// A ?timeout= is a Go duration (5s, 1500ms); values over 60s count as 60s,
+// except for calls. Request bodies are limited to 64 KiB, except for calls.
+//
+// # Calls
+//
+// POST /v1/call/{procedure} calls a procedure of the node's realm anywhere in
+// the realm (rpc.RPC.Call). The body is the payload, at most the rpc
+// service's MaxPayload (1 MiB by default; more is 413 too_large). Its
+// Content-Type picks the codec: application/json is rpc.JSON,
+// application/cbor rpc.CBOR, anything else or none rpc.Raw; the reply comes
+// in the same codec, with the matching Content-Type (application/octet-stream
+// for raw). The timeout is the Macula-Timeout header or ?timeout=, a Go
+// duration: default 30s, values over 5m count as 5m. ?idempotent=true lets
+// the node retry the call on another provider if the connection is lost
+// after it was sent. Each way a call fails has its own answer:
+//
+//	400 invalid_name   not a concrete procedure name of the node's realm
+//	403 unauthorized   the caller may not call it
+//	404 not_found      no node of the realm advertises it
+//	413 too_large      a payload over the limit
+//	422 remote_error   the handler answered with an error, in "remote"
+//	502 disconnected   the connection to the callee was lost, or none could be reached
+//	504 timeout        no answer within the timeout
+//
+// A remote error carries the handler's error:
+//
+//	{"error":{"code":"remote_error","message":"remote error invalid_order: no such order",
+//	  "remote":{"code":"invalid_order","message":"no such order","data":{"id":7},"data_encoding":"json"}}}
+//
+// where data is the handler's detail: the JSON value itself when the call
+// was JSON and the detail is JSON, else a base64 string (data_encoding
+// "base64"); absent when there is none.
+//
+// # Webhooks
+//
+// POST /v1/advertise/{procedure} lets a program in any language serve a
+// procedure: the node advertises it in the realm and POSTs each call to the
+// webhook URL, which must be on loopback (127.0.0.1, ::1, localhost) unless
+// Config.AllowRemoteWebhooks. The webhook request has the payload as its
+// body, the Content-Type of the call's codec, and the headers
+// Macula-Procedure, Macula-Caller-DID, Macula-Caller-Peer and, when the call
+// has a deadline, Macula-Deadline (RFC 3339 with nanoseconds, UTC). It ends
+// when the call does (its caller cancelled or timed out), or after the
+// advertisement's timeout if that comes first. The webhook answers:
+//
+//	2xx                the body is the reply (at most MaxPayload bytes), in the call's codec
+//	non-2xx            the call fails with a remote error: the body's {"error":{"code":C,
+//	                   "message":M,"data":D}} when it has that shape (data optional, any
+//	                   JSON), else code webhook_<status> with the body's first 1 KiB as message
+//	no answer          remote error webhook_unreachable (or webhook_timeout after the
+//	                   advertisement's timeout)
+//
+// An advertisement lasts until DELETE, or until the Gateway closes (which
+// withdraws them all and aborts their webhook requests, whose calls end
+// with the remote error "unavailable"). With a lease it also ends when the
+// lease runs out: POSTing the same URL again renews it (200), so a program
+// that advertises and dies is withdrawn within one lease; macula-node
+// advertise renews every third of its lease. Each lease is a timer that
+// re-arms itself for the time left when a renewal came in since it was
+// set; the Gateway counts the timers and stops them in Close. A handler
+// from NewHandler, which has no Close, keeps its webhook advertisements as
+// long as the node lives.
 //
 // # Errors
 //
@@ -41,12 +113,19 @@
 //	400 other_realm         an alias of another realm
 //	400 invalid_key         an empty DHT key or one over dht.MaxKeyLen bytes
 //	400 invalid_level       a log level other than debug, info, warn, error
-//	404 not_found           no such route, or no record for the alias
+//	400 invalid_name        not a concrete procedure name of the node's realm
+//	403 unauthorized        the caller may not call the procedure
+//	404 not_found           no such route, no record for the alias, no advertiser of the
+//	                        procedure, or (DELETE /v1/advertise) not advertised here
 //	405 method_not_allowed  the route exists for other methods (listed in Allow)
-//	413 too_large           a body over 64 KiB
+//	409 conflict            the procedure is advertised here otherwise: another webhook URL,
+//	                        or the node's own code
+//	413 too_large           a body over 64 KiB, or a call's payload over the rpc limit
+//	422 remote_error        the procedure's handler answered with an error
 //	500 internal            anything else
 //	501 not_implemented     the log level endpoints of a gateway without a LevelVar
 //	502 bad_record          a record from the DHT failed its checks
+//	502 disconnected        the connection to a call's callee was lost, or none could be reached
 //	503 unavailable         the node or gateway is closing
 //	504 timeout             the operation did not finish within its timeout
 //
@@ -64,7 +143,10 @@
 // # Goroutines
 //
 // A Gateway owns one serve goroutine per protocol; each request runs on a
-// goroutine of its server, counted by the Gateway. Close cancels the
-// requests in flight, stops both servers, closes the UDP socket and waits
-// for all of them. The handler itself starts no goroutines.
+// goroutine of its server, counted by the Gateway. The handler starts no
+// goroutines of its own; the webhook requests run on the rpc service's
+// handler goroutines, and the lease timers' functions on the runtime's, and
+// the handler counts both. Close cancels the requests in flight, stops both
+// servers, closes the UDP socket, withdraws the webhook advertisements,
+// aborts their requests and waits for all of them.
 package gateway

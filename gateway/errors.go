@@ -22,12 +22,17 @@ const (
 	CodeOtherRealm       = "other_realm"        // 400: an alias of another realm than the node's
 	CodeInvalidKey       = "invalid_key"        // 400: an empty or over-long DHT key
 	CodeInvalidLevel     = "invalid_level"      // 400: not debug, info, warn or error
+	CodeInvalidName      = "invalid_name"       // 400: not a procedure name of the node's realm (wildcards, other realms, bad syntax)
+	CodeUnauthorized     = "unauthorized"       // 403: the caller may not call the procedure
 	CodeNotFound         = "not_found"          // 404: no such route, or nothing under that name
 	CodeMethodNotAllowed = "method_not_allowed" // 405: the route exists for other methods (see Allow)
+	CodeConflict         = "conflict"           // 409: the procedure is advertised here otherwise (another webhook URL, or the node's own code)
 	CodeTooLarge         = "too_large"          // 413: a request body over the limit
+	CodeRemoteError      = "remote_error"       // 422: the procedure's handler answered with an error (see Error.Remote)
 	CodeInternal         = "internal"           // 500: anything else; the message says what
 	CodeNotImplemented   = "not_implemented"    // 501: this gateway does not offer the endpoint
 	CodeBadRecord        = "bad_record"         // 502: a record from the DHT failed its checks
+	CodeDisconnected     = "disconnected"       // 502: the connection to the node serving a call was lost, or none could be reached
 	CodeUnavailable      = "unavailable"        // 503: the node or the gateway is closing, or the request was cancelled
 	CodeNoPeers          = "no_peers"           // 503: the node has no peer to ask yet
 	CodeTimeout          = "timeout"            // 504: the operation did not finish within its timeout

@@ -89,6 +89,7 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.api = newAPI(n, s.LogLevel, s.Logger, APIAddrs{HTTP: g.addr, HTTP3: g.addr3})
+	g.api.allowRemoteWebhooks = s.AllowRemoteWebhooks
 	h := g.track(g.api)
 	g.srv = &http.Server{
 		Handler:           h,
@@ -181,9 +182,10 @@ func (g *Gateway) HTTP3Addr() string { return g.addr3 }
 // not modify it.
 func (g *Gateway) CertPEM() []byte { return g.certPEM }
 
-// Close stops both servers, aborting the requests in flight, and waits for
-// every goroutine the gateway started and every request handler. It is safe
-// to call more than once; later calls return nil.
+// Close stops both servers, aborting the requests in flight, withdraws the
+// procedures advertised through the API with a webhook, and waits for every
+// goroutine the gateway started, every request handler, webhook request and
+// lease timer. It is safe to call more than once; later calls return nil.
 func (g *Gateway) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -210,6 +212,9 @@ func (g *Gateway) Close() error {
 		}
 	}
 	g.wg.Wait()
+	// Then the webhook advertisements: the node stops serving them, and
+	// their calls in flight end with an "unavailable" remote error.
+	g.api.close()
 	g.log.Info("API stopped", "http", g.addr, "http3", g.addr3)
 	return errors.Join(errs...)
 }

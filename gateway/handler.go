@@ -18,6 +18,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/rpc"
 )
 
 // Limits and timeouts of the API.
@@ -41,8 +42,10 @@ const (
 	statsTimeout = 10 * time.Second
 )
 
-// api is the node's HTTP API. It holds no goroutines of its own: every
-// request runs on the server's goroutine and ends with it.
+// api is the node's HTTP API. Every request runs on the server's goroutine
+// and ends with it; the only state that outlives a request is the webhook
+// advertisements (wh), whose lease timers and webhook requests wh counts and
+// close stops.
 type api struct {
 	n      *node.Node     // set at construction, read-only after
 	levels *slog.LevelVar // nil: the log level endpoints answer 501
@@ -50,18 +53,33 @@ type api struct {
 	addrs  APIAddrs       // set at construction, read-only after
 	mux    *http.ServeMux // the routes; read-only after construction
 	routes []string       // the patterns, in order; read-only after construction
+	// bodyLimits are the request body limits of routes that take more
+	// than MaxBodyBytes, by pattern; read-only after construction.
+	bodyLimits map[string]int64
+	// maxPayload bounds a call's payload and a webhook's answer: the rpc
+	// service's limit. Set at construction, read-only after.
+	maxPayload int
+	// allowRemoteWebhooks lets webhook URLs leave loopback; set before
+	// serving, read-only after.
+	allowRemoteWebhooks bool
+	wh                  *webhooks // webhook advertisements; set at construction
 }
 
 // NewHandler returns the node's API as one http.Handler, with the routes
 // listed in the package doc. levels is the log level the API reads and sets;
 // nil makes /v1/log/level answer 501. The handler logs through
-// slog.Default(), and its NodeInfo has no API addresses.
+// slog.Default(), and its NodeInfo has no API addresses. It has no Close:
+// procedures advertised through it with a webhook stay until DELETE, their
+// lease, or the node's Close; webhook URLs must be on loopback. A Gateway
+// withdraws its own in Close.
 func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
 	return newAPI(n, levels, slog.Default(), APIAddrs{})
 }
 
 func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddrs) *api {
-	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux()}
+	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux(),
+		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n)}
+	a.wh = newWebhooks(a)
 	a.handle("GET /v1/node", a.getNode)
 	a.handle("GET /v1/peers", a.getPeers)
 	a.handle("GET /v1/resolve/{did}", a.getResolve)
@@ -70,8 +88,17 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddr
 	a.handle("POST /v1/dht/provide", a.postDHTProvide)
 	a.handle("GET /v1/log/level", a.getLogLevel)
 	a.handle("PUT /v1/log/level", a.putLogLevel)
+	a.handleRaw(callPattern, a.postCall)
+	a.bodyLimits[callPattern] = int64(a.maxPayload)
+	a.handle("GET /v1/advertise", a.getAdvertised)
+	a.handle("POST /v1/advertise/{procedure}", a.postAdvertise)
+	a.handle("DELETE /v1/advertise/{procedure}", a.deleteAdvertise)
 	return a
 }
+
+// close withdraws the webhook advertisements and waits for their timers
+// and requests. The Gateway calls it once its servers have stopped.
+func (a *api) close() { a.wh.close() }
 
 // apiFunc is a route's handler: it returns the status and the value to send
 // as JSON, or an error that writeError turns into an error answer.
@@ -89,15 +116,31 @@ func (a *api) handle(pattern string, f apiFunc) {
 	})
 }
 
+// handleRaw registers a route that writes its own successful answer (not
+// JSON); an error it returns becomes an error answer as usual.
+func (a *api) handleRaw(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+	a.routes = append(a.routes, pattern)
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
 // ServeHTTP serves one request. It answers in JSON even where ServeMux would
 // write text: no route (404) and a route without this method (405).
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	h, pattern := a.mux.Handler(r)
 	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		limit := int64(MaxBodyBytes)
+		if l, ok := a.bodyLimits[pattern]; ok {
+			limit = l
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
-	if h, pattern := a.mux.Handler(r); pattern == "" {
+	if pattern == "" {
 		// ServeMux's own answer: 404, or 405 with an Allow header. Let it
 		// decide which, keep its headers, and replace its text body.
 		rec := &recorder{header: http.Header{}}
@@ -106,11 +149,11 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 		}
 		if rec.status == http.StatusMethodNotAllowed {
-			a.writeError(w, r, &apiError{http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-				fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))})
+			a.writeError(w, r, newAPIError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+				fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))))
 			return
 		}
-		a.writeError(w, r, &apiError{http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+		a.writeError(w, r, newAPIError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)))
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -139,12 +182,17 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	remote  *RemoteDetail // set for CodeRemoteError only
+}
+
+func newAPIError(status int, code, message string) *apiError {
+	return &apiError{status: status, code: code, message: message}
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func badRequest(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(format, args...)}
+	return newAPIError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(format, args...))
 }
 
 // classify maps an error of the node or its services to a status and code.
@@ -158,20 +206,38 @@ func classify(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, CodeTooLarge
 	case errors.Is(err, node.ErrOtherRealm):
 		return http.StatusBadRequest, CodeOtherRealm
-	case errors.Is(err, realm.ErrInvalidDID), errors.Is(err, realm.ErrInvalid):
+	case errors.Is(err, realm.ErrInvalidDID):
 		return http.StatusBadRequest, CodeInvalidDID
+	case errors.Is(err, realm.ErrInvalid):
+		// The DID routes see realm.ErrInvalid only inside ErrInvalidDID
+		// (a malformed alias), caught above; the rpc routes check names
+		// themselves, so anything else is a name.
+		return http.StatusBadRequest, CodeInvalidName
 	case errors.Is(err, dht.ErrInvalidKey):
 		return http.StatusBadRequest, CodeInvalidKey
-	case errors.Is(err, node.ErrNotFound):
+	case errors.Is(err, node.ErrNotFound), errors.Is(err, rpc.ErrNotFound):
 		return http.StatusNotFound, CodeNotFound
+	case errors.Is(err, rpc.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, CodeTooLarge
+	case errors.Is(err, rpc.ErrUnauthorized):
+		// Before RemoteError: a remote "unauthorized" matches it too.
+		return http.StatusForbidden, CodeUnauthorized
+	case errors.Is(err, rpc.ErrAlreadyAdvertised):
+		return http.StatusConflict, CodeConflict
+	case errors.Is(err, rpc.ErrDisconnected):
+		return http.StatusBadGateway, CodeDisconnected
 	case errors.Is(err, node.ErrNoPeers):
 		return http.StatusServiceUnavailable, CodeNoPeers
 	case errors.Is(err, node.ErrBadRecord):
 		return http.StatusBadGateway, CodeBadRecord
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, CodeTimeout
-	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed):
+	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed), errors.Is(err, rpc.ErrClosed):
 		return http.StatusServiceUnavailable, CodeUnavailable
+	}
+	var re *rpc.RemoteError
+	if errors.As(err, &re) {
+		return http.StatusUnprocessableEntity, CodeRemoteError
 	}
 	return http.StatusInternalServerError, CodeInternal
 }
@@ -179,16 +245,21 @@ func classify(err error) (int, string) {
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	msg := err.Error()
+	var remote *RemoteDetail
 	var ae *apiError
 	if errors.As(err, &ae) {
-		msg = ae.message
+		msg, remote = ae.message, ae.remote
 	}
-	if status == http.StatusInternalServerError || status == http.StatusBadGateway {
+	switch {
+	case status == http.StatusInternalServerError || (status == http.StatusBadGateway && code == CodeBadRecord):
 		a.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
-	} else {
+	default:
+		// Calls that fail (not found, timeout, disconnected, a handler's
+		// error) are the callee's or the caller's business, not the
+		// node's: Debug.
 		a.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: Error{Code: code, Message: msg}})
+	writeJSON(w, status, errorBody{Error: Error{Code: code, Message: msg, Remote: remote}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -384,7 +455,7 @@ func (a *api) putLogLevel(r *http.Request) (int, any, error) {
 	if err := dec.Decode(&body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, nil, &apiError{http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes)}
+			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
 		}
 		return 0, nil, badRequest(`body: want {"level":"debug|info|warn|error"}: %v`, err)
 	}
@@ -393,7 +464,7 @@ func (a *api) putLogLevel(r *http.Request) (int, any, error) {
 	}
 	l, ok := parseLevel(body.Level)
 	if !ok {
-		return 0, nil, &apiError{http.StatusBadRequest, CodeInvalidLevel, fmt.Sprintf("level %q: want debug, info, warn or error", body.Level)}
+		return 0, nil, newAPIError(http.StatusBadRequest, CodeInvalidLevel, fmt.Sprintf("level %q: want debug, info, warn or error", body.Level))
 	}
 	old := a.levels.Level()
 	a.levels.Set(l)
@@ -403,7 +474,7 @@ func (a *api) putLogLevel(r *http.Request) (int, any, error) {
 	return http.StatusOK, LogLevel{Level: levelName(l)}, nil
 }
 
-var errNoLevels = &apiError{http.StatusNotImplemented, CodeNotImplemented, "this gateway was started without a settable log level"}
+var errNoLevels = newAPIError(http.StatusNotImplemented, CodeNotImplemented, "this gateway was started without a settable log level")
 
 func parseLevel(s string) (slog.Level, bool) {
 	switch strings.ToLower(strings.TrimSpace(s)) {

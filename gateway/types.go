@@ -1,6 +1,11 @@
 package gateway
 
-import "time"
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // NodeInfo is the answer of GET /v1/node.
 type NodeInfo struct {
@@ -66,6 +71,72 @@ type LogLevel struct {
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Remote is the handler's own error, with Code CodeRemoteError only.
+	Remote *RemoteDetail `json:"remote,omitempty"`
+}
+
+// RemoteDetail is the error a procedure's handler answered a call with
+// (an rpc.RemoteError), in the body of a 422 remote_error answer.
+type RemoteDetail struct {
+	// Code is the handler's code, such as "invalid_order".
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Data is the handler's optional detail. It is the JSON value itself
+	// when the call's codec is JSON and the detail is valid JSON
+	// (DataEncoding "json"); otherwise a JSON string holding the bytes in
+	// standard base64 (DataEncoding "base64"). Absent when there is none.
+	Data         json.RawMessage `json:"data,omitempty"`
+	DataEncoding string          `json:"data_encoding,omitempty"`
+}
+
+// Encodings of RemoteDetail.Data.
+const (
+	DataJSON   = "json"
+	DataBase64 = "base64"
+)
+
+// Bytes returns the detail as the handler sent it: the JSON text, or the
+// decoded base64. It is nil when there is none.
+func (d *RemoteDetail) Bytes() ([]byte, error) {
+	switch {
+	case d == nil || len(d.Data) == 0:
+		return nil, nil
+	case d.DataEncoding == DataBase64:
+		var s string
+		if err := json.Unmarshal(d.Data, &s); err != nil {
+			return nil, fmt.Errorf("remote error data: %w", err)
+		}
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return []byte(d.Data), nil
+}
+
+// AdvertiseRequest is the body of POST /v1/advertise/{procedure}.
+type AdvertiseRequest struct {
+	// URL is the webhook each call is POSTed to, http or https, on
+	// loopback unless the gateway allows others.
+	URL string `json:"url"`
+	// Timeout bounds one webhook request, as a Go duration ("30s"); the
+	// call's own deadline bounds it too. "" or "0s": the call's deadline
+	// alone.
+	Timeout string `json:"timeout,omitempty"`
+	// Lease is how long the advertisement lasts unless renewed by the same
+	// request again ("15s", at least MinLease). "" or "0s": until
+	// unadvertised or the gateway stops.
+	Lease string `json:"lease,omitempty"`
+}
+
+// Advertisement is a procedure advertised on the node, in the answers of
+// the /v1/advertise routes. URL and the fields after it are set only for a
+// procedure advertised through the API with a webhook.
+type Advertisement struct {
+	Procedure string `json:"procedure"`
+	URL       string `json:"url,omitempty"`
+	// Timeout and Lease are Go durations; absent when there is none.
+	Timeout string `json:"timeout,omitempty"`
+	Lease   string `json:"lease,omitempty"`
+	// Expires is when the lease ends unless renewed.
+	Expires *time.Time `json:"expires,omitempty"`
 }
 
 // errorBody wraps Error as the whole body of an error answer.

@@ -67,6 +67,8 @@ type peerState struct {
 	agent    string
 	verified map[network.Conn]bool // connections whose handshake succeeded
 	since    time.Time
+	// stopWatch ends watchPeer; nil when none runs.
+	stopWatch context.CancelFunc
 }
 
 // PeerInfo describes a connected peer of the realm.
@@ -386,6 +388,12 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 	ps.name, ps.agent = h.Name, h.Agent
 	if first {
 		ps.since = time.Now()
+		if ps.stopWatch == nil {
+			var wctx context.Context
+			wctx, ps.stopWatch = context.WithCancel(n.ctx)
+			n.wg.Add(1)
+			go n.watchPeer(wctx, p)
+		}
 	}
 	n.mu.Unlock()
 	if !first {
@@ -414,6 +422,10 @@ func (n *Node) onDisconnected(c network.Conn) {
 	if ps != nil {
 		wasUp = ps.verified[c]
 		delete(ps.verified, c)
+		if len(ps.verified) == 0 && ps.stopWatch != nil {
+			ps.stopWatch()
+			ps.stopWatch = nil
+		}
 		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
 			delete(n.peers, p)
 		}

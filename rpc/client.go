@@ -131,6 +131,9 @@ func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *cal
 				return nil, x.peerString(p, nil), err
 			}
 			continue
+		case errors.Is(err, ErrDisconnected):
+			// It may have run: no retry, but keep the next calls away.
+			x.markUnreachable(procedure, p)
 		}
 		return nil, x.peerString(p, nil), err
 	}

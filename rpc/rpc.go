@@ -355,3 +355,6 @@ func addrStrings(as []ma.Multiaddr) []string {
 	}
 	return out
 }
+
+// MaxPayload returns the payload limit of calls and replies, in bytes.
+func (x *RPC) MaxPayload() int { return x.cfg.MaxPayload }

@@ -63,11 +63,56 @@
 //	macula-node dht lookup KEY     providers of KEY with their addresses
 //	macula-node dht provide KEY    make the node provide KEY
 //	macula-node log-level [LEVEL]  print or set the node's log level
+//	macula-node call PROC          call a procedure of the realm, print the reply
+//	macula-node advertise PROC     serve a procedure with a webhook until stopped
 //	macula-node version            the version of this binary
+//
+// # Calling and serving procedures
+//
+//	macula-node call PROC [--data JSON | --data-file FILE | --data -] [--timeout 5s] [--raw]
+//	                 [--content-type TYPE] [--idempotent]
+//
+// calls the procedure PROC (io.acme.orders.get_order) wherever it is
+// advertised in the node's realm, through POST /v1/call/PROC, and prints the
+// reply: JSON pretty-printed, anything else (or anything with --raw) as it
+// is. The payload is --data, the file --data-file, or stdin with --data -;
+// it is sent as application/json (checked to be JSON before it is sent)
+// unless --content-type says otherwise (application/cbor, or anything else
+// for raw bytes); with no payload at all, an empty raw one. --timeout bounds
+// the call on the node (default 30s there); the command waits 5s more for
+// the node's answer. --idempotent lets the node retry the call on another
+// provider if a connection is lost after it was sent.
+//
+//	macula-node advertise PROC --url http://127.0.0.1:PORT/path [--lease 15s] [--webhook-timeout D]
+//
+// advertises PROC on the node, served by the webhook --url (on loopback): the
+// node POSTs each call's payload there and answers with the webhook's answer
+// (see package gateway for the webhook's contract). It prints "advertised
+// PROC -> URL" and renews the advertisement every third of --lease until
+// SIGINT or SIGTERM; then it withdraws it and exits 0. If the process dies
+// without withdrawing it, the node drops the procedure when the lease runs
+// out. A renewal that fails for a reason that may pass (the API unreachable,
+// the node restarting) is reported on stderr and tried again, and
+// re-advertises the procedure on a node that lost it; one the node refuses
+// (409: another webhook took the name) ends the command with exit code 1.
 //
 // # Errors and exit codes
 //
-// Every failure is one line on stderr, "macula-node: <what went wrong>".
-// The exit code is 0 on success, 1 when the command failed, 2 when the
-// command line is wrong (an unknown command, flag or argument).
+// Every failure is one line on stderr, "macula-node: <what went wrong>",
+// such as
+//
+//	macula-node: remote error invalid_order: no such order
+//
+// The exit code is
+//
+//	0  success
+//	1  the command failed (for call: any failure below not listed)
+//	2  the command line is wrong (an unknown command, flag or argument; call's
+//	   --data that is not JSON)
+//	3  call: no node of the realm advertises the procedure (HTTP 404 not_found)
+//	4  call: no answer within the timeout (504 timeout)
+//	5  call: the handler answered with an error (422 remote_error)
+//	6  call: the connection to the handler's node was lost, or none could be
+//	   reached (502 disconnected)
+//	7  call: the caller may not call the procedure (403 unauthorized)
 package main

@@ -9,11 +9,16 @@ import (
 	"strings"
 )
 
-// Exit codes.
+// Exit codes. Those from 3 on say how a call failed (macula-node call).
 const (
-	exitOK    = 0
-	exitError = 1 // the command ran and failed
-	exitUsage = 2 // the command line is wrong: unknown flag, command or argument
+	exitOK           = 0
+	exitError        = 1 // the command ran and failed
+	exitUsage        = 2 // the command line is wrong: unknown flag, command or argument
+	exitNotFound     = 3 // no node of the realm advertises the procedure
+	exitTimeout      = 4 // the call got no answer within its timeout
+	exitRemote       = 5 // the procedure's handler answered with an error
+	exitDisconnected = 6 // the connection to the handler's node was lost
+	exitUnauthorized = 7 // the caller may not call the procedure
 )
 
 func main() {
@@ -34,8 +39,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
+	var ee *codedError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	return exitError
 }
+
+// codedError is a failure with an exit code of its own.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
 
 // usageError is a mistake in the command line itself; it exits with exitUsage.
 type usageError struct {

@@ -32,9 +32,16 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   macula-node run --realm R    the daemon: one node and its API
   macula-node id | peers | resolve | dht | log-level
                                ask a running node through its API (--api)
+  macula-node call PROC --data JSON
+                               call a procedure of the realm and print the reply
+  macula-node advertise PROC --url http://127.0.0.1:PORT/path
+                               serve a procedure with a webhook until stopped
 
 Flags can also be given as MACULA_<FLAG> environment variables (MACULA_API,
-MACULA_REALM, ...); the command line wins.`,
+MACULA_REALM, ...); the command line wins.
+
+Exit codes: 0 success, 1 failure, 2 a wrong command line; call adds 3 not
+found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -65,6 +72,8 @@ MACULA_REALM, ...); the command line wins.`,
 		newResolveCmd(),
 		newDHTCmd(),
 		newLogLevelCmd(),
+		newCallCmd(),
+		newAdvertiseCmd(stderr),
 		newVersionCmd(),
 	)
 	return root

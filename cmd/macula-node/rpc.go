@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/macula-io/macula/gateway"
+)
+
+// callGrace is how much longer than a call's --timeout the call command
+// waits for the node's answer, so that the node's own 504 (or whatever
+// came first) arrives rather than a local give-up.
+const callGrace = 5 * time.Second
+
+// defaultLease is the lease of macula-node advertise; it renews every
+// third of it.
+const defaultLease = 15 * time.Second
+
+func newCallCmd() *cobra.Command {
+	var (
+		data, dataFile, contentType string
+		timeout                     time.Duration
+		raw, idempotent             bool
+	)
+	cmd := &cobra.Command{
+		Use:   "call PROCEDURE",
+		Short: "Call a procedure of the realm through a running node and print the reply",
+		Long: `Call a procedure of the node's realm, wherever in the realm it is advertised,
+through the node's API, and print the reply: pretty-printed when it is JSON,
+as it is with --raw.
+
+The payload is --data (JSON by default), the content of --data-file, or
+stdin with --data -; without any, an empty payload (raw bytes, unless
+--content-type says otherwise). --content-type picks the codec the handler
+sees: application/json, application/cbor, anything else raw bytes.
+
+Exit codes: 0 the reply was printed, 1 any other failure, 2 a wrong command
+line, 3 no node advertises the procedure, 4 no answer within --timeout, 5 the
+handler answered with an error, 6 the connection to the handler's node was
+lost, 7 the caller may not call it.`,
+		Example: `  macula-node call io.acme.orders.get_order --data '{"id":42}'
+  macula-node call io.acme.orders.get_order --data-file order.json --timeout 5s
+  echo '{"id":42}' | macula-node call io.acme.orders.get_order --data - --raw`,
+		Args: argsN(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			procedure := args[0]
+			payload, err := callPayload(cmd, data, dataFile, contentType)
+			if err != nil {
+				return err
+			}
+			ct := contentType
+			if len(payload) == 0 && !cmd.Flags().Changed("content-type") {
+				ct = gateway.ContentTypeRaw
+			}
+			addr, _ := cmd.Flags().GetString("api")
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout+callGrace)
+				defer cancel()
+			}
+			c := gateway.NewClient(addr)
+			defer c.Close()
+			reply, err := c.Call(ctx, procedure, payload, gateway.CallOptions{Timeout: timeout, ContentType: ct, Idempotent: idempotent})
+			if err != nil {
+				return callError(addr, procedure, timeout, err)
+			}
+			return printReply(cmd.OutOrStdout(), reply, raw)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", "", "the payload; - reads it from stdin")
+	f.StringVar(&dataFile, "data-file", "", "read the payload from this file")
+	f.StringVar(&contentType, "content-type", gateway.ContentTypeJSON, "media type of the payload: application/json, application/cbor, or anything else for raw bytes")
+	f.DurationVar(&timeout, "timeout", 0, "give up the call after this long (default: the node's 30s)")
+	f.BoolVar(&raw, "raw", false, "print the reply as it is, without pretty-printing JSON")
+	f.BoolVar(&idempotent, "idempotent", false, "the call may run twice: the node may retry it elsewhere if a connection is lost")
+	f.SortFlags = false
+	return cmd
+}
+
+// callPayload reads the payload from --data, stdin or --data-file, and
+// checks that a JSON payload is JSON.
+func callPayload(cmd *cobra.Command, data, dataFile, contentType string) ([]byte, error) {
+	hint := cmd.CommandPath()
+	if cmd.Flags().Changed("data") && dataFile != "" {
+		return nil, &usageError{err: errors.New("give --data or --data-file, not both"), hint: hint}
+	}
+	var payload []byte
+	switch {
+	case dataFile != "":
+		b, err := os.ReadFile(dataFile)
+		if err != nil {
+			return nil, fmt.Errorf("--data-file: %w", err)
+		}
+		payload = b
+	case data == "-":
+		b, err := io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return nil, fmt.Errorf("reading the payload from stdin: %w", err)
+		}
+		payload = b
+	default:
+		payload = []byte(data)
+	}
+	if len(payload) > 0 && contentType == gateway.ContentTypeJSON && !json.Valid(payload) {
+		return nil, &usageError{err: errors.New("the payload is not valid JSON (give --content-type for other payloads)"), hint: hint}
+	}
+	return payload, nil
+}
+
+// printReply prints a reply: JSON pretty-printed unless raw, anything else
+// as it is.
+func printReply(w io.Writer, reply []byte, raw bool) error {
+	if !raw && json.Valid(reply) {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, reply, "", "  "); err == nil {
+			buf.WriteByte('\n')
+			_, err := w.Write(buf.Bytes())
+			return err
+		}
+	}
+	_, err := w.Write(reply)
+	return err
+}
+
+// callError turns a failed call into one line and the exit code of its
+// kind.
+func callError(addr, procedure string, timeout time.Duration, err error) error {
+	var ae *gateway.APIError
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case gateway.CodeNotFound:
+			return &codedError{code: exitNotFound, err: errors.New(ae.Message)}
+		case gateway.CodeTimeout:
+			return &codedError{code: exitTimeout, err: errors.New(ae.Message)}
+		case gateway.CodeRemoteError:
+			msg := ae.Message
+			if r := ae.Remote; r != nil {
+				msg = "remote error " + r.Code
+				if r.Message != "" {
+					msg += ": " + r.Message
+				}
+				if len(r.Data) > 0 {
+					msg += " (data " + string(r.Data) + ")"
+				}
+			}
+			return &codedError{code: exitRemote, err: errors.New(msg)}
+		case gateway.CodeDisconnected:
+			return &codedError{code: exitDisconnected, err: errors.New(ae.Message)}
+		case gateway.CodeUnauthorized:
+			return &codedError{code: exitUnauthorized, err: errors.New(ae.Message)}
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) && timeout > 0 {
+		return &codedError{code: exitTimeout, err: fmt.Errorf("%s: no answer from the node API at %s within %v", procedure, addr, timeout+callGrace)}
+	}
+	return clientError(addr, err)
+}
+
+func newAdvertiseCmd(stderr io.Writer) *cobra.Command {
+	var (
+		url            string
+		lease, timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "advertise PROCEDURE --url URL",
+		Short: "Serve a procedure of the realm with a webhook, until stopped",
+		Long: `Advertise a procedure on a running node, served by a webhook: the node POSTs
+each call's payload to --url (on loopback) and answers with the webhook's answer.
+See the gateway package's doc for the webhook's contract (headers, errors).
+
+advertise prints "advertised PROCEDURE -> URL" and keeps the advertisement
+alive until SIGINT or SIGTERM, renewing its lease every third of --lease; then
+it withdraws it and exits 0. If advertise dies, the node withdraws the
+procedure when the lease runs out. A renewal that fails for a reason that may
+pass (the API unreachable, the node restarting) is reported on stderr and
+tried again: a node that lost the advertisement gets it back.`,
+		Example: `  macula-node advertise io.acme.orders.get_order --url http://127.0.0.1:8080/get_order
+  macula-node advertise io.acme.orders.get_order --url http://127.0.0.1:8080/get_order --lease 30s --webhook-timeout 10s`,
+		Args: argsN(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			procedure := args[0]
+			if url == "" {
+				return &usageError{err: errors.New("--url is required"), hint: cmd.CommandPath()}
+			}
+			if lease != 0 && lease < gateway.MinLease {
+				return &usageError{err: fmt.Errorf("--lease %v: want 0 (none) or at least %v", lease, gateway.MinLease), hint: cmd.CommandPath()}
+			}
+			addr, _ := cmd.Flags().GetString("api")
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c := gateway.NewClient(addr)
+			defer c.Close()
+			return advertiseLoop(ctx, stop, c, addr, procedure, gateway.AdvertiseRequest{
+				URL: url, Timeout: durationFlag(timeout), Lease: durationFlag(lease),
+			}, lease, cmd.OutOrStdout(), stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&url, "url", "", "the webhook: an http:// URL on loopback, such as http://127.0.0.1:8080/get_order (required)")
+	f.DurationVar(&lease, "lease", defaultLease, "the node withdraws the procedure this long after the last renewal (0: never)")
+	f.DurationVar(&timeout, "webhook-timeout", 0, "bound each webhook request (default: the call's own timeout)")
+	f.SortFlags = false
+	return cmd
+}
+
+func durationFlag(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// advertiseLoop advertises, renews every lease/3 until ctx ends, then
+// withdraws the advertisement.
+func advertiseLoop(ctx context.Context, stop func(), c *gateway.Client, addr, procedure string, req gateway.AdvertiseRequest,
+	lease time.Duration, stdout, stderr io.Writer) error {
+	post := func(d time.Duration) error {
+		pctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		_, err := c.AdvertiseWebhook(pctx, procedure, req)
+		return err
+	}
+	if err := post(gateway.DefaultAdvertiseTimeout + 5*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it was advertised
+		}
+		return clientError(addr, err)
+	}
+	if _, err := fmt.Fprintf(stdout, "advertised %s -> %s\n", procedure, req.URL); err != nil {
+		return err
+	}
+	var tick <-chan time.Time
+	if lease > 0 {
+		t := time.NewTicker(lease / 3)
+		defer t.Stop()
+		tick = t.C
+	}
+	failing := false
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick:
+			err := post(gateway.DefaultAdvertiseTimeout + 5*time.Second)
+			var ae *gateway.APIError
+			switch {
+			case err == nil:
+				if failing {
+					fmt.Fprintf(stderr, "macula-node: %s advertised again\n", procedure)
+					failing = false
+				}
+			case ctx.Err() != nil:
+				break loop
+			case errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500:
+				// The node refuses it now (another webhook took the name
+				// after our lease ran out): not ours to withdraw.
+				return fmt.Errorf("renewing %s: %w", procedure, clientError(addr, err))
+			default:
+				fmt.Fprintf(stderr, "macula-node: renewing %s: %v (trying again)\n", procedure, clientError(addr, err))
+				failing = true
+			}
+		}
+	}
+	stop() // a second signal kills the process the usual way
+	uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Unadvertise(uctx, procedure)
+	var ae *gateway.APIError
+	if err != nil && !(errors.As(err, &ae) && ae.Code == gateway.CodeNotFound) {
+		return fmt.Errorf("withdrawing %s: %w", procedure, clientError(addr, err))
+	}
+	return nil
+}
