@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/node"
 )
 
@@ -104,6 +105,15 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// NAT returns what the node knows of its NAT.
+func (c *Client) NAT(ctx context.Context) (*nat.Info, error) {
+	var out nat.Info
+	if err := c.do(ctx, http.MethodGet, "/v1/nat", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // Resolve resolves a did:key or a did:macula alias of the node's realm. If

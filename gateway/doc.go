@@ -23,6 +23,8 @@
 //	POST /v1/dht/provide    ProvideResult {"key":K}: the node provides ?key= from now on; 200 once
 //	                        announced, 202 if the announcement did not finish within ?timeout=
 //	                        (default 10s; the key is kept and announced again later)
+//	GET  /v1/nat            nat.Info: type, mapping, filtering, public_ip, public_port, hairpin, measured_at, error
+//	POST /v1/nat/probe      nat.Info (202): start a new NAT probe now; GET /v1/nat shows it when done
 //	GET  /v1/log/level      LogLevel {"level":"info"}
 //	PUT  /v1/log/level      LogLevel: set the level from the body {"level":"debug|info|warn|error"}
 //	POST /v1/call/{procedure}

@@ -86,6 +86,8 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddr
 	a.handle("GET /v1/dht/stats", a.getDHTStats)
 	a.handle("GET /v1/dht/lookup", a.getDHTLookup)
 	a.handle("POST /v1/dht/provide", a.postDHTProvide)
+	a.handle("GET /v1/nat", a.getNAT)
+	a.handle("POST /v1/nat/probe", a.postNATProbe)
 	a.handle("GET /v1/log/level", a.getLogLevel)
 	a.handle("PUT /v1/log/level", a.putLogLevel)
 	a.handleRaw(callPattern, a.postCall)
@@ -347,6 +349,8 @@ func (a *api) getPeers(_ *http.Request) (int, any, error) {
 			Name:      p.Name,
 			Addrs:     multiaddrStrings(p.Addrs),
 			Direction: p.Direction,
+			Path:      p.Path,
+			RTTMillis: float64(p.RTT.Microseconds()) / 1000,
 			Since:     p.Since,
 		})
 	}
@@ -493,3 +497,14 @@ func parseLevel(s string) (slog.Level, bool) {
 // levelName is the lowercase name of l: "debug", "info", "warn", "error",
 // or slog's "info+2" style for levels in between.
 func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
+
+func (a *api) getNAT(_ *http.Request) (int, any, error) {
+	return http.StatusOK, a.n.NAT(), nil
+}
+
+// postNATProbe asks for a new NAT probe; it answers at once with what is
+// known, and GET /v1/nat shows the new result when the probe ends.
+func (a *api) postNATProbe(_ *http.Request) (int, any, error) {
+	a.n.ReprobeNAT()
+	return http.StatusAccepted, a.n.NAT(), nil
+}

@@ -38,7 +38,11 @@ type Peer struct {
 	Name   string   `json:"name,omitempty"`
 	Addrs  []string `json:"addrs"`
 	// Direction of the oldest connection: "inbound" or "outbound".
-	Direction string    `json:"direction,omitempty"`
+	Direction string `json:"direction,omitempty"`
+	// Path is "direct" or "relayed"; RTTMillis the smoothed round-trip time
+	// in milliseconds (0 until measured).
+	Path      string    `json:"path,omitempty"`
+	RTTMillis float64   `json:"rtt_ms"`
 	Since     time.Time `json:"since"`
 }
 

@@ -81,7 +81,12 @@ type PeerInfo struct {
 	Addrs []ma.Multiaddr
 	// Direction of the oldest connection: "inbound" or "outbound".
 	Direction string
-	Since     time.Time
+	// Path is "direct", or "relayed" when every connection goes through a
+	// relay.
+	Path string
+	// RTT is the smoothed round-trip time to the peer (zero until measured).
+	RTT   time.Duration
+	Since time.Time
 }
 
 // New validates cfg, loads or creates the node's identity, starts the libp2p
@@ -295,12 +300,25 @@ func (n *Node) Peers() []PeerInfo {
 			p.Addrs = append(p.Addrs, c.RemoteMultiaddr())
 		}
 		if len(conns) > 0 {
-			p.Direction = conns[0].Stat().Direction.String()
-			p.Direction = strings.ToLower(p.Direction)
+			p.Direction = strings.ToLower(conns[0].Stat().Direction.String())
+			p.Path = "relayed"
+			for _, c := range conns {
+				if !isRelayed(c.RemoteMultiaddr()) {
+					p.Path = "direct"
+				}
+			}
 		}
+		p.RTT = n.host.Peerstore().LatencyEWMA(p.ID)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// isRelayed reports whether a connection's address goes through a circuit
+// relay.
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
 }
 
 // IsPeer reports whether p is a connected peer of the realm.
@@ -400,8 +418,12 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		return
 	}
 	n.log.Info("peer connected", "peer", p, "name", h.Name, "addr", c.RemoteMultiaddr())
+	path := "direct"
+	if isRelayed(c.RemoteMultiaddr()) {
+		path = "relayed"
+	}
 	e := event.Event{Kind: event.ConnectionUp, Peer: p.String(), Name: h.Name,
-		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: "direct"}
+		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path}
 	if pk, err := p.ExtractPublicKey(); err == nil {
 		if raw, err := pk.Raw(); err == nil {
 			e.DID = realm.DIDKey(raw)

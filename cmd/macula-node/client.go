@@ -154,13 +154,17 @@ func newPeersCmd() *cobra.Command {
 			return err
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tDID\tPEER ID\tDIRECTION\tADDR")
+		fmt.Fprintln(tw, "NAME\tDID\tPEER ID\tDIRECTION\tPATH\tRTT\tADDR")
 		for _, p := range peers {
 			addr := "-"
 			if len(p.Addrs) > 0 {
 				addr = p.Addrs[0]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(p.Name), dash(p.DID), p.PeerID, dash(p.Direction), addr)
+			rtt := "-"
+			if p.RTTMillis > 0 {
+				rtt = fmt.Sprintf("%.2fms", p.RTTMillis)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(p.Name), dash(p.DID), p.PeerID, dash(p.Direction), dash(p.Path), rtt, addr)
 		}
 		return tw.Flush()
 	})

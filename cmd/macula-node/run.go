@@ -41,6 +41,7 @@ type runOptions struct {
 	DataDir              string
 	Listen               []string
 	Bootstrap            []string
+	STUN                 []string
 	API                  string
 	HTTP3                string
 	LogLevel             string
@@ -60,6 +61,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory of the node's key and state (default: $HOME/.macula/<name>)")
 	fs.StringArrayVar(&o.Listen, "listen", []string{defaultListen}, "QUIC multiaddr to listen on (repeatable)")
 	fs.StringArrayVar(&o.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer-id> of a peer to join through (repeatable)")
+	fs.StringArrayVar(&o.STUN, "stun", nil, "STUN server HOST:PORT for the NAT probe (repeatable; bootstrap peers answer STUN too)")
 	fs.StringVar(&o.API, "api", gateway.DefaultAddr, "HTTP/1.1 API listen address (TCP host:port)")
 	fs.StringVar(&o.HTTP3, "http3", gateway.DefaultHTTP3Addr, "HTTP/3 API listen address (UDP host:port), or \"off\"")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -168,6 +170,7 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	nc.DataDir = dir
 	nc.ListenAddrs = append([]string(nil), o.Listen...)
 	nc.Bootstrap = append([]string(nil), o.Bootstrap...)
+	nc.STUN = append([]string(nil), o.STUN...)
 	nc.Reconnect = o.Reconnect
 	nc.ReconnectInterval = o.ReconnectInterval
 	nc.MaxReconnectAttempts = o.MaxReconnectAttempts

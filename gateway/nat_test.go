@@ -1,0 +1,35 @@
+package gateway
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// GET /v1/nat reports what the node learned by STUN from its bootstrap
+// peer's QUIC port, and GET /v1/peers the path and RTT of each peer.
+func TestNATAndPeerPath(t *testing.T) {
+	a := startNode(t, "io.acme.orders", "a")
+	b := startNode(t, "io.acme.orders", "b", a)
+	g := startGateway(t, b, nil)
+	for _, proto := range []string{"http", "http3"} {
+		c := clientFor(t, g, proto)
+		eventually(t, 15*time.Second, "a NAT probe", func() error {
+			i, err := c.NAT(ctxFor(t, 5*time.Second))
+			if err != nil {
+				return err
+			}
+			if i.PublicPort == 0 || i.MeasuredAt.IsZero() || i.Type == "" {
+				return errors.New("not measured yet")
+			}
+			return nil
+		})
+		peers, err := c.Peers(ctxFor(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(peers) != 1 || peers[0].Path != "direct" {
+			t.Fatalf("%s: peers = %+v, want a direct path to a", proto, peers)
+		}
+	}
+}
