@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -24,12 +25,15 @@ func TestNATAndPeerPath(t *testing.T) {
 			}
 			return nil
 		})
-		peers, err := c.Peers(ctxFor(t, 5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(peers) != 1 || peers[0].Path != "direct" {
-			t.Fatalf("%s: peers = %+v, want a direct path to a", proto, peers)
-		}
+		eventually(t, 15*time.Second, "a direct path to a", func() error {
+			peers, err := c.Peers(ctxFor(t, 5*time.Second))
+			if err != nil {
+				return err
+			}
+			if len(peers) != 1 || peers[0].Path != "direct" {
+				return fmt.Errorf("%s: peers = %+v", proto, peers)
+			}
+			return nil
+		})
 	}
 }
