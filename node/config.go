@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
 )
@@ -59,11 +60,36 @@ type Config struct {
 	// the NAT type; the bootstrap peers are asked too, since every Macula
 	// node answers STUN on its QUIC port. Default: none beyond those.
 	STUN []string
+	// RelayService makes this node a circuit relay (v2) for peers behind
+	// NAT that cannot be reached directly: for public nodes. Its limits are
+	// sized for real traffic (RelayLimitDuration, RelayLimitData), not the
+	// library's 2 minutes and 128 KiB. Default: false.
+	RelayService bool
+	// RelayLimitDuration and RelayLimitData bound one relayed connection.
+	// Defaults: 1 hour and 1 GiB.
+	RelayLimitDuration time.Duration
+	RelayLimitData     int64
+	// Relays are multiaddrs (with /p2p/<peer-id>) of relay nodes. A node
+	// given relays keeps reservations with up to two of them (moving to
+	// another when one dies) and advertises the relayed addresses, so peers
+	// can reach it through the relay and then upgrade to a direct path by
+	// hole punching (DCUtR). Default: none.
+	Relays []string
+	// HolePunching enables libp2p's hole punching (DCUtR) on relayed
+	// connections. Default (DefaultConfig): true.
+	HolePunching bool
+	// Reachability forces what the node believes of itself: "public",
+	// "private" or "" (let AutoNAT decide). A node behind NAT with relays
+	// should say "private" so that it reserves relay slots at once.
+	Reachability string
 	// NATInterval is the time between NAT probes; negative means only on
 	// demand. Default: 5 minutes.
 	NATInterval time.Duration
 	// RPC tunes the RPC service; its Realm and Logger are the node's.
 	RPC rpc.Config
+	// PubSub tunes the publish/subscribe service; its Realm and Logger are
+	// the node's.
+	PubSub pubsub.Config
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -81,6 +107,7 @@ func DefaultConfig(realmName, name string) Config {
 		RefuseFor:            10 * time.Minute,
 		DHTMode:              dht.ModeServer,
 		AliasTTL:             24 * time.Hour,
+		HolePunching:         true,
 	}
 }
 
@@ -89,6 +116,7 @@ type settings struct {
 	Config
 	listen    []ma.Multiaddr
 	bootstrap []peer.AddrInfo
+	relays    []peer.AddrInfo
 }
 
 func fieldErr(field, format string, args ...any) error {
@@ -138,7 +166,29 @@ func validate(cfg Config) (*settings, error) {
 	for i := range s.bootstrap {
 		s.bootstrap[i] = *seen[s.bootstrap[i].ID]
 	}
+	for _, a := range s.Relays {
+		m, err := ma.NewMultiaddr(strings.TrimSpace(a))
+		if err != nil {
+			return nil, fieldErr("relay", "%q is not a multiaddr: %v", a, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return nil, fieldErr("relay", "%q needs a /p2p/<peer-id> part: %v", a, err)
+		}
+		s.relays = append(s.relays, *ai)
+	}
+	switch s.Reachability {
+	case "", "public", "private":
+	default:
+		return nil, fieldErr("reachability", "%q: want public, private or empty", s.Reachability)
+	}
 	def := DefaultConfig(cfg.Realm, cfg.Name)
+	if s.RelayLimitDuration <= 0 {
+		s.RelayLimitDuration = time.Hour
+	}
+	if s.RelayLimitData <= 0 {
+		s.RelayLimitData = 1 << 30
+	}
 	if s.ReconnectInterval <= 0 {
 		s.ReconnectInterval = def.ReconnectInterval
 	}

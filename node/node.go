@@ -17,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -25,6 +27,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/nat"
+	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
 )
@@ -40,6 +43,7 @@ type Node struct {
 	gater  *gater
 	dht    *dht.DHT
 	rpc    *rpc.RPC
+	pubsub *pubsub.PubSub
 	events *event.Bus
 	aliasV *aliasValidator
 	nat    natState
@@ -119,17 +123,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.aliasV = newAliasValidator(s.Realm, n.alias, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
-	h, err := libp2p.New(
-		libp2p.Identity(id.p2p),
-		libp2p.ListenAddrs(s.listen...),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.ConnectionGater(n.gater),
-		libp2p.UserAgent(Agent),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-		libp2p.WithFxOption(fx.Populate(&n.nat.cm)),
-		libp2p.AddrsFactory(nat.AddrsFactory(n.nat.info)),
-	)
+	h, err := libp2p.New(n.hostOptions()...)
 	if err != nil {
 		n.cancel()
 		n.events.Close()
@@ -160,8 +154,18 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("%w: rpc: %w", ErrConfig, err))
 	}
 	n.rpc = r
+	pcfg := s.PubSub
+	pcfg.Realm, pcfg.Logger = s.Realm, n.log
+	ps, err := pubsub.New(h, d, n.events, pcfg)
+	if err != nil {
+		r.Close()
+		d.Close()
+		return fail(fmt.Errorf("%w: pubsub: %w", ErrConfig, err))
+	}
+	n.pubsub = ps
 	created, err := id.persist()
 	if err != nil {
+		ps.Close()
 		r.Close()
 		d.Close()
 		return fail(err)
@@ -190,6 +194,46 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	go n.aliasLoop()
 	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", created)
 	return n, nil
+}
+
+// hostOptions are the libp2p options of the node's host: QUIC only, the
+// realm gater, the NAT prober's address, and relays and hole punching as
+// configured.
+func (n *Node) hostOptions() []libp2p.Option {
+	s := n.cfg
+	opts := []libp2p.Option{
+		libp2p.Identity(n.id.p2p),
+		libp2p.ListenAddrs(s.listen...),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.ConnectionGater(n.gater),
+		libp2p.UserAgent(Agent),
+		libp2p.DisableMetrics(),
+		libp2p.WithFxOption(fx.Populate(&n.nat.cm)),
+		libp2p.AddrsFactory(nat.AddrsFactory(n.nat.info)),
+	}
+	if s.RelayService || len(s.relays) > 0 || s.HolePunching {
+		opts = append(opts, libp2p.EnableRelay()) // the circuit v2 client: dial through relays
+	} else {
+		opts = append(opts, libp2p.DisableRelay())
+	}
+	if s.RelayService {
+		res := relayv2.DefaultResources()
+		res.Limit = &relayv2.RelayLimit{Duration: s.RelayLimitDuration, Data: s.RelayLimitData}
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(res)))
+	}
+	if len(s.relays) > 0 {
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(s.relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
+	}
+	if s.HolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	switch s.Reachability {
+	case "public":
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case "private":
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	return opts
 }
 
 // checkPorts binds and releases each fixed listen port before libp2p does:
@@ -232,6 +276,9 @@ func (n *Node) Host() host.Host { return n.host }
 
 // RPC returns the node's RPC service: advertise, call.
 func (n *Node) RPC() *rpc.RPC { return n.rpc }
+
+// PubSub returns the node's publish/subscribe service.
+func (n *Node) PubSub() *pubsub.PubSub { return n.pubsub }
 
 // DHT returns the realm's DHT.
 func (n *Node) DHT() *dht.DHT { return n.dht }
@@ -503,12 +550,13 @@ func (n *Node) Close() error {
 	// Stop accepting work first: no new handshakes, then cancel the loops.
 	n.host.RemoveStreamHandler(HandshakeProtocol(n.cfg.Realm))
 	n.cancel()
-	rerr := n.rpc.Close() // before the DHT it announces through
+	perr := n.pubsub.Close()
+	rerr := n.rpc.Close() // before the DHT they announce through
 	derr := n.dht.Close()
 	nerr := n.closeNAT() // before the host: it holds a reference to the QUIC socket
 	herr := n.host.Close()
 	n.wg.Wait()
 	n.events.Close()
 	n.log.Info("node stopped")
-	return errors.Join(rerr, derr, nerr, herr)
+	return errors.Join(perr, rerr, derr, nerr, herr)
 }

@@ -42,6 +42,10 @@ type runOptions struct {
 	Listen               []string
 	Bootstrap            []string
 	STUN                 []string
+	Relays               []string
+	RelayService         bool
+	HolePunching         bool
+	Reachability         string
 	API                  string
 	HTTP3                string
 	LogLevel             string
@@ -62,6 +66,10 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Listen, "listen", []string{defaultListen}, "QUIC multiaddr to listen on (repeatable)")
 	fs.StringArrayVar(&o.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer-id> of a peer to join through (repeatable)")
 	fs.StringArrayVar(&o.STUN, "stun", nil, "STUN server HOST:PORT for the NAT probe (repeatable; bootstrap peers answer STUN too)")
+	fs.StringArrayVar(&o.Relays, "relay", nil, "multiaddr with /p2p/<peer-id> of a relay node to keep a reservation with (repeatable)")
+	fs.BoolVar(&o.RelayService, "relay-service", false, "serve as a circuit relay for nodes behind NAT (public nodes)")
+	fs.BoolVar(&o.HolePunching, "hole-punching", true, "upgrade relayed connections to direct ones by hole punching")
+	fs.StringVar(&o.Reachability, "reachability", "", "force reachability: public or private (default: let AutoNAT decide)")
 	fs.StringVar(&o.API, "api", gateway.DefaultAddr, "HTTP/1.1 API listen address (TCP host:port)")
 	fs.StringVar(&o.HTTP3, "http3", gateway.DefaultHTTP3Addr, "HTTP/3 API listen address (UDP host:port), or \"off\"")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -171,6 +179,10 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	nc.ListenAddrs = append([]string(nil), o.Listen...)
 	nc.Bootstrap = append([]string(nil), o.Bootstrap...)
 	nc.STUN = append([]string(nil), o.STUN...)
+	nc.Relays = append([]string(nil), o.Relays...)
+	nc.RelayService = o.RelayService
+	nc.HolePunching = o.HolePunching
+	nc.Reachability = o.Reachability
 	nc.Reconnect = o.Reconnect
 	nc.ReconnectInterval = o.ReconnectInterval
 	nc.MaxReconnectAttempts = o.MaxReconnectAttempts

@@ -1,0 +1,21 @@
+package pubsub
+
+import "errors"
+
+var (
+	// ErrTooLarge is returned by Publish for a payload over
+	// Config.MaxMessageSize.
+	ErrTooLarge = errors.New("pubsub: payload over the size limit")
+
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("pubsub: closed")
+
+	// ErrTooManyPatterns is returned by Subscribe when the node would hold
+	// more than MaxPatterns distinct patterns: a peer refuses an interest set
+	// larger than that, so the node could not announce it.
+	ErrTooManyPatterns = errors.New("pubsub: too many distinct patterns")
+)
+
+// errMalformed is wrapped by every wire decoding error; a stream that
+// carries such a frame is closed.
+var errMalformed = errors.New("pubsub: malformed frame")

@@ -1,0 +1,153 @@
+package pubsub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"go.uber.org/goleak"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/event"
+)
+
+// *dht.DHT is the Router the node wires in.
+var _ Router = (*dht.DHT)(nil)
+
+const testRealm = "io.acme.orders"
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// kad-dht and go-log start package-level workers on first use that
+		// live for the process; they are not ours to stop.
+		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("PUBSUB_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newHost(t testing.TB) host.Host {
+	t.Helper()
+	h, err := libp2p.New(
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.DisableRelay(), libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// testNode is a bare host with the realm's DHT and pubsub, as node wires
+// them.
+type testNode struct {
+	h   host.Host
+	d   *dht.DHT
+	ps  *PubSub
+	bus *event.Bus
+}
+
+func newNode(t testing.TB, mod func(*Config)) *testNode {
+	t.Helper()
+	h := newHost(t)
+	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	bus := event.NewBus()
+	t.Cleanup(bus.Close)
+	cfg := Config{Realm: testRealm, Logger: quietLogger(), InterestRefresh: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ps, err := New(h, d, bus, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ps.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return &testNode{h: h, d: d, ps: ps, bus: bus}
+}
+
+func connect(t testing.TB, a, b host.Host) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// collector records the messages a handler gets.
+type collector struct {
+	mu   sync.Mutex
+	msgs []Message
+}
+
+func (c *collector) handle(m Message) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, m)
+	c.mu.Unlock()
+}
+
+func (c *collector) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.msgs)
+}
+
+func (c *collector) all() []Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Message(nil), c.msgs...)
+}
+
+func subscribe(t testing.TB, ps *PubSub, pattern string) (*Subscription, *collector) {
+	t.Helper()
+	c := &collector{}
+	s, err := ps.Subscribe(pattern, c.handle)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", pattern, err)
+	}
+	return s, c
+}
+
+func publish(t testing.TB, ps *PubSub, topic string, payload []byte) {
+	t.Helper()
+	if err := ps.Publish(context.Background(), topic, payload); err != nil {
+		t.Fatalf("Publish(%q): %v", topic, err)
+	}
+}
