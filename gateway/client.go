@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -8,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
@@ -19,6 +22,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/pubsub"
 )
 
 // maxResponseBytes bounds an answer the client reads.
@@ -240,6 +244,176 @@ func (c *Client) Advertised(ctx context.Context) ([]Advertisement, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Publish publishes payload to topic, a concrete topic of the node's realm,
+// through the node. contentType application/json marks a JSON payload (the
+// node checks that it is JSON); anything else, or "", is raw bytes. It
+// returns once the node has queued the message for its subscribers:
+// delivery is at most once. A refused publish is an *APIError:
+// CodeInvalidName, CodeTooLarge, CodeBadRequest (not JSON).
+func (c *Client) Publish(ctx context.Context, topic string, payload []byte, contentType string) error {
+	if contentType == "" {
+		contentType = ContentTypeRaw
+	}
+	h := http.Header{"Content-Type": {contentType}, "Accept": {"application/json"}}
+	_, err := c.doRaw(ctx, http.MethodPost, "/v1/publish/"+url.PathEscape(topic), nil, h, payload)
+	return err
+}
+
+// PubSubStats returns the counters of the node's pubsub service.
+func (c *Client) PubSubStats(ctx context.Context) (*pubsub.Stats, error) {
+	var out pubsub.Stats
+	if err := c.do(ctx, http.MethodGet, "/v1/pubsub/stats", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// maxEventBytes bounds one line of an event stream the client reads: a
+// message of pubsub's largest payload (64 MiB) in base64, with room for
+// the rest of the event.
+const maxEventBytes = 96 << 20
+
+// Subscription is a subscription made through the API: the event stream of
+// GET /v1/subscribe, read with Next. It is not safe for concurrent use,
+// except Close and Dropped, which may be called while Next waits.
+type Subscription struct {
+	pattern string
+	body    io.ReadCloser
+	ctx     context.Context // the request's: ends with Subscribe's ctx, or Close
+	cancel  context.CancelFunc
+	sc      *bufio.Scanner // owned by Next
+	dropped atomic.Uint64
+	closed  atomic.Bool
+}
+
+// Subscribe subscribes the node to pattern (an exact topic of its realm,
+// or one with "*" and a final ">") and returns once the node has made the
+// subscription, so that messages published from then on reach it (once
+// the publishers' nodes learnt of it: see package pubsub). Read the
+// messages with Next, and Close the subscription when done; ending ctx
+// ends it too. A refused pattern is an *APIError with CodeInvalidName.
+func (c *Client) Subscribe(ctx context.Context, pattern string) (*Subscription, error) {
+	const path = "/v1/subscribe"
+	ctx, cancel := context.WithCancel(ctx)
+	u := c.base + path + "?" + url.Values{"pattern": {pattern}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("gateway client: GET %s: %w", path, err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("gateway client: GET %s: %w", path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+		resp.Body.Close()
+		cancel()
+		return nil, apiErrorOf(resp.StatusCode, raw)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("gateway client: GET %s: answer of type %q, want text/event-stream", path, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventBytes)
+	return &Subscription{pattern: pattern, body: resp.Body, ctx: ctx, cancel: cancel, sc: sc}, nil
+}
+
+// Pattern returns the subscription's pattern.
+func (s *Subscription) Pattern() string { return s.pattern }
+
+// Dropped returns how many messages the node dropped for this subscription
+// because they were not read fast enough, as of its last report in the
+// stream (reports come at most every DropReportInterval, before the
+// messages that follow them).
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Next waits for the next message and returns it. It returns io.EOF when
+// the node ended the stream (its pubsub or API stopped), net.ErrClosed
+// (wrapped) after Close, and the error of ctx (wrapped) when the context
+// given to Subscribe ended. Messages come in the order the node received
+// them: in publish order per publisher.
+func (s *Subscription) Next() (*SubscribeEvent, error) {
+	var typ string
+	var data []byte
+	hasData := false
+	for s.sc.Scan() {
+		line := s.sc.Bytes()
+		if len(line) == 0 { // the end of an event: dispatch it
+			ev, err := s.dispatch(typ, data, hasData)
+			if ev != nil || err != nil {
+				return ev, err
+			}
+			typ, data, hasData = "", data[:0], false
+			continue
+		}
+		if line[0] == ':' { // a comment: heartbeat
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "event":
+			typ = string(value)
+		case "data":
+			if hasData {
+				data = append(data, '\n')
+			}
+			data, hasData = append(data, value...), true
+		}
+	}
+	err := s.sc.Err()
+	switch {
+	case s.closed.Load():
+		return nil, fmt.Errorf("gateway client: subscription %s: %w", s.pattern, net.ErrClosed)
+	case s.ctx.Err() != nil:
+		// The transport's own error for a cancelled request differs
+		// between HTTP/1.1 and HTTP/3; the context's is the same.
+		return nil, fmt.Errorf("gateway client: subscription %s: %w", s.pattern, s.ctx.Err())
+	case err == nil:
+		return nil, io.EOF
+	}
+	return nil, fmt.Errorf("gateway client: subscription %s: %w", s.pattern, err)
+}
+
+// dispatch handles one event: a message is returned, a drop report
+// recorded, an event of another type ignored (later versions may add
+// some).
+func (s *Subscription) dispatch(typ string, data []byte, hasData bool) (*SubscribeEvent, error) {
+	if !hasData {
+		return nil, nil
+	}
+	switch typ {
+	case EventMessage, "":
+		var ev SubscribeEvent
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return nil, fmt.Errorf("gateway client: subscription %s: decoding an event: %w", s.pattern, err)
+		}
+		return &ev, nil
+	case EventDropped:
+		var d SubscribeDropped
+		if err := json.Unmarshal(data, &d); err == nil {
+			s.dropped.Store(d.Total)
+		}
+	}
+	return nil, nil
+}
+
+// Close ends the subscription: the node unsubscribes when it sees the
+// stream closed. It is safe to call more than once, and while Next waits
+// (Next then returns an error wrapping net.ErrClosed).
+func (s *Subscription) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	return s.body.Close()
 }
 
 func durationString(d time.Duration) string {

@@ -11,7 +11,8 @@
 // # Routes
 //
 // Every answer, errors included, is JSON (Content-Type application/json),
-// except the reply of a successful call, which is the procedure's reply.
+// except the reply of a successful call, which is the procedure's reply,
+// and a subscription's event stream.
 //
 //	GET  /v1/node           NodeInfo: identity, realm, addresses, number of peers, API addresses
 //	GET  /v1/peers          []Peer: the connected peers of the realm ([] when none)
@@ -38,9 +39,17 @@
 //	                        when new, 200 when the same URL renews it; see Webhooks
 //	DELETE /v1/advertise/{procedure}
 //	                        Advertisement: withdraw a procedure advertised through the API
+//	POST /v1/publish/{topic}
+//	                        PublishResult {"topic":T} (202): publish the body to the topic; see
+//	                        Pub/sub
+//	GET  /v1/subscribe      server-sent events (text/event-stream) of the messages whose topic
+//	                        matches ?pattern=, until the client goes away; see Pub/sub
+//	GET  /v1/pubsub/stats   pubsub.Stats: published, sent, delivered, dropped (send and local),
+//	                        queued, frames_received, subscriptions, interested_peers
 //
 // A ?timeout= is a Go duration (5s, 1500ms); values over 60s count as 60s,
-// except for calls. Request bodies are limited to 64 KiB, except for calls.
+// except for calls. Request bodies are limited to 64 KiB, except for calls
+// and publishes.
 //
 // # Calls
 //
@@ -102,6 +111,60 @@
 // from NewHandler, which has no Close, keeps its webhook advertisements as
 // long as the node lives.
 //
+// # Pub/sub
+//
+// POST /v1/publish/{topic} publishes the body to a concrete topic of the
+// node's realm (pubsub.PubSub.Publish): no wildcard, no empty segment,
+// under the realm, else 400 invalid_name. The body is the payload, at most
+// the pubsub service's MaxMessageSize (1 MiB by default; more is 413
+// too_large). A Content-Type of application/json marks a JSON payload,
+// which must be valid JSON (else 400 bad_request); anything else, or none,
+// is raw bytes. The answer is 202 Accepted {"topic":T} once the message is
+// queued for the subscriber nodes: delivery is at most once, and a 202
+// says nothing of who received it (GET /v1/pubsub/stats counts).
+//
+// GET /v1/subscribe?pattern=P subscribes the node to P (an exact topic, or
+// "*" for one segment and a final ">" for one or more, able to match a
+// topic of the realm; else 400 invalid_name, before the stream starts) and
+// streams every matching message, from any node of the realm including
+// this one, as server-sent events, until the client goes away, the
+// gateway closes or the node stops (then the stream just ends). The
+// subscription exists when the 200 answer's headers arrive, and ends with
+// the stream. The stream is:
+//
+//	: subscribed to io.acme.orders.*
+//
+//	event: message
+//	data: {"topic":"io.acme.orders.placed","payload":{"id":42},"publisher":"did:key:z6Mk...","time":"2026-01-02T15:04:05.123456789Z","seq":17}
+//
+//	event: message
+//	data: {"topic":"io.acme.orders.raw","payload":"AAH/","payload_encoding":"base64","publisher":"did:key:z6Mk...","time":"2026-01-02T15:04:05.2Z","seq":18}
+//
+//	event: dropped
+//	data: {"dropped":476,"total":476}
+//
+//	:
+//
+// A message's data is one line of JSON, a SubscribeEvent: the concrete
+// topic; the payload, which is the JSON value itself when the payload is
+// valid JSON in UTF-8 (byte for byte as published, or compacted if it held
+// line breaks), else a base64 string with "payload_encoding":"base64"; the
+// publisher's did:key; the publish time (RFC 3339 with nanoseconds, UTC, on
+// the publisher's clock); and the publisher's sequence number. Messages
+// come in the order the node received them, which is publish order per
+// publisher. Whether a payload is JSON is decided by its bytes, not by how
+// it was published (a raw payload that happens to be JSON comes as JSON).
+//
+// The stream's queue is the subscription's (pubsub's SubscriptionBuffer,
+// 1024 messages by default). A client that reads more slowly than messages
+// come loses the newest ones when it is full, as pubsub drops for any slow
+// subscriber, and nobody else slows down; an "event: dropped" says how
+// many (SubscribeDropped: since the last report, and in all), at most
+// every DropReportInterval (1s). A client that takes no batch of events
+// for 30s is cut off. A stream with nothing to send for HeartbeatInterval
+// (15s) gets a comment line ":". Events are flushed as they come, in
+// batches of what is waiting, over HTTP/1.1 (chunked) and HTTP/3 alike.
+//
 // # Errors
 //
 // An error answer has a status other than 2xx and the body
@@ -115,20 +178,23 @@
 //	400 other_realm         an alias of another realm
 //	400 invalid_key         an empty DHT key or one over dht.MaxKeyLen bytes
 //	400 invalid_level       a log level other than debug, info, warn, error
-//	400 invalid_name        not a concrete procedure name of the node's realm
+//	400 invalid_name        not a concrete procedure or topic name of the node's realm, or not a
+//	                        pattern that can match a topic of the realm
 //	403 unauthorized        the caller may not call the procedure
 //	404 not_found           no such route, no record for the alias, no advertiser of the
 //	                        procedure, or (DELETE /v1/advertise) not advertised here
 //	405 method_not_allowed  the route exists for other methods (listed in Allow)
 //	409 conflict            the procedure is advertised here otherwise: another webhook URL,
 //	                        or the node's own code
-//	413 too_large           a body over 64 KiB, or a call's payload over the rpc limit
+//	413 too_large           a body over 64 KiB, a call's payload over the rpc limit, or a
+//	                        published payload over the pubsub limit
 //	422 remote_error        the procedure's handler answered with an error
 //	500 internal            anything else
 //	501 not_implemented     the log level endpoints of a gateway without a LevelVar
 //	502 bad_record          a record from the DHT failed its checks
 //	502 disconnected        the connection to a call's callee was lost, or none could be reached
-//	503 unavailable         the node or gateway is closing
+//	503 unavailable         the node or gateway is closing, or the node holds pubsub.MaxPatterns
+//	                        distinct patterns already
 //	504 timeout             the operation did not finish within its timeout
 //
 // Client returns an error answer as an *APIError, and a network failure as a
@@ -146,9 +212,10 @@
 //
 // A Gateway owns one serve goroutine per protocol; each request runs on a
 // goroutine of its server, counted by the Gateway. The handler starts no
-// goroutines of its own; the webhook requests run on the rpc service's
-// handler goroutines, and the lease timers' functions on the runtime's, and
-// the handler counts both. Close cancels the requests in flight, stops both
+// goroutines of its own: an event stream runs on its request's goroutine
+// and ends with the request's context. The webhook requests run on the rpc
+// service's handler goroutines, and the lease timers' functions on the
+// runtime's, and the handler counts both. Close cancels the requests in flight, stops both
 // servers, closes the UDP socket, withdraws the webhook advertisements,
 // aborts their requests and waits for all of them.
 package gateway

@@ -22,7 +22,7 @@ const (
 	CodeOtherRealm       = "other_realm"        // 400: an alias of another realm than the node's
 	CodeInvalidKey       = "invalid_key"        // 400: an empty or over-long DHT key
 	CodeInvalidLevel     = "invalid_level"      // 400: not debug, info, warn or error
-	CodeInvalidName      = "invalid_name"       // 400: not a procedure name of the node's realm (wildcards, other realms, bad syntax)
+	CodeInvalidName      = "invalid_name"       // 400: not a procedure or topic name of the node's realm (wildcards, other realms, bad syntax), or a pattern that cannot match one
 	CodeUnauthorized     = "unauthorized"       // 403: the caller may not call the procedure
 	CodeNotFound         = "not_found"          // 404: no such route, or nothing under that name
 	CodeMethodNotAllowed = "method_not_allowed" // 405: the route exists for other methods (see Allow)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
 )
@@ -59,6 +60,13 @@ type api struct {
 	// maxPayload bounds a call's payload and a webhook's answer: the rpc
 	// service's limit. Set at construction, read-only after.
 	maxPayload int
+	// maxMessage bounds a published payload: the pubsub service's limit.
+	// Set at construction, read-only after.
+	maxMessage int
+	// heartbeat is how long an event stream stays silent before it gets a
+	// comment line: HeartbeatInterval, or less in tests. Set at
+	// construction, read-only after.
+	heartbeat time.Duration
 	// allowRemoteWebhooks lets webhook URLs leave loopback; set before
 	// serving, read-only after.
 	allowRemoteWebhooks bool
@@ -78,7 +86,8 @@ func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
 
 func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddrs) *api {
 	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux(),
-		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n)}
+		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n),
+		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval}
 	a.wh = newWebhooks(a)
 	a.handle("GET /v1/node", a.getNode)
 	a.handle("GET /v1/peers", a.getPeers)
@@ -95,6 +104,10 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddr
 	a.handle("GET /v1/advertise", a.getAdvertised)
 	a.handle("POST /v1/advertise/{procedure}", a.postAdvertise)
 	a.handle("DELETE /v1/advertise/{procedure}", a.deleteAdvertise)
+	a.handle(publishPattern, a.postPublish)
+	a.bodyLimits[publishPattern] = int64(a.maxMessage)
+	a.handleRaw("GET /v1/subscribe", a.getSubscribe)
+	a.handle("GET /v1/pubsub/stats", a.getPubSubStats)
 	return a
 }
 
@@ -212,14 +225,14 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, CodeInvalidDID
 	case errors.Is(err, realm.ErrInvalid):
 		// The DID routes see realm.ErrInvalid only inside ErrInvalidDID
-		// (a malformed alias), caught above; the rpc routes check names
-		// themselves, so anything else is a name.
+		// (a malformed alias), caught above; the rpc and pubsub routes
+		// check names themselves, so anything else is a name.
 		return http.StatusBadRequest, CodeInvalidName
 	case errors.Is(err, dht.ErrInvalidKey):
 		return http.StatusBadRequest, CodeInvalidKey
 	case errors.Is(err, node.ErrNotFound), errors.Is(err, rpc.ErrNotFound):
 		return http.StatusNotFound, CodeNotFound
-	case errors.Is(err, rpc.ErrTooLarge):
+	case errors.Is(err, rpc.ErrTooLarge), errors.Is(err, pubsub.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, CodeTooLarge
 	case errors.Is(err, rpc.ErrUnauthorized):
 		// Before RemoteError: a remote "unauthorized" matches it too.
@@ -234,7 +247,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadGateway, CodeBadRecord
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, CodeTimeout
-	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed), errors.Is(err, rpc.ErrClosed):
+	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed), errors.Is(err, rpc.ErrClosed),
+		errors.Is(err, pubsub.ErrClosed), errors.Is(err, pubsub.ErrTooManyPatterns):
 		return http.StatusServiceUnavailable, CodeUnavailable
 	}
 	var re *rpc.RemoteError

@@ -143,6 +143,59 @@ type Advertisement struct {
 	Expires *time.Time `json:"expires,omitempty"`
 }
 
+// PublishResult is the answer of POST /v1/publish/{topic}.
+type PublishResult struct {
+	Topic string `json:"topic"`
+}
+
+// SubscribeEvent is one message of a subscription: the data of an "event:
+// message" of GET /v1/subscribe.
+type SubscribeEvent struct {
+	// Topic is the concrete topic the message was published to.
+	Topic string `json:"topic"`
+	// Payload is the message's payload. It is the JSON value itself when
+	// the payload is valid JSON in UTF-8 (PayloadEncoding empty): the
+	// bytes as published, or compacted if they held line breaks.
+	// Otherwise it is a JSON string holding the bytes in standard base64
+	// (PayloadEncoding "base64"). Bytes decodes either.
+	Payload         json.RawMessage `json:"payload"`
+	PayloadEncoding string          `json:"payload_encoding,omitempty"`
+	// Publisher is the did:key of the publishing node.
+	Publisher string `json:"publisher"`
+	// Time is when it was published, on the publisher's clock.
+	Time time.Time `json:"time"`
+	// Seq is the publishing node's sequence number of the message: it
+	// grows with every message that node publishes, on any topic.
+	Seq uint64 `json:"seq"`
+}
+
+// PayloadBase64 is the SubscribeEvent.PayloadEncoding of a payload that
+// is not JSON.
+const PayloadBase64 = "base64"
+
+// Bytes returns the payload as it was published: the JSON text, or the
+// decoded base64.
+func (e *SubscribeEvent) Bytes() ([]byte, error) {
+	if e.PayloadEncoding != PayloadBase64 {
+		return []byte(e.Payload), nil
+	}
+	var s string
+	if err := json.Unmarshal(e.Payload, &s); err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	return base64.StdEncoding.DecodeString(s)
+}
+
+// SubscribeDropped is the data of an "event: dropped" of GET
+// /v1/subscribe: the node dropped messages of this subscription because the
+// client did not read them fast enough.
+type SubscribeDropped struct {
+	// Dropped is the number dropped since the previous report.
+	Dropped uint64 `json:"dropped"`
+	// Total is the number dropped since the subscription began.
+	Total uint64 `json:"total"`
+}
+
 // errorBody wraps Error as the whole body of an error answer.
 type errorBody struct {
 	Error Error `json:"error"`

@@ -523,3 +523,6 @@ func (ps *PubSub) emit(e event.Event) {
 		ps.bus.Emit(e)
 	}
 }
+
+// MaxMessageSize returns the payload limit of Publish, in bytes.
+func (ps *PubSub) MaxMessageSize() int { return ps.cfg.MaxMessageSize }

@@ -188,6 +188,8 @@ func printDevTable(w io.Writer, nodes []devNode) {
 	fmt.Fprintf(&b, "  macula-node --api %s dht provide hello\n", first.g.Addr())
 	fmt.Fprintf(&b, "  macula-node --api %s dht lookup hello\n", other.g.Addr())
 	fmt.Fprintf(&b, "  macula-node --api %s resolve %s\n", other.g.Addr(), first.n.Alias())
+	fmt.Fprintf(&b, "  macula-node --api %s subscribe '%s.>'\n", first.g.Addr(), devRealm)
+	fmt.Fprintf(&b, "  macula-node --api %s publish %s.greetings --data '{\"hello\":\"world\"}'\n", other.g.Addr(), devRealm)
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 	io.WriteString(w, b.String())
 }

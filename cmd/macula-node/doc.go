@@ -65,6 +65,10 @@
 //	macula-node log-level [LEVEL]  print or set the node's log level
 //	macula-node call PROC          call a procedure of the realm, print the reply
 //	macula-node advertise PROC     serve a procedure with a webhook until stopped
+//	macula-node publish TOPIC      publish a message to a topic of the realm
+//	macula-node subscribe PATTERN  print the messages whose topic matches, as they come
+//	macula-node pubsub stats       pub/sub counters: published, delivered, dropped, frames
+//	macula-node nat info           the node's NAT: type, mapping, filtering, public address
 //	macula-node version            the version of this binary
 //
 // # Calling and serving procedures
@@ -96,6 +100,52 @@
 // re-advertises the procedure on a node that lost it; one the node refuses
 // (409: another webhook took the name) ends the command with exit code 1.
 //
+// # Publishing and subscribing
+//
+//	macula-node publish TOPIC [--data JSON | --data-file FILE | --data -] [--raw] [--json]
+//
+// publishes a message to the concrete topic TOPIC of the node's realm
+// (io.acme.orders.placed; no wildcards) through POST /v1/publish/TOPIC, and
+// prints "published N bytes to TOPIC" once the node has queued it for the
+// subscriber nodes (delivery is at most once; that line does not say who
+// received it). The payload is --data, the file --data-file, or stdin with
+// --data -; it is sent as JSON, checked to be JSON before it is sent, unless
+// --raw sends it as raw bytes; with no payload at all, an empty raw one.
+//
+//	macula-node subscribe PATTERN [--json] [--count N]
+//
+// subscribes through GET /v1/subscribe to PATTERN: an exact topic
+// (io.acme.orders.placed), "*" for one segment (io.acme.orders.*) or a final
+// ">" for one or more (io.acme.>). It says "macula-node: subscribed to
+// PATTERN" on stderr once the node has made the subscription, then prints
+// each message as it comes, one line each:
+//
+//	2026-01-02T15:04:05.123+01:00 io.acme.orders.placed z6Mk...a2doKq {"id":42}
+//
+// the publish time (local), the topic, the start and end of the publisher's
+// did:key, and the payload: JSON as it is, text quoted ("hello"), other
+// bytes as base64:AAH/. With --json each line is the API's JSON object for
+// the message, {"topic":...,"payload":...,"publisher":...,"time":...,
+// "seq":N}, the payload a JSON value, or a base64 string with
+// "payload_encoding":"base64". It runs until SIGINT or SIGTERM, or until N
+// messages with --count, and exits 0; if the node stops, or the stream
+// breaks, it exits 1. A subscriber that reads more slowly than messages come
+// loses messages (the node drops the newest for it); subscribe reports each
+// drop on stderr, "macula-node: the node dropped N message(s) of PATTERN, not
+// read fast enough (M in all)".
+//
+//	macula-node pubsub stats [--json]
+//
+// prints the node's pub/sub counters: messages published, message frames
+// sent to other nodes and received from them, messages delivered to local
+// subscriptions, dropped (send queues, subscriptions), queued, the number of
+// subscriptions and of peers that announced interest.
+//
+// A topic or pattern the node refuses (a wildcard in a topic, an empty
+// segment, outside the realm) and a payload over the node's limit are
+// errors of the API (400, 413): exit code 1. A --data that is not JSON is a
+// wrong command line: exit code 2.
+//
 // # Errors and exit codes
 //
 // Every failure is one line on stderr, "macula-node: <what went wrong>",
@@ -106,9 +156,11 @@
 // The exit code is
 //
 //	0  success
-//	1  the command failed (for call: any failure below not listed)
+//	1  the command failed, including a refusal of the API (a bad topic,
+//	   pattern or name, a payload over the limit); for call, any failure not
+//	   listed below
 //	2  the command line is wrong (an unknown command, flag or argument; call's
-//	   --data that is not JSON)
+//	   and publish's --data that is not JSON; subscribe's negative --count)
 //	3  call: no node of the realm advertises the procedure (HTTP 404 not_found)
 //	4  call: no answer within the timeout (504 timeout)
 //	5  call: the handler answered with an error (422 remote_error)

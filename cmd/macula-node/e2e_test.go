@@ -30,7 +30,13 @@ type runNode struct {
 // waits for its node.json.
 func startRunNode(t *testing.T, realmName, name string, bootstrap ...string) *runNode {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
+	return startRunNodeIn(t, filepath.Join(t.TempDir(), name), realmName, name, bootstrap...)
+}
+
+// startRunNodeIn is startRunNode with the data directory dir: a node
+// restarted in the directory of one that died keeps its identity.
+func startRunNodeIn(t *testing.T, dir, realmName, name string, bootstrap ...string) *runNode {
+	t.Helper()
 	args := []string{"run", "--realm", realmName, "--name", name, "--data-dir", dir,
 		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--api", "127.0.0.1:0", "--http3", "off"}
 	for _, b := range bootstrap {
@@ -39,7 +45,9 @@ func startRunNode(t *testing.T, realmName, name string, bootstrap ...string) *ru
 	return &runNode{proc: startProc(t, name, nil, args...), dir: dir}
 }
 
-// waitReady waits until the node wrote its node.json and reads it.
+// waitReady waits until the node wrote its node.json and reads it. A
+// node.json left by a process killed in the same directory (another pid)
+// is waited past.
 func (n *runNode) waitReady(t *testing.T) {
 	t.Helper()
 	path := filepath.Join(n.dir, stateFile)
@@ -51,9 +59,16 @@ func (n *runNode) waitReady(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return json.Unmarshal(b, &n.st)
+		n.st = stateInfo{}
+		if err := json.Unmarshal(b, &n.st); err != nil {
+			return err
+		}
+		if n.st.PID != n.cmd.Process.Pid {
+			return fmt.Errorf("%s is of pid %d, not %d", stateFile, n.st.PID, n.cmd.Process.Pid)
+		}
+		return nil
 	})
-	if n.st.API == "" || len(n.st.Addrs) == 0 || n.st.PeerID == "" || n.st.PID != n.cmd.Process.Pid {
+	if n.st.API == "" || len(n.st.Addrs) == 0 || n.st.PeerID == "" {
 		t.Fatalf("%s: incomplete %s: %+v", n.name, stateFile, n.st)
 	}
 }

@@ -30,12 +30,16 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
   macula-node dev              a local mesh of 3 nodes in one process, for trying things
   macula-node run --realm R    the daemon: one node and its API
-  macula-node id | peers | resolve | dht | log-level
+  macula-node id | peers | resolve | dht | nat | pubsub | log-level
                                ask a running node through its API (--api)
   macula-node call PROC --data JSON
                                call a procedure of the realm and print the reply
   macula-node advertise PROC --url http://127.0.0.1:PORT/path
                                serve a procedure with a webhook until stopped
+  macula-node publish TOPIC --data JSON
+                               publish a message to a topic of the realm
+  macula-node subscribe PATTERN [--json]
+                               print the messages matching a pattern as they come
 
 Flags can also be given as MACULA_<FLAG> environment variables (MACULA_API,
 MACULA_REALM, ...); the command line wins.
@@ -75,6 +79,11 @@ found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
 		newLogLevelCmd(),
 		newCallCmd(),
 		newAdvertiseCmd(stderr),
+		newPublishCmd(),
+		newSubscribeCmd(stderr),
+		newPubSubCmd(),
+		newUCANCmd(),
+		newRealmCmd(),
 		newVersionCmd(),
 	)
 	return root

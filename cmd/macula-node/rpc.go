@@ -93,31 +93,37 @@ lost, 7 the caller may not call it.`,
 // callPayload reads the payload from --data, stdin or --data-file, and
 // checks that a JSON payload is JSON.
 func callPayload(cmd *cobra.Command, data, dataFile, contentType string) ([]byte, error) {
-	hint := cmd.CommandPath()
-	if cmd.Flags().Changed("data") && dataFile != "" {
-		return nil, &usageError{err: errors.New("give --data or --data-file, not both"), hint: hint}
+	payload, err := readPayload(cmd, data, dataFile)
+	if err != nil {
+		return nil, err
 	}
-	var payload []byte
+	if len(payload) > 0 && contentType == gateway.ContentTypeJSON && !json.Valid(payload) {
+		return nil, &usageError{err: errors.New("the payload is not valid JSON (give --content-type for other payloads)"), hint: cmd.CommandPath()}
+	}
+	return payload, nil
+}
+
+// readPayload reads a payload from --data, stdin (--data -) or
+// --data-file.
+func readPayload(cmd *cobra.Command, data, dataFile string) ([]byte, error) {
+	if cmd.Flags().Changed("data") && dataFile != "" {
+		return nil, &usageError{err: errors.New("give --data or --data-file, not both"), hint: cmd.CommandPath()}
+	}
 	switch {
 	case dataFile != "":
 		b, err := os.ReadFile(dataFile)
 		if err != nil {
 			return nil, fmt.Errorf("--data-file: %w", err)
 		}
-		payload = b
+		return b, nil
 	case data == "-":
 		b, err := io.ReadAll(cmd.InOrStdin())
 		if err != nil {
 			return nil, fmt.Errorf("reading the payload from stdin: %w", err)
 		}
-		payload = b
-	default:
-		payload = []byte(data)
+		return b, nil
 	}
-	if len(payload) > 0 && contentType == gateway.ContentTypeJSON && !json.Valid(payload) {
-		return nil, &usageError{err: errors.New("the payload is not valid JSON (give --content-type for other payloads)"), hint: hint}
-	}
-	return payload, nil
+	return []byte(data), nil
 }
 
 // printReply prints a reply: JSON pretty-printed unless raw, anything else

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cannedStream is an event stream as GET /v1/subscribe sends it: three
+// messages (JSON, binary, text) around a drop report.
+const cannedStream = `: subscribed to io.acme.orders.*
+
+event: message
+data: {"topic":"io.acme.orders.placed","payload":{"id": 1},"publisher":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK","time":"2026-01-02T15:04:05.123456789Z","seq":1}
+
+:
+
+event: dropped
+data: {"dropped":5,"total":5}
+
+event: message
+data: {"topic":"io.acme.orders.raw","payload":"AAH/","payload_encoding":"base64","publisher":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK","time":"2026-01-02T15:04:06Z","seq":7}
+
+event: future
+data: {"ignored":true}
+
+event: message
+data: {"topic":"io.acme.orders.note","payload":"aGVsbG8gd29ybGQ=","payload_encoding":"base64","publisher":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK","time":"2026-01-02T15:04:07Z","seq":8}
+
+`
+
+// TestSubscribeOutput runs macula-node subscribe against a fake node API
+// that sends cannedStream and ends it: the text and JSON lines, the drop
+// report on stderr, --count, and the exit code when the node ends the
+// stream.
+func TestSubscribeOutput(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/subscribe" || r.URL.Query().Get("pattern") != "io.acme.orders.*" {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"not_found","message":"no route"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, cannedStream)
+	}))
+	t.Cleanup(srv.Close)
+	api := strings.TrimPrefix(srv.URL, "http://")
+	local := func(s string) string {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm.Local().Format("2006-01-02T15:04:05.000Z07:00")
+	}
+	wantText := strings.Join([]string{
+		local("2026-01-02T15:04:05.123456789Z") + ` io.acme.orders.placed z6Mk...ta2doK {"id": 1}`,
+		local("2026-01-02T15:04:06Z") + ` io.acme.orders.raw z6Mk...ta2doK base64:AAH/`,
+		local("2026-01-02T15:04:07Z") + ` io.acme.orders.note z6Mk...ta2doK "hello world"`,
+	}, "\n") + "\n"
+	subscribed := "macula-node: subscribed to io.acme.orders.*\n"
+	dropped := "macula-node: the node dropped 5 message(s) of io.acme.orders.*, not read fast enough (5 in all)\n"
+	ended := "macula-node: the node at " + api + " ended the subscription (is it stopping?)\n"
+
+	r := runCmd(t, 30*time.Second, nil, "--api", api, "subscribe", "io.acme.orders.*")
+	if r.code != exitError || r.stdout != wantText || r.stderr != subscribed+dropped+ended {
+		t.Errorf("text: exit %d\nstdout %q\nwant   %q\nstderr %q", r.code, r.stdout, wantText, r.stderr)
+	}
+
+	r = runCmd(t, 30*time.Second, nil, "--api", api, "subscribe", "io.acme.orders.*", "--json", "--count", "2")
+	wantJSON := `{"topic":"io.acme.orders.placed","payload":{"id":1},"publisher":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK","time":"2026-01-02T15:04:05.123456789Z","seq":1}` + "\n" +
+		`{"topic":"io.acme.orders.raw","payload":"AAH/","payload_encoding":"base64","publisher":"did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK","time":"2026-01-02T15:04:06Z","seq":7}` + "\n"
+	if r.code != 0 || r.stdout != wantJSON || r.stderr != subscribed+dropped {
+		t.Errorf("--json --count 2: exit %d\nstdout %q\nwant   %q\nstderr %q", r.code, r.stdout, wantJSON, r.stderr)
+	}
+
+	r = runCmd(t, 30*time.Second, nil, "--api", api, "subscribe", "io.acme.other.*")
+	if r.code != exitError || r.stderr != "macula-node: no route\n" || r.stdout != "" {
+		t.Errorf("an error answer: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
