@@ -53,7 +53,7 @@ func (ps *PubSub) handleStream(s network.Stream) {
 	}
 	r.in = in
 	ps.gen.Add(1)
-	ps.openLocked(r, nil, true)
+	ps.openOnLocked(r, nil, s.Conn(), true)
 	ps.wg.Add(1)
 	ps.mu.Unlock()
 	defer ps.wg.Done()

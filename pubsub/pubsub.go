@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/realm"
@@ -405,6 +406,15 @@ func (ps *PubSub) dropInboundLocked(r *remote) {
 // being opened. ai, if not nil, is where to dial the peer. Unless force is
 // set, a peer that failed recently is left alone until its backoff ends.
 func (ps *PubSub) openLocked(r *remote, ai *peer.AddrInfo, force bool) {
+	ps.openOnLocked(r, ai, nil, force)
+}
+
+// openOnLocked is openLocked on a given connection, when not nil: the one a
+// peer just opened its stream on. Left to itself, the host may pick an
+// older connection to the same peer that is already dead (a process killed
+// and restarted with the same identity), and the link would wait for the
+// liveness check to notice.
+func (ps *PubSub) openOnLocked(r *remote, ai *peer.AddrInfo, c network.Conn, force bool) {
 	if ps.closing || r.out != nil || r.opening || r.id == ps.self {
 		return
 	}
@@ -413,21 +423,48 @@ func (ps *PubSub) openLocked(r *remote, ai *peer.AddrInfo, force bool) {
 	}
 	r.opening = true
 	ps.wg.Add(1)
-	go ps.openLink(r.id, ai)
+	go ps.openLink(r.id, ai, c)
+}
+
+// newStreamOn opens a stream of our protocol on the connection c.
+func (ps *PubSub) newStreamOn(ctx context.Context, c network.Conn) (network.Stream, error) {
+	s, err := c.NewStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := s.SetProtocol(ps.proto); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	if err := msmux.SelectProtoOrFail(ps.proto, s); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	_ = s.SetDeadline(time.Time{})
+	return s, nil
 }
 
 // openLink connects to p if needed, opens our stream to it, and sends our
 // interest set first.
-func (ps *PubSub) openLink(p peer.ID, ai *peer.AddrInfo) {
+func (ps *PubSub) openLink(p peer.ID, ai *peer.AddrInfo, c network.Conn) {
 	defer ps.wg.Done()
 	ctx, cancel := context.WithTimeout(ps.ctx, openTimeout)
 	defer cancel()
 	var err error
-	if ai != nil && ps.h.Network().Connectedness(p) != network.Connected {
+	var s network.Stream
+	if c != nil && !c.IsClosed() {
+		s, err = ps.newStreamOn(ctx, c)
+		if err != nil {
+			s, err = nil, nil // fall back to any connection
+		}
+	}
+	if s == nil && ai != nil && ps.h.Network().Connectedness(p) != network.Connected {
 		err = ps.h.Connect(ctx, *ai)
 	}
-	var s network.Stream
-	if err == nil {
+	if s == nil && err == nil {
 		s, err = ps.h.NewStream(ctx, p, ps.proto)
 	}
 
