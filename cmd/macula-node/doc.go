@@ -29,6 +29,11 @@
 //	--reconnect-interval DURATION  first wait before a redial, doubling (default 1s)
 //	--max-reconnect-attempts N     give a bootstrap peer up after N failures (default 0: never)
 //	--dht-mode MODE                server, client or auto (default server)
+//	--stun HOST:PORT               STUN server for the NAT probe, repeatable (bootstrap peers answer STUN too)
+//	--relay MULTIADDR              relay node to keep a reservation with, repeatable
+//	--relay-service                serve as a circuit relay for nodes behind NAT (public nodes)
+//	--hole-punching                upgrade relayed connections to direct ones (default true)
+//	--reachability public|private  force what the node believes of its reachability
 //
 // Every flag can also be given as an environment variable, MACULA_ and the
 // flag's name upper-cased with '-' as '_' (MACULA_REALM, MACULA_DATA_DIR;
