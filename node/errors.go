@@ -1,13 +1,17 @@
 package node
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/macula-io/macula/keyfile"
+)
 
 // Errors returned by the node.
 var (
 	// ErrConfig: the Config is not valid; the error names the field.
 	ErrConfig = errors.New("invalid node config")
 	// ErrCorruptKey: the key file exists but cannot be read as an Ed25519 key.
-	ErrCorruptKey = errors.New("corrupt key file")
+	ErrCorruptKey = keyfile.ErrCorrupt
 	// ErrDataDir: the data directory cannot be created or written.
 	ErrDataDir = errors.New("data directory not writable")
 	// ErrListen: a listen address could not be bound (busy port, bad address).

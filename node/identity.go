@@ -3,8 +3,6 @@ package node
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/macula-io/macula/keyfile"
 )
 
 // KeyFile is the name of the key file in a node's data directory.
@@ -22,58 +21,17 @@ const KeyFile = "node.key"
 // fs.ErrNotExist (wrapped) when there is no file, ErrCorruptKey when there is
 // one that is not such a key.
 func LoadKey(path string) (ed25519.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+	k, err := keyfile.Load(path)
+	if errors.Is(err, keyfile.ErrCorrupt) {
+		return nil, fmt.Errorf("%w; move it away to create a new identity (a new DID)", err)
 	}
-	block, _ := pem.Decode(raw)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%w: %s is not a PEM \"PRIVATE KEY\" block; move it away to create a new identity (a new DID)", ErrCorruptKey, path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptKey, path, err)
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s holds a %T, want an Ed25519 key", ErrCorruptKey, path, k)
-	}
-	return ek, nil
+	return k, err
 }
 
-// SaveKey writes key to path with mode 0600, atomically: a crash leaves the
-// old file or the new one, never half of one. It creates the directory (0700)
-// if needed.
+// SaveKey writes key to path with mode 0600, atomically, replacing what is
+// there. It creates the directory (0700) if needed.
 func SaveKey(path string, key ed25519.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	tmp, err := os.CreateTemp(dir, ".node.key-*")
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := keyfile.Save(path, key, true); err != nil {
 		return fmt.Errorf("%w: %v", ErrDataDir, err)
 	}
 	return nil

@@ -3,6 +3,8 @@ package ucan
 import (
 	"errors"
 	"fmt"
+
+	"github.com/macula-io/macula/keyfile"
 )
 
 // Errors of the package. Every refusal of a token, a chain or a capability
@@ -73,7 +75,7 @@ var (
 	// sign (a missing field, a capability the proof does not grant, ...).
 	ErrIssue = errors.New("ucan: cannot issue")
 	// ErrCorruptKey: a key file that is not a PKCS#8 PEM Ed25519 key.
-	ErrCorruptKey = errors.New("ucan: corrupt key file")
+	ErrCorruptKey = keyfile.ErrCorrupt
 )
 
 // TokenError locates a refusal: which presented chain and which token in it
