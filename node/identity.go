@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"github.com/macula-io/macula/keyfile"
 )
 
