@@ -98,7 +98,7 @@ func (n *Node) handleHandshake(s network.Stream) {
 func (n *Node) handshake(ctx context.Context, c network.Conn) (hello, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
 	defer cancel()
-	s, err := c.NewStream(ctx)
+	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "macula handshake"))
 	if err != nil {
 		return hello{}, fmt.Errorf("opening handshake stream: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 )
@@ -33,7 +34,7 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID) {
 		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, livenessTimeout)
-		res, ok := <-ping.Ping(pctx, n.host, p)
+		res, ok := <-ping.Ping(network.WithAllowLimitedConn(pctx, "macula liveness"), n.host, p)
 		cancel()
 		if ctx.Err() != nil {
 			return

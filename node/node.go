@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
@@ -179,6 +180,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
 	})
+	// Connections made while libp2p.New ran (autorelay's to its relays)
+	// had no notifiee yet.
+	for _, c := range h.Network().Conns() {
+		n.onConnected(c)
+	}
 	for _, ai := range s.bootstrap {
 		if ai.ID == h.ID() {
 			continue // a node listed among its own bootstrap peers
@@ -210,6 +216,13 @@ func (n *Node) hostOptions() []libp2p.Option {
 		libp2p.DisableMetrics(),
 		libp2p.WithFxOption(fx.Populate(&n.nat.cm)),
 		libp2p.AddrsFactory(nat.AddrsFactory(n.nat.info)),
+		// The realm handshake handler must be there before the host starts:
+		// autorelay (and peers dialing in) open connections during
+		// libp2p.New, and a peer that finds no handler takes this node for
+		// one of another realm and refuses it for RefuseFor.
+		libp2p.WithFxOption(fx.Invoke(func(h *bhost.BasicHost) {
+			h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
+		})),
 	}
 	if s.RelayService || len(s.relays) > 0 || s.HolePunching {
 		opts = append(opts, libp2p.EnableRelay()) // the circuit v2 client: dial through relays

@@ -428,7 +428,7 @@ func (ps *PubSub) openOnLocked(r *remote, ai *peer.AddrInfo, c network.Conn, for
 
 // newStreamOn opens a stream of our protocol on the connection c.
 func (ps *PubSub) newStreamOn(ctx context.Context, c network.Conn) (network.Stream, error) {
-	s, err := c.NewStream(ctx)
+	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "macula pubsub"))
 	if err != nil {
 		return nil, err
 	}
@@ -465,7 +465,7 @@ func (ps *PubSub) openLink(p peer.ID, ai *peer.AddrInfo, c network.Conn) {
 		err = ps.h.Connect(ctx, *ai)
 	}
 	if s == nil && err == nil {
-		s, err = ps.h.NewStream(ctx, p, ps.proto)
+		s, err = ps.h.NewStream(network.WithAllowLimitedConn(ctx, "macula pubsub"), p, ps.proto)
 	}
 
 	ps.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
@@ -509,7 +510,7 @@ func (x *RPC) conn(ctx context.Context, p peer.ID) (*clientConn, error) {
 func (x *RPC) open(ctx context.Context, p peer.ID) (*clientConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, x.cfg.DialTimeout)
 	defer cancel()
-	s, err := x.h.NewStream(dctx, p, x.proto)
+	s, err := x.h.NewStream(network.WithAllowLimitedConn(dctx, "macula rpc"), p, x.proto)
 	if err != nil {
 		return nil, fmt.Errorf("%w: no route to %s: %v", ErrDisconnected, p, err)
 	}
