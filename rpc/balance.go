@@ -139,9 +139,14 @@ func (x *RPC) pickLocked(ps *providerSet, policy Policy, tried []peer.ID, now ti
 	case Random:
 		return nth(rand.IntN(n)), true
 	case LeastInFlight:
+		// Ties are common (a call is counted only once it is sent), so the
+		// scan starts at a rotating position: equal providers share the
+		// load instead of the first one taking it all.
 		var best peer.ID
 		bestN := int64(-1)
-		for _, p := range ps.peers {
+		start := int(ps.next.Add(1) - 1)
+		for i := range ps.peers {
+			p := ps.peers[(start+i)%len(ps.peers)]
 			if !usable(p, avoidedToo) {
 				continue
 			}
