@@ -772,6 +772,11 @@ func TestNATMatrix(t *testing.T) {
 		if f.recovered == 0 {
 			t.Errorf("relay failover: %s: no successful call within %v of the relay's death: %s", f.c.label(), failoverBudget, f.err)
 		}
+		// A pair already on a direct path must not notice the relay's
+		// death: its calls moved onto the direct connection.
+		if f.viaBefore == "" && f.attempts != 1 {
+			t.Errorf("relay failover: %s was direct, yet its first %d call(s) after the relay's death failed: %s", f.c.label(), f.attempts-1, f.err)
+		}
 	}
 	fmt.Fprintf(&fo, "\nRelayed addresses of the symmetric-NAT nodes after the relay died: ")
 	for _, n := range []string{"sym1", "sym2"} {

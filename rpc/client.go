@@ -271,6 +271,9 @@ type clientConn struct {
 	w        *wstream
 	sem      chan struct{} // bounds calls in flight
 	ids      atomic.Uint64
+	// draining: a direct connection replaced the relayed one this stream
+	// runs on; no new calls, and the stream closes when the last one ends.
+	draining atomic.Bool
 
 	// mu guards pending, err and nextSweep.
 	mu      sync.Mutex
@@ -286,6 +289,19 @@ type clientConn struct {
 // reached p (and so may have run).
 // c is the stream to p if choose found one, else nil.
 func (x *RPC) callPeer(ctx context.Context, p peer.ID, c *clientConn, procedure string, payload []byte, o *callOpts) (reply []byte, sent bool, err error) {
+	if c != nil && c.draining.Load() {
+		c = nil // moving to a direct connection: take the new stream
+	}
+	reply, sent, err = x.callPeerOnce(ctx, p, c, procedure, payload, o)
+	if !sent && errors.Is(err, errDrained) {
+		// Drained between choose and sending: nothing was sent; go again
+		// on the stream that replaced it.
+		reply, sent, err = x.callPeerOnce(ctx, p, nil, procedure, payload, o)
+	}
+	return reply, sent, err
+}
+
+func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, procedure string, payload []byte, o *callOpts) (reply []byte, sent bool, err error) {
 	if c == nil {
 		c, err = x.conn(o.ctx(ctx), p)
 		if err != nil {
@@ -386,12 +402,16 @@ func (c *clientConn) sweepNow() {
 		sealFrame(cb)
 		c.w.trySend(cb)
 	}
+	if len(gone) > 0 {
+		c.closeIfDrained()
+	}
 }
 
 func (c *clientConn) drop(id uint64) {
 	c.mu.Lock()
 	delete(c.pending, id)
 	c.mu.Unlock()
+	c.closeIfDrained()
 }
 
 // fail ends the stream and every call waiting on it.
@@ -412,7 +432,29 @@ func (c *clientConn) fail(err error) {
 	if c.x.conns[c.peer] == c {
 		delete(c.x.conns, c.peer)
 	}
+	delete(c.x.draining, c)
 	c.x.mu.Unlock()
+}
+
+// errDrained ends a stream that was replaced by one on a direct connection.
+var errDrained = fmt.Errorf("%w: stream moved to a direct connection", ErrDisconnected)
+
+// drain stops new calls on c and closes it once its calls have ended.
+func (c *clientConn) drain() {
+	c.draining.Store(true)
+	c.closeIfDrained()
+}
+
+func (c *clientConn) closeIfDrained() {
+	if !c.draining.Load() {
+		return
+	}
+	c.mu.Lock()
+	idle := len(c.pending) == 0
+	c.mu.Unlock()
+	if idle {
+		c.fail(errDrained)
+	}
 }
 
 func (c *clientConn) readLoop() {
@@ -457,6 +499,7 @@ func (c *clientConn) readLoop() {
 			}
 			pc.ch <- result{err: err}
 		}
+		c.closeIfDrained()
 	}
 }
 

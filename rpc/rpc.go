@@ -156,6 +156,7 @@ type RPC struct {
 	// mu guards the fields below it.
 	mu        sync.Mutex
 	conns     map[peer.ID]*clientConn   // one outgoing stream per callee
+	draining  map[*clientConn]struct{}  // replaced streams finishing their calls
 	dialing   map[peer.ID]chan struct{} // closed when a dial ends
 	serving   map[*serverConn]struct{}
 	providers map[string]*providerSet
@@ -175,6 +176,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 	x := &RPC{
 		cfg: cfg, h: h, router: r, bus: bus, log: cfg.Logger, proto: Protocol(cfg.Realm),
 		conns:     make(map[peer.ID]*clientConn),
+		draining:  make(map[*clientConn]struct{}),
 		dialing:   make(map[peer.ID]chan struct{}),
 		serving:   make(map[*serverConn]struct{}),
 		providers: make(map[string]*providerSet),
@@ -194,8 +196,22 @@ func (x *RPC) notifiee() *network.NotifyBundle {
 	return &network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			x.mu.Lock()
-			delete(x.avoid, c.RemotePeer())
+			p := c.RemotePeer()
+			delete(x.avoid, p)
+			// A direct connection next to the relayed one our stream uses
+			// (hole punching worked): new calls go on a new stream, which
+			// the host opens on the direct connection; the old one closes
+			// when its calls are done.
+			var old *clientConn
+			if cc := x.conns[p]; cc != nil && !c.Stat().Limited && cc.w.s.Conn().Stat().Limited {
+				old = cc
+				delete(x.conns, p)
+				x.draining[cc] = struct{}{}
+			}
 			x.mu.Unlock()
+			if old != nil {
+				old.drain()
+			}
 		},
 		DisconnectedF: func(n network.Network, c network.Conn) {
 			p := c.RemotePeer()
@@ -327,8 +343,11 @@ func (x *RPC) Close() error {
 		return nil
 	}
 	x.closed = true
-	conns := make([]*clientConn, 0, len(x.conns))
+	conns := make([]*clientConn, 0, len(x.conns)+len(x.draining))
 	for _, c := range x.conns {
+		conns = append(conns, c)
+	}
+	for c := range x.draining {
 		conns = append(conns, c)
 	}
 	srv := make([]*serverConn, 0, len(x.serving))
