@@ -668,6 +668,9 @@ func TestNATMatrix(t *testing.T) {
 		recovered time.Duration
 		attempts  int
 		err       string
+		// pubsub: a message published right after the recovered call
+		// reached the callee's subscriber (with one publish).
+		pubsub string
 	}
 	var fos []*foRow
 	for _, c := range cells {
@@ -708,6 +711,18 @@ func TestNATMatrix(t *testing.T) {
 				if err == nil && strings.Contains(string(out), f.c.label()) {
 					f.recovered = time.Since(killAt)
 					f.err = ""
+					// One publish, right away: a pair on a direct path must
+					// not lose it (its link moved off the relay).
+					mark := "after-kill-" + f.c.key()
+					f.pubsub = "lost"
+					if _, err := f.c.caller.cli(ctx, 5*time.Second, "publish", f.c.callee.topic(), "--data", fmt.Sprintf(`{"m":%q}`, mark)); err == nil {
+						for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+							if strings.Contains(f.c.callee.sub.Output(), mark) {
+								f.pubsub = "ok"
+								break
+							}
+						}
+					}
 					if p, ok, err := f.c.caller.peer(ctx, f.c.callee.id); err == nil && ok {
 						f.viaAfter = "direct"
 						if p.Path == "relayed" {
@@ -766,9 +781,12 @@ func TestNATMatrix(t *testing.T) {
 	}
 	wg.Wait()
 	var fo strings.Builder
-	fmt.Fprintf(&fo, "| pair (callee <- caller) | path before | calls work again after | path after | attempts |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&fo, "| pair (callee <- caller) | path before | calls work again after | path after | attempts | one message published then |\n|---|---|---|---|---|---|\n")
 	for _, f := range fos {
-		fmt.Fprintf(&fo, "| %s | %s | %s | %s | %d |\n", f.c.label(), relayVia(f.viaBefore), ms(f.recovered), f.viaAfter, f.attempts)
+		fmt.Fprintf(&fo, "| %s | %s | %s | %s | %d | %s |\n", f.c.label(), relayVia(f.viaBefore), ms(f.recovered), f.viaAfter, f.attempts, f.pubsub)
+		if f.viaBefore == "" && pubsubCLI && f.pubsub != "ok" {
+			t.Errorf("relay failover: %s was direct, yet a message published after the relay's death was %s", f.c.label(), f.pubsub)
+		}
 		if f.recovered == 0 {
 			t.Errorf("relay failover: %s: no successful call within %v of the relay's death: %s", f.c.label(), failoverBudget, f.err)
 		}

@@ -32,7 +32,8 @@ var errReplaced = errors.New("pubsub: stream replaced by a newer one")
 // interest), and reads the peer's frames until the stream ends.
 func (ps *PubSub) handleStream(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	in := &inbound{s: s, peer: p}
+	in := &inbound{s: s, peer: p, done: make(chan struct{})}
+	defer close(in.done)
 	ps.mu.Lock()
 	if ps.closing {
 		ps.mu.Unlock()
@@ -40,15 +41,23 @@ func (ps *PubSub) handleStream(s network.Stream) {
 		return
 	}
 	r := ps.remoteLocked(p)
+	var before *inbound
 	if old := r.in; old != nil {
-		// The peer opened a new stream, so its previous one is gone, maybe
-		// with its process. Ours may be dead too if it runs on another
-		// connection: start over with a fresh one.
-		_ = old.s.Reset()
-		ps.dropInboundLocked(r)
-		if r.out != nil && r.out.s.Conn() != s.Conn() {
-			r.out.close()
-			r.out = nil
+		if old.s.Conn().Stat().Limited && !s.Conn().Stat().Limited && !old.s.Conn().IsClosed() {
+			// The peer moved from a relayed connection to a direct one and
+			// closes the old stream after what it holds: read that first.
+			before = old
+			old.handedOver.Store(true)
+		} else {
+			// The peer opened a new stream, so its previous one is gone,
+			// maybe with its process. Ours may be dead too if it runs on
+			// another connection: start over with a fresh one.
+			_ = old.s.Reset()
+			ps.dropInboundLocked(r)
+			if r.out != nil && r.out.s.Conn() != s.Conn() {
+				r.out.close()
+				r.out = nil
+			}
 		}
 	}
 	r.in = in
@@ -57,6 +66,18 @@ func (ps *PubSub) handleStream(s network.Stream) {
 	ps.wg.Add(1)
 	ps.mu.Unlock()
 	defer ps.wg.Done()
+
+	if before != nil {
+		t := time.NewTimer(handoverWait)
+		select {
+		case <-before.done:
+		case <-t.C:
+			_ = before.s.Reset()
+			<-before.done
+		case <-ps.ctx.Done():
+		}
+		t.Stop()
+	}
 
 	err := ps.readLoop(in)
 	switch {
@@ -212,6 +233,9 @@ func (ps *PubSub) applyInterest(in *inbound, typ uint8, limit uint32, pats []str
 	defer ps.mu.Unlock()
 	r := ps.remotes[in.peer]
 	if r == nil || r.in != in {
+		if in.handedOver.Load() {
+			return nil // the new stream's interest set counts; read on
+		}
 		return errReplaced
 	}
 	before := len(r.patterns)

@@ -129,6 +129,7 @@ type remote struct {
 	id       peer.ID
 	out      *link // our stream to the peer; nil if none
 	opening  bool  // a goroutine is opening out
+	moving   bool  // a goroutine is moving out to a direct connection
 	in       *inbound
 	patterns map[string]struct{} // the peer's interest, from in
 	limit    uint32              // largest payload the peer accepts
@@ -138,6 +139,9 @@ type remote struct {
 type inbound struct {
 	s    network.Stream
 	peer peer.ID
+	done chan struct{} // closed when its reader has ended
+	// handedOver: a newer stream of the peer waits for this one to end.
+	handedOver atomic.Bool
 }
 
 // retryState delays the next attempt to reach a peer after failures.
@@ -332,7 +336,9 @@ func (ps *PubSub) watchPeers() {
 				ps.peerReady(e.Peer)
 			}
 		case p2pevent.EvtPeerConnectednessChanged:
-			if e.Connectedness != network.Connected {
+			if e.Connectedness == network.Connected {
+				ps.moveToDirect(e.Peer)
+			} else {
 				ps.peerGone(e.Peer)
 			}
 		}
@@ -373,6 +379,67 @@ func (ps *PubSub) peerGone(p peer.ID) {
 		ps.dropInboundLocked(r)
 	}
 	ps.gcLocked(r)
+}
+
+// handoverWait bounds how long a peer's new stream waits for its old one
+// to be read to the end when the peer moves from a relayed connection to a
+// direct one.
+const handoverWait = 5 * time.Second
+
+// moveToDirect moves our link to p off a relayed (limited) connection once a
+// direct one exists, as hole punching makes it: it opens a new stream on
+// the direct connection, queues new messages there, and lets the old link
+// send what it holds and close. The peer reads the old stream to its end
+// before the new one (see handleStream), so per-publisher order holds.
+func (ps *PubSub) moveToDirect(p peer.ID) {
+	ps.mu.Lock()
+	r := ps.remotes[p]
+	if r == nil || r.out == nil || r.moving || ps.closing || !r.out.s.Conn().Stat().Limited {
+		ps.mu.Unlock()
+		return
+	}
+	var direct network.Conn
+	for _, c := range ps.h.Network().ConnsToPeer(p) {
+		if !c.Stat().Limited && !c.IsClosed() {
+			direct = c
+			break
+		}
+	}
+	if direct == nil {
+		ps.mu.Unlock()
+		return
+	}
+	r.moving = true
+	ps.wg.Add(1)
+	ps.mu.Unlock()
+	go func() {
+		defer ps.wg.Done()
+		ctx, cancel := context.WithTimeout(ps.ctx, openTimeout)
+		defer cancel()
+		s, err := ps.newStreamOn(ctx, direct)
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		r.moving = false
+		if err != nil || ps.closing || r.out == nil {
+			if s != nil {
+				_ = s.Reset()
+			}
+			if err != nil {
+				ps.log.Debug("pubsub: cannot move to the direct connection", "peer", p, "err", err)
+			}
+			return
+		}
+		old := r.out
+		l := newLink(ps, p, s, r.limit)
+		l.buf = appendInterestSetFrames(l.buf, uint32(ps.cfg.MaxMessageSize), ps.patternsLocked())
+		r.out = l
+		ps.gen.Add(1)
+		ps.wg.Add(1)
+		go l.writeLoop()
+		l.signal()
+		old.shutdown(handoverWait)
+		ps.log.Debug("pubsub: link moved to a direct connection", "peer", p)
+	}()
 }
 
 // remoteLocked returns the state of peer p, creating it.
