@@ -1,8 +1,12 @@
 package node
 
 import (
+	"fmt"
 	"net"
 	"sync/atomic"
+
+	p2pevent "github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
@@ -97,6 +101,41 @@ func (n *Node) startNAT() {
 		return
 	}
 	n.nat.prober.Store(p)
+	// Probe again when the host's own addresses change (a new interface, a
+	// new local IP): the mapping may have changed with them.
+	sub, err := n.host.EventBus().Subscribe(new(p2pevent.EvtLocalAddressesUpdated), eventbus.Name("macula-nat"))
+	if err != nil {
+		n.log.Warn("NAT: no address change events; probing on the timer only", "err", err)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Close()
+		var last string
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case _, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				// The host folds our own STUN address into its addresses,
+				// so only a change of the interface addresses counts.
+				ifaces, err := n.host.Network().InterfaceListenAddresses()
+				if err != nil {
+					continue
+				}
+				key := fmt.Sprint(ifaces)
+				if last != "" && key != last {
+					n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
+					p.Reprobe()
+				}
+				last = key
+			}
+		}
+	}()
 }
 
 // NAT returns what the node knows of its NAT: type, mapping and filtering
