@@ -234,3 +234,24 @@ func TestNATProbeThroughBootstrap(t *testing.T) {
 		t.Fatalf("no measured_at in %+v", info)
 	}
 }
+
+func TestViaRelay(t *testing.T) {
+	r1 := "12D3KooWHHzSeKaY8xuZVzkLbKFfvNgPPeKhFBGrMbNzbm5akpqu"
+	r2 := "12D3KooWJWCbxLA7J8xc4bEUhUuuS4Du97JSgprfCtqetR9cBXH3"
+	id1, _ := peer.Decode(r1)
+	cases := []struct {
+		addr string
+		want bool
+	}{
+		{"/ip4/7.0.0.10/udp/7400/quic-v1/p2p/" + r1 + "/p2p-circuit", true},
+		{"/ip4/7.0.0.10/udp/7400/quic-v1/p2p/" + r1 + "/p2p-circuit/p2p/" + r2, true},
+		{"/ip4/7.0.0.11/udp/7400/quic-v1/p2p/" + r2 + "/p2p-circuit", false},
+		{"/ip4/7.0.0.10/udp/7400/quic-v1/p2p/" + r1, false},
+		{"/ip4/8.0.0.1/udp/7400/quic-v1", false},
+	}
+	for _, c := range cases {
+		if got := viaRelay(ma.StringCast(c.addr), id1); got != c.want {
+			t.Errorf("viaRelay(%s) = %v, want %v", c.addr, got, c.want)
+		}
+	}
+}

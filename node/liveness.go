@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Liveness: a peer that dies without closing its connections (kill -9, a
@@ -46,7 +47,46 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID) {
 		if misses++; misses >= livenessMisses {
 			n.log.Warn("peer does not answer pings; closing its connections", "peer", p, "misses", misses)
 			_ = n.host.Network().ClosePeer(p)
+			n.forgetRelay(p)
 			return
 		}
 	}
+}
+
+// forgetRelay drops, from the peerstore, every address that goes through the
+// circuit relay p, which stopped answering: a redial of a peer behind NAT
+// then goes through its other relays at once, instead of first waiting out
+// a QUIC handshake timeout towards the dead one. Addresses come back with
+// the peer's next identify or DHT record if the relay returns.
+func (n *Node) forgetRelay(p peer.ID) {
+	ps := n.host.Peerstore()
+	forgotten := 0
+	for _, q := range ps.PeersWithAddrs() {
+		for _, a := range ps.Addrs(q) {
+			if viaRelay(a, p) {
+				ps.SetAddr(q, a, 0) // a TTL of 0 removes the address
+				forgotten++
+			}
+		}
+	}
+	if forgotten > 0 {
+		n.log.Info("forgot addresses through a dead relay", "relay", p, "addrs", forgotten)
+	}
+}
+
+// viaRelay reports whether a is a circuit address through relay r:
+// .../p2p/<r>/p2p-circuit/...
+func viaRelay(a ma.Multiaddr, r peer.ID) bool {
+	var last peer.ID
+	for _, c := range a {
+		switch c.Protocol().Code {
+		case ma.P_P2P:
+			if id, err := peer.Decode(c.Value()); err == nil {
+				last = id
+			}
+		case ma.P_CIRCUIT:
+			return last == r
+		}
+	}
+	return false
 }
