@@ -9,34 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"go.uber.org/goleak"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
+	testnet.VerifyTestMain(m)
 }
 
-func newHost(t *testing.T) host.Host {
-	t.Helper()
-	h, err := libp2p.New(
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.DisableRelay(), libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
+func newHost(t *testing.T) host.Host { return testnet.Host(t) }
 
 func newDHT(t *testing.T, h host.Host, realm string) *DHT {
 	t.Helper()
@@ -52,14 +34,7 @@ func newDHT(t *testing.T, h host.Host, realm string) *DHT {
 	return d
 }
 
-func connect(t *testing.T, a, b host.Host) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-}
+func connect(t *testing.T, a, b host.Host) { testnet.Connect(t, a, b) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

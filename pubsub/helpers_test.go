@@ -13,10 +13,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"go.uber.org/goleak"
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // *dht.DHT is the Router the node wires in.
@@ -25,13 +25,7 @@ var _ Router = (*dht.DHT)(nil)
 const testRealm = "io.acme.orders"
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// kad-dht and go-log start package-level workers on first use that
-		// live for the process; they are not ours to stop.
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
+	testnet.VerifyTestMain(m)
 }
 
 func quietLogger() *slog.Logger {
