@@ -92,9 +92,8 @@ it as secret as a node key; it signs the root of every grant in the realm.`,
 			}
 			fmt.Fprintf(w, "created the realm authority key %s (mode 0600: keep it secret)\n", path)
 			fmt.Fprintf(w, "authority  %s\n\n", did)
-			fmt.Fprintf(w, "A realm is secure when its nodes are configured with this authority:\n")
-			fmt.Fprintf(w, "  macula-node run --realm REALM --authority %s\n", did)
-			fmt.Fprintf(w, "Then grant each node membership and what it may do (its did:key is in 'macula-node id'):\n")
+			fmt.Fprintf(w, "Nodes do not enforce tokens yet: every realm is open for now. Tokens can be issued and\n")
+			fmt.Fprintf(w, "checked already; grant each node membership and what it may do (its did:key is in 'macula-node id'):\n")
 			fmt.Fprintf(w, "  macula-node ucan issue --as %s --realm REALM --to NODE_DID --can member --name NODE_NAME --out member.ucan\n", path)
 			fmt.Fprintf(w, "  macula-node ucan issue --as %s --realm REALM --to NODE_DID --can call --with 'REALM.*' --expires 24h --out call.ucan\n", path)
 			return nil
