@@ -61,6 +61,11 @@ func readHello(s network.Stream, want string) (hello, error) {
 	if hdr.Type != frameHello || hdr.Version != helloVersion {
 		return hello{}, fmt.Errorf("unexpected frame type %d version %d", hdr.Type, hdr.Version)
 	}
+	return parseHello(p, want)
+}
+
+// parseHello decodes and checks the body of a hello frame.
+func parseHello(p []byte, want string) (hello, error) {
 	var h hello
 	if err := json.Unmarshal(p, &h); err != nil {
 		return hello{}, fmt.Errorf("decoding hello: %w", err)
