@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
@@ -323,19 +321,6 @@ func multiaddrStrings[T fmt.Stringer](as []T) []string {
 	return out
 }
 
-// didOf returns the did:key of a peer ID that inlines an Ed25519 key, or "".
-func didOf(id peer.ID) string {
-	pk, err := id.ExtractPublicKey()
-	if err != nil {
-		return ""
-	}
-	raw, err := pk.Raw()
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return ""
-	}
-	return realm.DIDKey(raw)
-}
-
 func (a *api) getNode(_ *http.Request) (int, any, error) {
 	n := a.n
 	return http.StatusOK, NodeInfo{
@@ -424,7 +409,7 @@ func (a *api) getDHTLookup(r *http.Request) (int, any, error) {
 	for _, ai := range ais {
 		res.Providers = append(res.Providers, Provider{
 			PeerID: ai.ID.String(),
-			DID:    didOf(ai.ID),
+			DID:    peerdid.Of(ai.ID),
 			Addrs:  multiaddrStrings(ai.Addrs),
 		})
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/nat"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
@@ -346,11 +347,7 @@ func (n *Node) Peers() []PeerInfo {
 	n.mu.Unlock()
 	for i := range out {
 		p := &out[i]
-		if pk, err := p.ID.ExtractPublicKey(); err == nil {
-			if raw, err := pk.Raw(); err == nil && len(raw) == ed25519.PublicKeySize {
-				p.DID = realm.DIDKey(raw)
-			}
-		}
+		p.DID = peerdid.Of(p.ID)
 		if p.Name != "" {
 			p.Alias = realm.Alias(n.cfg.Realm, p.Name)
 		}
@@ -483,12 +480,8 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		path = "relayed"
 	}
 	e := event.Event{Kind: event.ConnectionUp, Peer: p.String(), Name: h.Name,
-		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path}
-	if pk, err := p.ExtractPublicKey(); err == nil {
-		if raw, err := pk.Raw(); err == nil {
-			e.DID = realm.DIDKey(raw)
-		}
-	}
+		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path,
+		DID: peerdid.Of(p)}
 	n.events.Emit(e)
 	select {
 	case n.wake <- struct{}{}:

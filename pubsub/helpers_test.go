@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
@@ -35,19 +33,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newHost(t testing.TB) host.Host {
-	t.Helper()
-	h, err := libp2p.New(
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.DisableRelay(), libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
+func newHost(t testing.TB) host.Host { return testnet.Host(t) }
 
 // testNode is a bare host with the realm's DHT and pubsub, as node wires
 // them.

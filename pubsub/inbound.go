@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -111,7 +112,7 @@ type topicEntry struct {
 func (ps *PubSub) readLoop(in *inbound) error {
 	br := bufio.NewReaderSize(in.s, readBufSize)
 	fr := frame.NewReader(br, ps.readLimit)
-	did := didOf(in.peer)
+	did := peerdid.Of(in.peer)
 	var (
 		topics []*topicEntry // the stream's topic table: id i+1 is topics[i]
 		prev   streamState

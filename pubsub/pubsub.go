@@ -2,7 +2,6 @@ package pubsub
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,7 +19,7 @@ import (
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/macula-io/macula/event"
-	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/peerdid"
 )
 
 // Router is what pubsub needs from the realm's DHT (*dht.DHT satisfies it):
@@ -205,7 +203,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*PubSub, error) {
 		log:         cfg.Logger.With("realm", cfg.Realm),
 		proto:       Protocol(cfg.Realm),
 		self:        h.ID(),
-		did:         didOf(h.ID()),
+		did:         peerdid.Of(h.ID()),
 		readLimit:   uint32(max(cfg.MaxMessageSize+msgMaxOverhead, minFrameLimit)),
 		wakeLookup:  make(chan struct{}, 1),
 		wakeProvide: make(chan struct{}, 1),
@@ -233,19 +231,6 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*PubSub, error) {
 	go ps.discoveryLoop()
 	go ps.provideLoop()
 	return ps, nil
-}
-
-// didOf returns the did:key of a peer with an Ed25519 key, else "".
-func didOf(p peer.ID) string {
-	pk, err := p.ExtractPublicKey()
-	if err != nil || pk.Type() != crypto.Ed25519 {
-		return ""
-	}
-	raw, err := pk.Raw()
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return ""
-	}
-	return realm.DIDKey(ed25519.PublicKey(raw))
 }
 
 // Stats returns the counters.

@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -183,7 +183,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 		lookups:   make(map[string]chan struct{}),
 		avoid:     make(map[peer.ID]time.Time),
 	}
-	x.self = Caller{PeerID: h.ID(), DID: didOf(h.ID())}
+	x.self = Caller{PeerID: h.ID(), DID: peerdid.Of(h.ID())}
 	x.selfStr = h.ID().String()
 	x.handlers.Store(&map[string]Handler{})
 	x.ctx, x.cancel = context.WithCancel(context.Background())
@@ -227,18 +227,6 @@ func (x *RPC) notifiee() *network.NotifyBundle {
 			x.mu.Unlock()
 		},
 	}
-}
-
-func didOf(p peer.ID) string {
-	pk, err := p.ExtractPublicKey()
-	if err != nil {
-		return ""
-	}
-	raw, err := pk.Raw()
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return ""
-	}
-	return realm.DIDKey(raw)
 }
 
 // providerKey is the DHT key under which a procedure's providers are found.

@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
@@ -43,14 +41,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // them when the test ends (Close is idempotent, so tests may close early).
 func newNode(t *testing.T, mod func(*Config)) *tnode {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.DisableRelay(), libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := testnet.Host(t)
 	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -575,4 +566,3 @@ func FuzzParseResponse(f *testing.F) {
 	})
 }
 
-var _ = fmt.Sprint

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/peerdid"
 )
 
 // serverConn serves the calls arriving on one stream.
@@ -34,7 +35,7 @@ func (x *RPC) handleStream(s network.Stream) {
 	}
 	p := s.Conn().RemotePeer()
 	sc := &serverConn{
-		x: x, caller: Caller{PeerID: p, DID: didOf(p)},
+		x: x, caller: Caller{PeerID: p, DID: peerdid.Of(p)},
 		sem:     make(chan struct{}, x.cfg.MaxConcurrentPerPeer),
 		running: make(map[uint64]*callCtx),
 	}
