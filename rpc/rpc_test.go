@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -565,4 +564,3 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
-
