@@ -15,6 +15,7 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/ucan"
 )
 
 // CallOption changes one call.
@@ -95,15 +96,24 @@ func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *cal
 	if x.ctx.Err() != nil {
 		return nil, "", ErrClosed
 	}
+	self := x.openSelf
+	if !x.openRealm {
+		// A node without the grant learns so here, without traffic.
+		self = x.cfg.Access.Self()
+		if err := ucan.Check(self, ucan.Call, procedure); err != nil {
+			return nil, "", fmt.Errorf("%w: calling %s: %w", ErrUnauthorized, procedure, err)
+		}
+	}
 	if h := x.handler(procedure); h != nil {
 		// A procedure advertised here is served here: no network path.
-		reply, err := x.serveLocal(o.ctx(ctx), h, procedure, payload, o.codec)
+		reply, err := x.serveLocal(o.ctx(ctx), h, procedure, payload, o.codec, self)
 		return reply, x.selfStr, err
 	}
 	var triedBuf [maxAttempts]peer.ID
 	tried := triedBuf[:0]
 	var lastErr error
 	refreshed := false
+	refusals := 0
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		p, c, fresh, err := x.choose(ctx, procedure, o, tried, !refreshed && attempt > 0)
 		refreshed = refreshed || fresh
@@ -119,7 +129,20 @@ func (x *RPC) call(ctx context.Context, procedure string, payload []byte, o *cal
 			return reply, x.peerString(p, c), nil
 		}
 		var re *RemoteError
+		var refused *providerRefused
 		switch {
+		case errors.As(err, &refused):
+			// Not sent: this provider has no right to serve the
+			// procedure. Another one is tried; refusals do not count as
+			// attempts, but a lookup returns at most lookupLimit of them.
+			if err := o.ctxErr(ctx); err != nil {
+				return nil, "", err
+			}
+			lastErr = fmt.Errorf("%w: %s: no authorized provider (%v)", ErrNotFound, procedure, refused)
+			if refusals++; refusals <= lookupLimit {
+				attempt--
+			}
+			continue
 		case errors.As(err, &re) && re.Code == CodeNotAdvertised:
 			// It never ran: this provider withdrew. Try another.
 			x.forget(procedure, p)
@@ -167,7 +190,7 @@ func ctxError(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (x *RPC) serveLocal(ctx context.Context, h Handler, procedure string, payload []byte, codec Codec) ([]byte, error) {
+func (x *RPC) serveLocal(ctx context.Context, h Handler, procedure string, payload []byte, codec Codec, vd *ucan.Verdict) ([]byte, error) {
 	x.stats.served.Add(1)
 	done := make(chan result, 1)
 	x.wg.Add(1)
@@ -180,7 +203,7 @@ func (x *RPC) serveLocal(ctx context.Context, h Handler, procedure string, paylo
 			}
 			done <- r
 		}()
-		r.reply, r.err = h(ctx, &Request{Procedure: procedure, Payload: payload, Codec: codec, Caller: x.self})
+		r.reply, r.err = h(ctx, &Request{Procedure: procedure, Payload: payload, Codec: codec, Caller: x.self, Verdict: vd})
 	}()
 	var r result
 	select {
@@ -308,6 +331,11 @@ func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, proced
 			if err := o.ctxErr(ctx); err != nil {
 				return nil, false, err
 			}
+			return nil, false, err
+		}
+	}
+	if !x.openRealm {
+		if err := x.checkProvider(ctx, p, procedure, o); err != nil {
 			return nil, false, err
 		}
 	}

@@ -15,6 +15,33 @@
 // not run anywhere. A call that was sent and then lost its connection fails
 // with ErrDisconnected, unless it is marked Idempotent: then it is retried.
 //
+// # Authorization
+//
+// In a secure realm Config.Access holds the UCAN verdicts the node keeps
+// for itself and for each connected peer (package access); nil is an open
+// realm, where nothing is checked. The rules, all with ucan.Check:
+//
+//   - Advertise needs the node's own verdict to grant ucan.Advertise on the
+//     procedure; otherwise it fails with ErrUnauthorized and advertises
+//     nothing.
+//   - Call and CallAsync need the node's own ucan.Call on the procedure;
+//     otherwise they fail with ErrUnauthorized before any traffic.
+//   - A caller only sends to providers whose verdict grants ucan.Advertise
+//     on the procedure: a peer without that right cannot attract calls. A
+//     provider reached on a new connection has no verdict until the node's
+//     realm handshake ends, so the caller waits for it, at most until the
+//     connection is DialTimeout old. When every provider is refused the call
+//     fails with ErrNotFound ("no authorized provider"): nothing was sent,
+//     and the caller's own right was not in question.
+//   - A callee looks the caller's verdict up on every request (the node
+//     replaces it when the peer presents new chains, drops it when the peer
+//     leaves, and a revocation applies at once) and answers a request
+//     without ucan.Call on the procedure with code CodeUnauthorized (the
+//     caller gets a *RemoteError matching ErrUnauthorized) without running
+//     the handler; Stats.Refused counts these.
+//   - The handler gets the checked verdict as Request.Verdict: Grant() tells
+//     the caller's DID and capabilities, and ucan.Check tests one more right.
+//
 // # Wire
 //
 // Protocol /macula/<realm>/rpc/1.0.0. A caller keeps one long-lived stream per

@@ -16,9 +16,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Router is what rpc needs of the realm's DHT; *dht.DHT is one.
@@ -68,6 +70,11 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger gets the service's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Access decides who may call and advertise (a secure realm's UCAN
+	// verdicts); nil is an open realm: everything is allowed. It is asked
+	// on every call, so a verdict the node replaces or drops takes effect
+	// at the next call. See "Authorization" in the package doc.
+	Access access.Policy
 }
 
 func (c *Config) setDefaults() error {
@@ -117,6 +124,15 @@ type Request struct {
 	Payload   []byte
 	Codec     Codec
 	Caller    Caller
+	// Verdict is what the caller was granted, already checked for
+	// ucan.Call on Procedure: Verdict.Grant() gives its DID and
+	// capabilities, and ucan.Check(Verdict, cmd, resource) checks one more
+	// right (say, a field of the payload) at the time of the call. In an
+	// open realm it is ucan.OpenVerdict(Caller.DID), which allows
+	// everything; for a local call it is this node's own verdict. Never nil.
+	// Handlers must not keep it past the call to decide later calls: the
+	// node replaces it when the peer presents new chains.
+	Verdict *ucan.Verdict
 }
 
 // Handler serves a procedure. Its context ends when the caller cancels,
@@ -141,6 +157,10 @@ type RPC struct {
 	self    Caller
 	selfStr string // self.PeerID.String()
 	stats   stats
+	// openRealm: cfg.Access lets everyone do everything; no check is made.
+	openRealm bool
+	// openSelf is the verdict of local calls in an open realm.
+	openSelf *ucan.Verdict
 
 	// handlers is the current handler map, replaced (copy on write) under
 	// mu: calls read it without a lock.
@@ -185,6 +205,10 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 	}
 	x.self = Caller{PeerID: h.ID(), DID: peerdid.Of(h.ID())}
 	x.selfStr = h.ID().String()
+	x.openRealm = access.IsOpen(cfg.Access)
+	if x.openRealm {
+		x.openSelf = ucan.OpenVerdict(x.self.DID)
+	}
 	x.handlers.Store(&map[string]Handler{})
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(x.proto, x.handleStream)
@@ -233,7 +257,9 @@ func (x *RPC) notifiee() *network.NotifyBundle {
 func providerKey(procedure string) string { return "rpc:" + procedure }
 
 // Advertise serves procedure with h here and announces it in the realm's
-// DHT. The procedure must be a valid name inside the realm.
+// DHT. The procedure must be a valid name inside the realm. In a secure
+// realm the node's own verdict must grant ucan.Advertise on it; otherwise
+// Advertise returns an error wrapping ErrUnauthorized and advertises nothing.
 func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error {
 	if err := realm.ValidateProcedure(x.cfg.Realm, procedure); err != nil {
 		return err
@@ -243,6 +269,11 @@ func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error 
 	}
 	if h == nil {
 		return errors.New("rpc: Advertise: nil handler")
+	}
+	if !x.openRealm {
+		if err := ucan.Check(x.cfg.Access.Self(), ucan.Advertise, procedure); err != nil {
+			return fmt.Errorf("%w: advertising %s: %w", ErrUnauthorized, procedure, err)
+		}
 	}
 	x.mu.Lock()
 	if x.closed {

@@ -38,7 +38,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 // newNode starts a host, its DHT and an RPC service on loopback; it closes
 // them when the test ends (Close is idempotent, so tests may close early).
-func newNode(t *testing.T, mod func(*Config)) *tnode {
+func newNode(t testing.TB, mod func(*Config)) *tnode {
 	t.Helper()
 	h := testnet.Host(t)
 	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quiet()})
@@ -67,7 +67,7 @@ func (n *tnode) close() {
 }
 
 // mesh connects every node to the first and fills the routing tables.
-func mesh(t *testing.T, nodes ...*tnode) {
+func mesh(t testing.TB, nodes ...*tnode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -82,7 +82,7 @@ func mesh(t *testing.T, nodes ...*tnode) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -95,7 +95,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func echo(_ context.Context, req *Request) ([]byte, error) { return req.Payload, nil }
 
-func advertise(t *testing.T, n *tnode, proc string, h Handler) {
+func advertise(t testing.TB, n *tnode, proc string, h Handler) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -105,7 +105,7 @@ func advertise(t *testing.T, n *tnode, proc string, h Handler) {
 }
 
 // waitCallable polls until a call from n to proc succeeds.
-func waitCallable(t *testing.T, n *tnode, proc string) {
+func waitCallable(t testing.TB, n *tnode, proc string) {
 	t.Helper()
 	waitFor(t, "a provider of "+proc, func() bool {
 		n.rpc.mu.Lock()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/macula-io/macula/frame"
 	"github.com/macula-io/macula/peerdid"
+	"github.com/macula-io/macula/ucan"
 )
 
 // serverConn serves the calls arriving on one stream.
@@ -18,8 +19,11 @@ type serverConn struct {
 	x      *RPC
 	w      *wstream
 	caller Caller
-	sem    chan struct{}  // bounds handlers running for this caller
-	wg     sync.WaitGroup // handlers running
+	// open is the caller's verdict in an open realm (made once per
+	// stream); nil in a secure realm, where every call looks it up.
+	open *ucan.Verdict
+	sem  chan struct{}  // bounds handlers running for this caller
+	wg   sync.WaitGroup // handlers running
 
 	// mu guards running.
 	mu      sync.Mutex
@@ -38,6 +42,9 @@ func (x *RPC) handleStream(s network.Stream) {
 		x: x, caller: Caller{PeerID: p, DID: peerdid.Of(p)},
 		sem:     make(chan struct{}, x.cfg.MaxConcurrentPerPeer),
 		running: make(map[uint64]*callCtx),
+	}
+	if x.openRealm {
+		sc.open = ucan.OpenVerdict(sc.caller.DID)
 	}
 	sc.w = newWStream(s, x.cfg.MaxConcurrentPerPeer+16, func() bool { return len(sc.sem) > 1 })
 	x.serving[sc] = struct{}{}
@@ -83,6 +90,18 @@ func (sc *serverConn) readLoop() error {
 				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("payload of %d bytes is over the limit of %d", len(req.payload), x.cfg.MaxPayload)})
 				continue
 			}
+			vd := sc.open
+			if vd == nil {
+				// Looked up per call: the node replaces the verdict when
+				// the peer presents new chains, and drops it when the
+				// peer leaves the realm.
+				vd = x.cfg.Access.Peer(sc.caller.PeerID)
+				if err := ucan.Check(vd, ucan.Call, req.procedure); err != nil {
+					x.stats.refused.Add(1)
+					sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeUnauthorized, Message: fmt.Sprintf("calling %s: %v", req.procedure, err)})
+					continue
+				}
+			}
 			select {
 			case sc.sem <- struct{}{}:
 			default:
@@ -98,7 +117,7 @@ func (sc *serverConn) readLoop() error {
 			go func() {
 				defer sc.wg.Done()
 				defer func() { <-sc.sem }()
-				sc.serve(ctx, req)
+				sc.serve(ctx, req, vd)
 			}()
 		case frameCancel:
 			id, err := parseCancel(body)
@@ -116,7 +135,7 @@ func (sc *serverConn) readLoop() error {
 	}
 }
 
-func (sc *serverConn) serve(ctx *callCtx, req request) {
+func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 	defer func() {
 		ctx.cancel(context.Canceled)
 		sc.mu.Lock()
@@ -137,7 +156,7 @@ func (sc *serverConn) serve(ctx *callCtx, req request) {
 				err = &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", r)}
 			}
 		}()
-		return h(ctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller})
+		return h(ctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller, Verdict: vd})
 	}()
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

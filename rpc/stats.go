@@ -51,6 +51,7 @@ type stats struct {
 	buckets [17]atomic.Uint64
 	sumNs   atomic.Uint64
 	served  atomic.Uint64
+	refused atomic.Uint64
 }
 
 func (s *stats) record(outcome string, d time.Duration) {
@@ -75,6 +76,10 @@ type Stats struct {
 	Calls map[string]uint64 `json:"calls"`
 	// Served counts calls handled here (local calls included).
 	Served uint64 `json:"served"`
+	// Refused counts calls that arrived here and were refused because the
+	// caller's verdict does not grant ucan.Call on the procedure (answered
+	// CodeUnauthorized; their handler did not run). Zero in an open realm.
+	Refused uint64 `json:"refused"`
 	// Buckets[i] counts calls that took at most LatencyBuckets[i]; the last
 	// entry counts the slower ones.
 	Buckets []uint64 `json:"latency_buckets"`
@@ -84,7 +89,7 @@ type Stats struct {
 
 // Stats returns the counters.
 func (x *RPC) Stats() Stats {
-	st := Stats{Calls: make(map[string]uint64, len(outcomes)), Served: x.stats.served.Load(), Sum: time.Duration(x.stats.sumNs.Load())}
+	st := Stats{Calls: make(map[string]uint64, len(outcomes)), Served: x.stats.served.Load(), Refused: x.stats.refused.Load(), Sum: time.Duration(x.stats.sumNs.Load())}
 	for i, o := range outcomes {
 		st.Calls[o] = x.stats.calls[i].Load()
 	}
