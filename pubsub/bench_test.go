@@ -5,7 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/ucan"
 )
 
 // BenchmarkPublishPath measures Publish to one remote subscriber node, whose
@@ -58,5 +63,101 @@ func BenchmarkEmit(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		bus.Emit(event.Event{Kind: event.Publish, Topic: "io.acme.orders.placed"})
+	}
+}
+
+// BenchmarkPublishSecure is BenchmarkPublishPath without a bus, in an open
+// realm and in a secure one: what the checks add to Publish (the node's own
+// publish grant, and the subscriber node's subscribe grant looked up in the
+// table).
+func BenchmarkPublishSecure(b *testing.B) {
+	for _, secure := range []bool{false, true} {
+		name := "open"
+		if secure {
+			name = "secure"
+		}
+		b.Run(name, func(b *testing.B) {
+			var pub, sub *testNode
+			if secure {
+				a := newAuthority(b)
+				var pubChain, subChain ucan.Chain
+				sp := newSecureNode(b, a, func(p peer.ID) []ucan.Chain {
+					pubChain = a.grant(b, p, ucan.Publish, ordersPattern)
+					return []ucan.Chain{pubChain}
+				})
+				ss := newSecureNode(b, a, func(p peer.ID) []ucan.Chain {
+					subChain = a.grant(b, p, ucan.Subscribe, ordersPattern)
+					return []ucan.Chain{subChain}
+				})
+				sp.admit(b, ss.h.ID(), subChain)
+				ss.admit(b, sp.h.ID(), pubChain)
+				pub, sub = sp.testNode, ss.testNode
+			} else {
+				pub, sub = newNode(b, nil), newNode(b, nil)
+			}
+			pub.ps.bus = nil
+			connect(b, sub.h, pub.h)
+			_, ch, err := sub.ps.SubscribeChan(ordersPattern, 1<<16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() {
+				for range ch {
+				}
+			}()
+			waitFor(b, 10*time.Second, "link", func() bool { return pub.ps.routablePeers() == 1 })
+			payload := make([]byte, 128)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := pub.ps.Publish(ctx, "io.acme.orders.placed", payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if st := pub.ps.Stats(); st.WithheldUnauthorized != 0 {
+				b.Fatalf("%d withheld", st.WithheldUnauthorized)
+			}
+		})
+	}
+}
+
+// BenchmarkReceiveCheck is the check a stream reader makes for every
+// message in a secure realm: the sender's verdict looked up in a table of
+// 1000 peers, and ucan.Check of publishing to the topic.
+func BenchmarkReceiveCheck(b *testing.B) {
+	a := newAuthority(b)
+	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: ucan.KeyDID(a.key), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tab := access.NewTable(nil)
+	var target peer.ID
+	for i := 0; i < 1000; i++ {
+		key, err := ucan.GenerateKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sk, err := crypto.UnmarshalEd25519PrivateKey(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := peer.IDFromPrivateKey(sk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			target = p
+		}
+		tab.Set(p, validate(b, v, p, []ucan.Chain{a.grant(b, p, ucan.Publish, ordersPattern)}))
+	}
+	var pol access.Policy = tab
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := ucan.Check(pol.Peer(target), ucan.Publish, "io.acme.orders.placed"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

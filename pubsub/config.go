@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -75,6 +76,16 @@ type Config struct {
 	// the publisher starts receiving within about this interval plus a
 	// lookup and a connection. Default 2 s; at least 10 ms.
 	InterestRefresh time.Duration
+
+	// Access decides who may publish and subscribe: in a secure realm, the
+	// UCAN verdicts of this node and of its peers (the node's
+	// access.Table). Publish and Subscribe check the node's own verdict; a
+	// message from a peer is dropped unless the peer may publish to its
+	// topic, and a message is sent to a peer only if the peer may subscribe
+	// to its topic (see the package doc, "Authorization"). nil, or a policy
+	// that access.IsOpen reports open when New is called, is an open realm:
+	// nothing is checked and nothing costs anything.
+	Access access.Policy
 
 	// Logger gets the log lines, with the realm attached. Default
 	// slog.Default().

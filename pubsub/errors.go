@@ -14,6 +14,13 @@ var (
 	// more than MaxPatterns distinct patterns: a peer refuses an interest set
 	// larger than that, so the node could not announce it.
 	ErrTooManyPatterns = errors.New("pubsub: too many distinct patterns")
+
+	// ErrUnauthorized is returned by Publish and Subscribe in a secure realm
+	// when the node's own verdict (Config.Access) does not grant publishing
+	// to the topic, or subscribing to every topic the pattern can match.
+	// The error also wraps the ucan error saying why (ucan.ErrResource,
+	// ucan.ErrExpired, ucan.ErrRevoked, ...).
+	ErrUnauthorized = errors.New("pubsub: unauthorized")
 )
 
 // errMalformed is wrapped by every wire decoding error; a stream that

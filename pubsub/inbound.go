@@ -13,6 +13,7 @@ import (
 	"github.com/macula-io/macula/frame"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/ucan"
 )
 
 const (
@@ -118,6 +119,8 @@ func (ps *PubSub) readLoop(in *inbound) error {
 		prev   streamState
 		slab   []byte
 		gotSet bool
+		// refusalLogged is when a refused message was last logged.
+		refusalLogged time.Time
 	)
 	for {
 		h, body, err := fr.Next()
@@ -147,6 +150,19 @@ func (ps *PubSub) readLoop(in *inbound) error {
 				return fmt.Errorf("%w: payload of %d bytes, over our limit of %d", errMalformed, len(m.payload), ps.cfg.MaxMessageSize)
 			}
 			e := topics[m.id-1]
+			if ps.secure {
+				// The peer's verdict is looked up for every message: the
+				// node replaces it when the peer presents new chains and
+				// drops it when the peer leaves.
+				if err := ucan.Check(ps.access.Peer(in.peer), ucan.Publish, e.topic); err != nil {
+					ps.refusedIn.Add(1)
+					if now := time.Now(); now.Sub(refusalLogged) >= refusalLogEvery {
+						refusalLogged = now
+						ps.log.Debug("pubsub: dropping messages from a peer that may not publish them", "peer", in.peer, "topic", e.topic, "err", err)
+					}
+					continue
+				}
+			}
 			if g := ps.gen.Load(); e.gen != g {
 				e.subs = ps.matchLocal(e.topic, e.subs[:0])
 				e.gen = g

@@ -7,6 +7,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/ucan"
 )
 
 // maxSpare is the largest batch buffer a writer keeps for reuse; a bigger
@@ -36,6 +38,9 @@ type link struct {
 
 	limit    atomic.Uint32 // largest payload the peer accepts
 	doneOnce sync.Once
+	// refusalLogged is when a message was last withheld from the peer with
+	// a log line (unix ns); see maySubscribe.
+	refusalLogged atomic.Int64
 
 	// mu guards the fields below it.
 	mu       sync.Mutex
@@ -61,6 +66,23 @@ func (l *link) signal() {
 	case l.wake <- struct{}{}:
 	default:
 	}
+}
+
+// maySubscribe reports whether the peer may get a message on topic: its
+// current verdict grants subscribing to it. The verdict is looked up for
+// every message, since the node replaces it when the peer presents new
+// chains and drops it when the peer leaves. A refusal is counted, and
+// logged at most once per refusalLogEvery; now is the time, unix ns.
+func (l *link) maySubscribe(topic string, now int64) bool {
+	err := ucan.Check(l.ps.access.Peer(l.peer), ucan.Subscribe, topic)
+	if err == nil {
+		return true
+	}
+	l.ps.refusedOut.Add(1)
+	if last := l.refusalLogged.Load(); now-last >= int64(refusalLogEvery) && l.refusalLogged.CompareAndSwap(last, now) {
+		l.ps.log.Debug("pubsub: not sending to a peer that may not subscribe to the topic", "peer", l.peer, "topic", topic, "err", err)
+	}
+	return false
 }
 
 // sendMessage queues a message frame unless the queue is full (by count or

@@ -11,6 +11,7 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Message is one message delivered to a subscription.
@@ -71,6 +72,10 @@ var emptyPayload = []byte{}
 // Publish returns. Delivery is at most once, in order per publisher and
 // subscriber; subscriber nodes this node has not learnt of yet (see the
 // package doc) miss the message.
+//
+// In a secure realm (Config.Access), Publish fails with ErrUnauthorized
+// unless the node may publish to topic, and sends the message only to the
+// subscriber nodes that may subscribe to it.
 func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) error {
 	if ps.closed.Load() {
 		return ErrClosed
@@ -81,6 +86,14 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 	if len(payload) > ps.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes; the limit is %d", ErrTooLarge, len(payload), ps.cfg.MaxMessageSize)
 	}
+	if ps.secure {
+		if err := ucan.Check(ps.access.Self(), ucan.Publish, topic); err != nil {
+			if verr := realm.ValidateTopic(ps.cfg.Realm, topic); verr != nil {
+				return fmt.Errorf("pubsub: publish: %w", verr)
+			}
+			return fmt.Errorf("%w: publish to %s: %w", ErrUnauthorized, topic, err)
+		}
+	}
 	rt, tr, err := ps.route(topic)
 	if err != nil {
 		return err
@@ -89,6 +102,9 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 	now := time.Now().UnixNano()
 	pressed := false
 	for _, l := range rt.links {
+		if ps.secure && !l.maySubscribe(topic, now) {
+			continue
+		}
 		pressed = l.sendMessage(seq, now, topic, payload) || pressed
 	}
 	if len(rt.local) > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	msmux "github.com/multiformats/go-multistream"
 
+	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/peerdid"
 )
@@ -62,6 +63,10 @@ const (
 	// announced interest, so they are trimmed last.
 	connTag      = "macula-pubsub"
 	connTagValue = 20
+	// refusalLogEvery is the least time between two debug lines about
+	// messages refused for lack of a grant, per stream or link: a peer
+	// without one may send, or be due, a message per microsecond.
+	refusalLogEvery = 10 * time.Second
 )
 
 // PubSub publishes messages to topics of a realm and delivers the messages
@@ -81,6 +86,10 @@ type PubSub struct {
 	did       string // our did:key, "" if the host key is not Ed25519
 	readLimit uint32 // frame limit of streams we read
 	hostSub   p2pevent.Subscription
+	// access is cfg.Access; secure is false in an open realm, where no
+	// check runs.
+	access access.Policy
+	secure bool
 
 	ctx       context.Context // lifetime; cancelled by Close
 	cancel    context.CancelFunc
@@ -97,6 +106,10 @@ type PubSub struct {
 	gen atomic.Uint64
 
 	sent, delivered, droppedSend, droppedLocal, frames atomic.Uint64
+	// refusedIn and refusedOut count messages refused for lack of a grant:
+	// received from a peer that may not publish them, and not sent to a
+	// peer that may not subscribe to them.
+	refusedIn, refusedOut atomic.Uint64
 
 	wakeLookup  chan struct{} // cap 1: a new topic needs its lookups now
 	wakeProvide chan struct{} // cap 1: the set of keys to provide changed
@@ -173,6 +186,13 @@ type Stats struct {
 	// or not a local subscription wanted them (interest frames are not
 	// counted): a node nobody should send to keeps it at zero.
 	FramesReceived uint64 `json:"frames_received"`
+	// DroppedUnauthorized counts message frames received from peers that
+	// may not publish to their topic (secure realm): they were dropped.
+	DroppedUnauthorized uint64 `json:"dropped_unauthorized"`
+	// WithheldUnauthorized counts messages not sent to a subscriber node
+	// that announced interest but may not subscribe to their topic (secure
+	// realm).
+	WithheldUnauthorized uint64 `json:"withheld_unauthorized"`
 	// Subscriptions is the number of live local subscriptions.
 	Subscriptions int `json:"subscriptions"`
 	// InterestedPeers is the number of peers that announced at least one
@@ -205,6 +225,8 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*PubSub, error) {
 		self:        h.ID(),
 		did:         peerdid.Of(h.ID()),
 		readLimit:   uint32(max(cfg.MaxMessageSize+msgMaxOverhead, minFrameLimit)),
+		access:      cfg.Access,
+		secure:      !access.IsOpen(cfg.Access),
 		wakeLookup:  make(chan struct{}, 1),
 		wakeProvide: make(chan struct{}, 1),
 		routes:      make(map[string]*topicRoute),
@@ -253,6 +275,8 @@ func (ps *PubSub) Stats() Stats {
 	st.DroppedLocal = ps.droppedLocal.Load()
 	st.Dropped = st.DroppedSend + st.DroppedLocal
 	st.FramesReceived = ps.frames.Load()
+	st.DroppedUnauthorized = ps.refusedIn.Load()
+	st.WithheldUnauthorized = ps.refusedOut.Load()
 	return st
 }
 

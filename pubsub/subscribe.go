@@ -8,6 +8,7 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Subscription is one local subscription to a pattern.
@@ -42,6 +43,11 @@ type Subscription struct {
 // Messages wait for the handler in a queue of Config.SubscriptionBuffer;
 // when it is full, new messages are dropped and counted (Dropped), and
 // nothing else slows down. Local publishes are delivered too.
+//
+// In a secure realm (Config.Access), Subscribe fails with ErrUnauthorized
+// unless the node may subscribe to every topic pattern can match: a grant
+// of io.acme.orders.* allows io.acme.orders.* and io.acme.orders.placed,
+// not io.acme.>.
 func (ps *PubSub) Subscribe(pattern string, handler func(Message)) (*Subscription, error) {
 	if handler == nil {
 		return nil, errors.New("pubsub: subscribe: nil handler")
@@ -64,7 +70,7 @@ func (ps *PubSub) Subscribe(pattern string, handler func(Message)) (*Subscriptio
 // pattern are sent on the returned channel, which has room for buffer
 // messages (Config.SubscriptionBuffer when buffer <= 0). A message that
 // finds the channel full is dropped and counted. The channel is closed by
-// Unsubscribe and by Close.
+// Unsubscribe and by Close. It is authorized as Subscribe is.
 func (ps *PubSub) SubscribeChan(pattern string, buffer int) (*Subscription, <-chan Message, error) {
 	if buffer <= 0 {
 		buffer = ps.cfg.SubscriptionBuffer
@@ -86,6 +92,11 @@ func (ps *PubSub) SubscribeChan(pattern string, buffer int) (*Subscription, <-ch
 func (ps *PubSub) addSub(s *Subscription) error {
 	if err := realm.ValidatePattern(ps.cfg.Realm, s.pattern); err != nil {
 		return fmt.Errorf("pubsub: subscribe: %w", err)
+	}
+	if ps.secure {
+		if err := ucan.CheckPattern(ps.access.Self(), ucan.Subscribe, s.pattern); err != nil {
+			return fmt.Errorf("%w: subscribe to %s: %w", ErrUnauthorized, s.pattern, err)
+		}
 	}
 	ps.mu.Lock()
 	if ps.closing {
