@@ -518,7 +518,9 @@ func (v *Validator) ValidateInvocation(ctx context.Context, inv []byte, proofs C
 	switch {
 	case resource != "" && res != resource:
 		return nil, invErr(refuse(ErrResource, "invocation is for resource %q, the request is for %q", res, resource))
-	case res != "" && !realm.Match(e.cap.Resource, res):
+	case res != "" && !realm.Match(e.cap.Resource, res) && !covers(e.cap.Resource, res):
+		// A concrete name must match; a pattern (a subscription's) must lie
+		// within the grant.
 		return nil, invErr(refuse(ErrResource, "%q is outside %q", res, e.cap.Resource))
 	case res == "" && e.explicit:
 		return nil, invErr(refuse(ErrResource, "the chain grants %q, the invocation names no resource", e.cap.Resource))

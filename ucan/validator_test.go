@@ -540,3 +540,33 @@ func TestReplayCacheBounded(t *testing.T) {
 		t.Fatalf("after expiry: %v", err)
 	}
 }
+
+// A subscription's invocation names a pattern: it passes when the pattern
+// lies within the grant, and "*" never admits ">".
+func TestInvocationForPattern(t *testing.T) {
+	r := newTestRealm(t)
+	chain := r.issue(t, r.auth, IssueOptions{Audience: didNode, Command: Subscribe, Resource: orders})
+	v := r.validator(t, didSelf, nil)
+	for _, tc := range []struct {
+		pattern string
+		ok      bool
+	}{
+		{orders, true},
+		{place, true},
+		{"io.acme.orders.*.eu", false},
+		{"io.acme.orders.>", false},
+		{"io.acme.>", false},
+	} {
+		inv, err := Invoke(keyNode, InvokeOptions{Executor: didSelf, Command: Subscribe, Resource: tc.pattern, Proof: chain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.ValidateInvocation(ctxBg, inv, chain, Subscribe, tc.pattern)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.pattern, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrResource) {
+			t.Errorf("%s: %v, want ErrResource", tc.pattern, err)
+		}
+	}
+}
