@@ -146,7 +146,7 @@ func TestAPI(t *testing.T) {
 					long := string(make([]byte, 600))
 					err = ca.DHTProvide(ctxFor(t, 5*time.Second), long)
 					wantAPIError(t, err, http.StatusBadRequest, CodeInvalidKey)
-					err = ca.do(ctxFor(t, 5*time.Second), http.MethodGet, "/v1/dht/lookup", nil, nil, nil)
+					err = ca.do(ctxFor(t, 5*time.Second), scope{}, http.MethodGet, "/v1/dht/lookup", nil, nil, nil)
 					wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
 				}},
 				{"dht stats", func(t *testing.T) {
@@ -175,11 +175,11 @@ func TestAPI(t *testing.T) {
 					}
 				}},
 				{"unknown route", func(t *testing.T) {
-					err := ca.do(ctxFor(t, 5*time.Second), http.MethodGet, "/v1/nothing-here", nil, nil, nil)
+					err := ca.do(ctxFor(t, 5*time.Second), scope{}, http.MethodGet, "/v1/nothing-here", nil, nil, nil)
 					wantAPIError(t, err, http.StatusNotFound, CodeNotFound)
 				}},
 				{"wrong method", func(t *testing.T) {
-					err := ca.do(ctxFor(t, 5*time.Second), http.MethodDelete, "/v1/node", nil, nil, nil)
+					err := ca.do(ctxFor(t, 5*time.Second), scope{}, http.MethodDelete, "/v1/node", nil, nil, nil)
 					wantAPIError(t, err, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
 				}},
 			}

@@ -160,14 +160,14 @@ func TestCall(t *testing.T) {
 			})
 			t.Run("bad parameters", func(t *testing.T) {
 				for _, h := range []string{"soon", "-1s", "0s"} {
-					_, err := c.doRaw(ctx, http.MethodPost, "/v1/call/"+procEcho, nil, http.Header{TimeoutHeader: {h}}, nil)
+					_, err := c.doRaw(ctx, scope{}, http.MethodPost, "/v1/call/"+procEcho, nil, http.Header{TimeoutHeader: {h}}, nil)
 					wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
 				}
 				for _, q := range []string{"timeout=x", "idempotent=maybe"} {
-					_, err := c.doRaw(ctx, http.MethodPost, "/v1/call/"+procEcho+"?"+q, nil, nil, nil)
+					_, err := c.doRaw(ctx, scope{}, http.MethodPost, "/v1/call/"+procEcho+"?"+q, nil, nil, nil)
 					wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
 				}
-				_, err := c.doRaw(ctx, http.MethodGet, "/v1/call/"+procEcho, nil, nil, nil)
+				_, err := c.doRaw(ctx, scope{}, http.MethodGet, "/v1/call/"+procEcho, nil, nil, nil)
 				wantAPIError(t, err, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
 				// The node still serves calls.
 				if _, err := c.Call(ctx, procEcho, []byte("ok"), CallOptions{Idempotent: true}); err != nil {

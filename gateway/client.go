@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,9 +22,9 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/macula-io/macula/dht"
-	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/pubsub"
+	"github.com/macula-io/macula/ucan"
 )
 
 // maxResponseBytes bounds an answer the client reads.
@@ -30,9 +32,60 @@ const maxResponseBytes = 16 << 20
 
 // Client talks to a node's API. Its methods are safe for concurrent use.
 type Client struct {
+	// Token, when set, gives the bearer token of each request (see the
+	// package doc, Authentication): a secure realm's API asks one of
+	// requests from off loopback, and checks one wherever it comes from.
+	// It is called once per request, concurrently when requests are, and
+	// must return a new invocation each time (an invocation is accepted
+	// once); InvocationTokens makes such a function. Set it before the
+	// first request and leave it after. nil, or "" returned: no token.
+	Token TokenFunc
+
 	base  string // "http://host:port" or "https://host:port"
 	hc    *http.Client
 	close func() error
+}
+
+// TokenRequest is what one request of a Client needs a bearer token for.
+type TokenRequest struct {
+	// Method and Path are the request's, such as POST and
+	// /v1/call/io.acme.orders.place.
+	Method, Path string
+	// Command is the command the invocation must be for, and Resource the
+	// name it must carry as its "resource" argument: the procedure, the
+	// topic, the subscription pattern; "" with ucan.All for the routes
+	// about the node itself.
+	Command  ucan.Command
+	Resource string
+}
+
+// TokenFunc returns the bearer token of a request: ucan.Chain.String of
+// an invocation's proofs (root first) followed by the invocation. An
+// error fails the request before it is sent.
+type TokenFunc func(ctx context.Context, req TokenRequest) (string, error)
+
+// InvocationTokens returns a TokenFunc that signs a new invocation with key
+// for every request, addressed to the node whose did:key is executor,
+// proven by proof (the chain granting key's DID what it invokes, root
+// first; empty only for the realm authority's own key) and valid for ttl
+// (0: one minute; nodes refuse more than their MaxInvocationTTL, 5 minutes
+// by default). The executor must be known beforehand (macula-node id on
+// the node's host): GET /v1/node itself needs a token from off loopback.
+func InvocationTokens(key ed25519.PrivateKey, executor string, proof ucan.Chain, ttl time.Duration) TokenFunc {
+	if ttl <= 0 {
+		ttl = time.Minute
+	}
+	return func(_ context.Context, req TokenRequest) (string, error) {
+		inv, err := ucan.Invoke(key, ucan.InvokeOptions{
+			Executor: executor, Command: req.Command, Resource: req.Resource,
+			Proof: proof, Expires: time.Now().Add(ttl),
+		})
+		if err != nil {
+			return "", err
+		}
+		c := make(ucan.Chain, 0, len(proof)+1)
+		return append(append(c, proof...), inv).String(), nil
+	}
 }
 
 // APIError is an error answer of the API (a status other than 2xx). Network
@@ -52,6 +105,18 @@ type APIError struct {
 // Error returns "CODE: MESSAGE (HTTP status)".
 func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+}
+
+// Is makes an answer with code unauthenticated match ErrUnauthenticated,
+// and one with code unauthorized ErrUnauthorized.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrUnauthenticated:
+		return e.Code == CodeUnauthenticated
+	case ErrUnauthorized:
+		return e.Code == CodeUnauthorized
+	}
+	return false
 }
 
 // NewClient returns a client of the HTTP/1.1 API at addr, "127.0.0.1:7401"
@@ -96,7 +161,7 @@ func (c *Client) Close() error { return c.close() }
 // Node returns the node's identity and state.
 func (c *Client) Node(ctx context.Context) (*NodeInfo, error) {
 	var out NodeInfo
-	if err := c.do(ctx, http.MethodGet, "/v1/node", nil, nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/node", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -105,16 +170,16 @@ func (c *Client) Node(ctx context.Context) (*NodeInfo, error) {
 // Peers returns the connected peers of the node's realm.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	var out []Peer
-	if err := c.do(ctx, http.MethodGet, "/v1/peers", nil, nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/peers", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// NAT returns what the node knows of its NAT.
-func (c *Client) NAT(ctx context.Context) (*nat.Info, error) {
-	var out nat.Info
-	if err := c.do(ctx, http.MethodGet, "/v1/nat", nil, nil, &out); err != nil {
+// NAT returns what the node knows of its NAT, and its realm's security.
+func (c *Client) NAT(ctx context.Context) (*NATInfo, error) {
+	var out NATInfo
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/nat", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -124,7 +189,7 @@ func (c *Client) NAT(ctx context.Context) (*nat.Info, error) {
 // ctx has a deadline, the server's own timeout is set a little inside it.
 func (c *Client) Resolve(ctx context.Context, did string) (*node.Resolution, error) {
 	var out node.Resolution
-	if err := c.do(ctx, http.MethodGet, "/v1/resolve/"+url.PathEscape(did), timeoutQuery(ctx, nil), nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/resolve/"+url.PathEscape(did), timeoutQuery(ctx, nil), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -133,7 +198,7 @@ func (c *Client) Resolve(ctx context.Context, did string) (*node.Resolution, err
 // DHTStats returns the node's DHT statistics.
 func (c *Client) DHTStats(ctx context.Context) (*dht.Stats, error) {
 	var out dht.Stats
-	if err := c.do(ctx, http.MethodGet, "/v1/dht/stats", nil, nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/dht/stats", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -144,7 +209,7 @@ func (c *Client) DHTStats(ctx context.Context) (*dht.Stats, error) {
 // DefaultLookupTimeout.
 func (c *Client) DHTLookup(ctx context.Context, key string) (*LookupResult, error) {
 	var out LookupResult
-	if err := c.do(ctx, http.MethodGet, "/v1/dht/lookup", timeoutQuery(ctx, url.Values{"key": {key}}), nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/dht/lookup", timeoutQuery(ctx, url.Values{"key": {key}}), nil, &out); err != nil {
 		return nil, err
 	}
 	if out.Providers == nil {
@@ -155,13 +220,13 @@ func (c *Client) DHTLookup(ctx context.Context, key string) (*LookupResult, erro
 
 // DHTProvide makes the node provide key from now on.
 func (c *Client) DHTProvide(ctx context.Context, key string) error {
-	return c.do(ctx, http.MethodPost, "/v1/dht/provide", timeoutQuery(ctx, url.Values{"key": {key}}), nil, nil)
+	return c.do(ctx, scope{cmd: ucan.All}, http.MethodPost, "/v1/dht/provide", timeoutQuery(ctx, url.Values{"key": {key}}), nil, nil)
 }
 
 // LogLevel returns the node's log level: "debug", "info", "warn" or "error".
 func (c *Client) LogLevel(ctx context.Context) (string, error) {
 	var out LogLevel
-	if err := c.do(ctx, http.MethodGet, "/v1/log/level", nil, nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/log/level", nil, nil, &out); err != nil {
 		return "", err
 	}
 	return out.Level, nil
@@ -169,7 +234,7 @@ func (c *Client) LogLevel(ctx context.Context) (string, error) {
 
 // SetLogLevel sets the node's log level: "debug", "info", "warn" or "error".
 func (c *Client) SetLogLevel(ctx context.Context, level string) error {
-	return c.do(ctx, http.MethodPut, "/v1/log/level", nil, LogLevel{Level: level}, nil)
+	return c.do(ctx, scope{cmd: ucan.All}, http.MethodPut, "/v1/log/level", nil, LogLevel{Level: level}, nil)
 }
 
 // CallOptions tune one Call.
@@ -208,7 +273,7 @@ func (c *Client) Call(ctx context.Context, procedure string, payload []byte, opt
 	} else if tq := timeoutQuery(ctx, nil); tq != nil {
 		h.Set(TimeoutHeader, tq.Get("timeout"))
 	}
-	return c.doRaw(ctx, http.MethodPost, path, q, h, payload)
+	return c.doRaw(ctx, scope{cmd: ucan.Call, res: procedure}, http.MethodPost, path, q, h, payload)
 }
 
 // Advertise advertises procedure on the node, served by POSTing each call
@@ -225,7 +290,7 @@ func (c *Client) Advertise(ctx context.Context, procedure, url string, lease tim
 // returns the advertisement as the node holds it.
 func (c *Client) AdvertiseWebhook(ctx context.Context, procedure string, req AdvertiseRequest) (*Advertisement, error) {
 	var out Advertisement
-	if err := c.do(ctx, http.MethodPost, "/v1/advertise/"+url.PathEscape(procedure), nil, req, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.Advertise, res: procedure}, http.MethodPost, "/v1/advertise/"+url.PathEscape(procedure), nil, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -233,14 +298,14 @@ func (c *Client) AdvertiseWebhook(ctx context.Context, procedure string, req Adv
 
 // Unadvertise withdraws a procedure advertised through the API.
 func (c *Client) Unadvertise(ctx context.Context, procedure string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/advertise/"+url.PathEscape(procedure), nil, nil, nil)
+	return c.do(ctx, scope{cmd: ucan.Advertise, res: procedure}, http.MethodDelete, "/v1/advertise/"+url.PathEscape(procedure), nil, nil, nil)
 }
 
 // Advertised returns the procedures advertised on the node, with the
 // webhook of those advertised through the API.
 func (c *Client) Advertised(ctx context.Context) ([]Advertisement, error) {
 	var out []Advertisement
-	if err := c.do(ctx, http.MethodGet, "/v1/advertise", nil, nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/advertise", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -257,14 +322,42 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, cont
 		contentType = ContentTypeRaw
 	}
 	h := http.Header{"Content-Type": {contentType}, "Accept": {"application/json"}}
-	_, err := c.doRaw(ctx, http.MethodPost, "/v1/publish/"+url.PathEscape(topic), nil, h, payload)
+	_, err := c.doRaw(ctx, scope{cmd: ucan.Publish, res: topic}, http.MethodPost, "/v1/publish/"+url.PathEscape(topic), nil, h, payload)
 	return err
+}
+
+// Revoke hands a revocation record (ucan.Revoke, signed by the realm
+// authority) to the node, which enforces it at once and passes it on to the
+// realm. An open realm answers CodeOpenRealm; a record that is not the
+// authority's, CodeBadRequest.
+func (c *Client) Revoke(ctx context.Context, record []byte) error {
+	h := http.Header{"Content-Type": {ContentTypeRaw}, "Accept": {"application/json"}}
+	_, err := c.doRaw(ctx, scope{cmd: ucan.All}, http.MethodPost, "/v1/ucan/revocations", nil, h, record)
+	return err
+}
+
+// Revocations returns the revocation records in force on the node (none in
+// an open realm).
+func (c *Client) Revocations(ctx context.Context) ([][]byte, error) {
+	var texts []string
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/ucan/revocations", nil, nil, &texts); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(texts))
+	for _, t := range texts {
+		b, err := base64.RawURLEncoding.DecodeString(t)
+		if err != nil {
+			return nil, fmt.Errorf("gateway client: GET /v1/ucan/revocations: a record that is not base64url: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // PubSubStats returns the counters of the node's pubsub service.
 func (c *Client) PubSubStats(ctx context.Context) (*pubsub.Stats, error) {
 	var out pubsub.Stats
-	if err := c.do(ctx, http.MethodGet, "/v1/pubsub/stats", nil, nil, &out); err != nil {
+	if err := c.do(ctx, scope{cmd: ucan.All}, http.MethodGet, "/v1/pubsub/stats", nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -304,6 +397,10 @@ func (c *Client) Subscribe(ctx context.Context, pattern string) (*Subscription, 
 		return nil, fmt.Errorf("gateway client: GET %s: %w", path, err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if err := c.authorize(ctx, req, scope{cmd: ucan.Subscribe, res: pattern, pattern: true}); err != nil {
+		cancel()
+		return nil, err
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		cancel()
@@ -443,7 +540,7 @@ func timeoutQuery(ctx context.Context, q url.Values) url.Values {
 
 // do sends one request and decodes a 2xx answer into out (if not nil) or an
 // error answer into an *APIError.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+func (c *Client) do(ctx context.Context, sc scope, method, path string, q url.Values, in, out any) error {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -463,6 +560,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	req.Header.Set("Accept", "application/json")
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if err := c.authorize(ctx, req, sc); err != nil {
+		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -487,7 +587,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 
 // doRaw sends body as it is with the headers h and returns a 2xx answer's
 // body as it is, or the error answer as an *APIError.
-func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, h http.Header, body []byte) ([]byte, error) {
+func (c *Client) doRaw(ctx context.Context, sc scope, method, path string, q url.Values, h http.Header, body []byte) ([]byte, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -497,6 +597,9 @@ func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, h
 		return nil, fmt.Errorf("gateway client: %s %s: %w", method, path, err)
 	}
 	maps.Copy(req.Header, h)
+	if err := c.authorize(ctx, req, sc); err != nil {
+		return nil, err
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("gateway client: %s %s: %w", method, path, err)
@@ -510,6 +613,21 @@ func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, h
 		return nil, apiErrorOf(resp.StatusCode, raw)
 	}
 	return raw, nil
+}
+
+// authorize sets the request's bearer token, when the client has a Token.
+func (c *Client) authorize(ctx context.Context, req *http.Request, sc scope) error {
+	if c.Token == nil {
+		return nil
+	}
+	tok, err := c.Token(ctx, TokenRequest{Method: req.Method, Path: req.URL.Path, Command: sc.cmd, Resource: sc.res})
+	if err != nil {
+		return fmt.Errorf("gateway client: %s %s: token: %w", req.Method, req.URL.Path, err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", BearerScheme+" "+tok)
+	}
+	return nil
 }
 
 // apiErrorOf decodes an error answer; one that is not an API error body

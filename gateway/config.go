@@ -7,9 +7,11 @@ import (
 	"strings"
 )
 
-// Default listen addresses: loopback only, since the API has no
-// authentication and lets its caller change the node's log level and what it
-// provides. The same port number serves HTTP/1.1 on TCP and HTTP/3 on UDP.
+// Default listen addresses: loopback only, since in an open realm the API
+// has no authentication and lets its caller change the node's log level and
+// what it provides (in a secure realm, requests from off loopback need a
+// bearer token: see the package doc). The same port number serves HTTP/1.1
+// on TCP and HTTP/3 on UDP.
 const (
 	DefaultAddr      = "127.0.0.1:7401"
 	DefaultHTTP3Addr = "127.0.0.1:7401"
@@ -40,9 +42,9 @@ type Config struct {
 	TLSCertFile string
 	TLSKeyFile  string
 	// AllowRemoteWebhooks lets POST /v1/advertise/{procedure} take a
-	// webhook URL off loopback. Off by default: the API has no
-	// authentication, and a webhook anywhere would let whoever reaches the
-	// API make the node send requests to any host it can reach.
+	// webhook URL off loopback. Off by default: a webhook anywhere would
+	// let whoever may advertise through the API (anyone who reaches it, in
+	// an open realm) make the node send requests to any host it can reach.
 	AllowRemoteWebhooks bool
 	// LogLevel is the level the API reads and sets (GET and PUT
 	// /v1/log/level), normally the one the process's slog handler uses.

@@ -5,8 +5,11 @@
 // (127.0.0.1:7401, the same port number on each). Client is the Go client
 // of the API, over either protocol.
 //
-// The API has no authentication: whoever can reach it can use the node. Keep
-// it on loopback unless the network in front of it is trusted.
+// In an open realm (no authority) the API has no authentication: whoever
+// can reach it can use the node, so keep it on loopback unless the network
+// in front of it is trusted (the gateway warns at start when it listens
+// elsewhere). In a secure realm, requests from off loopback need a UCAN
+// bearer token: see Authentication.
 //
 // # Routes
 //
@@ -14,7 +17,8 @@
 // except the reply of a successful call, which is the procedure's reply,
 // and a subscription's event stream.
 //
-//	GET  /v1/node           NodeInfo: identity, realm, addresses, number of peers, API addresses
+//	GET  /v1/node           NodeInfo: identity, realm, addresses, number of peers, API addresses,
+//	                        security ("open" or "secure"), authority, and the node's own grant
 //	GET  /v1/peers          []Peer: the connected peers of the realm ([] when none)
 //	GET  /v1/resolve/{did}  node.Resolution of a did:key or a did:macula alias of the node's realm;
 //	                        ?timeout= (default 10s)
@@ -24,8 +28,9 @@
 //	POST /v1/dht/provide    ProvideResult {"key":K}: the node provides ?key= from now on; 200 once
 //	                        announced, 202 if the announcement did not finish within ?timeout=
 //	                        (default 10s; the key is kept and announced again later)
-//	GET  /v1/nat            nat.Info: type, mapping, filtering, public_ip, public_port, hairpin, measured_at, error
-//	POST /v1/nat/probe      nat.Info (202): start a new NAT probe now; GET /v1/nat shows it when done
+//	GET  /v1/nat            NATInfo: type, mapping, filtering, public_ip, public_port, hairpin, measured_at,
+//	                        error, and security ("open" or "secure")
+//	POST /v1/nat/probe      NATInfo (202): start a new NAT probe now; GET /v1/nat shows it when done
 //	GET  /v1/log/level      LogLevel {"level":"info"}
 //	PUT  /v1/log/level      LogLevel: set the level from the body {"level":"debug|info|warn|error"}
 //	POST /v1/call/{procedure}
@@ -46,6 +51,14 @@
 //	                        matches ?pattern=, until the client goes away; see Pub/sub
 //	GET  /v1/pubsub/stats   pubsub.Stats: published, sent, delivered, dropped (send and local),
 //	                        queued, frames_received, subscriptions, interested_peers
+//	GET  /v1/ucan/revocations
+//	                        []string: the revocation records in force, each in unpadded base64url
+//	                        ([] in an open realm)
+//	POST /v1/ucan/revocations
+//	                        put the revocation record of the body (ucan.Revoke; raw, or its base64
+//	                        text in either alphabet) in force and pass it on to the realm: 204; 400
+//	                        bad_request for a record that is not the authority's, 409 open_realm
+//	                        in an open realm
 //
 // A ?timeout= is a Go duration (5s, 1500ms); values over 60s count as 60s,
 // except for calls. Request bodies are limited to 64 KiB, except for calls
@@ -165,6 +178,52 @@
 // (15s) gets a comment line ":". Events are flushed as they come, in
 // batches of what is waiting, over HTTP/1.1 (chunked) and HTTP/3 alike.
 //
+// # Authentication
+//
+// In a secure realm (node.Config.Authority set), a request may carry a UCAN
+// invocation addressed to the node:
+//
+//	Authorization: Bearer <chain>
+//
+// where <chain> is ucan.Chain.String of the invocation's proofs, root first,
+// followed by the invocation itself (ucan.Invoke with Executor the node's
+// did:key); ucan.ParseChain reads it. The node checks it with
+// Validator.ValidateInvocation, which consumes it: make a new invocation for
+// every request (Client.Token and InvocationTokens do). What it must be for:
+//
+//	POST /v1/call/{procedure}        /macula/call on the procedure
+//	POST /v1/publish/{topic}         /macula/publish on the topic
+//	GET  /v1/subscribe?pattern=P     /macula/subscribe on P, and the chain's pattern must
+//	                                 cover P whole (ucan.CheckPattern)
+//	POST, DELETE /v1/advertise/{procedure}
+//	                                 /macula/advertise on the procedure
+//	every other route                /macula, the root command, with no resource, from a
+//	                                 chain granting it on every name of the realm
+//
+// A request without an Authorization header is accepted only from loopback
+// (127.0.0.0/8, ::1), where the API acts as the node itself: the node's own
+// grant applies, and a call, publication, subscription or advertisement it
+// does not hold is 403 unauthorized. From anywhere else it is 401
+// unauthenticated (with WWW-Authenticate: Bearer), whose message says what to
+// send. A request with a header is checked against it wherever it comes from:
+// a header other than "Bearer " and a chain that ParseChain reads is 401
+// unauthenticated; an invocation that ValidateInvocation refuses (expired,
+// replayed, another node's, another command or name, a revoked or broken
+// chain, a bad signature, an undecodable token) is 403 unauthorized, with
+// the reason in the message. A token says what the program may ask of the
+// node; the node must also hold the right itself, since its services and
+// its peers check the node's own grant.
+//
+// In an open realm tokens are neither needed nor read: a request with one is
+// served as one without.
+//
+// Known limits: the loopback rule trusts the socket's peer address, so a
+// reverse proxy on the same host makes every request "loopback" (put one in
+// front only with tokens enforced by the proxy, or not at all); and a
+// subscription to a wildcard pattern cannot be authorized by a token yet,
+// since ValidateInvocation matches the invocation's resource as a concrete
+// name (subscriptions to a concrete topic work).
+//
 // # Errors
 //
 // An error answer has a status other than 2xx and the body
@@ -180,12 +239,15 @@
 //	400 invalid_level       a log level other than debug, info, warn, error
 //	400 invalid_name        not a concrete procedure or topic name of the node's realm, or not a
 //	                        pattern that can match a topic of the realm
-//	403 unauthorized        the caller may not call the procedure
+//	401 unauthenticated     a secure realm's API reached from off loopback without a bearer
+//	                        token, or with an unreadable Authorization header
+//	403 unauthorized        the token, or the node's own grant, does not allow the request
 //	404 not_found           no such route, no record for the alias, no advertiser of the
 //	                        procedure, or (DELETE /v1/advertise) not advertised here
 //	405 method_not_allowed  the route exists for other methods (listed in Allow)
 //	409 conflict            the procedure is advertised here otherwise: another webhook URL,
 //	                        or the node's own code
+//	409 open_realm          POST /v1/ucan/revocations in an open realm
 //	413 too_large           a body over 64 KiB, a call's payload over the rpc limit, or a
 //	                        published payload over the pubsub limit
 //	422 remote_error        the procedure's handler answered with an error
@@ -198,7 +260,9 @@
 //	504 timeout             the operation did not finish within its timeout
 //
 // Client returns an error answer as an *APIError, and a network failure as a
-// wrapped error of the transport.
+// wrapped error of the transport. An *APIError with code unauthenticated
+// matches ErrUnauthenticated (errors.Is), one with code unauthorized
+// ErrUnauthorized.
 //
 // # HTTP/3 certificate
 //

@@ -119,7 +119,24 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 		go g.serve("http3", func() error { return g.h3.Serve(g.pc) })
 	}
 	g.log.Info("API listening", "http", g.addr, "http3", g.addr3)
+	g.logSecurity(n)
 	return g, nil
+}
+
+// logSecurity says once, at start, who may use an API that listens off
+// loopback: everyone in an open realm (Warn), holders of a token in a
+// secure one.
+func (g *Gateway) logSecurity(n *node.Node) {
+	if isLoopbackAddr(g.addr) && (g.addr3 == "" || isLoopbackAddr(g.addr3)) {
+		return
+	}
+	if !n.Secure() {
+		g.log.Warn("OPEN REALM: the API listens off loopback without authentication: whoever reaches it can use the node "+
+			"(call, publish, subscribe, advertise, change its log level); keep it on loopback or secure the realm with an authority",
+			"http", g.addr, "http3", g.addr3)
+		return
+	}
+	g.log.Info("the API listens off loopback: requests from off loopback need a UCAN bearer token", "http", g.addr, "http3", g.addr3, "executor", n.DID())
 }
 
 // listenError turns a failed bind into one line that names the address.

@@ -18,6 +18,7 @@ import (
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Limits and timeouts of the API.
@@ -77,7 +78,9 @@ type api struct {
 // slog.Default(), and its NodeInfo has no API addresses. It has no Close:
 // procedures advertised through it with a webhook stay until DELETE, their
 // lease, or the node's Close; webhook URLs must be on loopback. A Gateway
-// withdraws its own in Close.
+// withdraws its own in Close. In a secure realm it enforces the rules of
+// Authentication (package doc), taking the request's RemoteAddr as the
+// client's address: serve it only where that address is the real one.
 func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
 	return newAPI(n, levels, slog.Default(), APIAddrs{})
 }
@@ -87,25 +90,27 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddr
 		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n),
 		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval}
 	a.wh = newWebhooks(a)
-	a.handle("GET /v1/node", a.getNode)
-	a.handle("GET /v1/peers", a.getPeers)
-	a.handle("GET /v1/resolve/{did}", a.getResolve)
-	a.handle("GET /v1/dht/stats", a.getDHTStats)
-	a.handle("GET /v1/dht/lookup", a.getDHTLookup)
-	a.handle("POST /v1/dht/provide", a.postDHTProvide)
-	a.handle("GET /v1/nat", a.getNAT)
-	a.handle("POST /v1/nat/probe", a.postNATProbe)
-	a.handle("GET /v1/log/level", a.getLogLevel)
-	a.handle("PUT /v1/log/level", a.putLogLevel)
-	a.handleRaw(callPattern, a.postCall)
+	a.handle("GET /v1/node", adminScope, a.getNode)
+	a.handle("GET /v1/peers", adminScope, a.getPeers)
+	a.handle("GET /v1/resolve/{did}", adminScope, a.getResolve)
+	a.handle("GET /v1/dht/stats", adminScope, a.getDHTStats)
+	a.handle("GET /v1/dht/lookup", adminScope, a.getDHTLookup)
+	a.handle("POST /v1/dht/provide", adminScope, a.postDHTProvide)
+	a.handle("GET /v1/nat", adminScope, a.getNAT)
+	a.handle("POST /v1/nat/probe", adminScope, a.postNATProbe)
+	a.handle("GET /v1/log/level", adminScope, a.getLogLevel)
+	a.handle("PUT /v1/log/level", adminScope, a.putLogLevel)
+	a.handleRaw(callPattern, pathScope(ucan.Call, "procedure"), a.postCall)
 	a.bodyLimits[callPattern] = int64(a.maxPayload)
-	a.handle("GET /v1/advertise", a.getAdvertised)
-	a.handle("POST /v1/advertise/{procedure}", a.postAdvertise)
-	a.handle("DELETE /v1/advertise/{procedure}", a.deleteAdvertise)
-	a.handle(publishPattern, a.postPublish)
+	a.handle("GET /v1/advertise", adminScope, a.getAdvertised)
+	a.handle("POST /v1/advertise/{procedure}", pathScope(ucan.Advertise, "procedure"), a.postAdvertise)
+	a.handle("DELETE /v1/advertise/{procedure}", pathScope(ucan.Advertise, "procedure"), a.deleteAdvertise)
+	a.handle(publishPattern, pathScope(ucan.Publish, "topic"), a.postPublish)
 	a.bodyLimits[publishPattern] = int64(a.maxMessage)
-	a.handleRaw("GET /v1/subscribe", a.getSubscribe)
-	a.handle("GET /v1/pubsub/stats", a.getPubSubStats)
+	a.handleRaw("GET /v1/subscribe", subscribeScope, a.getSubscribe)
+	a.handle("GET /v1/pubsub/stats", adminScope, a.getPubSubStats)
+	a.handle("GET /v1/ucan/revocations", adminScope, a.getRevocations)
+	a.handle("POST /v1/ucan/revocations", adminScope, a.postRevocation)
 	return a
 }
 
@@ -117,12 +122,23 @@ func (a *api) close() { a.wh.close() }
 // as JSON, or an error that writeError turns into an error answer.
 type apiFunc func(r *http.Request) (status int, v any, err error)
 
-func (a *api) handle(pattern string, f apiFunc) {
+// handle registers a route answered in JSON. Its requests are authorized
+// for the scope sf first (see authorize).
+func (a *api) handle(pattern string, sf scopeFunc, f apiFunc) {
 	a.routes = append(a.routes, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := a.authorize(r, sf); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
 		status, v, err := f(r)
 		if err != nil {
 			a.writeError(w, r, err)
+			return
+		}
+		if status == http.StatusNoContent {
+			w.Header().Del("Content-Type")
+			w.WriteHeader(status)
 			return
 		}
 		writeJSON(w, status, v)
@@ -130,11 +146,16 @@ func (a *api) handle(pattern string, f apiFunc) {
 }
 
 // handleRaw registers a route that writes its own successful answer (not
-// JSON); an error it returns becomes an error answer as usual.
-func (a *api) handleRaw(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+// JSON); an error it returns becomes an error answer as usual. Its
+// requests are authorized for the scope sf first.
+func (a *api) handleRaw(pattern string, sf scopeFunc, f func(w http.ResponseWriter, r *http.Request) error) {
 	a.routes = append(a.routes, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if err := f(w, r); err != nil {
+		err := a.authorize(r, sf)
+		if err == nil {
+			err = f(w, r)
+		}
+		if err != nil {
 			a.writeError(w, r, err)
 		}
 	})
@@ -196,6 +217,8 @@ type apiError struct {
 	code    string
 	message string
 	remote  *RemoteDetail // set for CodeRemoteError only
+	// authenticate adds the WWW-Authenticate header of a 401 answer.
+	authenticate bool
 }
 
 func newAPIError(status int, code, message string) *apiError {
@@ -232,9 +255,11 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, CodeNotFound
 	case errors.Is(err, rpc.ErrTooLarge), errors.Is(err, pubsub.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, CodeTooLarge
-	case errors.Is(err, rpc.ErrUnauthorized):
+	case errors.Is(err, rpc.ErrUnauthorized), errors.Is(err, pubsub.ErrUnauthorized):
 		// Before RemoteError: a remote "unauthorized" matches it too.
 		return http.StatusForbidden, CodeUnauthorized
+	case errors.Is(err, node.ErrNotSecure):
+		return http.StatusConflict, CodeOpenRealm
 	case errors.Is(err, rpc.ErrAlreadyAdvertised):
 		return http.StatusConflict, CodeConflict
 	case errors.Is(err, rpc.ErrDisconnected):
@@ -263,6 +288,9 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		msg, remote = ae.message, ae.remote
+		if ae.authenticate {
+			w.Header().Set("WWW-Authenticate", BearerScheme+` realm="macula"`)
+		}
 	}
 	switch {
 	case status == http.StatusInternalServerError || (status == http.StatusBadGateway && code == CodeBadRecord):
@@ -334,7 +362,36 @@ func (a *api) getNode(_ *http.Request) (int, any, error) {
 		Agent:     node.Agent,
 		StartedAt: a.n.StartedAt(),
 		API:       a.addrs,
+		Security:  securityOf(n),
+		Authority: n.Authority(),
+		Grant:     grantInfo(n),
 	}, nil
+}
+
+// securityOf is the realm's security as the API says it: SecurityOpen or
+// SecuritySecure.
+func securityOf(n *node.Node) string {
+	if n.Secure() {
+		return SecuritySecure
+	}
+	return SecurityOpen
+}
+
+// grantInfo is the node's own grant, nil in an open realm.
+func grantInfo(n *node.Node) *GrantInfo {
+	if !n.Secure() {
+		return nil
+	}
+	g := n.Grant()
+	gi := &GrantInfo{Member: g.Member, Name: g.Name, Capabilities: make([]string, 0, len(g.Capabilities))}
+	for _, c := range g.Capabilities {
+		gi.Capabilities = append(gi.Capabilities, string(c.Command)+" on "+c.Resource)
+	}
+	if !g.Expires.IsZero() {
+		exp := g.Expires.UTC()
+		gi.Expires = &exp
+	}
+	return gi
 }
 
 func (a *api) getPeers(_ *http.Request) (int, any, error) {
@@ -498,12 +555,12 @@ func parseLevel(s string) (slog.Level, bool) {
 func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
 
 func (a *api) getNAT(_ *http.Request) (int, any, error) {
-	return http.StatusOK, a.n.NAT(), nil
+	return http.StatusOK, NATInfo{Info: a.n.NAT(), Security: securityOf(a.n)}, nil
 }
 
 // postNATProbe asks for a new NAT probe; it answers at once with what is
 // known, and GET /v1/nat shows the new result when the probe ends.
 func (a *api) postNATProbe(_ *http.Request) (int, any, error) {
 	a.n.ReprobeNAT()
-	return http.StatusAccepted, a.n.NAT(), nil
+	return http.StatusAccepted, NATInfo{Info: a.n.NAT(), Security: securityOf(a.n)}, nil
 }

@@ -250,7 +250,7 @@ func TestClose(t *testing.T) {
 			c := clientFor(t, g, proto)
 			done := make(chan error, 1)
 			go func() {
-				done <- c.do(ctxFor(t, 30*time.Second), http.MethodGet, "/test/block", nil, nil, nil)
+				done <- c.do(ctxFor(t, 30*time.Second), scope{}, http.MethodGet, "/test/block", nil, nil, nil)
 			}()
 			<-started
 			start := time.Now()

@@ -102,6 +102,8 @@ func pubsubError(err error) error {
 		return newAPIError(http.StatusBadRequest, CodeInvalidName, strings.TrimPrefix(msg, "subscribe: "))
 	case errors.Is(err, pubsub.ErrTooLarge):
 		return newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, msg)
+	case errors.Is(err, pubsub.ErrUnauthorized):
+		return newAPIError(http.StatusForbidden, CodeUnauthorized, msg)
 	case errors.Is(err, pubsub.ErrClosed):
 		return newAPIError(http.StatusServiceUnavailable, CodeUnavailable, "the node is stopping")
 	case errors.Is(err, pubsub.ErrTooManyPatterns):

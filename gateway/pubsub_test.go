@@ -271,7 +271,7 @@ func TestPubSubBadInput(t *testing.T) {
 				_, err := c.Subscribe(ctx, pattern)
 				wantAPIError(t, err, http.StatusBadRequest, CodeInvalidName)
 			}
-			err := c.do(ctx, http.MethodGet, "/v1/subscribe", nil, nil, nil)
+			err := c.do(ctx, scope{}, http.MethodGet, "/v1/subscribe", nil, nil, nil)
 			wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
 
 			topic := testRealm + ".bad." + proto
@@ -284,7 +284,7 @@ func TestPubSubBadInput(t *testing.T) {
 			if err := c.Publish(ctx, topic, make([]byte, pubsub.DefaultMaxMessageSize), ""); err != nil {
 				t.Errorf("a payload of exactly the limit: %v", err)
 			}
-			err = c.do(ctx, http.MethodGet, "/v1/publish/"+topic, nil, nil, nil)
+			err = c.do(ctx, scope{}, http.MethodGet, "/v1/publish/"+topic, nil, nil, nil)
 			wantAPIError(t, err, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
 
 			// The node serves on: a subscription gets a local publish.

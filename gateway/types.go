@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/macula-io/macula/nat"
 )
 
 // NodeInfo is the answer of GET /v1/node.
@@ -21,6 +23,41 @@ type NodeInfo struct {
 	// StartedAt is when the API started serving this node.
 	StartedAt time.Time `json:"started_at"`
 	API       APIAddrs  `json:"api"`
+	// Security is SecurityOpen (no authority: any node that knows the
+	// realm's name may join it and do anything, and the API asks no
+	// token) or SecuritySecure.
+	Security string `json:"security"`
+	// Authority is the did:key of the realm authority, "" in an open realm.
+	Authority string `json:"authority"`
+	// Grant is what the authority granted the node, in a secure realm
+	// only.
+	Grant *GrantInfo `json:"grant,omitempty"`
+}
+
+// Values of NodeInfo.Security and NATInfo.Security.
+const (
+	SecurityOpen   = "open"
+	SecuritySecure = "secure"
+)
+
+// GrantInfo is the node's own grant in a secure realm (ucan.Grant): its
+// membership, the name bound to it, and its capabilities, each as
+// "COMMAND on PATTERN" (e.g. "/macula/call on io.acme.orders.*").
+type GrantInfo struct {
+	Member       bool     `json:"member"`
+	Name         string   `json:"name,omitempty"`
+	Capabilities []string `json:"capabilities"`
+	// Expires is when the first of the node's chains expires; absent when
+	// none does.
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// NATInfo is the answer of GET /v1/nat: what the node knows of its NAT,
+// and the realm's security, so that an open realm says so wherever a
+// node's reachability is shown.
+type NATInfo struct {
+	nat.Info
+	Security string `json:"security"`
 }
 
 // APIAddrs are the addresses the API is served on; empty when unknown (a
