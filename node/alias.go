@@ -47,7 +47,11 @@ type AliasRecord struct {
 	// Expires is when the record stops counting; the owner republishes
 	// before that.
 	Expires time.Time `json:"expires"`
-	Sig     []byte    `json:"sig"`
+	// Member, in a secure realm, is the chain by which the authority
+	// granted DID membership with this alias's name (ucan.Chain.String);
+	// without it the record does not count there.
+	Member string `json:"member,omitempty"`
+	Sig    []byte `json:"sig"`
 }
 
 // AliasKey returns the DHT key of an alias's record.
@@ -62,6 +66,10 @@ func (r *AliasRecord) signingBytes() []byte {
 		strconv.FormatUint(r.Seq, 10), strconv.FormatInt(r.Bound.UnixNano(), 10),
 		strconv.FormatInt(r.Expires.UnixNano(), 10)} {
 		b.WriteString(f)
+		b.WriteByte('\n')
+	}
+	if r.Member != "" { // absent from records of open realms, as before
+		b.WriteString(r.Member)
 		b.WriteByte('\n')
 	}
 	return []byte(b.String())
@@ -140,6 +148,9 @@ type aliasValidator struct {
 	self string
 	log  *slog.Logger
 	now  func() time.Time
+	// member, set in a secure realm, checks that the record's Member chain
+	// grants its DID membership with its alias's name.
+	member func(r *AliasRecord) error
 
 	// mu guards pinned.
 	mu     sync.Mutex
@@ -181,6 +192,11 @@ func (v *aliasValidator) check(key string, value []byte) (*AliasRecord, error) {
 	}
 	if err := r.Verify(v.now()); err != nil {
 		return nil, err
+	}
+	if v.member != nil {
+		if err := v.member(r); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

@@ -184,7 +184,9 @@ func TestAliasResolveAndTakeover(t *testing.T) {
 	// An impostor: same name, another key. Its own publication is refused
 	// by the realm; everyone keeps resolving the alias to b's key.
 	imp := startNode(t, "io.acme.orders", "b", func(c *Config) { c.Bootstrap = bootstrapOf(boot) })
-	eventually(t, 15*time.Second, "impostor to join", func() bool { return len(imp.Peers()) >= 1 })
+	eventually(t, 15*time.Second, "impostor to join", func() bool {
+		return len(imp.Peers()) >= 1 && len(imp.DHT().RoutingTablePeers()) >= 1
+	})
 	if _, err := imp.publishAlias(time.Time{}); !errors.Is(err, ErrAliasTaken) {
 		t.Fatalf("impostor publishing: %v, want ErrAliasTaken", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Config is a node's configuration. Start from DefaultConfig; Realm and Name
@@ -85,6 +86,22 @@ type Config struct {
 	// NATInterval is the time between NAT probes; negative means only on
 	// demand. Default: 5 minutes.
 	NATInterval time.Duration
+	// Authority is the did:key of the realm authority (macula-node realm
+	// init). Set, the realm is secure: a peer joins only with a membership
+	// grant from the authority, and every call, publication, subscription
+	// and advertisement needs a chain rooted at it that grants the acting
+	// node the command on that name. Empty, the realm is open (development):
+	// anyone who knows its name may join and do anything, and the node says
+	// so in its logs.
+	Authority string
+	// Chains are the node's delegation chains (ucan.ParseChain), presented
+	// to every peer in the realm handshake. In a secure realm one of them
+	// must grant the node membership (the authority's /macula/member, with
+	// the node's name for its alias to count).
+	Chains []ucan.Chain
+	// UCAN tunes the validator (clock leeway, limits, caches); its Realm,
+	// Authority, Self and Logger are the node's.
+	UCAN ucan.Config
 	// RPC tunes the RPC service; its Realm and Logger are the node's.
 	RPC rpc.Config
 	// PubSub tunes the publish/subscribe service; its Realm and Logger are
@@ -219,6 +236,13 @@ func validate(cfg Config) (*settings, error) {
 	}
 	if s.AliasTTL < time.Minute {
 		return nil, fieldErr("alias_ttl", "%v is under a minute", s.AliasTTL)
+	}
+	if s.Authority != "" {
+		if _, err := realm.ParseDIDKey(s.Authority); err != nil {
+			return nil, fieldErr("authority", "%q is not a did:key: %v", s.Authority, err)
+		}
+	} else if len(s.Chains) > 0 {
+		return nil, fieldErr("ucan", "chains given but no authority: set the realm's authority (its did:key) to make the realm secure")
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/macula-io/macula/keyfile"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Errors returned by the node.
@@ -28,6 +29,10 @@ var (
 	// ErrNoPeers: the question needs the realm, and the node has no peer
 	// in its routing table yet.
 	ErrNoPeers = errors.New("no peers to ask")
+	// ErrNotMember: in a secure realm, a peer presented no valid
+	// membership grant from the realm's authority (it wraps the ucan
+	// error saying why).
+	ErrNotMember = ucan.ErrNotMember
 	// ErrClosed: the node was closed.
 	ErrClosed = errors.New("node closed")
 )

@@ -21,11 +21,12 @@ type gater struct {
 	mu      sync.Mutex
 	refused map[peer.ID]time.Time // until when
 	strikes map[peer.ID]strike    // failed handshakes not yet refused
+	members map[peer.ID]bool      // refused peers that are of the realm but have no membership
 	now     func() time.Time      // set at construction, read-only after
 }
 
 func newGater() *gater {
-	return &gater{refused: make(map[peer.ID]time.Time), strikes: make(map[peer.ID]strike), now: time.Now}
+	return &gater{refused: make(map[peer.ID]time.Time), strikes: make(map[peer.ID]strike), members: make(map[peer.ID]bool), now: time.Now}
 }
 
 type strike struct {
@@ -62,9 +63,27 @@ func (g *gater) strike(p peer.ID, d time.Duration) bool {
 	return true
 }
 
+// refuseNonMember refuses p for d as a peer without a membership grant.
+func (g *gater) refuseNonMember(p peer.ID, d time.Duration) {
+	g.refuse(p, d)
+	g.mu.Lock()
+	if _, ok := g.refused[p]; ok {
+		g.members[p] = true
+	}
+	g.mu.Unlock()
+}
+
+// refusedNonMember reports whether p is refused for want of membership.
+func (g *gater) refusedNonMember(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.members[p]
+}
+
 func (g *gater) refuse(p peer.ID, d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delete(g.members, p)
 	now := g.now()
 	if _, ok := g.refused[p]; !ok && len(g.refused) >= maxRefused {
 		var oldest peer.ID
@@ -72,6 +91,7 @@ func (g *gater) refuse(p peer.ID, d time.Duration) {
 		for q, t := range g.refused {
 			if t.Before(now) {
 				delete(g.refused, q)
+				delete(g.members, q)
 				continue
 			}
 			if oldest == "" || t.Before(oldestT) {
@@ -80,6 +100,7 @@ func (g *gater) refuse(p peer.ID, d time.Duration) {
 		}
 		if len(g.refused) >= maxRefused {
 			delete(g.refused, oldest)
+			delete(g.members, oldest)
 		}
 	}
 	g.refused[p] = now.Add(d)
@@ -94,6 +115,7 @@ func (g *gater) isRefused(p peer.ID) bool {
 	}
 	if g.now().After(until) {
 		delete(g.refused, p)
+		delete(g.members, p)
 		return false
 	}
 	return true

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -18,12 +19,16 @@ import (
 // Handshake frame types (append only).
 const (
 	frameHello uint8 = 1
+	// frameRefused answers a hello that was refused, with the reason as
+	// text, so that the refused side can say why.
+	frameRefused uint8 = 2
 )
 
 const (
 	helloVersion = 1
-	// maxHello bounds a hello frame; a hello is a few hundred bytes.
-	maxHello = 4 << 10
+	// maxHello bounds a hello frame: a few hundred bytes in an open realm,
+	// plus the chains (at most maxChainsWire) in a secure one.
+	maxHello = maxChainsWire + 4<<10
 	// Agent is this implementation's agent string in the hello.
 	Agent = "macula-go/0.1"
 )
@@ -38,6 +43,9 @@ type hello struct {
 	Realm string `json:"realm"`
 	Name  string `json:"name"`
 	Agent string `json:"agent"`
+	// Chains are the sender's delegation chains (ucan.MarshalChains) in a
+	// secure realm; a membership grant among them admits it.
+	Chains []byte `json:"chains,omitempty"`
 }
 
 // HandshakeProtocol returns the realm handshake's protocol ID.
@@ -57,6 +65,12 @@ func readHello(s network.Stream, want string) (hello, error) {
 	hdr, p, err := frame.NewReader(s, maxHello).Next()
 	if err != nil {
 		return hello{}, fmt.Errorf("reading hello: %w", err)
+	}
+	if hdr.Type == frameRefused {
+		if len(p) > 512 {
+			p = p[:512]
+		}
+		return hello{}, fmt.Errorf("%w: the peer refused this node: %s", ErrNotMember, strings.ToValidUTF8(string(p), "?"))
 	}
 	if hdr.Type != frameHello || hdr.Version != helloVersion {
 		return hello{}, fmt.Errorf("unexpected frame type %d version %d", hdr.Type, hdr.Version)
@@ -91,6 +105,11 @@ func (n *Node) handleHandshake(s network.Stream) {
 	if err != nil {
 		n.log.Debug("refusing handshake", "peer", s.Conn().RemotePeer(), "err", err)
 		_ = s.Reset()
+		return
+	}
+	if err := n.admit(n.ctx, s.Conn().RemotePeer(), h); err != nil {
+		n.log.Info("refusing peer: no valid membership", "peer", s.Conn().RemotePeer(), "err", err)
+		_ = frame.Write(s, frameRefused, helloVersion, []byte(err.Error()))
 		return
 	}
 	n.notePeerName(s.Conn().RemotePeer(), h)
@@ -132,9 +151,12 @@ func (n *Node) handshake(ctx context.Context, c network.Conn) (hello, error) {
 		_ = s.Reset()
 		return h, err
 	}
+	if err := n.admit(ctx, c.RemotePeer(), h); err != nil {
+		return h, err
+	}
 	return h, nil
 }
 
 func (n *Node) hello() hello {
-	return hello{Realm: n.cfg.Realm, Name: n.cfg.Name, Agent: Agent}
+	return hello{Realm: n.cfg.Realm, Name: n.cfg.Name, Agent: Agent, Chains: n.ownChainsWire()}
 }

@@ -49,6 +49,7 @@ type Node struct {
 	events *event.Bus
 	aliasV *aliasValidator
 	nat    natState
+	sec    security
 
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -124,6 +125,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.aliasV = newAliasValidator(s.Realm, n.alias, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	selfID, err := peer.IDFromPrivateKey(id.p2p)
+	if err != nil {
+		n.cancel()
+		n.events.Close()
+		return nil, err
+	}
+	if err := n.initSecurity(selfID); err != nil {
+		n.cancel()
+		n.events.Close()
+		return nil, err
+	}
+	if n.sec.v != nil {
+		n.aliasV.member = n.checkAliasMember
+	}
 
 	h, err := libp2p.New(n.hostOptions()...)
 	if err != nil {
@@ -138,7 +153,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.events.Close()
 		return nil, err
 	}
-	d, err := dht.New(h, dht.Config{
+	var dhtHost host.Host = h
+	if n.sec.v != nil {
+		dhtHost = membersOnly{Host: h, n: n}
+	}
+	d, err := dht.New(dhtHost, dht.Config{
 		Realm:      s.Realm,
 		Mode:       s.DHTMode,
 		Validators: map[string]record.Validator{AliasNamespace: n.aliasV},
@@ -149,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.dht = d
 	rcfg := s.RPC
-	rcfg.Realm, rcfg.Logger = s.Realm, n.log
+	rcfg.Realm, rcfg.Logger, rcfg.Access = s.Realm, n.log, n.sec.pol
 	r, err := rpc.New(h, d, n.events, rcfg)
 	if err != nil {
 		d.Close()
@@ -157,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.rpc = r
 	pcfg := s.PubSub
-	pcfg.Realm, pcfg.Logger = s.Realm, n.log
+	pcfg.Realm, pcfg.Logger, pcfg.Access = s.Realm, n.log, n.sec.pol
 	ps, err := pubsub.New(h, d, n.events, pcfg)
 	if err != nil {
 		r.Close()
@@ -177,6 +196,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.started = time.Now()
 
 	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
+	if n.sec.v != nil {
+		h.SetStreamHandler(RevocationProtocol(s.Realm), n.handleRevocations)
+	}
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
@@ -348,7 +370,7 @@ func (n *Node) Peers() []PeerInfo {
 	for i := range out {
 		p := &out[i]
 		p.DID = peerdid.Of(p.ID)
-		if p.Name != "" {
+		if p.Name != "" && n.namedMember(p.ID, p.Name) {
 			p.Alias = realm.Alias(n.cfg.Realm, p.Name)
 		}
 		conns := n.host.Network().ConnsToPeer(p.ID)
@@ -414,13 +436,18 @@ func (n *Node) onConnected(c network.Conn) {
 func (n *Node) handshakeFailed(c network.Conn, err error) {
 	p := c.RemotePeer()
 	refused := false
-	if errors.Is(err, ErrOtherRealm) {
+	if errors.Is(err, ErrNotMember) {
+		n.gater.refuseNonMember(p, nonMemberRefuseFor)
+		refused = true
+	} else if errors.Is(err, ErrOtherRealm) {
 		n.gater.refuse(p, n.cfg.RefuseFor)
 		refused = true
 	} else {
 		refused = n.gater.strike(p, n.cfg.RefuseFor)
 	}
 	switch {
+	case errors.Is(err, ErrNotMember):
+		n.log.Warn("peer refused: no valid membership grant from the realm authority", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
 	case errors.Is(err, ErrOtherRealm):
 		n.log.Warn("peer refused: not in this realm", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
 	case refused:
@@ -430,6 +457,12 @@ func (n *Node) handshakeFailed(c network.Conn, err error) {
 	}
 	if refused {
 		n.events.Emit(event.Event{Kind: event.PeerRefused, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: err.Error()})
+	}
+	if errors.Is(err, ErrNotMember) {
+		// Let the peer read why first (our refusal frame on its handshake
+		// stream); until then it has no verdict, so nothing serves it.
+		time.AfterFunc(refusalGrace, func() { _ = c.Close() })
+		return
 	}
 	_ = c.Close()
 }
@@ -483,6 +516,9 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path,
 		DID: peerdid.Of(p)}
 	n.events.Emit(e)
+	if n.sec.v != nil {
+		n.sendRevocations(p, n.sec.v.Revocations())
+	}
 	select {
 	case n.wake <- struct{}{}:
 	default:
@@ -503,6 +539,7 @@ func (n *Node) onDisconnected(c network.Conn) {
 		}
 		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
 			delete(n.peers, p)
+			n.forgetVerdict(p)
 		}
 	}
 	down := wasUp && (ps == nil || len(ps.verified) == 0)
@@ -530,6 +567,9 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 			return nil
 		}
 		if n.gater.isRefused(ai.ID) {
+			if n.gater.refusedNonMember(ai.ID) {
+				return fmt.Errorf("%w: %s presented no valid membership grant", ErrNotMember, ai.ID)
+			}
 			return fmt.Errorf("%w: %s refused the realm handshake", ErrOtherRealm, ai.ID)
 		}
 		if n.host.Network().Connectedness(ai.ID) != network.Connected {
@@ -555,6 +595,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	// Stop accepting work first: no new handshakes, then cancel the loops.
 	n.host.RemoveStreamHandler(HandshakeProtocol(n.cfg.Realm))
+	n.host.RemoveStreamHandler(RevocationProtocol(n.cfg.Realm))
 	n.cancel()
 	perr := n.pubsub.Close()
 	rerr := n.rpc.Close() // before the DHT they announce through

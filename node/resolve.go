@@ -130,6 +130,9 @@ func (n *Node) aliasLoop() {
 			}
 		case <-t.C:
 		}
+		if n.sec.v != nil && n.memberChain() == "" {
+			continue // not granted its name: a record would not count (logged at start)
+		}
 		var err error
 		bound, err = n.publishAlias(bound)
 		ok = err == nil
@@ -173,7 +176,7 @@ func (n *Node) publishAlias(bound time.Time) (time.Time, error) {
 			return bound, err
 		}
 	}
-	rec := &AliasRecord{Alias: n.alias, Seq: uint64(now.UnixNano()), Bound: bound, Expires: now.Add(n.cfg.AliasTTL)}
+	rec := &AliasRecord{Alias: n.alias, Seq: uint64(now.UnixNano()), Bound: bound, Expires: now.Add(n.cfg.AliasTTL), Member: n.memberChain()}
 	for _, a := range n.host.Addrs() {
 		if len(rec.Addrs) < maxAliasAddrs {
 			rec.Addrs = append(rec.Addrs, a.String())

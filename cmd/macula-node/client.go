@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -58,10 +59,14 @@ func clientError(addr string, err error) error {
 	var ae *gateway.APIError
 	switch {
 	case errors.As(err, &ae):
-		if ae.Message == "" {
-			return errors.New(ae.Error())
+		msg := ae.Message
+		if msg == "" {
+			msg = ae.Error()
 		}
-		return errors.New(ae.Message)
+		if ae.Code == gateway.CodeUnauthorized || ae.Status == http.StatusUnauthorized {
+			return &codedError{code: exitUnauthorized, err: errors.New(msg)}
+		}
+		return errors.New(msg)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("cannot reach the node API at %s (is macula-node run going?)", addr)
 	case errors.Is(err, context.DeadlineExceeded):

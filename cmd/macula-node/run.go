@@ -23,6 +23,7 @@ import (
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/ucan"
 )
 
 // stateFile is the file run writes into the data directory once the node and
@@ -54,6 +55,8 @@ type runOptions struct {
 	ReconnectInterval    time.Duration
 	MaxReconnectAttempts int
 	DHTMode              string
+	Authority            string
+	UCAN                 []string
 }
 
 // addFlags defines run's flags on fs, bound to o: the one definition of
@@ -78,6 +81,8 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ReconnectInterval, "reconnect-interval", time.Second, "first wait before redialing a bootstrap peer; doubles on each failure")
 	fs.IntVar(&o.MaxReconnectAttempts, "max-reconnect-attempts", 0, "failures in a row after which a bootstrap peer is given up (0: never)")
 	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeServer), "DHT mode: server, client or auto")
+	fs.StringVar(&o.Authority, "authority", "", "did:key of the realm authority: makes the realm secure (default: none, an OPEN realm for development)")
+	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of a delegation chain granting this node membership or a capability (repeatable; see 'macula-node ucan issue')")
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -187,6 +192,25 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	nc.ReconnectInterval = o.ReconnectInterval
 	nc.MaxReconnectAttempts = o.MaxReconnectAttempts
 	nc.DHTMode = mode
+	if o.Authority != "" {
+		if _, err := realm.ParseDIDKey(o.Authority); err != nil {
+			return nil, fmt.Errorf("--authority %q: want the did:key that 'macula-node realm init' printed: %v", o.Authority, err)
+		}
+	} else if len(o.UCAN) > 0 {
+		return nil, errors.New("--ucan needs --authority: chains mean something only in a secure realm")
+	}
+	nc.Authority = o.Authority
+	for _, f := range o.UCAN {
+		data, err := ucanReadLimited(f, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--ucan: %v", err)
+		}
+		c, err := ucan.ParseChain(data)
+		if err != nil {
+			return nil, fmt.Errorf("--ucan %s: %v", f, cleanUCANError(err))
+		}
+		nc.Chains = append(nc.Chains, c)
+	}
 	return &daemonPlan{
 		nodeCfg: nc,
 		gwCfg:   gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir},
@@ -241,6 +265,8 @@ type stateInfo struct {
 	API       string    `json:"api"`
 	HTTP3     string    `json:"http3,omitempty"`
 	PID       int       `json:"pid"`
+	Security  string    `json:"security"`
+	Authority string    `json:"authority,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 }
 
@@ -263,7 +289,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 
 	// The files a start may create; a failed start removes those that were
 	// not there before, and the directories it made, so it changes nothing.
-	undo := newUndo(p.dataDir, node.KeyFile, gateway.CertFile, gateway.KeyFile, stateFile)
+	undo := newUndo(p.dataDir, node.KeyFile, gateway.CertFile, gateway.KeyFile, stateFile, node.RevocationsFile)
 	failed := func(err error) error {
 		undo.run()
 		if lg.level.Level() <= slog.LevelDebug { // the held lines say what happened
@@ -293,6 +319,11 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		HTTP3:     g.HTTP3Addr(),
 		PID:       os.Getpid(),
 		StartedAt: time.Now().UTC(),
+		Security:  "open",
+		Authority: n.Authority(),
+	}
+	if n.Secure() {
+		st.Security = "secure"
 	}
 	for _, a := range n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
@@ -305,7 +336,10 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	}
 	lg.hold.release()
 	lg.logger.Info("node ready", "api", g.Addr(), "http3", g.HTTP3Addr(), "peer", n.ID(),
-		"did", n.DID(), "alias", n.Alias(), "data_dir", p.dataDir)
+		"did", n.DID(), "alias", n.Alias(), "data_dir", p.dataDir, "security", st.Security)
+	if !n.Secure() {
+		lg.logger.Warn("OPEN REALM: anyone who knows the realm's name may join and do anything; set --authority (macula-node realm init) to secure it")
+	}
 
 	<-ctx.Done()
 	stop()

@@ -92,8 +92,8 @@ it as secret as a node key; it signs the root of every grant in the realm.`,
 			}
 			fmt.Fprintf(w, "created the realm authority key %s (mode 0600: keep it secret)\n", path)
 			fmt.Fprintf(w, "authority  %s\n\n", did)
-			fmt.Fprintf(w, "Nodes do not enforce tokens yet: every realm is open for now. Tokens can be issued and\n")
-			fmt.Fprintf(w, "checked already; grant each node membership and what it may do (its did:key is in 'macula-node id'):\n")
+			fmt.Fprintf(w, "A realm whose nodes run with --authority %s is secure: grant each node\n", did)
+			fmt.Fprintf(w, "membership and what it may do (its did:key: 'macula-node key --data-dir DIR'), then run it with --ucan FILE:\n")
 			fmt.Fprintf(w, "  macula-node ucan issue --as %s --realm REALM --to NODE_DID --can member --name NODE_NAME --out member.ucan\n", path)
 			fmt.Fprintf(w, "  macula-node ucan issue --as %s --realm REALM --to NODE_DID --can call --with 'REALM.*' --expires 24h --out call.ucan\n", path)
 			return nil
@@ -119,6 +119,8 @@ delegations; a holder may sub-delegate what it holds, never more.
   macula-node ucan inspect TOKEN     describe a token or chain
   macula-node ucan verify TOKEN --authority DID --realm REALM [--can CMD --with NAME]
                                      validate a chain as a node would
+  macula-node ucan revoke --as KEY TOKEN [--send]
+                                     revoke a delegation, spread it through the realm
 
 TOKEN is the token or chain itself, @FILE for one in a file, or - for stdin.
 Of the MACULA_* variables only MACULA_REALM and MACULA_AUTHORITY apply here.
@@ -129,7 +131,7 @@ advertise (provide), member, all (*), or a path such as /macula/call.`,
 		PersistentPreRunE: ucanPreRun,
 	}
 	cmd.SetFlagErrorFunc(ucanFlagUsageError)
-	cmd.AddCommand(newUCANIssueCmd(), newUCANInspectCmd(), newUCANVerifyCmd())
+	cmd.AddCommand(newUCANIssueCmd(), newUCANInspectCmd(), newUCANVerifyCmd(), newUCANRevokeCmd())
 	return cmd
 }
 

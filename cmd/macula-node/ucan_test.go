@@ -126,7 +126,7 @@ func TestRealmInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	did := ucan.KeyDID(key)
-	for _, want := range []string{path, did, "do not enforce tokens yet", "ucan issue --as " + path} {
+	for _, want := range []string{path, did, "is secure: grant each node", "ucan issue --as " + path} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("realm init output lacks %q:\n%s", want, r.stdout)
 		}

@@ -1,0 +1,523 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/macula-io/macula/access"
+	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/peerdid"
+	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/ucan"
+)
+
+// RevocationsFile keeps, in the data directory, the revocation records the
+// node has seen, so that a restart does not forget them.
+const RevocationsFile = "revocations"
+
+// nonMemberRefuseFor is how long a peer without a valid membership grant is
+// refused: short, since it may be given one.
+const nonMemberRefuseFor = 30 * time.Second
+
+// refusalGrace is how long a connection refused for want of membership stays
+// open, so that the peer reads the refusal and can say why.
+const refusalGrace = 300 * time.Millisecond
+
+// security is the node's side of a secure realm: its validator, its own
+// chains and verdict, the verdicts of its peers, and the revocations it
+// knows. In an open realm v is nil and pol is access.Open.
+type security struct {
+	v     *ucan.Validator // nil: open realm
+	table *access.Table   // secure realm only
+	pol   access.Policy
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	chains  []ucan.Chain
+	wire    []byte            // MarshalChains(chains)
+	member  string            // text of the chain granting our name, for alias records
+	seenRev map[[32]byte]bool // revocation records already handled
+	// persistMu serialises writes of the revocations file.
+	persistMu sync.Mutex
+	// verified is closed and replaced whenever a peer's verdict is set, so
+	// that streams waiting for a peer's membership wake up.
+	verified chan struct{}
+}
+
+// Secure reports whether the node's realm has an authority.
+func (n *Node) Secure() bool { return n.sec.v != nil }
+
+// Authority returns the did:key of the realm authority, "" in an open realm.
+func (n *Node) Authority() string { return n.cfg.Authority }
+
+// Access returns the policy the node's services enforce: the verdicts of
+// its peers and its own.
+func (n *Node) Access() access.Policy { return n.sec.pol }
+
+// Validator returns the realm's UCAN validator, nil in an open realm. Its
+// Self is the node's DID: it validates invocations addressed to this node
+// (the HTTP API's bearer tokens).
+func (n *Node) Validator() *ucan.Validator { return n.sec.v }
+
+// Grant returns what the node itself was granted.
+func (n *Node) Grant() ucan.Grant { return n.sec.pol.Self().Grant() }
+
+// initSecurity sets up the validator and checks the node's own chains.
+func (n *Node) initSecurity(self peer.ID) error {
+	n.sec.seenRev = make(map[[32]byte]bool)
+	n.sec.verified = make(chan struct{})
+	if n.cfg.Authority == "" {
+		n.sec.pol = access.Open(self)
+		n.log.Warn("OPEN REALM: no authority is configured, so every node that knows the realm's name may join it and call, publish, subscribe and advertise anything; for development only (set an authority to secure it)")
+		return nil
+	}
+	uc := n.cfg.UCAN
+	uc.Realm, uc.Authority, uc.Self = n.cfg.Realm, n.cfg.Authority, n.did
+	if uc.Logger == nil {
+		uc.Logger = n.log
+	}
+	v, err := ucan.New(uc)
+	if err != nil {
+		return fmt.Errorf("%w: authority: %w", ErrConfig, err)
+	}
+	n.sec.v = v
+	n.sec.table = access.NewTable(nil)
+	n.sec.pol = n.sec.table
+	if err := n.loadRevocations(); err != nil {
+		return err
+	}
+	return n.setOwnChains(n.cfg.Chains)
+}
+
+// setOwnChains validates the node's own chains and makes them the ones it
+// presents. The node must hold a membership grant.
+func (n *Node) setOwnChains(chains []ucan.Chain) error {
+	v := n.sec.v
+	wire, err := ucan.MarshalChains(chains)
+	if err != nil {
+		return fmt.Errorf("%w: chains: %w", ErrConfig, err)
+	}
+	if len(wire) > maxChainsWire {
+		return fmt.Errorf("%w: chains: %d bytes, at most %d", ErrConfig, len(wire), maxChainsWire)
+	}
+	vd, err := v.Validate(context.Background(), n.did, chains)
+	if err != nil {
+		return fmt.Errorf("%w: chains: %w", ErrConfig, err)
+	}
+	if err := ucan.CheckMember(vd, ""); err != nil {
+		return fmt.Errorf("%w: the realm %s is secure and this node (%s) holds no membership grant from its authority %s: "+
+			"have the authority issue one (macula-node ucan issue --as AUTHORITY.key --to %s --can member --name %s) and pass it with --ucan: %w",
+			ErrConfig, n.cfg.Realm, n.did, n.cfg.Authority, n.did, n.cfg.Name, err)
+	}
+	member := ""
+	for _, c := range chains {
+		cvd, err := v.Validate(context.Background(), n.did, []ucan.Chain{c})
+		if err == nil && ucan.CheckMember(cvd, n.cfg.Name) == nil {
+			member = c.String()
+			break
+		}
+	}
+	if member == "" {
+		n.log.Warn("the authority did not grant this node its name: its alias will not count in the realm", "alias", n.alias, "did", n.did)
+	}
+	n.sec.mu.Lock()
+	n.sec.chains, n.sec.wire, n.sec.member = chains, wire, member
+	n.sec.mu.Unlock()
+	n.sec.table.SetSelf(vd)
+	return nil
+}
+
+// SetChains replaces the chains the node presents and presents them again on
+// every connection, so that peers see a new grant at once. In an open realm
+// it fails with ErrConfig.
+func (n *Node) SetChains(ctx context.Context, chains []ucan.Chain) error {
+	if n.sec.v == nil {
+		return fmt.Errorf("%w: the realm is open: there are no chains to present", ErrConfig)
+	}
+	if err := n.setOwnChains(chains); err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range n.host.Network().Conns() {
+		if !n.IsPeer(c.RemotePeer()) {
+			continue
+		}
+		if _, err := n.handshake(ctx, c); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.RemotePeer(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) ownChainsWire() []byte {
+	n.sec.mu.Lock()
+	defer n.sec.mu.Unlock()
+	return n.sec.wire
+}
+
+func (n *Node) memberChain() string {
+	n.sec.mu.Lock()
+	defer n.sec.mu.Unlock()
+	return n.sec.member
+}
+
+// maxChainsWire bounds the chains a hello carries.
+const maxChainsWire = 96 << 10
+
+// admit validates what peer p presented in its hello and records its
+// verdict. In an open realm it admits everyone. A peer without a
+// membership grant is refused with an error wrapping ucan.ErrNotMember.
+func (n *Node) admit(ctx context.Context, p peer.ID, h hello) error {
+	if n.sec.v == nil {
+		return nil
+	}
+	if len(h.Chains) == 0 {
+		return fmt.Errorf("%w: it presented no chains (is it configured with the realm's authority and a membership grant?)", ErrNotMember)
+	}
+	chains, err := ucan.UnmarshalChains(h.Chains)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotMember, err)
+	}
+	vd, err := n.sec.v.Validate(ctx, peerdid.Of(p), chains)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotMember, err)
+	}
+	if err := ucan.CheckMember(vd, ""); err != nil {
+		return err // wraps ErrNotMember
+	}
+	n.sec.table.Set(p, vd)
+	n.sec.mu.Lock()
+	close(n.sec.verified)
+	n.sec.verified = make(chan struct{})
+	n.sec.mu.Unlock()
+	return nil
+}
+
+// namedMember reports whether the authority granted p the name it gave:
+// only then does its alias count.
+func (n *Node) namedMember(p peer.ID, name string) bool {
+	if n.sec.v == nil {
+		return true
+	}
+	return ucan.CheckMember(n.sec.table.Peer(p), name) == nil
+}
+
+// forgetVerdict drops p's verdict when its last connection is gone.
+func (n *Node) forgetVerdict(p peer.ID) {
+	if n.sec.table != nil {
+		n.sec.table.Delete(p)
+	}
+}
+
+// waitMember waits until p has a verdict (its handshake validated), up to
+// the handshake timeout. In an open realm it returns at once.
+func (n *Node) waitMember(ctx context.Context, p peer.ID) error {
+	if n.sec.v == nil || p == n.host.ID() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	for {
+		n.sec.mu.Lock()
+		ch := n.sec.verified
+		n.sec.mu.Unlock()
+		if n.sec.table.Peer(p) != nil {
+			return nil
+		}
+		if n.gater.isRefused(p) {
+			return fmt.Errorf("%w: %s", ErrNotMember, p)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s did not present a membership grant: %w", ErrNotMember, p, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// membersOnly is the host the DHT sees in a secure realm: streams to and
+// from a peer wait for its membership, and fail without one, so that a
+// node of the realm's name but without a grant never reads or writes a
+// record, nor enters a routing table through a query.
+type membersOnly struct {
+	host.Host
+	n *Node
+}
+
+func (h membersOnly) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	if err := h.n.waitMember(ctx, p); err != nil {
+		return nil, err
+	}
+	return h.Host.NewStream(ctx, p, pids...)
+}
+
+func (h membersOnly) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.Host.SetStreamHandler(pid, h.n.membersOnlyHandler(handler))
+}
+
+func (h membersOnly) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
+	h.Host.SetStreamHandlerMatch(pid, m, h.n.membersOnlyHandler(handler))
+}
+
+func (n *Node) membersOnlyHandler(handler network.StreamHandler) network.StreamHandler {
+	return func(s network.Stream) {
+		if err := n.waitMember(n.ctx, s.Conn().RemotePeer()); err != nil {
+			_ = s.Reset()
+			return
+		}
+		handler(s)
+	}
+}
+
+// ---- revocations ----
+
+// RevocationProtocol carries revocation records between the nodes of a realm.
+func RevocationProtocol(realmName string) protocol.ID {
+	return protocol.ID("/macula/" + realmName + "/revocations/1.0.0")
+}
+
+// Revocation frames (append only).
+const (
+	frameRevocation uint8 = 1
+	revocationVer   uint8 = 1
+	maxRevocation         = 16 << 10
+	// maxRevocationsSent bounds what one stream carries; a node holding more
+	// sends the newest... all it can, in any order, up to this many.
+	maxRevocationsSent = 4096
+)
+
+// ErrNotSecure: the operation needs a realm with an authority.
+var ErrNotSecure = errors.New("the realm is open (no authority)")
+
+// Revoke adds a revocation record made by the realm authority (ucan.Revoke)
+// and passes it on to every peer, which pass it on in turn; a node that joins
+// later gets it in the exchange that follows its handshake. Peers whose
+// membership it revokes are disconnected. It returns once the record is in
+// force here; peers apply it as it reaches them (one round trip per hop).
+func (n *Node) Revoke(ctx context.Context, record []byte) error {
+	if n.sec.v == nil {
+		return fmt.Errorf("%w: nothing to revoke", ErrNotSecure)
+	}
+	_, err := n.addRevocation(record, "")
+	return err
+}
+
+// Revocations returns the revocation records in force.
+func (n *Node) Revocations() [][]byte {
+	if n.sec.v == nil {
+		return nil
+	}
+	return n.sec.v.Revocations()
+}
+
+// addRevocation applies a record and, when it is new, stores it and floods it
+// to every peer but from. It reports whether it was new.
+func (n *Node) addRevocation(record []byte, from peer.ID) (bool, error) {
+	sum := sha256.Sum256(record)
+	n.sec.mu.Lock()
+	seen := n.sec.seenRev[sum]
+	n.sec.mu.Unlock()
+	if seen {
+		return false, nil
+	}
+	if err := n.sec.v.AddRevocation(record); err != nil {
+		return false, err
+	}
+	n.sec.mu.Lock()
+	if len(n.sec.seenRev) >= 4*maxRevocationsSent {
+		n.sec.seenRev = make(map[[32]byte]bool) // only a cache: the validator dedupes too
+	}
+	n.sec.seenRev[sum] = true
+	n.sec.mu.Unlock()
+	n.persistRevocation(record)
+	n.dropRevokedMembers()
+	for _, p := range n.verifiedPeers() {
+		if p != from {
+			n.sendRevocations(p, [][]byte{record})
+		}
+	}
+	return true, nil
+}
+
+// dropRevokedMembers disconnects peers whose membership is no longer valid.
+func (n *Node) dropRevokedMembers() {
+	for p, vd := range n.sec.table.Peers() {
+		if err := ucan.CheckMember(vd, ""); err != nil {
+			n.log.Warn("peer refused: membership revoked or expired", "peer", p, "err", err)
+			n.gater.refuseNonMember(p, nonMemberRefuseFor)
+			n.sec.table.Delete(p)
+			_ = n.host.Network().ClosePeer(p)
+		}
+	}
+}
+
+func (n *Node) verifiedPeers() []peer.ID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []peer.ID
+	for p, ps := range n.peers {
+		if len(ps.verified) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sendRevocations sends records to p in the background (bounded by the
+// node's lifetime and a timeout).
+func (n *Node) sendRevocations(p peer.ID, records [][]byte) {
+	if len(records) == 0 {
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
+		defer cancel()
+		s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "macula revocations"), p, RevocationProtocol(n.cfg.Realm))
+		if err != nil {
+			n.log.Debug("cannot send revocations", "peer", p, "err", err)
+			return
+		}
+		defer s.Close()
+		if dl, ok := ctx.Deadline(); ok {
+			_ = s.SetDeadline(dl)
+		}
+		if len(records) > maxRevocationsSent {
+			records = records[:maxRevocationsSent]
+		}
+		for _, r := range records {
+			if err := frame.Write(s, frameRevocation, revocationVer, r); err != nil {
+				_ = s.Reset()
+				return
+			}
+		}
+	}()
+}
+
+// handleRevocations reads records from a member peer.
+func (n *Node) handleRevocations(s network.Stream) {
+	defer s.Close()
+	p := s.Conn().RemotePeer()
+	if n.sec.v == nil || n.sec.table.Peer(p) == nil {
+		_ = s.Reset()
+		return
+	}
+	_ = s.SetDeadline(time.Now().Add(n.cfg.HandshakeTimeout))
+	r := frame.NewReader(s, maxRevocation)
+	for i := 0; i < maxRevocationsSent; i++ {
+		hdr, rec, err := r.Next()
+		if err != nil {
+			return
+		}
+		if hdr.Type != frameRevocation || hdr.Version != revocationVer {
+			_ = s.Reset()
+			return
+		}
+		rec = append([]byte(nil), rec...)
+		if _, err := n.addRevocation(rec, p); err != nil {
+			n.log.Debug("refused revocation record", "peer", p, "err", err)
+		}
+	}
+}
+
+func (n *Node) loadRevocations() error {
+	if n.cfg.DataDir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, RevocationsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDataDir, err)
+	}
+	r := frame.NewReader(bytes.NewReader(b), maxRevocation)
+	for {
+		hdr, rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil || hdr.Type != frameRevocation {
+			n.log.Warn("ignoring the rest of an unreadable revocations file", "file", filepath.Join(n.cfg.DataDir, RevocationsFile), "err", err)
+			break
+		}
+		rec = append([]byte(nil), rec...)
+		if err := n.sec.v.AddRevocation(rec); err != nil {
+			n.log.Debug("ignoring stored revocation", "err", err)
+			continue
+		}
+		n.sec.seenRev[sha256.Sum256(rec)] = true
+	}
+	return nil
+}
+
+// persistRevocation rewrites the revocations file with every record in
+// force (a few hundred bytes each).
+func (n *Node) persistRevocation([]byte) {
+	if n.cfg.DataDir == "" {
+		return
+	}
+	n.sec.persistMu.Lock()
+	defer n.sec.persistMu.Unlock()
+	var buf bytes.Buffer
+	for _, rec := range n.sec.v.Revocations() {
+		if err := frame.Write(&buf, frameRevocation, revocationVer, rec); err != nil {
+			n.log.Warn("cannot encode revocations", "err", err)
+			return
+		}
+	}
+	b := buf.Bytes()
+	path := filepath.Join(n.cfg.DataDir, RevocationsFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		err = os.Rename(tmp, path)
+		if err != nil {
+			n.log.Warn("cannot store revocations", "err", err)
+		}
+	} else {
+		n.log.Warn("cannot store revocations", "err", err)
+	}
+}
+
+// checkAliasMember is the alias validator's check in a secure realm: the
+// record must carry the authority's grant of its name to its key.
+func (n *Node) checkAliasMember(r *AliasRecord) error {
+	if r.Member == "" {
+		return fmt.Errorf("%w: %s carries no membership grant, and the realm is secure", ErrBadRecord, r.Alias)
+	}
+	c, err := ucan.ParseChain([]byte(r.Member))
+	if err != nil {
+		return fmt.Errorf("%w: membership: %w", ErrBadRecord, err)
+	}
+	vd, err := n.sec.v.Validate(n.ctx, r.DID, []ucan.Chain{c})
+	if err != nil {
+		return fmt.Errorf("%w: membership: %w", ErrBadRecord, err)
+	}
+	_, name, _ := realm.ParseAlias(r.Alias)
+	if err := ucan.CheckMember(vd, name); err != nil {
+		return fmt.Errorf("%w: the authority did not grant %s to %s: %w", ErrBadRecord, r.Alias, r.DID, err)
+	}
+	return nil
+}
