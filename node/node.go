@@ -221,6 +221,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.aliasLoop()
+	if n.sec.v != nil {
+		n.wg.Add(1)
+		go n.expiryLoop()
+	}
 	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", created)
 	return n, nil
 }

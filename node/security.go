@@ -393,27 +393,50 @@ func (n *Node) sendRevocations(p peer.ID, records [][]byte) {
 	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
-		defer cancel()
-		s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "macula revocations"), p, RevocationProtocol(n.cfg.Realm))
-		if err != nil {
-			n.log.Debug("cannot send revocations", "peer", p, "err", err)
-			return
-		}
-		defer s.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = s.SetDeadline(dl)
-		}
 		if len(records) > maxRevocationsSent {
 			records = records[:maxRevocationsSent]
 		}
-		for _, r := range records {
-			if err := frame.Write(s, frameRevocation, revocationVer, r); err != nil {
-				_ = s.Reset()
+		// A few tries while the peer stays connected; past them, the
+		// periodic resync (expiryLoop) or the next handshake delivers.
+		for try := 0; try < revocationTries; try++ {
+			err := n.sendRevocationsOnce(p, records)
+			if err == nil {
+				return
+			}
+			n.log.Debug("cannot send revocations", "peer", p, "try", try+1, "err", err)
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			if n.host.Network().Connectedness(p) != network.Connected {
 				return
 			}
 		}
 	}()
+}
+
+// revocationTries is how many times a revocation is sent to a connected peer
+// before it is left to the periodic resync.
+const revocationTries = 3
+
+func (n *Node) sendRevocationsOnce(p peer.ID, records [][]byte) error {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "macula revocations"), p, RevocationProtocol(n.cfg.Realm))
+	if err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	for _, r := range records {
+		if err := frame.Write(s, frameRevocation, revocationVer, r); err != nil {
+			_ = s.Reset()
+			return err
+		}
+	}
+	return s.Close()
 }
 
 // handleRevocations reads records from a member peer.
@@ -520,4 +543,46 @@ func (n *Node) checkAliasMember(r *AliasRecord) error {
 		return fmt.Errorf("%w: the authority did not grant %s to %s: %w", ErrBadRecord, r.Alias, r.DID, err)
 	}
 	return nil
+}
+
+// expiryInterval is how often the node looks for peers whose membership
+// expired while they were connected (revocations act at once).
+const expiryInterval = 10 * time.Second
+
+// resyncTicks: every resyncTicks*expiryInterval (5 minutes) the node sends
+// the revocations it holds to every peer again, so that one lost on the way
+// (a peer unreachable for a moment) is in force everywhere within that time.
+const resyncTicks = 30
+
+// expiryLoop disconnects peers whose membership grant has expired, and
+// warns when the node's own is about to.
+func (n *Node) expiryLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(expiryInterval)
+	defer t.Stop()
+	warned, ticks := false, 0
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.dropRevokedMembers()
+		ticks++
+		if ticks%resyncTicks == 0 {
+			if recs := n.sec.v.Revocations(); len(recs) > 0 {
+				for _, p := range n.verifiedPeers() {
+					n.sendRevocations(p, recs)
+				}
+			}
+		}
+		g := n.sec.pol.Self().Grant()
+		switch {
+		case !g.Member && !warned:
+			n.log.Error("this node's own membership grant has expired or was revoked: peers will refuse it; give it a new one (SetChains, or restart with --ucan)")
+			warned = true
+		case g.Member:
+			warned = false
+		}
+	}
 }

@@ -134,6 +134,21 @@ func newIDCmd() *cobra.Command {
 		}
 		fmt.Fprintf(tw, "API\t%s\n", api)
 		fmt.Fprintf(tw, "Agent\t%s\n", info.Agent)
+		fmt.Fprintf(tw, "Security\t%s\n", securityLine(info.Security, info.Authority))
+		if g := info.Grant; g != nil {
+			name := g.Name
+			if name == "" {
+				name = "(no name granted: the alias does not count)"
+			}
+			fmt.Fprintf(tw, "Member\t%v, name %s\n", g.Member, name)
+			for i, c := range g.Capabilities {
+				label := ""
+				if i == 0 {
+					label = "Grants"
+				}
+				fmt.Fprintf(tw, "%s\t%s\n", label, c)
+			}
+		}
 		return tw.Flush()
 	})
 }
@@ -316,4 +331,15 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// securityLine says whether the realm is secure, loudly when it is not.
+func securityLine(security, authority string) string {
+	if security == gateway.SecuritySecure {
+		if authority == "" {
+			return "secure"
+		}
+		return "secure (authority " + authority + ")"
+	}
+	return "OPEN: no authority, anyone who knows the realm's name may join and do anything (development only)"
 }

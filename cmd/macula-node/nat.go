@@ -51,6 +51,7 @@ func newNATCmd() *cobra.Command {
 		}
 		fmt.Fprintf(tw, "Measured\t%s\n", measured)
 		fmt.Fprintf(tw, "Last error\t%s\n", dash(i.Error))
+		fmt.Fprintf(tw, "Realm\t%s\n", securityLine(i.Security, ""))
 		for _, s := range i.Servers {
 			status := "ok"
 			if !s.OK {

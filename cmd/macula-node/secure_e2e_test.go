@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/ucan"
 )
 
 // secureNode is a data directory prepared for a node of a secure realm: its
@@ -189,6 +192,43 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	// The intruder sees nobody and cannot call.
 	if r := runCmd(t, 20*time.Second, nil, "--api", intruder.st.API, "call", procGet, "--data", `{"id":4}`, "--timeout", "3s"); r.code == 0 {
 		t.Errorf("the intruder's call succeeded: %s", r.stdout)
+	}
+
+	// id says the realm is secure and what the node holds; an open node's
+	// says OPEN.
+	if r := runCmd(t, 20*time.Second, nil, "--api", client.st.API, "id"); r.code != 0 ||
+		!strings.Contains(r.stdout, "secure (authority "+authority+")") || !strings.Contains(r.stdout, "/macula/call on io.acme.orders.*") {
+		t.Errorf("client's id: exit %d:\n%s", r.code, r.stdout)
+	}
+	if r := runCmd(t, 20*time.Second, nil, "--api", intruder.st.API, "id"); r.code != 0 || !strings.Contains(r.stdout, "OPEN") {
+		t.Errorf("intruder's id: exit %d:\n%s", r.code, r.stdout)
+	}
+
+	// A program with a key of its own, granted call by the authority,
+	// calls through the client's node with bearer invocations; one without
+	// a grant is refused (403), as is a replayed token.
+	auth, err := ucan.LoadKey(authKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progKey, _ := ucan.GenerateKey()
+	progChain, err := ucan.Issue(auth, ucan.IssueOptions{Audience: ucan.KeyDID(progKey), Command: ucan.Call,
+		Resource: "io.acme.orders.*", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prog := apiClient(t, client)
+	prog.Token = gateway.InvocationTokens(progKey, client.st.DID, progChain, time.Minute)
+	if _, err := getOrder(ctx, prog, 7, 5*time.Second); err != nil {
+		t.Errorf("the program's call with a token: %v", err)
+	}
+	stranger := apiClient(t, client)
+	otherKey, _ := ucan.GenerateKey()
+	stranger.Token = gateway.InvocationTokens(otherKey, client.st.DID, nil, time.Minute)
+	if _, err := getOrder(ctx, stranger, 8, 5*time.Second); !errors.Is(err, gateway.ErrUnauthorized) {
+		t.Errorf("a program without a grant: %v, want 403", err)
 	}
 
 	// Revocation: the authority revokes the client's call grant through the
