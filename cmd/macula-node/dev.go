@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/spf13/cobra"
 
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Settings of macula-node dev.
@@ -30,6 +33,7 @@ const (
 type devOptions struct {
 	nodes    int
 	logLevel string
+	secure   bool
 }
 
 func newDevCmd(stderr io.Writer) *cobra.Command {
@@ -41,6 +45,10 @@ func newDevCmd(stderr io.Writer) *cobra.Command {
 identities in memory and no configuration: node1 is the bootstrap of the
 others. Each node serves its API on 127.0.0.1, on port %d, %d, ... when free
 (on TCP for HTTP/1.1, on UDP for HTTP/3), on a random port otherwise.
+
+The realm is open (no authority) unless --secure: then dev makes a realm
+authority in memory and grants each node membership with its name and every
+command on the realm, so that the mesh runs with the checks of a secure realm.
 
 dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 			devRealm, devFirstPort, devFirstPort+1),
@@ -56,6 +64,7 @@ dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 	}
 	cmd.Flags().IntVar(&o.nodes, "nodes", 3, fmt.Sprintf("number of nodes, 1 to %d", devMaxNodes))
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	cmd.Flags().BoolVar(&o.secure, "secure", false, "a secure realm: an authority in memory grants each node membership and every command")
 	return cmd
 }
 
@@ -85,12 +94,23 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 		}
 	}()
 
+	var authority ed25519.PrivateKey
+	if o.secure {
+		if authority, err = ucan.GenerateKey(); err != nil {
+			return err
+		}
+	}
 	var bootstrap []string
 	for i := 1; i <= o.nodes; i++ {
 		cfg := node.DefaultConfig(devRealm, fmt.Sprintf("node%d", i))
 		cfg.ListenAddrs = []string{devListen}
 		cfg.Bootstrap = bootstrap
 		cfg.Logger = lg.logger
+		if authority != nil {
+			if err := devGrant(&cfg, authority); err != nil {
+				return fmt.Errorf("node%d: %w", i, err)
+			}
+		}
 		n, err := node.New(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("node%d: %w", i, err)
@@ -114,7 +134,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 	if ctx.Err() != nil {
 		return nil
 	}
-	printDevTable(stdout, nodes)
+	printDevTable(stdout, nodes, authority)
 	<-ctx.Done()
 	stop()
 	fmt.Fprintln(stdout, "stopping")
@@ -167,8 +187,13 @@ func waitMesh(ctx context.Context, nodes []devNode, wait time.Duration) bool {
 }
 
 // printDevTable prints the nodes and a few commands to try.
-func printDevTable(w io.Writer, nodes []devNode) {
-	fmt.Fprintf(w, "Macula dev mesh: %d node(s) of realm %s\n\n", len(nodes), devRealm)
+func printDevTable(w io.Writer, nodes []devNode, authority ed25519.PrivateKey) {
+	fmt.Fprintf(w, "Macula dev mesh: %d node(s) of realm %s\n", len(nodes), devRealm)
+	if authority != nil {
+		fmt.Fprintf(w, "Secure realm: authority %s (in memory); each node may do everything\n\n", ucan.KeyDID(authority))
+	} else {
+		fmt.Fprintf(w, "OPEN realm (no authority): for development only; --secure runs one with an authority\n\n")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDID\tPEER ID\tQUIC ADDR\tAPI")
 	for _, d := range nodes {
@@ -192,4 +217,29 @@ func printDevTable(w io.Writer, nodes []devNode) {
 	fmt.Fprintf(&b, "  macula-node --api %s publish %s.greetings --data '{\"hello\":\"world\"}'\n", other.g.Addr(), devRealm)
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 	io.WriteString(w, b.String())
+}
+
+// devGrant gives cfg a key of its own and the authority's grants: membership
+// with the node's name, and every command on the realm.
+func devGrant(cfg *node.Config, authority ed25519.PrivateKey) error {
+	priv, err := ucan.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if cfg.Key, err = crypto.UnmarshalEd25519PrivateKey(priv); err != nil {
+		return err
+	}
+	did := ucan.KeyDID(priv)
+	exp := time.Now().Add(30 * 24 * time.Hour)
+	member, err := ucan.Issue(authority, ucan.IssueOptions{Audience: did, Command: ucan.Member, Name: cfg.Name, Expires: exp})
+	if err != nil {
+		return err
+	}
+	all, err := ucan.Issue(authority, ucan.IssueOptions{Audience: did, Command: ucan.All, Resource: devRealm + ".>", Realm: devRealm, Expires: exp})
+	if err != nil {
+		return err
+	}
+	cfg.Authority = ucan.KeyDID(authority)
+	cfg.Chains = []ucan.Chain{member, all}
+	return nil
 }
