@@ -42,6 +42,11 @@ const (
 	HeaderCallerDID  = "Macula-Caller-DID"
 	HeaderCallerPeer = "Macula-Caller-Peer"
 	HeaderDeadline   = "Macula-Deadline" // RFC 3339 with nanoseconds, UTC
+	// HeaderCallerGrant is the caller's grant in a secure realm: one
+	// "COMMAND on PATTERN" per value ("/macula/call on io.acme.orders.*"),
+	// absent in an open realm. The node has checked the call; a webhook
+	// may check one more thing against it.
+	HeaderCallerGrant = "Macula-Caller-Grant"
 )
 
 // Codes of the remote errors a webhook-advertised procedure answers with
@@ -357,6 +362,13 @@ func (w *webhooks) forward(ctx context.Context, target string, timeout time.Dura
 	hr.Header.Set(HeaderProcedure, req.Procedure)
 	hr.Header.Set(HeaderCallerDID, req.Caller.DID)
 	hr.Header.Set(HeaderCallerPeer, req.Caller.PeerID.String())
+	if req.Verdict != nil {
+		if g := req.Verdict.Grant(); !g.Open {
+			for _, c := range g.Capabilities {
+				hr.Header.Add(HeaderCallerGrant, string(c.Command)+" on "+c.Resource)
+			}
+		}
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		hr.Header.Set(HeaderDeadline, dl.UTC().Format(time.RFC3339Nano))
 	}

@@ -40,6 +40,7 @@ type orderHook struct {
 	served  atomic.Int64  // get_order answers
 	waiting atomic.Int64  // requests of hang and slow still open
 	quit    chan struct{} // closed when the test ends: hang and slow return
+	grant   atomic.Value  // string: the Macula-Caller-Grant values of the last get_order
 }
 
 func startOrderHook(t *testing.T, name string) *orderHook {
@@ -56,6 +57,7 @@ func startOrderHook(t *testing.T, name string) *orderHook {
 			return
 		}
 		h.served.Add(1)
+		h.grant.Store(strings.Join(r.Header.Values(gateway.HeaderCallerGrant), "; "))
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"served_by":%q,"id":%d}`, h.name, in.ID)
 	})

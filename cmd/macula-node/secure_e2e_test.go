@@ -142,6 +142,9 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+	if g, _ := hook.grant.Load().(string); !strings.Contains(g, "/macula/call on io.acme.orders.*") {
+		t.Errorf("the webhook saw the caller's grant %q", g)
+	}
 	eventually(t, 20*time.Second, "a message to reach the client", func() error {
 		if r := runCmd(t, 20*time.Second, nil, "--api", prov.st.API, "publish", "io.acme.orders.placed", "--data", `{"n":1}`); r.code != 0 {
 			t.Fatalf("provider's publish: exit %d: %s", r.code, r.stderr)
