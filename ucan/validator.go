@@ -193,18 +193,36 @@ type Verdict struct {
 	open    bool
 	entries []*entry
 	gen     atomic.Uint64 // revocation generation entries were checked at
+	// memo remembers which entry granted a (command, concrete name) lately,
+	// so that the per-call Check of a name seen before skips the pattern
+	// matching: an immutable slice, replaced whole (at most memoSize).
+	memo atomic.Pointer[[]memoItem]
 }
+
+// memoItem: entries[idx] grants cmd on res (time and revocation are checked
+// again on every use).
+type memoItem struct {
+	cmd Command
+	res string
+	idx int
+}
+
+// memoSize bounds a verdict's memo; names beyond it take the slow path.
+const memoSize = 16
 
 // entry is one validated chain.
 type entry struct {
 	cap      Capability
 	nbf, exp time.Time // latest not-before, earliest expiry along the chain (zero: none)
-	ids      []contentID
-	member   bool   // a direct grant from the authority covering Member
-	name     string // node name bound by that grant
-	other    policy.Policy
-	revoked  atomic.Bool
-	explicit bool // some delegation constrained the resource
+	// from and until are nbf and exp widened by the leeway, in Unix
+	// nanoseconds (0: unbounded), for the per-call check.
+	from, until int64
+	ids         []contentID
+	member      bool   // a direct grant from the authority covering Member
+	name        string // node name bound by that grant
+	other       policy.Policy
+	revoked     atomic.Bool
+	explicit    bool // some delegation constrained the resource
 }
 
 // OpenVerdict returns a verdict that allows everything, for a realm without
@@ -264,8 +282,20 @@ func check(vd *Verdict, cmd Command, resource string, isPattern bool) error {
 	v := vd.v
 	v.syncRevocations(vd)
 	now := v.now()
+	if !isPattern {
+		if m := vd.memo.Load(); m != nil {
+			for _, it := range *m {
+				if it.res == resource && it.cmd == cmd {
+					if e := vd.entries[it.idx]; !e.revoked.Load() && e.within(now.UnixNano()) {
+						return nil
+					}
+					break // the slow path says why not
+				}
+			}
+		}
+	}
 	reason, rank := error(nil), 0
-	for _, e := range vd.entries {
+	for i, e := range vd.entries {
 		if !e.cap.Command.Covers(cmd) {
 			continue
 		}
@@ -286,6 +316,9 @@ func check(vd *Verdict, cmd Command, resource string, isPattern bool) error {
 			if err := v.timeCheck(e.nbf, e.exp, now); err != nil {
 				reason, rank = err, 2
 				continue
+			}
+			if !isPattern {
+				vd.remember(cmd, resource, i)
 			}
 			return nil
 		}
@@ -644,6 +677,7 @@ func (v *Validator) checkChain(toks []*token, holder string, now time.Time) (*en
 	if len(toks) == 1 && leaf.cmd.Covers(Member) {
 		e.member, e.name = true, leaf.rules.name
 	}
+	v.setBounds(e)
 	return e, 0, nil
 }
 
@@ -656,4 +690,34 @@ func (v *Validator) timeCheck(nbf, exp, now time.Time) error {
 		return refuse(ErrExpired, "expired at %v", exp.UTC())
 	}
 	return nil
+}
+
+// setBounds fills e.from and e.until from its window and the leeway.
+func (v *Validator) setBounds(e *entry) {
+	if !e.nbf.IsZero() {
+		e.from = e.nbf.Add(-v.cfg.Leeway).UnixNano()
+	}
+	if !e.exp.IsZero() {
+		e.until = e.exp.Add(v.cfg.Leeway).UnixNano()
+	}
+}
+
+// within reports whether now (Unix nanoseconds) lies in e's window with the
+// leeway; timeCheck says why not.
+func (e *entry) within(now int64) bool {
+	return (e.from == 0 || now >= e.from) && (e.until == 0 || now <= e.until)
+}
+
+// remember notes that entries[idx] granted cmd on res.
+func (vd *Verdict) remember(cmd Command, res string, idx int) {
+	old := vd.memo.Load()
+	var items []memoItem
+	if old != nil {
+		if len(*old) >= memoSize {
+			return
+		}
+		items = append(items, *old...)
+	}
+	items = append(items, memoItem{cmd: cmd, res: res, idx: idx})
+	vd.memo.CompareAndSwap(old, &items) // a lost race only costs a slow check
 }

@@ -3,6 +3,7 @@ package ucan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -568,5 +569,60 @@ func TestInvocationForPattern(t *testing.T) {
 		if !tc.ok && !errors.Is(err, ErrResource) {
 			t.Errorf("%s: %v, want ErrResource", tc.pattern, err)
 		}
+	}
+}
+
+// Check remembers which chain granted a name; time and revocation still
+// apply to a remembered name on every use.
+func TestCheckMemoStillChecks(t *testing.T) {
+	r := newTestRealm(t)
+	chain := r.issue(t, r.auth, IssueOptions{Audience: didNode, Command: Call, Resource: orders, Expires: r.start.Add(time.Hour)})
+	v := r.validator(t, didSelf, nil)
+	vd, err := v.Validate(ctxBg, didNode, []Chain{chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // the first fills the memo, the others use it
+		if err := Check(vd, Call, place); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Check(vd, Subscribe, place); !errors.Is(err, ErrCommand) {
+		t.Fatalf("another command on a remembered name: %v", err)
+	}
+	r.clock.Set(r.start.Add(time.Hour + 59*time.Second)) // within the leeway
+	if err := Check(vd, Call, place); err != nil {
+		t.Fatalf("within the leeway: %v", err)
+	}
+	r.clock.Set(r.start.Add(time.Hour + 61*time.Second))
+	if err := Check(vd, Call, place); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired, remembered: %v", err)
+	}
+	r.clock.Set(r.start)
+	if err := Check(vd, Call, place); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Revoke(r.auth, chain.Leaf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.AddRevocation(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(vd, Call, place); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked, remembered: %v", err)
+	}
+	// Many names: past the memo's size they still pass, the slow way.
+	vd2, err := v.Validate(ctxBg, didNode, []Chain{r.issue(t, r.auth, IssueOptions{Audience: didNode, Command: Call, Resource: orders})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3*memoSize; i++ {
+		if err := Check(vd2, Call, fmt.Sprintf("io.acme.orders.p%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Check(vd2, Call, "io.acme.billing.pay"); !errors.Is(err, ErrResource) {
+		t.Fatalf("outside: %v", err)
 	}
 }

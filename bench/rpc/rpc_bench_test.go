@@ -1,7 +1,7 @@
 // Package rpcbench compares Macula's RPC with NATS request/reply (issue 4,
 // "Benchmark"), in one process and one run:
 //
-//	cd bench && go test -run '^$' -bench RPC -benchtime 1x ./rpc/
+//	cd bench && go test -run '^$' -bench 'RPC$' -benchtime 1x ./rpc/
 //
 // Cases, each with a 128-byte payload echoed back:
 //
@@ -31,7 +31,7 @@
 //
 // A CPU profile of one case:
 //
-//	cd bench && go test -run '^$' -bench 'RPC/macula-64$' -benchtime 1x -cpuprofile cpu.out ./rpc/
+//	cd bench && go test -run '^$' -bench 'RPC$/macula-64$' -benchtime 1x -cpuprofile cpu.out ./rpc/
 //	go tool pprof -top -nodecount 40 rpc.test cpu.out
 package rpcbench
 
@@ -259,13 +259,19 @@ type maculaEnv struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startMacula(b *testing.B) *maculaEnv {
+// startMacula starts node a (the callee, advertising procedure) and node b
+// (the caller). mods, if any, adjust each node's configuration (name "a" or
+// "b") before it starts, e.g. to make the realm secure.
+func startMacula(b *testing.B, mods ...func(name string, c *node.Config)) *maculaEnv {
 	ctx := context.Background()
 	cfg := func(name string, boot []string) node.Config {
 		c := node.DefaultConfig(benchRealm, name)
 		c.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 		c.Bootstrap = boot
 		c.Logger = quiet()
+		for _, mod := range mods {
+			mod(name, &c)
+		}
 		return c
 	}
 	a, err := node.New(ctx, cfg("a", nil))
