@@ -82,7 +82,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxReconnectAttempts, "max-reconnect-attempts", 0, "failures in a row after which a bootstrap peer is given up (0: never)")
 	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeServer), "DHT mode: server, client or auto")
 	fs.StringVar(&o.Authority, "authority", "", "did:key of the realm authority: makes the realm secure (default: none, an OPEN realm for development)")
-	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of a delegation chain granting this node membership or a capability (repeatable; see 'macula-node ucan issue')")
+	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of delegation chains (one per line) granting this node membership or capabilities (repeatable; see 'macula-node ucan issue'); SIGHUP reads them again")
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -201,15 +201,11 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	}
 	nc.Authority = o.Authority
 	for _, f := range o.UCAN {
-		data, err := ucanReadLimited(f, nil)
+		cs, err := readChainFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("--ucan: %v", err)
+			return nil, fmt.Errorf("--ucan %v", err)
 		}
-		c, err := ucan.ParseChain(data)
-		if err != nil {
-			return nil, fmt.Errorf("--ucan %s: %v", f, cleanUCANError(err))
-		}
-		nc.Chains = append(nc.Chains, c)
+		nc.Chains = append(nc.Chains, cs...)
 	}
 	return &daemonPlan{
 		nodeCfg: nc,
@@ -341,6 +337,26 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		lg.logger.Warn("OPEN REALM: anyone who knows the realm's name may join and do anything; set --authority (macula-node realm init) to secure it")
 	}
 
+	if n.Secure() {
+		// SIGHUP reads the --ucan files again and presents the chains anew
+		// on every connection: a new grant counts without a restart.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case <-hup:
+					reloadChains(ctx, n, o.UCAN, lg.logger)
+				}
+			}
+		}()
+	}
+
 	<-ctx.Done()
 	stop()
 	lg.logger.Info("stopping")
@@ -416,4 +432,53 @@ func (u *undo) run() {
 	for _, d := range u.dirs {
 		os.Remove(d) // only if empty: never anything we did not make
 	}
+}
+
+// reloadChains reads the chain files again and has the node present them.
+// A file that no longer reads, or chains without a membership, leave the
+// node with the chains it had.
+func reloadChains(ctx context.Context, n *node.Node, files []string, log *slog.Logger) {
+	var chains []ucan.Chain
+	for _, f := range files {
+		cs, err := readChainFile(f)
+		if err != nil {
+			log.Error("SIGHUP: keeping the chains the node has", "err", err)
+			return
+		}
+		chains = append(chains, cs...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := n.SetChains(ctx, chains); err != nil {
+		log.Error("SIGHUP: presenting the chains again", "err", err)
+		return
+	}
+	log.Info("SIGHUP: chains read again and presented to every peer", "chains", len(chains))
+}
+
+// readChainFile reads the chains of a --ucan file: one chain in any form
+// ucan.ParseChain reads, or several in text, one per line.
+func readChainFile(path string) ([]ucan.Chain, error) {
+	data, err := ucanReadLimited(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := ucan.ParseChain(data); err == nil {
+		return []ucan.Chain{c}, nil
+	}
+	var out []ucan.Chain
+	for i, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		c, err := ucan.ParseChain([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, i+1, cleanUCANError(err))
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no chain in it", path)
+	}
+	return out, nil
 }

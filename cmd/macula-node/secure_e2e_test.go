@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,6 +192,32 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 			t.Errorf("member's %s %s: HTTP %d, want 403", req.method, req.path, resp.StatusCode)
 		}
 	}
+
+	// A new grant counts without a restart: the authority grants the member
+	// call, the grant goes into its --ucan file, SIGHUP, and peers see it.
+	r = runCmd(t, 20*time.Second, nil, "ucan", "issue", "--as", authKey, "--realm", rpcRealm, "--to", mn.did,
+		"--can", "call", "--with", "io.acme.orders.*", "--expires", "1h")
+	if r.code != 0 {
+		t.Fatalf("ucan issue: exit %d: %s", r.code, r.stderr)
+	}
+	f, err := os.OpenFile(mn.files["member"], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(r.stdout); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := member.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the member's call after SIGHUP", func() error {
+		r := runCmd(t, 20*time.Second, nil, "--api", member.st.API, "call", procGet, "--data", `{"id":6}`, "--timeout", "5s")
+		if r.code != 0 {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		return nil
+	})
 
 	// The intruder sees nobody and cannot call.
 	if r := runCmd(t, 20*time.Second, nil, "--api", intruder.st.API, "call", procGet, "--data", `{"id":4}`, "--timeout", "3s"); r.code == 0 {
