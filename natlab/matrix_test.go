@@ -33,7 +33,9 @@ import (
 // With NATLAB_MATRIX_DOC=1 the test also writes the tables into
 // docs/nat.md (between its matrix markers). NATLAB_MACULA_NODE=/path uses a
 // prebuilt macula-node instead of building one. NATLAB_STRICT=1 fails the
-// test when a pair that go-libp2p alone gets direct stays relayed.
+// test when a pair that go-libp2p alone gets direct stays relayed, or gets
+// direct more than directGoal after its first call (which made the relayed
+// connection).
 
 const (
 	matrixRealm = "io.natlab.test"
@@ -45,6 +47,9 @@ const (
 	cellDirectBudget = 12 * time.Second // after it, waiting for a direct path
 	cellPubSubBudget = 12 * time.Second // after it, publishing until one arrives
 	failoverBudget   = 40 * time.Second
+	// directGoal: issue 6's goal, a direct path within this time of the
+	// relayed connection (measured from the first successful call).
+	directGoal = 2 * time.Second
 )
 
 // init turns the test binary into the matrix's webhook (an HTTP echo server
@@ -624,6 +629,14 @@ func TestNATMatrix(t *testing.T) {
 			call, ms(c.firstCall), c.pathAtFirst, ms(c.direct), c.pathAtEnd, shortAddr(c.addr, relay, relay2), c.rtt, ps, ref)
 		if !c.ok {
 			t.Errorf("cell %s: no successful call within %v (%d attempts): %s", c.label(), cellCallBudget, c.attempts, c.err)
+		}
+		if c.ok && c.pathAtEnd == "direct" && ref == "direct" && c.direct-c.firstCall > directGoal {
+			msg := fmt.Sprintf("cell %s: direct only %s after the first call (goal: within %v)", c.label(), ms(c.direct-c.firstCall), directGoal)
+			if os.Getenv("NATLAB_STRICT") == "1" {
+				t.Error(msg)
+			} else {
+				t.Log(msg)
+			}
 		}
 		if c.ok && c.pathAtEnd != "direct" {
 			stillRelayed = append(stillRelayed, fmt.Sprintf("%s (%s / %s)", c.label(), c.callee.typ, c.caller.typ))

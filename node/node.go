@@ -49,6 +49,7 @@ type Node struct {
 	events *event.Bus
 	aliasV *aliasValidator
 	nat    natState
+	punch  punchState
 	sec    security
 
 	ctx    context.Context // lifetime; cancelled by Close
@@ -196,6 +197,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.started = time.Now()
 
 	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
+	h.SetStreamHandler(PunchProtocol(s.Realm), n.handlePunch)
 	if n.sec.v != nil {
 		h.SetStreamHandler(RevocationProtocol(s.Realm), n.handleRevocations)
 	}
@@ -259,13 +261,17 @@ func (n *Node) hostOptions() []libp2p.Option {
 	if s.RelayService {
 		res := relayv2.DefaultResources()
 		res.Limit = &relayv2.RelayLimit{Duration: s.RelayLimitDuration, Data: s.RelayLimitData}
-		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(res)))
+		ropts := []relayv2.Option{relayv2.WithResources(res)}
+		if n.sec.v != nil {
+			ropts = append(ropts, relayv2.WithACL(relayACL{n})) // members only
+		}
+		opts = append(opts, libp2p.EnableRelayService(ropts...))
 	}
 	if len(s.relays) > 0 {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(s.relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
 	}
 	if s.HolePunching {
-		opts = append(opts, libp2p.EnableHolePunching())
+		opts = append(opts, libp2p.EnableHolePunching(n.holePunchOptions()...))
 	}
 	switch s.Reachability {
 	case "public":
@@ -413,6 +419,7 @@ func (n *Node) IsPeer(p peer.ID) bool {
 }
 
 func (n *Node) onConnected(c network.Conn) {
+	n.startPunch(c)
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()

@@ -304,3 +304,27 @@ func TestSetChainsRepresents(t *testing.T) {
 		t.Fatalf("SetChains without membership: %v", err)
 	}
 }
+
+// A relay of a secure realm serves members only.
+func TestSecureRelayServesMembersOnly(t *testing.T) {
+	a := newAuthority(t)
+	relay := startMember(t, a, "relay", nil, func(c *Config) {
+		c.RelayService = true
+		c.HandshakeTimeout = time.Second
+	})
+	m := startMember(t, a, "m", nil, func(c *Config) { c.Bootstrap = bootstrapOf(relay) })
+	m2 := startMember(t, a, "m2", nil, func(c *Config) { c.Bootstrap = bootstrapOf(relay) })
+	eventually(t, 10*time.Second, "m and m2 to be admitted", func() bool { return relay.IsPeer(m.ID()) && relay.IsPeer(m2.ID()) })
+	acl := relayACL{relay}
+	if !acl.AllowReserve(m.ID(), nil) || !acl.AllowConnect(m.ID(), nil, m2.ID()) {
+		t.Fatal("the relay refuses a member")
+	}
+	intruder := startNode(t, secureRealm, "intruder", nil)
+	_ = intruder.Connect(context.Background(), peer.AddrInfo{ID: relay.ID(), Addrs: relay.Host().Addrs()})
+	if acl.AllowReserve(intruder.ID(), nil) {
+		t.Fatal("the relay lets a non-member reserve")
+	}
+	if acl.AllowConnect(intruder.ID(), nil, m.ID()) || acl.AllowConnect(m.ID(), nil, intruder.ID()) {
+		t.Fatal("the relay connects a non-member")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/frame"
@@ -225,7 +226,7 @@ func (n *Node) forgetVerdict(p peer.ID) {
 // waitMember waits until p has a verdict (its handshake validated), up to
 // the handshake timeout. In an open realm it returns at once.
 func (n *Node) waitMember(ctx context.Context, p peer.ID) error {
-	if n.sec.v == nil || p == n.host.ID() {
+	if n.sec.v == nil || (n.host != nil && p == n.host.ID()) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
@@ -585,4 +586,18 @@ func (n *Node) expiryLoop() {
 			warned = false
 		}
 	}
+}
+
+// relayACL is the relay service's filter in a secure realm: only members
+// reserve a slot or connect through it, so that a relay does not carry
+// traffic for nodes the realm refused. It waits (bounded by the handshake
+// timeout) for a peer whose handshake is still running.
+type relayACL struct{ n *Node }
+
+func (a relayACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool {
+	return a.n.waitMember(a.n.ctx, p) == nil
+}
+
+func (a relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
+	return a.n.waitMember(a.n.ctx, src) == nil && a.n.sec.table.Peer(dest) != nil
 }

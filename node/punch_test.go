@@ -1,0 +1,126 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func TestPunchTarget(t *testing.T) {
+	cases := []struct {
+		name  string
+		reply punchMsg
+		want  string // "" for none
+	}{
+		{"full cone", punchMsg{Type: "full_cone", Addr: "8.0.0.2:7400"}, "/ip4/8.0.0.2/udp/7400/quic-v1"},
+		{"restricted, opened", punchMsg{Type: "restricted", Addr: "8.0.0.4:7400", Opened: true}, "/ip4/8.0.0.4/udp/7400/quic-v1"},
+		{"restricted, not opened", punchMsg{Type: "restricted", Addr: "8.0.0.4:7400"}, ""},
+		{"port restricted", punchMsg{Type: "port_restricted", Addr: "8.0.0.6:7400", Opened: true}, ""},
+		{"symmetric", punchMsg{Type: "symmetric", Addr: "8.0.0.7:1234"}, ""},
+		{"unknown", punchMsg{Type: "unknown"}, ""},
+		{"open", punchMsg{Type: "open", Addr: "7.0.0.20:7400"}, "/ip4/7.0.0.20/udp/7400/quic-v1"},
+		{"no address", punchMsg{Type: "full_cone"}, ""},
+		{"port zero", punchMsg{Type: "full_cone", Addr: "8.0.0.2:0"}, ""},
+		{"garbage", punchMsg{Type: "full_cone", Addr: "not an address"}, ""},
+		{"ipv6", punchMsg{Type: "full_cone", Addr: "[2001:db8::1]:7400"}, "/ip6/2001:db8::1/udp/7400/quic-v1"},
+	}
+	for _, c := range cases {
+		a, ok := punchTarget(c.reply)
+		switch {
+		case c.want == "" && ok:
+			t.Errorf("%s: got %s, want none", c.name, a)
+		case c.want != "" && !ok:
+			t.Errorf("%s: got none, want %s", c.name, c.want)
+		case c.want != "" && !a.Equal(ma.StringCast(c.want)):
+			t.Errorf("%s: got %s, want %s", c.name, a, c.want)
+		}
+	}
+}
+
+// TestPunchFilter: DCUtR's address filter passes addresses through for peers
+// without a punch, waits for a running one, and hides the addresses only
+// when this node dialed the peer itself.
+func TestPunchFilter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := &Node{ctx: ctx, log: quietLogger()}
+	n.punch.tries = map[peer.ID]*punchTry{}
+	f := punchFilter{n}
+	addrs := []ma.Multiaddr{ma.StringCast("/ip4/8.0.0.2/udp/7400/quic-v1")}
+
+	if got := f.FilterRemote("other", addrs); len(got) != 1 {
+		t.Fatalf("no punch: got %v", got)
+	}
+	if got := f.FilterLocal("other", addrs); len(got) != 1 {
+		t.Fatalf("local: got %v", got)
+	}
+
+	for _, ours := range []bool{true, false} {
+		tr := &punchTry{done: make(chan struct{})}
+		n.punch.mu.Lock()
+		n.punch.tries["p"] = tr
+		n.punch.mu.Unlock()
+		res := make(chan []ma.Multiaddr, 1)
+		go func() { res <- f.FilterRemote("p", addrs) }()
+		select {
+		case got := <-res:
+			t.Fatalf("ours=%v: filter returned %v before the decision", ours, got)
+		case <-time.After(50 * time.Millisecond):
+		}
+		tr.decide(ours)
+		tr.decide(!ours) // the first decision holds
+		select {
+		case got := <-res:
+			if ours && len(got) != 0 {
+				t.Errorf("ours: DCUtR got %v, want none", got)
+			}
+			if !ours && len(got) != 1 {
+				t.Errorf("not ours: DCUtR got %v, want the addresses", got)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("ours=%v: filter still waiting after the decision", ours)
+		}
+	}
+
+	// Closing the node releases a waiting filter.
+	tr := &punchTry{done: make(chan struct{})}
+	n.punch.mu.Lock()
+	n.punch.tries["q"] = tr
+	n.punch.mu.Unlock()
+	res := make(chan []ma.Multiaddr, 1)
+	go func() { res <- f.FilterRemote("q", addrs) }()
+	cancel()
+	select {
+	case got := <-res:
+		if len(got) != 1 {
+			t.Errorf("closed: got %v, want the addresses", got)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("filter still waiting after the node closed")
+	}
+}
+
+// FuzzPunchMsg: any bytes on a punch stream decode or fail cleanly, and an
+// address to dial comes only from a well-formed message.
+func FuzzPunchMsg(f *testing.F) {
+	f.Add([]byte(`{"type":"full_cone","addr":"198.51.100.7:4242"}`))
+	f.Add([]byte(`{"type":"restricted","addr":"[2001:db8::1]:1","opened":true}`))
+	f.Add([]byte(`{"type":"symmetric","addr":"1.2.3.4:0"}`))
+	f.Add([]byte(`{"type":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m punchMsg
+		if err := json.NewDecoder(io.LimitReader(bytes.NewReader(b), punchMsgMax)).Decode(&m); err != nil {
+			return
+		}
+		a, ok := punchTarget(m)
+		if ok && a == nil {
+			t.Fatal("target without an address")
+		}
+	})
+}
