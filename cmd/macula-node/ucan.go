@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -344,6 +345,7 @@ func newUCANVerifyCmd() *cobra.Command {
 	var (
 		authority, realmName, forDID, can, with string
 		asJSON                                  bool
+		revokedFiles                            []string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify TOKEN|@FILE|- --authority DID --realm REALM",
@@ -358,8 +360,9 @@ With --can (and --with, the concrete name; a pattern for subscribe; the node
 name for member), also check whether that command on that resource is
 allowed.
 
-Revocations are not known here: a chain that verifies may still have been
-revoked in the realm.
+Revocations are known only as far as --revoked gives them (files of records,
+one per line, as 'ucan revoke' prints them and GET /v1/ucan/revocations lists
+them): without it a chain that verifies may still have been revoked.
 
 Exit codes: 0 valid (and allowed), 1 a failure to check, 2 a wrong command
 line, 7 refused (one line says why).`,
@@ -429,6 +432,11 @@ line, 7 refused (one line says why).`,
 			if err != nil {
 				return fmt.Errorf("validator: %v", cleanUCANError(err))
 			}
+			for _, f := range revokedFiles {
+				if err := ucanAddRevocations(v, f); err != nil {
+					return fmt.Errorf("--revoked %v", err)
+				}
+			}
 			vd, err := v.Validate(cmd.Context(), peer, []ucan.Chain{chain})
 			if err != nil {
 				return refused(ucanVerifyReason(err, len(chain)))
@@ -482,9 +490,35 @@ line, 7 refused (one line says why).`,
 	f.StringVar(&forDID, "for", "", "did:key of the peer presenting the chain (default: the chain's final audience)")
 	f.StringVar(&can, "can", "", "also check this command: call|publish|subscribe|advertise|member|all, or /macula/...")
 	f.StringVar(&with, "with", "", "with --can: the name to check it on (a pattern for subscribe, the node name for member)")
+	f.StringArrayVar(&revokedFiles, "revoked", nil, "file of revocation records in force, one per line (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print the verdict as JSON")
 	f.SortFlags = false
 	return cmd
+}
+
+// ucanAddRevocations reads revocation records, one per line in base64 or
+// base64url, and adds them to v.
+func ucanAddRevocations(v *ucan.Validator, path string) error {
+	data, err := ucanReadLimited(path, nil)
+	if err != nil {
+		return err
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rec, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(line, "="))
+		if err != nil {
+			rec, err = base64.StdEncoding.DecodeString(line)
+		}
+		if err != nil {
+			return fmt.Errorf("%s:%d: not base64", path, i+1)
+		}
+		if err := v.AddRevocation(rec); err != nil {
+			return fmt.Errorf("%s:%d: %v", path, i+1, cleanUCANError(err))
+		}
+	}
+	return nil
 }
 
 func ucanPrintVerify(w io.Writer, n int, res ucanVerifyResult) error {

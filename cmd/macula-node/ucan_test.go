@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -426,4 +427,57 @@ func TestUCANEnvironment(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "env.key")); err == nil {
 		t.Error("realm init used MACULA_KEY")
 	}
+}
+
+func TestUCANRevoke(t *testing.T) {
+	dir := t.TempDir()
+	auth, authDID := ucanTestAuthority(t, dir, "authority.key")
+	_, aDID := ucanTestKey(t, dir, "a.key")
+	grant := filepath.Join(dir, "a.ucan")
+	ucanMustOK(t, "issue", ucanTestCmd(t, "", "issue", "--as", auth, "--realm", "io.acme", "--to", aDID,
+		"--can", "call", "--with", "io.acme.orders.*", "--out", grant))
+
+	r := ucanMustOK(t, "revoke", ucanTestCmd(t, "", "revoke", "--as", auth, "@"+grant))
+	rec, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(r.stdout))
+	if err != nil {
+		t.Fatalf("revoke printed %q: %v", r.stdout, err)
+	}
+	// The record is the authority's and revokes exactly that grant.
+	v, err := ucan.New(ucan.Config{Realm: "io.acme", Authority: authDID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(grant)
+	chain, _ := ucan.ParseChain(data)
+	if _, err := v.Validate(context.Background(), aDID, []ucan.Chain{chain}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.AddRevocation(rec); err != nil {
+		t.Fatal(err)
+	}
+	vd, err := v.Validate(context.Background(), aDID, []ucan.Chain{chain})
+	if err == nil {
+		err = ucan.Check(vd, ucan.Call, "io.acme.orders.place")
+	}
+	if !errors.Is(err, ucan.ErrRevoked) {
+		t.Fatalf("after the revocation: %v, want ErrRevoked", err)
+	}
+
+	out := filepath.Join(dir, "a.rec")
+	ucanMustOK(t, "revoke --out", ucanTestCmd(t, "", "revoke", "--as", auth, "@"+grant, "--out", out))
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("--out: %v %v", st, err)
+	}
+	// verify sees it with --revoked.
+	ucanMustOK(t, "verify without the record", ucanTestCmd(t, "", "verify", "@"+grant, "--authority", authDID, "--realm", "io.acme"))
+	ucanMustFail(t, "verify with the record", ucanTestCmd(t, "", "verify", "@"+grant, "--authority", authDID, "--realm", "io.acme",
+		"--revoked", out), exitUnauthorized, "revoked")
+	bad := filepath.Join(dir, "bad.rec")
+	os.WriteFile(bad, []byte("%%%\n"), 0o600)
+	ucanMustFail(t, "verify with a bad record file", ucanTestCmd(t, "", "verify", "@"+grant, "--authority", authDID, "--realm", "io.acme",
+		"--revoked", bad), exitError, "not base64")
+	ucanMustFail(t, "revoke without --as", ucanTestCmd(t, "", "revoke", "@"+grant), exitUsage, "--as is required")
+	ucanMustFail(t, "revoke garbage", ucanTestCmd(t, "", "revoke", "--as", auth, "not a token"), exitError, "not a token or chain")
+	ucanMustFail(t, "revoke --index out of range", ucanTestCmd(t, "", "revoke", "--as", auth, "--index", "3", "@"+grant), exitUsage, "--index 3")
+	ucanMustFail(t, "revoke with a missing key", ucanTestCmd(t, "", "revoke", "--as", filepath.Join(dir, "none.key"), "@"+grant), exitError, "none.key")
 }
