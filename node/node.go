@@ -420,15 +420,7 @@ func (n *Node) IsPeer(p peer.ID) bool {
 
 func (n *Node) onConnected(c network.Conn) {
 	n.startPunch(c)
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return
-	}
-	n.wg.Add(1)
-	n.mu.Unlock()
-	go func() {
-		defer n.wg.Done()
+	n.spawn(func() {
 		h, err := n.handshake(n.ctx, c)
 		if err != nil {
 			if n.ctx.Err() != nil {
@@ -438,7 +430,24 @@ func (n *Node) onConnected(c network.Conn) {
 			return
 		}
 		n.onVerified(c, h)
+	})
+}
+
+// spawn runs f in a goroutine that Close waits for. Once the node is closing
+// it runs nothing and reports false.
+func (n *Node) spawn(f func()) bool {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return false
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		f()
 	}()
+	return true
 }
 
 // handshakeFailed closes a connection whose realm handshake failed and

@@ -385,15 +385,7 @@ func (n *Node) sendRevocations(p peer.ID, records [][]byte) {
 	if len(records) == 0 {
 		return
 	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return
-	}
-	n.wg.Add(1)
-	n.mu.Unlock()
-	go func() {
-		defer n.wg.Done()
+	n.spawn(func() {
 		if len(records) > maxRevocationsSent {
 			records = records[:maxRevocationsSent]
 		}
@@ -414,7 +406,7 @@ func (n *Node) sendRevocations(p peer.ID, records [][]byte) {
 				return
 			}
 		}
-	}()
+	})
 }
 
 // revocationTries is how many times a revocation is sent to a connected peer
