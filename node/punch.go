@@ -163,19 +163,12 @@ func (n *Node) startPunch(c network.Conn) {
 	n.punch.tries[p] = t
 	n.punch.mu.Unlock()
 
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		n.endPunch(p, t)
-		return
-	}
-	n.wg.Add(1)
-	n.mu.Unlock()
-	go func() {
-		defer n.wg.Done()
+	if !n.spawn(func() {
 		defer n.endPunch(p, t)
 		n.runPunch(c, t, self)
-	}()
+	}) {
+		n.endPunch(p, t)
+	}
 }
 
 func (n *Node) endPunch(p peer.ID, t *punchTry) {
