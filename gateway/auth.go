@@ -55,31 +55,51 @@ func subscribeScope(r *http.Request) (scope, error) {
 // package doc) to a request of a route of scope sf. In an open realm it
 // lets everything through, token or not.
 func (a *api) authorize(r *http.Request, sf scopeFunc) error {
+	_, err := a.authorizeVerdict(r, sf)
+	return err
+}
+
+// authorizeVerdict is authorize that also returns the verdict the request
+// acts on, for requests that last (a subscription checks it again on every
+// message): the invoker's in a request with a token, the node's own
+// otherwise; nil in an open realm.
+func (a *api) authorizeVerdict(r *http.Request, sf scopeFunc) (*ucan.Verdict, error) {
 	v := a.n.Validator()
 	if v == nil {
-		return nil // open realm: tokens are neither needed nor read
+		return nil, nil // open realm: tokens are neither needed nor read
 	}
+	vd, err := a.authorizeSecure(r, sf, v)
+	if err != nil {
+		return nil, err
+	}
+	if vd == nil {
+		vd = a.n.Access().Self()
+	}
+	return vd, nil
+}
+
+func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) (*ucan.Verdict, error) {
 	s, serr := sf(r)
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		if isLoopbackAddr(r.RemoteAddr) {
 			// The loopback API is the node itself: its own grant applies
 			// (the services check it).
-			return serr
+			return nil, serr
 		}
-		return a.unauthenticated(s, "")
+		return nil, a.unauthenticated(s, "")
 	}
 	if serr != nil {
-		return serr
+		return nil, serr
 	}
 	if s.cmd != ucan.All && s.res == "" {
 		// ValidateInvocation reads an empty resource as "any": never
 		// let a route's empty name through to it.
-		return newAPIError(http.StatusBadRequest, CodeInvalidName, "an empty name")
+		return nil, newAPIError(http.StatusBadRequest, CodeInvalidName, "an empty name")
 	}
 	inv, proofs, err := parseBearer(h)
 	if err != nil {
-		return a.unauthenticated(s, err.Error())
+		return nil, a.unauthenticated(s, err.Error())
 	}
 	vd, err := v.ValidateInvocation(r.Context(), inv, proofs, s.cmd, s.res)
 	if err == nil {
@@ -94,16 +114,16 @@ func (a *api) authorize(r *http.Request, sf scopeFunc) error {
 	}
 	if err != nil {
 		if !errors.Is(err, ucan.ErrUnauthorized) {
-			return err // the request's context ended, or a validator misconfiguration
+			return nil, err // the request's context ended, or a validator misconfiguration
 		}
 		what := string(s.cmd)
 		if s.res != "" {
 			what += " on " + s.res
 		}
-		return newAPIError(http.StatusForbidden, CodeUnauthorized,
+		return nil, newAPIError(http.StatusForbidden, CodeUnauthorized,
 			fmt.Sprintf("token refused for %s: %s", what, ucanReason(err)))
 	}
-	return nil
+	return vd, nil
 }
 
 // unauthenticated is the 401 answer: what to send, and why the header sent

@@ -322,10 +322,12 @@ func TestSubscribeWithToken(t *testing.T) {
 	c := clientFor(t, g, "http")
 	c.Token = InvocationTokens(sub.key, s.did, sub.chain, 0)
 	ctx := ctxFor(t, 5*time.Second)
-	// A concrete topic. (A wildcard pattern cannot be authorized by a
-	// token yet: ucan.ValidateInvocation matches the invocation's resource
-	// as a concrete name, so it refuses "io.acme.orders.*" even under a
-	// grant of that pattern; see the package doc.)
+	// A pattern within the grant, and a concrete topic.
+	ssw, err := c.Subscribe(ctx, testRealm+".*")
+	if err != nil {
+		t.Fatalf("Subscribe to the granted pattern with a token: %v", err)
+	}
+	ssw.Close()
 	ss, err := c.Subscribe(ctx, testRealm+".placed")
 	if err != nil {
 		t.Fatalf("Subscribe with a token: %v", err)
@@ -463,5 +465,41 @@ func TestOpenRealmIgnoresTokens(t *testing.T) {
 		if got := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "OPEN REALM"); got != c.warn {
 			t.Errorf("%s %s: warned %v, want %v: %q", c.addr, c.addr3, got, c.warn, buf.String())
 		}
+	}
+}
+
+// A subscription made with a token ends when the token's grant is revoked:
+// the next message is not delivered, and the client learns why.
+func TestSubscriptionEndsOnRevocation(t *testing.T) {
+	s := startSecure(t)
+	g := startGateway(t, s.n, func(c *Config) { c.HTTP3Addr = "" })
+	sub := s.program(ucan.Subscribe, testRealm+".*", time.Hour)
+	c := clientFor(t, g, "http")
+	c.Token = InvocationTokens(sub.key, s.did, sub.chain, 0)
+	ctx := ctxFor(t, 5*time.Second)
+	ss, err := c.Subscribe(ctx, testRealm+".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	if err := s.n.PubSub().Publish(ctx, testRealm+".placed", []byte(`{"id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := ss.Next(); err != nil || ev.Topic != testRealm+".placed" {
+		t.Fatalf("Next = %+v, %v", ev, err)
+	}
+	rec, err := ucan.Revoke(s.auth, sub.chain.Leaf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.n.Revoke(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.n.PubSub().Publish(ctx, testRealm+".placed", []byte(`{"id":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := ss.Next()
+	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("Next after the revocation = %+v, %v; want the stream ended, unauthorized (revoked)", ev, err)
 	}
 }

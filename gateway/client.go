@@ -498,6 +498,12 @@ func (s *Subscription) dispatch(typ string, data []byte, hasData bool) (*Subscri
 		if err := json.Unmarshal(data, &d); err == nil {
 			s.dropped.Store(d.Total)
 		}
+	case EventEnded:
+		var e struct {
+			Reason string `json:"reason"`
+		}
+		_ = json.Unmarshal(data, &e)
+		return nil, fmt.Errorf("gateway client: subscription %s: %w: the node ended it: %s", s.pattern, ErrUnauthorized, e.Reason)
 	}
 	return nil, nil
 }

@@ -217,12 +217,15 @@
 // In an open realm tokens are neither needed nor read: a request with one is
 // served as one without.
 //
-// Known limits: the loopback rule trusts the socket's peer address, so a
+// A subscription (GET /v1/subscribe) checks its grant again on every
+// message, the program's with a token and the node's own without: when the
+// grant is revoked or expires, the stream ends with an event "ended"
+// ({"reason": "..."}; the Client's Next returns an error matching
+// ErrUnauthorized).
+//
+// Known limit: the loopback rule trusts the socket's peer address, so a
 // reverse proxy on the same host makes every request "loopback" (put one in
-// front only with tokens enforced by the proxy, or not at all); and a
-// subscription to a wildcard pattern cannot be authorized by a token yet,
-// since ValidateInvocation matches the invocation's resource as a concrete
-// name (subscriptions to a concrete topic work).
+// front only with tokens enforced by the proxy, or not at all).
 //
 // # Errors
 //

@@ -145,14 +145,21 @@ func (a *api) handle(pattern string, sf scopeFunc, f apiFunc) {
 	})
 }
 
+// verdictKey carries, in a raw route's request context, the verdict the
+// request acts on in a secure realm (see authorizeVerdict).
+type verdictKey struct{}
+
 // handleRaw registers a route that writes its own successful answer (not
 // JSON); an error it returns becomes an error answer as usual. Its
 // requests are authorized for the scope sf first.
 func (a *api) handleRaw(pattern string, sf scopeFunc, f func(w http.ResponseWriter, r *http.Request) error) {
 	a.routes = append(a.routes, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		err := a.authorize(r, sf)
+		vd, err := a.authorizeVerdict(r, sf)
 		if err == nil {
+			if vd != nil {
+				r = r.WithContext(context.WithValue(r.Context(), verdictKey{}, vd))
+			}
 			err = f(w, r)
 		}
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/ucan"
 )
 
 // Timing and limits of the pub/sub routes.
@@ -48,6 +49,9 @@ const publishPattern = "POST /v1/publish/{topic}"
 const (
 	EventMessage = "message"
 	EventDropped = "dropped"
+	// EventEnded is the last event of a stream whose grant ended (revoked,
+	// expired) in a secure realm: {"reason": "..."}; the stream closes.
+	EventEnded = "ended"
 )
 
 // maxMessageSizeOf returns the payload limit of n's pubsub service. pubsub
@@ -142,6 +146,9 @@ func (a *api) getSubscribe(w http.ResponseWriter, r *http.Request) error {
 		ch:        ch,
 		heartbeat: a.heartbeat,
 	}
+	// In a secure realm the grant is checked again on every message: a
+	// subscription outlives no revocation or expiry of what allowed it.
+	s.vd, _ = r.Context().Value(verdictKey{}).(*ucan.Verdict)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no") // proxies that buffer by default: do not
@@ -161,6 +168,7 @@ type eventStream struct {
 	sub       *pubsub.Subscription
 	ch        <-chan pubsub.Message
 	heartbeat time.Duration
+	vd        *ucan.Verdict // nil: an open realm, nothing to check
 
 	buf        []byte       // the batch being written
 	scratch    bytes.Buffer // for compacting a JSON payload
@@ -195,6 +203,9 @@ func (s *eventStream) run(ctx context.Context, pattern string) error {
 			if !ok {
 				return nil
 			}
+			if err := s.allowed(m); err != nil {
+				return s.end(err)
+			}
 			s.appendMessage(m)
 			// Take what is already waiting, so that a busy stream writes
 			// and flushes in batches rather than once per message.
@@ -205,6 +216,13 @@ func (s *eventStream) run(ctx context.Context, pattern string) error {
 					if !ok {
 						closed = true
 						break gather
+					}
+					if err := s.allowed(m); err != nil {
+						if ferr := s.flush(time.Now()); ferr != nil {
+							return ferr
+						}
+						s.buf = s.buf[:0]
+						return s.end(err)
 					}
 					s.appendMessage(m)
 				default:
@@ -232,6 +250,26 @@ func (s *eventStream) run(ctx context.Context, pattern string) error {
 			return nil
 		}
 	}
+}
+
+// allowed checks the stream's grant for m's topic (nil in an open realm).
+func (s *eventStream) allowed(m pubsub.Message) error {
+	if s.vd == nil {
+		return nil
+	}
+	return ucan.Check(s.vd, ucan.Subscribe, m.Topic)
+}
+
+// end writes the last event, saying why the grant no longer holds, and
+// reports it.
+func (s *eventStream) end(why error) error {
+	s.buf = append(s.buf, "event: "+EventEnded+"\ndata: {\"reason\":"...)
+	s.buf = appendJSONString(s.buf, ucanReason(why))
+	s.buf = append(s.buf, "}\n\n"...)
+	if err := s.flush(time.Now()); err != nil {
+		return err
+	}
+	return why
 }
 
 // flush writes the batch and flushes it to the client, within
