@@ -347,3 +347,26 @@ func (nopRouter) StopProviding(string)                  {}
 func (nopRouter) Lookup(context.Context, string, int) ([]peer.AddrInfo, error) {
 	return nil, nil
 }
+
+// A node's own subscription stops getting messages once the node's own
+// subscribe right is revoked, even from a publisher that has not heard of
+// the revocation.
+func TestOwnSubscriptionStopsOnRevocation(t *testing.T) {
+	a := newAuthority(t)
+	pub, sub, _, subChain := securePair(t, a, nil, nil)
+	_, c := subscribe(t, sub.ps, ordersPattern)
+	waitRoutable(t, pub, sub)
+	publish(t, pub.ps, "io.acme.orders.placed", []byte("1"))
+	waitFor(t, 5*time.Second, "the first message", func() bool { return c.len() == 1 })
+
+	if err := sub.v.AddRevocation(a.revoke(t, subChain)); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, pub.ps, "io.acme.orders.placed", []byte("2"))
+	waitFor(t, 5*time.Second, "the message to be withheld from the revoked subscription", func() bool {
+		return sub.ps.Stats().WithheldUnauthorized == 1
+	})
+	if c.len() != 1 {
+		t.Fatalf("%d messages delivered, want 1", c.len())
+	}
+}

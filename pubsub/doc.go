@@ -147,8 +147,8 @@
 // subscriber node makes one per message it receives. Refusals are
 // logged at Debug, at most once per 10 s per stream or link. A nil Access,
 // or one that access.IsOpen reports open at New, is an open realm: no check
-// runs. Local subscriptions get local publishes without a further check
-// (both were checked against the node's own verdict).
+// runs. The node's own subscriptions are checked again, against the node's
+// own verdict, for every message they would get.
 //
 // # Events and counters
 //

@@ -167,7 +167,7 @@ func (ps *PubSub) readLoop(in *inbound) error {
 				e.subs = ps.matchLocal(e.topic, e.subs[:0])
 				e.gen = g
 			}
-			if len(e.subs) == 0 {
+			if len(e.subs) == 0 || !ps.mayDeliverLocally(e.topic) {
 				continue
 			}
 			var payload []byte

@@ -107,7 +107,7 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 		}
 		pressed = l.sendMessage(seq, now, topic, payload) || pressed
 	}
-	if len(rt.local) > 0 {
+	if len(rt.local) > 0 && ps.mayDeliverLocally(topic) {
 		p := emptyPayload
 		if len(payload) > 0 {
 			p = append([]byte(nil), payload...)
@@ -227,4 +227,19 @@ func (ps *PubSub) computeRouteLocked(topic string) *route {
 		}
 	}
 	return rt
+}
+
+// mayDeliverLocally reports whether this node's own subscriptions may get a
+// message on topic: in a secure realm the node's subscribe right is checked
+// again for every message, so that a revoked or expired grant stops what it
+// allowed when it was made. A refusal is counted in WithheldUnauthorized.
+func (ps *PubSub) mayDeliverLocally(topic string) bool {
+	if !ps.secure {
+		return true
+	}
+	if ucan.Check(ps.access.Self(), ucan.Subscribe, topic) != nil {
+		ps.refusedOut.Add(1)
+		return false
+	}
+	return true
 }

@@ -190,8 +190,9 @@ type Stats struct {
 	// may not publish to their topic (secure realm): they were dropped.
 	DroppedUnauthorized uint64 `json:"dropped_unauthorized"`
 	// WithheldUnauthorized counts messages not sent to a subscriber node
-	// that announced interest but may not subscribe to their topic (secure
-	// realm).
+	// that announced interest but may not subscribe to their topic, and
+	// messages not given to this node's own subscriptions once its own
+	// subscribe right no longer covers them (secure realm).
 	WithheldUnauthorized uint64 `json:"withheld_unauthorized"`
 	// Subscriptions is the number of live local subscriptions.
 	Subscriptions int `json:"subscriptions"`
