@@ -503,3 +503,19 @@ func TestSubscriptionEndsOnRevocation(t *testing.T) {
 		t.Fatalf("Next after the revocation = %+v, %v; want the stream ended, unauthorized (revoked)", ev, err)
 	}
 }
+
+// Tokens over HTTP/3: the same handler, the same checks.
+func TestTokensOverHTTP3(t *testing.T) {
+	s := startSecure(t)
+	g := startGateway(t, s.n, nil)
+	prog := s.program(ucan.Call, testRealm+".*", time.Hour)
+	c := clientFor(t, g, "http3")
+	c.Token = InvocationTokens(prog.key, s.did, prog.chain, 0)
+	ctx := ctxFor(t, 10*time.Second)
+	if _, err := c.Call(ctx, testRealm+".place", []byte("x"), CallOptions{}); err != nil {
+		t.Fatalf("Call over HTTP/3 with a token: %v", err)
+	}
+	if _, err := c.Call(ctx, testRealm+".deep.place", []byte("x"), CallOptions{}); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Call outside the grant over HTTP/3: %v, want ErrUnauthorized", err)
+	}
+}
