@@ -127,7 +127,8 @@ func (n *Node) startNAT() {
 				if err != nil {
 					continue
 				}
-				key := fmt.Sprint(ifaces)
+				// Birthday probing's listeners (birthday.go) are no change.
+				key := fmt.Sprint(n.withoutBdayListeners(ifaces))
 				if last != "" && key != last {
 					n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
 					p.Reprobe()

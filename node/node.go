@@ -198,6 +198,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
 	h.SetStreamHandler(PunchProtocol(s.Realm), n.handlePunch)
+	h.SetStreamHandler(BirthdayProtocol(s.Realm), n.handleBirthday)
 	if n.sec.v != nil {
 		h.SetStreamHandler(RevocationProtocol(s.Realm), n.handleRevocations)
 	}
@@ -433,16 +434,24 @@ func (n *Node) onConnected(c network.Conn) {
 	})
 }
 
-// spawn runs f in a goroutine that Close waits for. Once the node is closing
-// it runs nothing and reports false.
-func (n *Node) spawn(f func()) bool {
+// enter counts a running stream handler that Close waits for; the handler
+// calls n.wg.Done when it returns. Once the node is closing it reports false.
+func (n *Node) enter() bool {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.closed {
-		n.mu.Unlock()
 		return false
 	}
 	n.wg.Add(1)
-	n.mu.Unlock()
+	return true
+}
+
+// spawn runs f in a goroutine that Close waits for. Once the node is closing
+// it runs nothing and reports false.
+func (n *Node) spawn(f func()) bool {
+	if !n.enter() {
+		return false
+	}
 	go func() {
 		defer n.wg.Done()
 		f()

@@ -90,6 +90,7 @@ type punchMsg struct {
 type punchState struct {
 	mu    sync.Mutex
 	tries map[peer.ID]*punchTry
+	bday  bdayState
 }
 
 // punchTry is one running punch; done is closed once ours is set.
@@ -141,13 +142,14 @@ func (f punchFilter) FilterRemote(p peer.ID, addrs []ma.Multiaddr) []ma.Multiadd
 }
 
 // startPunch starts a punch for a relayed connection that came in, when
-// this node is behind symmetric NAT. Called for every new connection.
+// this node is behind symmetric or port-restricted NAT (birthday probing,
+// birthday.go). Called for every new connection.
 func (n *Node) startPunch(c network.Conn) {
 	if c.Stat().Direction != network.DirInbound || !isRelayed(c.RemoteMultiaddr()) {
 		return
 	}
 	self := n.NAT()
-	if self.Type != nat.TypeSymmetric {
+	if self.Type != nat.TypeSymmetric && self.Type != nat.TypePortRestricted {
 		return
 	}
 	p := c.RemotePeer()
@@ -224,6 +226,17 @@ func (n *Node) runPunch(c network.Conn, t *punchTry, self nat.Info) {
 		n.log.Debug("punch: exchange failed; DCUtR goes on", "peer", p, "err", err)
 		return
 	}
+	// Port-restricted with symmetric: birthday probing (birthday.go), while
+	// DCUtR waits; DCUtR goes on when it fails.
+	if role := bdayRoleFor(self.Type, nat.Type(reply.Type)); role != bdayNone {
+		if n.runBirthday(role, p, self, reply.Addr) {
+			t.decide(true)
+		}
+		return
+	}
+	if self.Type != nat.TypeSymmetric {
+		return
+	}
 	target, ok := punchTarget(reply)
 	if !ok {
 		n.log.Debug("punch: peer's NAT needs DCUtR", "peer", p, "type", reply.Type)
@@ -297,14 +310,10 @@ func (n *Node) punchExchange(ctx context.Context, p peer.ID, req punchMsg) (punc
 // node's NAT type and STUN address; behind a restricted cone it first sends
 // a few packets to the requester's public IP so that its dial gets in.
 func (n *Node) handlePunch(s network.Stream) {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	if !n.enter() {
 		s.Reset()
 		return
 	}
-	n.wg.Add(1)
-	n.mu.Unlock()
 	defer n.wg.Done()
 	_ = s.SetDeadline(time.Now().Add(punchVerifyWait + punchStreamTimeout))
 	p := s.Conn().RemotePeer()
@@ -347,7 +356,7 @@ func (n *Node) punchOpen(to netip.AddrPort) error {
 	if n.nat.cm == nil {
 		return nat.ErrConfig
 	}
-	conn, err := nat.SharedQUICConn(n.nat.cm, n.host.Network().ListenAddresses())
+	conn, err := nat.SharedQUICConn(n.nat.cm, n.withoutBdayListeners(n.host.Network().ListenAddresses()))
 	if err != nil {
 		return err
 	}
