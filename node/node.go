@@ -254,11 +254,10 @@ func (n *Node) hostOptions() []libp2p.Option {
 			h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
 		})),
 	}
-	if s.RelayService || len(s.relays) > 0 || s.HolePunching {
-		opts = append(opts, libp2p.EnableRelay()) // the circuit v2 client: dial through relays
-	} else {
-		opts = append(opts, libp2p.DisableRelay())
-	}
+	// The circuit v2 client, always: any node must be able to dial a peer
+	// behind NAT through its relay, whether or not it punches holes or
+	// keeps reservations itself.
+	opts = append(opts, libp2p.EnableRelay())
 	if s.RelayService {
 		res := relayv2.DefaultResources()
 		res.Limit = &relayv2.RelayLimit{Duration: s.RelayLimitDuration, Data: s.RelayLimitData}
