@@ -74,7 +74,9 @@ type Config struct {
 	// given relays keeps reservations with up to two of them (moving to
 	// another when one dies) and advertises the relayed addresses, so peers
 	// can reach it through the relay and then upgrade to a direct path by
-	// hole punching (DCUtR). Default: none.
+	// hole punching (DCUtR). Default: the bootstrap peers (those that run
+	// the relay service take reservations; the others refuse them), unless
+	// the node is a relay itself or forced public.
 	Relays []string
 	// HolePunching enables libp2p's hole punching (DCUtR) on relayed
 	// connections. Default (DefaultConfig): true.
@@ -248,4 +250,17 @@ func validate(cfg Config) (*settings, error) {
 		s.Logger = slog.Default()
 	}
 	return s, nil
+}
+
+// relayCandidates are the relays the node keeps reservations with: the
+// configured ones, else its bootstrap peers (public nodes usually serve as
+// both). A relay, or a node forced public, needs none.
+func (s *settings) relayCandidates() []peer.AddrInfo {
+	if len(s.relays) > 0 {
+		return s.relays
+	}
+	if s.RelayService || s.Reachability == "public" {
+		return nil
+	}
+	return s.bootstrap
 }

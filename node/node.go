@@ -267,8 +267,8 @@ func (n *Node) hostOptions() []libp2p.Option {
 		}
 		opts = append(opts, libp2p.EnableRelayService(ropts...))
 	}
-	if len(s.relays) > 0 {
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(s.relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
+	if relays := s.relayCandidates(); len(relays) > 0 {
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
 	}
 	if s.HolePunching {
 		opts = append(opts, libp2p.EnableHolePunching(n.holePunchOptions()...))

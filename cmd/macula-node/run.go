@@ -69,7 +69,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Listen, "listen", []string{defaultListen}, "QUIC multiaddr to listen on (repeatable)")
 	fs.StringArrayVar(&o.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer-id> of a peer to join through (repeatable)")
 	fs.StringArrayVar(&o.STUN, "stun", nil, "STUN server HOST:PORT for the NAT probe (repeatable; bootstrap peers answer STUN too)")
-	fs.StringArrayVar(&o.Relays, "relay", nil, "multiaddr with /p2p/<peer-id> of a relay node to keep a reservation with (repeatable)")
+	fs.StringArrayVar(&o.Relays, "relay", nil, "multiaddr with /p2p/<peer-id> of a relay node to keep a reservation with (repeatable; default: the bootstrap peers)")
 	fs.BoolVar(&o.RelayService, "relay-service", false, "serve as a circuit relay for nodes behind NAT (public nodes)")
 	fs.BoolVar(&o.HolePunching, "hole-punching", true, "upgrade relayed connections to direct ones by hole punching")
 	fs.StringVar(&o.Reachability, "reachability", "", "force reachability: public or private (default: let AutoNAT decide)")
