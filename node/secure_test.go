@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,6 +171,11 @@ func TestSecureNodeNeedsMembership(t *testing.T) {
 			}
 			if !errors.Is(err, ErrConfig) {
 				t.Fatalf("err = %v, want ErrConfig", err)
+			}
+			if strings.HasPrefix(tc.name, "no chains") || strings.HasPrefix(tc.name, "only a capability") {
+				if !errors.Is(err, ErrNotMember) {
+					t.Fatalf("err = %v, want ErrNotMember too", err)
+				}
 			}
 		})
 	}

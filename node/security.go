@@ -114,14 +114,21 @@ func (n *Node) setOwnChains(chains []ucan.Chain) error {
 	if len(wire) > maxChainsWire {
 		return fmt.Errorf("%w: chains: %d bytes, at most %d", ErrConfig, len(wire), maxChainsWire)
 	}
+	who := "this node (" + n.did + ")"
+	if n.id.unsaved {
+		who = "this node (a new key, not kept since the start fails)"
+	}
+	if len(chains) == 0 {
+		return fmt.Errorf("%w: the realm %s is secure (authority %s) and %s was given no chains: %w",
+			ErrConfig, n.cfg.Realm, n.cfg.Authority, who, ErrNotMember)
+	}
 	vd, err := v.Validate(context.Background(), n.did, chains)
 	if err != nil {
 		return fmt.Errorf("%w: chains: %w", ErrConfig, err)
 	}
 	if err := ucan.CheckMember(vd, ""); err != nil {
-		return fmt.Errorf("%w: the realm %s is secure and this node (%s) holds no membership grant from its authority %s: "+
-			"have the authority issue one (macula-node ucan issue --as AUTHORITY.key --to %s --can member --name %s) and pass it with --ucan: %w",
-			ErrConfig, n.cfg.Realm, n.did, n.cfg.Authority, n.did, n.cfg.Name, err)
+		return fmt.Errorf("%w: the realm %s is secure (authority %s) and %s holds no membership grant: %w",
+			ErrConfig, n.cfg.Realm, n.cfg.Authority, who, err)
 	}
 	member := ""
 	for _, c := range chains {

@@ -297,6 +297,11 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	}
 
 	n, err := node.New(ctx, p.nodeCfg)
+	if errors.Is(err, node.ErrNotMember) {
+		err = fmt.Errorf("%w; to join: 'macula-node key --data-dir %s' prints the node's DID (and keeps its key); the authority runs "+
+			"'macula-node ucan issue --as AUTHORITY.key --realm %s --to DID --can member --name %s --out member.ucan'; then start with --ucan member.ucan",
+			err, p.dataDir, p.nodeCfg.Realm, p.nodeCfg.Name)
+	}
 	if err != nil {
 		return failed(err)
 	}
