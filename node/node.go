@@ -567,8 +567,12 @@ func (n *Node) onDisconnected(c network.Conn) {
 		}
 		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
 			delete(n.peers, p)
-			n.forgetVerdict(p)
 		}
+	}
+	if n.host.Network().Connectedness(p) != network.Connected {
+		// Also for a peer admitted by its own handshake whose connection
+		// closed before ours verified it.
+		n.forgetVerdict(p)
 	}
 	down := wasUp && (ps == nil || len(ps.verified) == 0)
 	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
