@@ -573,19 +573,7 @@ func BenchmarkRPC(b *testing.B) {
 		b.Run(fmt.Sprintf("%s-%d", kind, callers), func(b *testing.B) {
 			fn, done := setup()
 			defer done()
-			var r result
-			for i := 0; i < b.N && i < 1; i++ { // once, whatever b.N
-				r = measure(kind, callers, fn, pkts)
-			}
-			if r.errs > 0 {
-				b.Errorf("%s: %d calls failed", r.name, r.errs)
-			}
-			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(r.rps(), "req/s")
-			b.ReportMetric(float64(r.p50.Nanoseconds())/1e3, "p50-us")
-			b.ReportMetric(float64(r.p99.Nanoseconds())/1e3, "p99-us")
-			b.ReportMetric(float64(r.cpu.Nanoseconds())/1e3, "cpu-us/call")
-			results = append(results, r)
+			results = append(results, measureOnce(b, kind, callers, fn, pkts))
 		})
 	}
 	for _, c := range counts {
@@ -655,3 +643,21 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0fus", float64(d.Nanosec
 func us1(d time.Duration) string { return fmt.Sprintf("%.1fus", float64(d.Nanoseconds())/1e3) }
 
 func maxProcs() int { return runtime.GOMAXPROCS(0) }
+
+// measureOnce measures once, whatever b.N, and reports the figures as the
+// benchmark's metrics.
+func measureOnce(b *testing.B, kind string, callers int, fn callFunc, pkts counters) result {
+	var r result
+	for i := 0; i < b.N && i < 1; i++ {
+		r = measure(kind, callers, fn, pkts)
+	}
+	if r.errs > 0 {
+		b.Errorf("%s: %d calls failed", r.name, r.errs)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(r.rps(), "req/s")
+	b.ReportMetric(float64(r.p50.Nanoseconds())/1e3, "p50-us")
+	b.ReportMetric(float64(r.p99.Nanoseconds())/1e3, "p99-us")
+	b.ReportMetric(float64(r.cpu.Nanoseconds())/1e3, "cpu-us/call")
+	return r
+}

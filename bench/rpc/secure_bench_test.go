@@ -124,19 +124,7 @@ func BenchmarkRPCSecure(b *testing.B) {
 			for _, kind := range order {
 				m := envs[kind]
 				b.Run(fmt.Sprintf("%s-%d/round-%d", kind, c, r), func(b *testing.B) {
-					var res result
-					for i := 0; i < b.N && i < 1; i++ { // once, whatever b.N
-						res = measure(kind, c, m.call, m.quicPackets)
-					}
-					if res.errs > 0 {
-						b.Errorf("%s: %d calls failed", res.name, res.errs)
-					}
-					b.ReportMetric(0, "ns/op")
-					b.ReportMetric(res.rps(), "req/s")
-					b.ReportMetric(float64(res.p50.Nanoseconds())/1e3, "p50-us")
-					b.ReportMetric(float64(res.p99.Nanoseconds())/1e3, "p99-us")
-					b.ReportMetric(float64(res.cpu.Nanoseconds())/1e3, "cpu-us/call")
-					results = append(results, res)
+					results = append(results, measureOnce(b, kind, c, m.call, m.quicPackets))
 				})
 			}
 		}
