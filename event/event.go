@@ -27,6 +27,17 @@ const (
 	PeerRefused
 	// NATChanged: a NAT probe found another type or public address.
 	NATChanged
+	// MemberJoined: a node joined the realm's membership (package member);
+	// Peer, Name, Capabilities and Clusters describe it.
+	MemberJoined
+	// MemberUpdated: a member changed its capabilities or clusters, or
+	// restarted.
+	MemberUpdated
+	// MemberLeft: a member left the realm cleanly.
+	MemberLeft
+	// MemberFailed: a member stopped answering and was declared failed;
+	// Reason says how it was found out.
+	MemberFailed
 )
 
 var kindNames = map[Kind]string{
@@ -38,6 +49,10 @@ var kindNames = map[Kind]string{
 	Subscribe:      "subscribe",
 	PeerRefused:    "peer_refused",
 	NATChanged:     "nat_changed",
+	MemberJoined:   "member_joined",
+	MemberUpdated:  "member_updated",
+	MemberLeft:     "member_left",
+	MemberFailed:   "member_failed",
 }
 
 // String returns the kind's stable name, such as "connection_up".
@@ -94,6 +109,10 @@ type Event struct {
 	Outcome  string        `json:"outcome,omitempty"`
 	// Reason explains a refusal or a disconnection.
 	Reason string `json:"reason,omitempty"`
+
+	// Capabilities and Clusters are a member's (member events).
+	Capabilities []string `json:"capabilities,omitempty"`
+	Clusters     []string `json:"clusters,omitempty"`
 }
 
 // String renders the event as one JSON line, for logs and the CLI.

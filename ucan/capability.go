@@ -28,6 +28,12 @@ const (
 	// Member: membership of the realm, granted directly by the authority,
 	// optionally binding a node name for the alias did:macula:<realm>.<name>.
 	Member Command = "/macula/member"
+	// Serve: serve a capability of the realm (own shards of its actors,
+	// claim it in the realm's membership); the resource is the
+	// capability's name in the realm, ServeResource(realm, "game") =
+	// "io.acme.orders.game", so that "io.acme.orders.*" grants serving
+	// every capability.
+	Serve Command = "/macula/serve"
 
 	// revokeCommand is the command of a revocation record.
 	revokeCommand Command = "/macula/revoke"
@@ -42,11 +48,12 @@ var abilities = map[string]Command{
 	"subscribe": Subscribe, "read": Subscribe,
 	"advertise": Advertise, "provide": Advertise,
 	"member": Member,
+	"serve":  Serve,
 	"all":    All, "*": All,
 }
 
 // ParseCommand accepts a seed ability ("invoke", "read"), a short name
-// ("call", "publish", "subscribe", "advertise", "member", "all") or a command
+// ("call", "publish", "subscribe", "advertise", "member", "serve", "all") or a command
 // path ("/macula/call"), and returns the command. A path outside /macula is
 // refused: Macula nodes only honour their own commands.
 func ParseCommand(s string) (Command, error) {
@@ -57,7 +64,7 @@ func ParseCommand(s string) (Command, error) {
 	if All.Covers(c) && validCommand(c) {
 		return c, nil
 	}
-	return "", fmt.Errorf("%w: unknown ability %q (want call, publish, subscribe, advertise, member, all, invoke, read or a /macula/... command)", ErrIssue, s)
+	return "", fmt.Errorf("%w: unknown ability %q (want call, publish, subscribe, advertise, member, serve, all, invoke, read or a /macula/... command)", ErrIssue, s)
 }
 
 // validCommand checks the command grammar: "/" or "/" followed by
@@ -76,6 +83,11 @@ func validCommand(c Command) bool {
 	}
 	return true
 }
+
+// ServeResource is the resource that Serve is checked on for a capability
+// of a realm: "<realm>.<capability>". Resources are names of the realm, so
+// a capability ("game") is named under it ("io.acme.orders.game").
+func ServeResource(realmName, capability string) string { return realmName + "." + capability }
 
 // Covers reports whether c is other or one of its parents.
 func (c Command) Covers(other Command) bool {

@@ -15,7 +15,7 @@ import (
 func TestParseCommand(t *testing.T) {
 	for in, want := range map[string]Command{
 		"invoke": Call, "call": Call, "read": Subscribe, "subscribe": Subscribe,
-		"write": Publish, "publish": Publish, "advertise": Advertise, "member": Member,
+		"write": Publish, "publish": Publish, "advertise": Advertise, "member": Member, "serve": Serve,
 		"all": All, "*": All, "/macula/call": Call, "/macula": All, " Call ": Call,
 	} {
 		if got, err := ParseCommand(in); err != nil || got != want {

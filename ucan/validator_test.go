@@ -626,3 +626,35 @@ func TestCheckMemoStillChecks(t *testing.T) {
 		t.Fatalf("outside: %v", err)
 	}
 }
+
+// TestServeCapabilityNames: a capability is served under its name in the
+// realm (ServeResource); a pattern grants every capability it matches.
+func TestServeCapabilityNames(t *testing.T) {
+	r := newTestRealm(t)
+	game := ServeResource(testRealmName, "game")
+	c := r.issue(t, r.auth, IssueOptions{Audience: didNode, Command: Serve, Resource: game, Realm: testRealmName})
+	all := r.issue(t, r.auth, IssueOptions{Audience: didA, Command: Serve, Resource: testRealmName + ".*", Realm: testRealmName})
+	v := r.validator(t, "", nil)
+	vd, err := v.Validate(ctxBg, didNode, []Chain{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(vd, Serve, game); err != nil {
+		t.Fatalf("serve game: %v", err)
+	}
+	if err := Check(vd, Serve, ServeResource(testRealmName, "chat")); !errors.Is(err, ErrResource) {
+		t.Fatalf("serve chat: %v, want ErrResource", err)
+	}
+	vdA, err := v.Validate(ctxBg, didA, []Chain{all})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, capName := range []string{"game", "chat"} {
+		if err := Check(vdA, Serve, ServeResource(testRealmName, capName)); err != nil {
+			t.Fatalf("serve %s with %s.*: %v", capName, testRealmName, err)
+		}
+	}
+	if err := Check(vdA, Call, ServeResource(testRealmName, "game")); !errors.Is(err, ErrCommand) {
+		t.Fatalf("a serve grant used for a call: %v", err)
+	}
+}
