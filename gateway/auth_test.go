@@ -70,9 +70,7 @@ func startSecure(t *testing.T) *secureRealm {
 	cfg.Logger = quietLogger()
 	cfg.Key, cfg.Authority, cfg.Chains = key, ucan.KeyDID(auth), chains
 	cfg.UCAN.Leeway = -1
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := node.New(ctx, cfg)
+	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}

@@ -34,9 +34,7 @@ func startNode(t *testing.T, realmName, name string, bootstrap ...*node.Node) *n
 			cfg.Bootstrap = append(cfg.Bootstrap, a.String())
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := node.New(ctx, cfg)
+	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatalf("node.New(%s): %v", name, err)
 	}

@@ -192,7 +192,7 @@ func TestAliasResolveAndTakeover(t *testing.T) {
 	}
 	// Even a forced write is refused by the nodes that hold the record.
 	rec := &AliasRecord{Alias: b.Alias(), Seq: uint64(time.Now().UnixNano()), Bound: time.Now().Add(-48 * time.Hour), Expires: time.Now().Add(time.Hour)}
-	if err := rec.sign(imp.PrivateKey()); err != nil {
+	if err := rec.sign(imp.id.priv); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := json.Marshal(rec)

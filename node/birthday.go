@@ -386,11 +386,6 @@ func (n *Node) runBirthday(role bdayRole, p peer.ID, self nat.Info, peerAddr str
 
 // handleBirthday answers a peer's BirthdayProtocol stream.
 func (n *Node) handleBirthday(s network.Stream) {
-	if !n.enter() {
-		s.Reset()
-		return
-	}
-	defer n.wg.Done()
 	defer s.Close()
 	p := s.Conn().RemotePeer()
 	_ = s.SetDeadline(time.Now().Add(bdayTimeout))

@@ -17,8 +17,9 @@ import (
 	"github.com/macula-io/macula/ucan"
 )
 
-// Config is a node's configuration. Start from DefaultConfig; Realm and Name
-// are required. New never modifies the caller's Config.
+// Config is a node's configuration. Realm and Name are required; every
+// other field's zero value is its default (DefaultConfig spells them out).
+// New never modifies the caller's Config.
 type Config struct {
 	// Realm is the realm the node belongs to, such as "io.acme.orders".
 	Realm string
@@ -35,9 +36,10 @@ type Config struct {
 	ListenAddrs []string
 	// Bootstrap are multiaddrs (with /p2p/<peer-id>) of peers to join through.
 	Bootstrap []string
-	// Reconnect makes the node redial a bootstrap peer when it drops or
-	// cannot be reached. Default (DefaultConfig): true.
-	Reconnect bool
+	// DisableReconnect stops the node from redialing a bootstrap peer that
+	// dropped or could not be reached: it is dialed once. Default: false
+	// (redial, with ReconnectInterval's backoff).
+	DisableReconnect bool
 	// ReconnectInterval is the first wait before a redial; it doubles on each
 	// failure up to ReconnectMaxInterval. Default: 1s.
 	ReconnectInterval time.Duration
@@ -78,9 +80,10 @@ type Config struct {
 	// the relay service take reservations; the others refuse them), unless
 	// the node is a relay itself or forced public.
 	Relays []string
-	// HolePunching enables libp2p's hole punching (DCUtR) on relayed
-	// connections. Default (DefaultConfig): true.
-	HolePunching bool
+	// DisableHolePunching turns off the upgrade of relayed connections to
+	// direct ones (libp2p's DCUtR and the node's NAT-aware punching).
+	// Default: false (hole punching on).
+	DisableHolePunching bool
 	// Reachability forces what the node believes of itself: "public",
 	// "private" or "" (let AutoNAT decide). A node behind NAT with relays
 	// should say "private" so that it reserves relay slots at once.
@@ -113,20 +116,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the defaults for a node of realm with the given name.
+// DefaultConfig returns the defaults for a node of realm with the given
+// name: the same node as Config{Realm: realmName, Name: name}, with the
+// defaults written out.
 func DefaultConfig(realmName, name string) Config {
 	return Config{
 		Realm:                realmName,
 		Name:                 name,
 		ListenAddrs:          []string{"/ip4/0.0.0.0/udp/0/quic-v1"},
-		Reconnect:            true,
 		ReconnectInterval:    time.Second,
 		ReconnectMaxInterval: time.Minute,
 		HandshakeTimeout:     10 * time.Second,
 		RefuseFor:            10 * time.Minute,
 		DHTMode:              dht.ModeServer,
 		AliasTTL:             24 * time.Hour,
-		HolePunching:         true,
 	}
 }
 

@@ -1,6 +1,10 @@
 // Package node runs one Macula node: one libp2p host over QUIC, its Ed25519
-// identity, its realm, the realm's DHT, and the event stream that telemetry
-// reads. Later services (rpc, pubsub, nat, ucan) are wired here.
+// identity, its realm, and the wiring of the services on that host (dht,
+// rpc, pubsub, nat, the UCAN validator of a secure realm), with the event
+// stream that telemetry reads. The protocols of its own are few: the realm
+// handshake, the revocation exchange of a secure realm, the signed alias
+// records, and (until they move into package nat) the NAT-aware punching
+// exchanges.
 //
 // # Identity
 //
@@ -20,16 +24,42 @@
 //     so a node of another realm cannot even name our protocols.
 //  2. On every new connection both sides run the realm handshake
 //     (/macula/<realm>/handshake/1.0.0): one frame each way (see package
-//     frame) holding a JSON hello with realm, name and agent. A connection
-//     is part of the realm only after our side's handshake on it succeeded;
-//     until then it is in no peer list and raises no event.
+//     frame) holding a JSON hello with realm, name and agent (and, in a
+//     secure realm, the sender's delegation chains). A connection is part of
+//     the realm only after our side's handshake on it succeeded; until then
+//     it is in no peer list and raises no event.
 //  3. A peer whose handshake fails is disconnected and refused by the
 //     connection gater for RefuseFor, so it cannot come back in the meantime.
 //
+// # Peers
+//
+// A peer is a peer of the realm from the first connection whose handshake
+// succeeded (event connection_up) until its last such connection closes
+// (event connection_down). awaitPeer is the one way code waits for a peer's
+// state (verified, a verdict, refused, gone): it sleeps on a channel that
+// every change closes, never polls. Each peer is pinged every second
+// (liveness.go); one that misses two pings in a row has its connections
+// closed, so every service sees it go within about three seconds.
+//
 // # Goroutines
 //
-// Node owns: the handshake goroutine of each new connection, one reconnect
-// loop per bootstrap peer, the alias publisher, and the DHT's own. Close
-// cancels the lifetime context, closes the DHT and the host, and waits for all
-// of them.
+// Node owns: the handshake goroutine of each new connection, the handler of
+// every stream of its protocols (registered with handle, which counts each
+// and which Close removes first), one liveness watcher per peer, one
+// reconnect loop per bootstrap peer, the alias publisher, the membership
+// expiry loop of a secure realm, the NAT prober's address watcher, and short
+// lived senders (revocations, punching). Close removes the stream handlers,
+// cancels the lifetime context, closes the services in reverse order of
+// start (pubsub, rpc, dht, nat, host) and waits for all of them. New uses
+// the same Close to undo a start that failed half way.
+//
+// # Locks
+//
+// Node.mu guards the peer table, the bootstrap redial channels, the change
+// channel and the handler list. It is taken before the locks of the access
+// table (verdicts) and of libp2p's swarm (Connectedness), never after, and
+// it is never held while calling something that may wait for the swarm's
+// notifications (ClosePeer, Connect, NewStream). gater.mu, security.mu and
+// punchState.mu are leaves: nothing else is locked while one of them is
+// held. security.persistMu is taken before the UCAN validator's lock.
 package node

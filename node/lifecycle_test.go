@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -101,7 +100,7 @@ func TestNewRefusesBadInput(t *testing.T) {
 			cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 			cfg.Logger = quietLogger()
 			c.mod(&cfg)
-			n, err := New(context.Background(), cfg)
+			n, err := New(cfg)
 			if err == nil {
 				n.Close()
 				t.Fatal("New succeeded")

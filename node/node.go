@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
@@ -28,29 +29,32 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/nat"
-	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
 )
 
 // Node is one running Macula node. Its methods are safe for concurrent use.
+// The lock order is in the package doc.
 type Node struct {
-	cfg    *settings // validated; read-only after New
-	log    *slog.Logger
-	id     *identity
-	did    string
-	alias  string
-	host   host.Host
-	gater  *gater
-	dht    *dht.DHT
-	rpc    *rpc.RPC
-	pubsub *pubsub.PubSub
-	events *event.Bus
-	aliasV *aliasValidator
-	nat    natState
-	punch  punchState
-	sec    security
+	// Set in New, read-only after.
+	cfg        *settings
+	log        *slog.Logger
+	id         *identity
+	did        string
+	alias      string
+	host       host.Host
+	gater      *gater
+	dht        *dht.DHT
+	rpc        *rpc.RPC
+	pubsub     *pubsub.PubSub
+	events     *event.Bus
+	aliasV     *aliasValidator
+	keyCreated bool
+	started    time.Time
+	nat        natState
+	punch      punchState
+	sec        security
 
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -61,46 +65,22 @@ type Node struct {
 	wake chan struct{}
 
 	// mu guards the fields below it.
-	mu         sync.Mutex
-	peers      map[peer.ID]*peerState
-	redial     map[peer.ID]chan struct{} // bootstrap peer -> signalled on disconnect
-	closed     bool
-	keyCreated bool
-	started    time.Time // set in New, read-only after
-}
-
-// peerState is what the node knows of a connected peer.
-type peerState struct {
-	name     string
-	agent    string
-	verified map[network.Conn]bool // connections whose handshake succeeded
-	since    time.Time
-	// stopWatch ends watchPeer; nil when none runs.
-	stopWatch context.CancelFunc
-}
-
-// PeerInfo describes a connected peer of the realm.
-type PeerInfo struct {
-	ID    peer.ID
-	DID   string
-	Alias string
-	Name  string
-	Agent string
-	Addrs []ma.Multiaddr
-	// Direction of the oldest connection: "inbound" or "outbound".
-	Direction string
-	// Path is "direct", or "relayed" when every connection goes through a
-	// relay.
-	Path string
-	// RTT is the smoothed round-trip time to the peer (zero until measured).
-	RTT   time.Duration
-	Since time.Time
+	mu     sync.Mutex
+	peers  map[peer.ID]*peerState
+	redial map[peer.ID]chan struct{} // bootstrap peer -> signalled on disconnect
+	// changed is closed and replaced whenever what awaitPeer waits for may
+	// have changed: a handshake ended, a verdict was set, a peer was
+	// refused or lost its last connection.
+	changed   chan struct{}
+	protocols []protocol.ID // stream handlers to remove on Close
+	closed    bool
 }
 
 // New validates cfg, loads or creates the node's identity, starts the libp2p
-// host, the DHT and the bootstrap loops, and returns the running node. On any
-// error nothing is left running and nothing on disk has changed.
-func New(ctx context.Context, cfg Config) (*Node, error) {
+// host, the DHT and the bootstrap loops, and returns the running node. It
+// does not wait for any peer: bootstrap peers are dialed in the background.
+// On any error nothing is left running and nothing on disk has changed.
+func New(cfg Config) (_ *Node, err error) {
 	s, err := validate(cfg)
 	if err != nil {
 		return nil, err
@@ -113,94 +93,74 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:    s,
-		log:    s.Logger.With("realm", s.Realm, "node", s.Name),
-		id:     id,
-		did:    realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
-		alias:  realm.Alias(s.Realm, s.Name),
-		gater:  newGater(),
-		events: event.NewBus(),
-		wake:   make(chan struct{}, 1),
-		peers:  make(map[peer.ID]*peerState),
-		redial: make(map[peer.ID]chan struct{}),
+		cfg:     s,
+		log:     s.Logger.With("realm", s.Realm, "node", s.Name),
+		id:      id,
+		did:     realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
+		alias:   realm.Alias(s.Realm, s.Name),
+		gater:   newGater(),
+		events:  event.NewBus(),
+		wake:    make(chan struct{}, 1),
+		peers:   make(map[peer.ID]*peerState),
+		redial:  make(map[peer.ID]chan struct{}),
+		changed: make(chan struct{}),
 	}
 	n.aliasV = newAliasValidator(s.Realm, n.alias, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	// One cleanup for every failure below: Close stops whatever was started
+	// and skips what was not.
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
 	selfID, err := peer.IDFromPrivateKey(id.p2p)
 	if err != nil {
-		n.cancel()
-		n.events.Close()
 		return nil, err
 	}
 	if err := n.initSecurity(selfID); err != nil {
-		n.cancel()
-		n.events.Close()
 		return nil, err
 	}
 	if n.sec.v != nil {
 		n.aliasV.member = n.checkAliasMember
 	}
-
 	h, err := libp2p.New(n.hostOptions()...)
 	if err != nil {
-		n.cancel()
-		n.events.Close()
 		return nil, listenError(s.ListenAddrs, err)
 	}
 	n.host = h
-	fail := func(err error) (*Node, error) {
-		n.cancel()
-		n.host.Close()
-		n.events.Close()
-		return nil, err
-	}
 	var dhtHost host.Host = h
 	if n.sec.v != nil {
 		dhtHost = membersOnly{Host: h, n: n}
 	}
-	d, err := dht.New(dhtHost, dht.Config{
+	if n.dht, err = dht.New(dhtHost, dht.Config{
 		Realm:      s.Realm,
 		Mode:       s.DHTMode,
 		Validators: map[string]record.Validator{AliasNamespace: n.aliasV},
 		Logger:     n.log,
-	})
-	if err != nil {
-		return fail(err)
+	}); err != nil {
+		return nil, err
 	}
-	n.dht = d
 	rcfg := s.RPC
 	rcfg.Realm, rcfg.Logger, rcfg.Access = s.Realm, n.log, n.sec.pol
-	r, err := rpc.New(h, d, n.events, rcfg)
-	if err != nil {
-		d.Close()
-		return fail(fmt.Errorf("%w: rpc: %w", ErrConfig, err))
+	if n.rpc, err = rpc.New(h, n.dht, n.events, rcfg); err != nil {
+		return nil, fmt.Errorf("%w: rpc: %w", ErrConfig, err)
 	}
-	n.rpc = r
 	pcfg := s.PubSub
 	pcfg.Realm, pcfg.Logger, pcfg.Access = s.Realm, n.log, n.sec.pol
-	ps, err := pubsub.New(h, d, n.events, pcfg)
-	if err != nil {
-		r.Close()
-		d.Close()
-		return fail(fmt.Errorf("%w: pubsub: %w", ErrConfig, err))
+	if n.pubsub, err = pubsub.New(h, n.dht, n.events, pcfg); err != nil {
+		return nil, fmt.Errorf("%w: pubsub: %w", ErrConfig, err)
 	}
-	n.pubsub = ps
-	created, err := id.persist()
-	if err != nil {
-		ps.Close()
-		r.Close()
-		d.Close()
-		return fail(err)
+	if n.keyCreated, err = id.persist(); err != nil {
+		return nil, err
 	}
-	n.keyCreated = created
 	n.startNAT()
 	n.started = time.Now()
 
-	h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
-	h.SetStreamHandler(PunchProtocol(s.Realm), n.handlePunch)
-	h.SetStreamHandler(BirthdayProtocol(s.Realm), n.handleBirthday)
+	n.handle(h, PunchProtocol(s.Realm), n.handlePunch)
+	n.handle(h, BirthdayProtocol(s.Realm), n.handleBirthday)
 	if n.sec.v != nil {
-		h.SetStreamHandler(RevocationProtocol(s.Realm), n.handleRevocations)
+		n.handle(h, RevocationProtocol(s.Realm), n.handleRevocations)
 	}
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
@@ -228,8 +188,27 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.expiryLoop()
 	}
-	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", created)
+	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", n.keyCreated)
 	return n, nil
+}
+
+// handle serves proto on h with f. Every stream's handler is counted, so
+// Close waits for it, and Close removes the handler before anything else:
+// once the node is closing a new stream is reset at once.
+func (n *Node) handle(h host.Host, proto protocol.ID, f network.StreamHandler) {
+	n.mu.Lock()
+	if !slices.Contains(n.protocols, proto) {
+		n.protocols = append(n.protocols, proto)
+	}
+	n.mu.Unlock()
+	h.SetStreamHandler(proto, func(s network.Stream) {
+		if !n.enter() {
+			_ = s.Reset()
+			return
+		}
+		defer n.wg.Done()
+		f(s)
+	})
 }
 
 // hostOptions are the libp2p options of the node's host: QUIC only, the
@@ -251,7 +230,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 		// libp2p.New, and a peer that finds no handler takes this node for
 		// one of another realm and refuses it for RefuseFor.
 		libp2p.WithFxOption(fx.Invoke(func(h *bhost.BasicHost) {
-			h.SetStreamHandler(HandshakeProtocol(s.Realm), n.handleHandshake)
+			n.handle(h, HandshakeProtocol(s.Realm), n.handleHandshake)
 		})),
 	}
 	// The circuit v2 client, always: any node must be able to dial a peer
@@ -270,7 +249,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 	if relays := s.relayCandidates(); len(relays) > 0 {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
 	}
-	if s.HolePunching {
+	if !s.DisableHolePunching {
 		opts = append(opts, libp2p.EnableHolePunching(n.holePunchOptions()...))
 	}
 	switch s.Reachability {
@@ -353,9 +332,6 @@ func (n *Node) StartedAt() time.Time { return n.started }
 // KeyCreated reports whether this start created the node's key.
 func (n *Node) KeyCreated() bool { return n.keyCreated }
 
-// PrivateKey returns the node's key, for services that sign.
-func (n *Node) PrivateKey() ed25519.PrivateKey { return n.id.priv }
-
 // Addrs returns the node's listen addresses, each ending in /p2p/<peer-id>.
 func (n *Node) Addrs() []ma.Multiaddr {
 	p2p, _ := ma.NewComponent("p2p", n.host.ID().String())
@@ -366,257 +342,9 @@ func (n *Node) Addrs() []ma.Multiaddr {
 	return out
 }
 
-// Peers returns the connected peers of the realm, sorted by peer ID.
-func (n *Node) Peers() []PeerInfo {
-	n.mu.Lock()
-	var out []PeerInfo
-	for id, ps := range n.peers {
-		if len(ps.verified) == 0 {
-			continue
-		}
-		out = append(out, PeerInfo{ID: id, Name: ps.name, Agent: ps.agent, Since: ps.since})
-	}
-	n.mu.Unlock()
-	for i := range out {
-		p := &out[i]
-		p.DID = peerdid.Of(p.ID)
-		if p.Name != "" && n.namedMember(p.ID, p.Name) {
-			p.Alias = realm.Alias(n.cfg.Realm, p.Name)
-		}
-		conns := n.host.Network().ConnsToPeer(p.ID)
-		sort.Slice(conns, func(i, j int) bool { return conns[i].Stat().Opened.Before(conns[j].Stat().Opened) })
-		for _, c := range conns {
-			p.Addrs = append(p.Addrs, c.RemoteMultiaddr())
-		}
-		if len(conns) > 0 {
-			p.Direction = strings.ToLower(conns[0].Stat().Direction.String())
-			p.Path = "relayed"
-			for _, c := range conns {
-				if !isRelayed(c.RemoteMultiaddr()) {
-					p.Path = "direct"
-				}
-			}
-		}
-		p.RTT = n.host.Peerstore().LatencyEWMA(p.ID)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// isRelayed reports whether a connection's address goes through a circuit
-// relay.
-func isRelayed(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
-
-// IsPeer reports whether p is a connected peer of the realm.
-func (n *Node) IsPeer(p peer.ID) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ps, ok := n.peers[p]
-	return ok && len(ps.verified) > 0
-}
-
-func (n *Node) onConnected(c network.Conn) {
-	n.startPunch(c)
-	n.spawn(func() {
-		h, err := n.handshake(n.ctx, c)
-		if err != nil {
-			if n.ctx.Err() != nil {
-				return
-			}
-			n.handshakeFailed(c, err)
-			return
-		}
-		n.onVerified(c, h)
-	})
-}
-
-// enter counts a running stream handler that Close waits for; the handler
-// calls n.wg.Done when it returns. Once the node is closing it reports false.
-func (n *Node) enter() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return false
-	}
-	n.wg.Add(1)
-	return true
-}
-
-// spawn runs f in a goroutine that Close waits for. Once the node is closing
-// it runs nothing and reports false.
-func (n *Node) spawn(f func()) bool {
-	if !n.enter() {
-		return false
-	}
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
-	return true
-}
-
-// handshakeFailed closes a connection whose realm handshake failed and
-// refuses its peer: at once when it is of another realm, after maxStrikes
-// failures otherwise (it may have closed first, hiding why).
-func (n *Node) handshakeFailed(c network.Conn, err error) {
-	p := c.RemotePeer()
-	refused := false
-	if errors.Is(err, ErrNotMember) {
-		n.gater.refuseNonMember(p, nonMemberRefuseFor)
-		refused = true
-	} else if errors.Is(err, ErrOtherRealm) {
-		n.gater.refuse(p, n.cfg.RefuseFor)
-		refused = true
-	} else {
-		refused = n.gater.strike(p, n.cfg.RefuseFor)
-	}
-	switch {
-	case errors.Is(err, ErrNotMember):
-		n.log.Warn("peer refused: no valid membership grant from the realm authority", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
-	case errors.Is(err, ErrOtherRealm):
-		n.log.Warn("peer refused: not in this realm", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
-	case refused:
-		n.log.Warn("peer refused: realm handshake failed repeatedly", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
-	default:
-		n.log.Debug("realm handshake failed", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
-	}
-	if refused {
-		n.events.Emit(event.Event{Kind: event.PeerRefused, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: err.Error()})
-	}
-	if errors.Is(err, ErrNotMember) {
-		// Let the peer read why first (our refusal frame on its handshake
-		// stream); until then it has no verdict, so nothing serves it.
-		time.AfterFunc(refusalGrace, func() { _ = c.Close() })
-		return
-	}
-	_ = c.Close()
-}
-
-// notePeerName records the name a peer gave in its own hello.
-func (n *Node) notePeerName(p peer.ID, h hello) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ps := n.peers[p]
-	if ps == nil {
-		ps = &peerState{verified: map[network.Conn]bool{}}
-		n.peers[p] = ps
-	}
-	ps.name, ps.agent = h.Name, h.Agent
-}
-
-func (n *Node) onVerified(c network.Conn, h hello) {
-	p := c.RemotePeer()
-	n.mu.Lock()
-	if n.closed || c.IsClosed() {
-		n.mu.Unlock()
-		return
-	}
-	ps := n.peers[p]
-	if ps == nil {
-		ps = &peerState{verified: map[network.Conn]bool{}}
-		n.peers[p] = ps
-	}
-	first := len(ps.verified) == 0
-	ps.verified[c] = true
-	ps.name, ps.agent = h.Name, h.Agent
-	if first {
-		ps.since = time.Now()
-		if ps.stopWatch == nil {
-			var wctx context.Context
-			wctx, ps.stopWatch = context.WithCancel(n.ctx)
-			n.wg.Add(1)
-			go n.watchPeer(wctx, p)
-		}
-	}
-	n.mu.Unlock()
-	if !first {
-		return
-	}
-	n.log.Info("peer connected", "peer", p, "name", h.Name, "addr", c.RemoteMultiaddr())
-	path := "direct"
-	if isRelayed(c.RemoteMultiaddr()) {
-		path = "relayed"
-	}
-	e := event.Event{Kind: event.ConnectionUp, Peer: p.String(), Name: h.Name,
-		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path,
-		DID: peerdid.Of(p)}
-	n.events.Emit(e)
-	if n.sec.v != nil {
-		n.sendRevocations(p, n.sec.v.Revocations())
-	}
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (n *Node) onDisconnected(c network.Conn) {
-	p := c.RemotePeer()
-	n.mu.Lock()
-	ps := n.peers[p]
-	wasUp := false
-	if ps != nil {
-		wasUp = ps.verified[c]
-		delete(ps.verified, c)
-		if len(ps.verified) == 0 && ps.stopWatch != nil {
-			ps.stopWatch()
-			ps.stopWatch = nil
-		}
-		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
-			delete(n.peers, p)
-		}
-	}
-	if n.host.Network().Connectedness(p) != network.Connected {
-		// Also for a peer admitted by its own handshake whose connection
-		// closed before ours verified it.
-		n.forgetVerdict(p)
-	}
-	down := wasUp && (ps == nil || len(ps.verified) == 0)
-	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	closed := n.closed
-	n.mu.Unlock()
-	if down && !closed {
-		n.log.Info("peer disconnected", "peer", p)
-		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String()})
-	}
-}
-
-// Connect dials a peer and waits for the realm handshake on the connection.
-func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
-	if err := n.host.Connect(ctx, ai); err != nil {
-		return err
-	}
-	for {
-		if n.IsPeer(ai.ID) {
-			return nil
-		}
-		if n.gater.isRefused(ai.ID) {
-			if n.gater.refusedNonMember(ai.ID) {
-				return fmt.Errorf("%w: %s presented no valid membership grant", ErrNotMember, ai.ID)
-			}
-			return fmt.Errorf("%w: %s refused the realm handshake", ErrOtherRealm, ai.ID)
-		}
-		if n.host.Network().Connectedness(ai.ID) != network.Connected {
-			return fmt.Errorf("connection to %s closed during the realm handshake", ai.ID)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// Close stops the node: its loops, the DHT and the host. It waits for every
-// goroutine the node started, and is safe to call more than once.
+// Close stops the node: its loops, its services, the DHT and the host. It
+// waits for every goroutine the node started, and is safe to call more than
+// once, and on a node that New left half built (it closes what was started).
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
@@ -624,18 +352,37 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	protocols := n.protocols
 	n.mu.Unlock()
-	// Stop accepting work first: no new handshakes, then cancel the loops.
-	n.host.RemoveStreamHandler(HandshakeProtocol(n.cfg.Realm))
-	n.host.RemoveStreamHandler(RevocationProtocol(n.cfg.Realm))
+	// Stop accepting work first (a stream that gets in anyway is refused by
+	// enter), then cancel the loops.
+	if n.host != nil {
+		for _, p := range protocols {
+			n.host.RemoveStreamHandler(p)
+		}
+	}
 	n.cancel()
-	perr := n.pubsub.Close()
-	rerr := n.rpc.Close() // before the DHT they announce through
-	derr := n.dht.Close()
-	nerr := n.closeNAT() // before the host: it holds a reference to the QUIC socket
-	herr := n.host.Close()
+	var errs []error
+	// Services in reverse order of start: pubsub and rpc before the DHT
+	// they announce through; NAT before the host, since it holds a
+	// reference to the host's QUIC socket.
+	if n.pubsub != nil {
+		errs = append(errs, n.pubsub.Close())
+	}
+	if n.rpc != nil {
+		errs = append(errs, n.rpc.Close())
+	}
+	if n.dht != nil {
+		errs = append(errs, n.dht.Close())
+	}
+	errs = append(errs, n.closeNAT())
+	if n.host != nil {
+		errs = append(errs, n.host.Close())
+	}
 	n.wg.Wait()
 	n.events.Close()
-	n.log.Info("node stopped")
-	return errors.Join(perr, rerr, derr, nerr, herr)
+	if n.host != nil {
+		n.log.Info("node stopped")
+	}
+	return errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -27,9 +26,7 @@ func startNode(t *testing.T, realmName, name string, mod func(*Config)) *Node {
 	if mod != nil {
 		mod(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := New(ctx, cfg)
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%s): %v", name, err)
 	}

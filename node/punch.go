@@ -194,18 +194,9 @@ func directConn(n *Node, p peer.ID) bool {
 
 // waitPeer waits until p is a verified peer of the realm, for at most d.
 func (n *Node) waitPeer(ctx context.Context, p peer.ID, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for !n.IsPeer(p) {
-		if time.Now().After(deadline) || n.host.Network().Connectedness(p) == network.NotConnected {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return true
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return n.awaitPeer(ctx, p, func() bool { return n.IsPeer(p) }, true) == nil
 }
 
 // runPunch asks the peer of c for its NAT type and dials it directly when
@@ -310,11 +301,6 @@ func (n *Node) punchExchange(ctx context.Context, p peer.ID, req punchMsg) (punc
 // node's NAT type and STUN address; behind a restricted cone it first sends
 // a few packets to the requester's public IP so that its dial gets in.
 func (n *Node) handlePunch(s network.Stream) {
-	if !n.enter() {
-		s.Reset()
-		return
-	}
-	defer n.wg.Done()
 	_ = s.SetDeadline(time.Now().Add(punchVerifyWait + punchStreamTimeout))
 	p := s.Conn().RemotePeer()
 	// Only realm peers may make this node send packets.

@@ -17,7 +17,7 @@ const dialTimeout = 15 * time.Second
 // start, and again after each disconnect, waiting ReconnectInterval doubled
 // per failure (with jitter, capped at ReconnectMaxInterval). It gives up after
 // MaxReconnectAttempts failures in a row (0: never), at once when the peer is
-// of another realm, and after the first failure when Reconnect is off.
+// of another realm, and after the first failure when DisableReconnect is set.
 func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 	defer n.wg.Done()
 	failures := 0
@@ -38,7 +38,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 					n.log.Error("bootstrap peer is not in this realm; not dialing it again", "peer", ai.ID, "err", err)
 					return
 				}
-				if !n.cfg.Reconnect || (n.cfg.MaxReconnectAttempts > 0 && failures >= n.cfg.MaxReconnectAttempts) {
+				if n.cfg.DisableReconnect || (n.cfg.MaxReconnectAttempts > 0 && failures >= n.cfg.MaxReconnectAttempts) {
 					n.log.Error("giving up on bootstrap peer", "peer", ai.ID, "failures", failures, "err", err)
 					return
 				}
@@ -59,7 +59,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 		case <-n.ctx.Done():
 			return
 		case <-disconnected:
-			if !n.cfg.Reconnect {
+			if n.cfg.DisableReconnect {
 				n.log.Info("bootstrap peer dropped; reconnect is off", "peer", ai.ID)
 				return
 			}

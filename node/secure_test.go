@@ -164,7 +164,7 @@ func TestSecureNodeNeedsMembership(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
 			tc.mod(&cfg)
-			n, err := New(context.Background(), cfg)
+			n, err := New(cfg)
 			if err == nil {
 				n.Close()
 				t.Fatal("New succeeded")
@@ -183,7 +183,7 @@ func TestSecureNodeNeedsMembership(t *testing.T) {
 	cfg := base
 	cfg.Authority = a.did
 	cfg.Chains = []ucan.Chain{a.grant(did, ucan.Member, "", "n", time.Hour)}
-	n, err := New(context.Background(), cfg)
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestSecureRealmThroughRelay(t *testing.T) {
 		c.Bootstrap = []string{relayAddr}
 		c.Relays = []string{relayAddr}
 		c.Reachability = "private"
-		c.HolePunching = false
+		c.DisableHolePunching = true
 	})
 	eventually(t, 10*time.Second, "the callee in the relay's routing table", func() bool {
 		return len(callee.DHT().RoutingTablePeers()) > 0
@@ -366,7 +366,7 @@ func TestSecureRealmThroughRelay(t *testing.T) {
 	}
 	caller := startMember(t, a, "caller", func(did string) []ucan.Chain {
 		return []ucan.Chain{a.grant(did, ucan.Call, "io.acme.orders.*", "", time.Hour)}
-	}, func(c *Config) { c.HolePunching = false })
+	}, func(c *Config) { c.DisableHolePunching = true })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// On loopback the host does not advertise circuit addresses (autorelay

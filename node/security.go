@@ -53,9 +53,6 @@ type security struct {
 	seenRev map[[32]byte]bool // revocation records already handled
 	// persistMu serialises writes of the revocations file.
 	persistMu sync.Mutex
-	// verified is closed and replaced whenever a peer's verdict is set, so
-	// that streams waiting for a peer's membership wake up.
-	verified chan struct{}
 }
 
 // Secure reports whether the node's realm has an authority.
@@ -79,7 +76,6 @@ func (n *Node) Grant() ucan.Grant { return n.sec.pol.Self().Grant() }
 // initSecurity sets up the validator and checks the node's own chains.
 func (n *Node) initSecurity(self peer.ID) error {
 	n.sec.seenRev = make(map[[32]byte]bool)
-	n.sec.verified = make(chan struct{})
 	if n.cfg.Authority == "" {
 		n.sec.pol = access.Open(self)
 		n.log.Warn("OPEN REALM: no authority is configured, so every node that knows the realm's name may join it and call, publish, subscribe and advertise anything; for development only (set an authority to secure it)")
@@ -207,10 +203,7 @@ func (n *Node) admit(ctx context.Context, p peer.ID, h hello) error {
 		return err // wraps ErrNotMember
 	}
 	n.sec.table.Set(p, vd)
-	n.sec.mu.Lock()
-	close(n.sec.verified)
-	n.sec.verified = make(chan struct{})
-	n.sec.mu.Unlock()
+	n.peerChanged() // streams waiting for its membership go on
 	return nil
 }
 
@@ -238,24 +231,14 @@ func (n *Node) waitMember(ctx context.Context, p peer.ID) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
 	defer cancel()
-	for {
-		n.sec.mu.Lock()
-		ch := n.sec.verified
-		n.sec.mu.Unlock()
-		if n.sec.table.Peer(p) != nil {
-			return nil
-		}
-		if n.gater.isRefused(p) {
-			return fmt.Errorf("%w: %s", ErrNotMember, p)
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s did not present a membership grant: %w", ErrNotMember, p, ctx.Err())
-		case <-n.ctx.Done():
-			return ErrClosed
-		}
+	err := n.awaitPeer(ctx, p, func() bool { return n.sec.table.Peer(p) != nil }, false)
+	switch {
+	case err == nil, errors.Is(err, ErrNotMember), errors.Is(err, ErrClosed):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: %s did not present a membership grant: %w", ErrNotMember, p, err)
 	}
+	return fmt.Errorf("%w: %s: %w", ErrNotMember, p, err)
 }
 
 // membersOnly is the host the DHT sees in a secure realm: streams to and

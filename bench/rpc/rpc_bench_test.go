@@ -274,7 +274,7 @@ func startMacula(b *testing.B, mods ...func(name string, c *node.Config)) *macul
 		}
 		return c
 	}
-	a, err := node.New(ctx, cfg("a", nil))
+	a, err := node.New(cfg("a", nil))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func startMacula(b *testing.B, mods ...func(name string, c *node.Config)) *macul
 	for _, m := range a.Addrs() {
 		boot = append(boot, m.String())
 	}
-	bn, err := node.New(ctx, cfg("b", boot))
+	bn, err := node.New(cfg("b", boot))
 	if err != nil {
 		a.Close()
 		b.Fatal(err)

@@ -111,7 +111,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 				return fmt.Errorf("node%d: %w", i, err)
 			}
 		}
-		n, err := node.New(ctx, cfg)
+		n, err := node.New(cfg)
 		if err != nil {
 			return fmt.Errorf("node%d: %w", i, err)
 		}

@@ -186,9 +186,9 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	nc.STUN = append([]string(nil), o.STUN...)
 	nc.Relays = append([]string(nil), o.Relays...)
 	nc.RelayService = o.RelayService
-	nc.HolePunching = o.HolePunching
+	nc.DisableHolePunching = !o.HolePunching
 	nc.Reachability = o.Reachability
-	nc.Reconnect = o.Reconnect
+	nc.DisableReconnect = !o.Reconnect
 	nc.ReconnectInterval = o.ReconnectInterval
 	nc.MaxReconnectAttempts = o.MaxReconnectAttempts
 	nc.DHTMode = mode
@@ -296,7 +296,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		return err
 	}
 
-	n, err := node.New(ctx, p.nodeCfg)
+	n, err := node.New(p.nodeCfg)
 	if errors.Is(err, node.ErrNotMember) {
 		err = fmt.Errorf("%w; to join: 'macula-node key --data-dir %s' prints the node's DID (and keeps its key); the authority runs "+
 			"'macula-node ucan issue --as AUTHORITY.key --realm %s --to DID --can member --name %s --out member.ucan'; then start with --ucan member.ucan",

@@ -1,0 +1,328 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/peerdid"
+	"github.com/macula-io/macula/realm"
+)
+
+// peerState is what the node knows of a connected peer.
+type peerState struct {
+	name     string
+	agent    string
+	verified map[network.Conn]bool // connections whose handshake succeeded
+	since    time.Time
+	// stopWatch ends watchPeer; nil when none runs.
+	stopWatch context.CancelFunc
+}
+
+// PeerInfo describes a connected peer of the realm.
+type PeerInfo struct {
+	ID    peer.ID
+	DID   string
+	Alias string
+	Name  string
+	Agent string
+	Addrs []ma.Multiaddr
+	// Direction of the oldest connection: "inbound" or "outbound".
+	Direction string
+	// Path is "direct", or "relayed" when every connection goes through a
+	// relay.
+	Path string
+	// RTT is the smoothed round-trip time to the peer (zero until measured).
+	RTT   time.Duration
+	Since time.Time
+}
+
+// Peers returns the connected peers of the realm, sorted by peer ID.
+func (n *Node) Peers() []PeerInfo {
+	n.mu.Lock()
+	var out []PeerInfo
+	for id, ps := range n.peers {
+		if len(ps.verified) == 0 {
+			continue
+		}
+		out = append(out, PeerInfo{ID: id, Name: ps.name, Agent: ps.agent, Since: ps.since})
+	}
+	n.mu.Unlock()
+	for i := range out {
+		p := &out[i]
+		p.DID = peerdid.Of(p.ID)
+		if p.Name != "" && n.namedMember(p.ID, p.Name) {
+			p.Alias = realm.Alias(n.cfg.Realm, p.Name)
+		}
+		conns := n.host.Network().ConnsToPeer(p.ID)
+		sort.Slice(conns, func(i, j int) bool { return conns[i].Stat().Opened.Before(conns[j].Stat().Opened) })
+		for _, c := range conns {
+			p.Addrs = append(p.Addrs, c.RemoteMultiaddr())
+		}
+		if len(conns) > 0 {
+			p.Direction = strings.ToLower(conns[0].Stat().Direction.String())
+			p.Path = "relayed"
+			for _, c := range conns {
+				if !isRelayed(c.RemoteMultiaddr()) {
+					p.Path = "direct"
+				}
+			}
+		}
+		p.RTT = n.host.Peerstore().LatencyEWMA(p.ID)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// isRelayed reports whether a connection's address goes through a circuit
+// relay.
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// IsPeer reports whether p is a connected peer of the realm.
+func (n *Node) IsPeer(p peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps, ok := n.peers[p]
+	return ok && len(ps.verified) > 0
+}
+
+func (n *Node) onConnected(c network.Conn) {
+	n.startPunch(c)
+	n.spawn(func() {
+		h, err := n.handshake(n.ctx, c)
+		if err != nil {
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.handshakeFailed(c, err)
+			return
+		}
+		n.onVerified(c, h)
+	})
+}
+
+// enter counts a running stream handler that Close waits for; the handler
+// calls n.wg.Done when it returns. Once the node is closing it reports false.
+func (n *Node) enter() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	n.wg.Add(1)
+	return true
+}
+
+// spawn runs f in a goroutine that Close waits for. Once the node is closing
+// it runs nothing and reports false.
+func (n *Node) spawn(f func()) bool {
+	if !n.enter() {
+		return false
+	}
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// handshakeFailed closes a connection whose realm handshake failed and
+// refuses its peer: at once when it is of another realm, after maxStrikes
+// failures otherwise (it may have closed first, hiding why).
+func (n *Node) handshakeFailed(c network.Conn, err error) {
+	p := c.RemotePeer()
+	refused := false
+	if errors.Is(err, ErrNotMember) {
+		n.gater.refuseNonMember(p, nonMemberRefuseFor)
+		refused = true
+	} else if errors.Is(err, ErrOtherRealm) {
+		n.gater.refuse(p, n.cfg.RefuseFor)
+		refused = true
+	} else {
+		refused = n.gater.strike(p, n.cfg.RefuseFor)
+	}
+	switch {
+	case errors.Is(err, ErrNotMember):
+		n.log.Warn("peer refused: no valid membership grant from the realm authority", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	case errors.Is(err, ErrOtherRealm):
+		n.log.Warn("peer refused: not in this realm", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	case refused:
+		n.log.Warn("peer refused: realm handshake failed repeatedly", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	default:
+		n.log.Debug("realm handshake failed", "peer", p, "addr", c.RemoteMultiaddr(), "err", err)
+	}
+	n.peerChanged()
+	if refused {
+		n.events.Emit(event.Event{Kind: event.PeerRefused, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: err.Error()})
+	}
+	if errors.Is(err, ErrNotMember) {
+		// Let the peer read why first (our refusal frame on its handshake
+		// stream); until then it has no verdict, so nothing serves it.
+		time.AfterFunc(refusalGrace, func() { _ = c.Close() })
+		return
+	}
+	_ = c.Close()
+}
+
+// notePeerName records the name a peer gave in its own hello.
+func (n *Node) notePeerName(p peer.ID, h hello) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := n.peers[p]
+	if ps == nil {
+		ps = &peerState{verified: map[network.Conn]bool{}}
+		n.peers[p] = ps
+	}
+	ps.name, ps.agent = h.Name, h.Agent
+}
+
+func (n *Node) onVerified(c network.Conn, h hello) {
+	p := c.RemotePeer()
+	n.mu.Lock()
+	if n.closed || c.IsClosed() {
+		n.mu.Unlock()
+		return
+	}
+	ps := n.peers[p]
+	if ps == nil {
+		ps = &peerState{verified: map[network.Conn]bool{}}
+		n.peers[p] = ps
+	}
+	first := len(ps.verified) == 0
+	ps.verified[c] = true
+	ps.name, ps.agent = h.Name, h.Agent
+	n.peerChangedLocked()
+	if first {
+		ps.since = time.Now()
+		if ps.stopWatch == nil {
+			var wctx context.Context
+			wctx, ps.stopWatch = context.WithCancel(n.ctx)
+			n.wg.Add(1)
+			go n.watchPeer(wctx, p)
+		}
+	}
+	n.mu.Unlock()
+	if !first {
+		return
+	}
+	n.log.Info("peer connected", "peer", p, "name", h.Name, "addr", c.RemoteMultiaddr())
+	path := "direct"
+	if isRelayed(c.RemoteMultiaddr()) {
+		path = "relayed"
+	}
+	e := event.Event{Kind: event.ConnectionUp, Peer: p.String(), Name: h.Name,
+		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path,
+		DID: peerdid.Of(p)}
+	n.events.Emit(e)
+	if n.sec.v != nil {
+		n.sendRevocations(p, n.sec.v.Revocations())
+	}
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) onDisconnected(c network.Conn) {
+	p := c.RemotePeer()
+	n.mu.Lock()
+	ps := n.peers[p]
+	wasUp := false
+	if ps != nil {
+		wasUp = ps.verified[c]
+		delete(ps.verified, c)
+		if len(ps.verified) == 0 && ps.stopWatch != nil {
+			ps.stopWatch()
+			ps.stopWatch = nil
+		}
+		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
+			delete(n.peers, p)
+		}
+	}
+	if n.host.Network().Connectedness(p) != network.Connected {
+		// Also for a peer admitted by its own handshake whose connection
+		// closed before ours verified it.
+		n.forgetVerdict(p)
+	}
+	down := wasUp && (ps == nil || len(ps.verified) == 0)
+	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	n.peerChangedLocked()
+	closed := n.closed
+	n.mu.Unlock()
+	if down && !closed {
+		n.log.Info("peer disconnected", "peer", p)
+		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String()})
+	}
+}
+
+// Connect dials a peer and waits for the realm handshake on the connection.
+func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if err := n.host.Connect(ctx, ai); err != nil {
+		return err
+	}
+	return n.awaitPeer(ctx, ai.ID, func() bool { return n.IsPeer(ai.ID) }, true)
+}
+
+// errHandshakeLost: the peer's last connection closed before the realm
+// handshake on it ended.
+var errHandshakeLost = errors.New("connection closed during the realm handshake")
+
+// awaitPeer is the one way the node waits for a peer's state: until ready
+// holds for p. It fails when p is refused (ErrNotMember or ErrOtherRealm),
+// when ctx or the node ends, and, if connected is set, as soon as p has no
+// connection left. It wakes on every change of a peer's state (changed),
+// never by polling.
+func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, connected bool) error {
+	for {
+		n.mu.Lock()
+		ch := n.changed
+		n.mu.Unlock()
+		if ready() {
+			return nil
+		}
+		if n.gater.isRefused(p) {
+			if n.gater.refusedNonMember(p) {
+				return fmt.Errorf("%w: %s presented no valid membership grant", ErrNotMember, p)
+			}
+			return fmt.Errorf("%w: %s refused the realm handshake", ErrOtherRealm, p)
+		}
+		if connected && n.host.Network().Connectedness(p) != network.Connected {
+			return fmt.Errorf("%s: %w", p, errHandshakeLost)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// peerChanged wakes every awaitPeer.
+func (n *Node) peerChanged() {
+	n.mu.Lock()
+	n.peerChangedLocked()
+	n.mu.Unlock()
+}
+
+func (n *Node) peerChangedLocked() {
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
