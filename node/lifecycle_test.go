@@ -93,6 +93,10 @@ func TestNewRefusesBadInput(t *testing.T) {
 		{"data dir under a file", func(c *Config) { c.DataDir = filepath.Join(file, "sub") }, ErrDataDir, "not a directory"},
 		{"corrupt key", func(c *Config) { c.DataDir = corruptDir }, ErrCorruptKey, "corrupt"},
 		{"negative attempts", func(c *Config) { c.MaxReconnectAttempts = -1 }, ErrConfig, "max_reconnect_attempts"},
+		// Refused once the host and the DHT run: New's cleanup stops them
+		// (goleak checks that nothing is left).
+		{"bad rpc policy", func(c *Config) { c.DataDir = fresh; c.RPC.Policy = "fastest" }, ErrConfig, "rpc"},
+		{"bad pubsub queue", func(c *Config) { c.DataDir = fresh; c.PubSub.PeerQueue = -1 }, ErrConfig, "pubsub"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -118,6 +122,40 @@ func TestNewRefusesBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "fresh")); !os.IsNotExist(err) {
 		t.Fatalf("a failed start left the data directory behind: %v", err)
+	}
+}
+
+// The zero Config (but for the realm and the name) is a working node with
+// the defaults: two of them join and redial each other.
+func TestZeroConfig(t *testing.T) {
+	start := func(name string, boot []string) *Node {
+		n, err := New(Config{Realm: "io.acme.orders", Name: name, ListenAddrs: []string{"/ip4/127.0.0.1/udp/0/quic-v1"},
+			Bootstrap: boot, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	a := start("a", nil)
+	b := start("b", bootstrapOf(a))
+	if b.cfg.DisableReconnect || b.cfg.DisableHolePunching || b.cfg.DHTMode != DefaultConfig("x.y", "b").DHTMode {
+		t.Fatalf("zero Config settings: %+v", b.cfg.Config)
+	}
+	eventually(t, 10*time.Second, "b joins a", func() bool { return b.IsPeer(a.ID()) })
+	// Reconnect is on by default: b dials a again after the link drops.
+	sub := b.Events().Subscribe(16, event.ConnectionDown, event.ConnectionUp)
+	defer sub.Close()
+	_ = b.Host().Network().ClosePeer(a.ID())
+	for _, want := range []event.Kind{event.ConnectionDown, event.ConnectionUp} {
+		select {
+		case e := <-sub.C:
+			if e.Kind != want || e.Peer != a.ID().String() {
+				t.Fatalf("event %v, want %v of a", e, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %v after the link to a dropped", want)
+		}
 	}
 }
 
