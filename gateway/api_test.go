@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 )
 
@@ -94,10 +95,10 @@ func TestAPI(t *testing.T) {
 				}},
 				{"resolve bad DIDs", func(t *testing.T) {
 					for _, tc := range []struct{ did, code string }{
-						{"did:key:zNotAKey", CodeInvalidDID},
-						{"did:web:example.com", CodeInvalidDID},
-						{"did:macula:nodots", CodeInvalidDID},
-						{"did:macula:io.other.realm.x", CodeOtherRealm},
+						{"did:key:zNotAKey", wire.CodeInvalidDID},
+						{"did:web:example.com", wire.CodeInvalidDID},
+						{"did:macula:nodots", wire.CodeInvalidDID},
+						{"did:macula:io.other.realm.x", wire.CodeOtherRealm},
 					} {
 						_, err := ca.Resolve(ctxFor(t, 5*time.Second), tc.did)
 						wantAPIError(t, err, http.StatusBadRequest, tc.code)
@@ -105,7 +106,7 @@ func TestAPI(t *testing.T) {
 				}},
 				{"resolve unknown alias", func(t *testing.T) {
 					_, err := ca.Resolve(ctxFor(t, 10*time.Second), "did:macula:"+testRealm+".nobody-"+proto)
-					wantAPIError(t, err, http.StatusNotFound, CodeNotFound)
+					wantAPIError(t, err, http.StatusNotFound, wire.CodeNotFound)
 				}},
 				{"dht provide and lookup", func(t *testing.T) {
 					key := "gateway-test-" + proto
@@ -142,12 +143,12 @@ func TestAPI(t *testing.T) {
 				}},
 				{"dht bad keys", func(t *testing.T) {
 					_, err := ca.DHTLookup(ctxFor(t, 5*time.Second), "")
-					wantAPIError(t, err, http.StatusBadRequest, CodeInvalidKey)
+					wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidKey)
 					long := string(make([]byte, 600))
 					err = ca.DHTProvide(ctxFor(t, 5*time.Second), long)
-					wantAPIError(t, err, http.StatusBadRequest, CodeInvalidKey)
-					err = ca.do(ctxFor(t, 5*time.Second), scope{}, http.MethodGet, "/v1/dht/lookup", nil, nil, nil)
-					wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+					wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidKey)
+					err = ca.raw(ctxFor(t, 5*time.Second), http.MethodGet, "/v1/dht/lookup", nil, nil)
+					wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 				}},
 				{"dht stats", func(t *testing.T) {
 					s, err := ca.DHTStats(ctxFor(t, 5*time.Second))
@@ -169,18 +170,18 @@ func TestAPI(t *testing.T) {
 							t.Fatalf("level after set %s = %q, %v", l, got, err)
 						}
 					}
-					wantAPIError(t, ca.SetLogLevel(ctx, "loud"), http.StatusBadRequest, CodeInvalidLevel)
+					wantAPIError(t, ca.SetLogLevel(ctx, "loud"), http.StatusBadRequest, wire.CodeInvalidLevel)
 					if got, _ := ca.LogLevel(ctx); got != "info" {
 						t.Errorf("a bad level changed the level to %q", got)
 					}
 				}},
 				{"unknown route", func(t *testing.T) {
-					err := ca.do(ctxFor(t, 5*time.Second), scope{}, http.MethodGet, "/v1/nothing-here", nil, nil, nil)
-					wantAPIError(t, err, http.StatusNotFound, CodeNotFound)
+					err := ca.raw(ctxFor(t, 5*time.Second), http.MethodGet, "/v1/nothing-here", nil, nil)
+					wantAPIError(t, err, http.StatusNotFound, wire.CodeNotFound)
 				}},
 				{"wrong method", func(t *testing.T) {
-					err := ca.do(ctxFor(t, 5*time.Second), scope{}, http.MethodDelete, "/v1/node", nil, nil, nil)
-					wantAPIError(t, err, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+					err := ca.raw(ctxFor(t, 5*time.Second), http.MethodDelete, "/v1/node", nil, nil)
+					wantAPIError(t, err, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 				}},
 			}
 			for _, c := range checks {
@@ -193,9 +194,9 @@ func TestAPI(t *testing.T) {
 // wantAPIError fails unless err is an *APIError with status and code.
 func wantAPIError(t *testing.T, err error, status int, code string) {
 	t.Helper()
-	var ae *APIError
+	var ae *wire.APIError
 	if !errors.As(err, &ae) {
-		t.Errorf("err = %v (%T), want an *APIError %d %s", err, err, status, code)
+		t.Errorf("err = %v (%T), want an *wire.APIError %d %s", err, err, status, code)
 		return
 	}
 	if ae.Status != status || ae.Code != code || ae.Message == "" {

@@ -7,14 +7,9 @@ import (
 	"net/http"
 	"strings"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/ucan"
 )
-
-// BearerScheme is the scheme of the Authorization header that carries a
-// UCAN invocation: "Authorization: Bearer <chain>", where <chain> is
-// ucan.Chain.String of the invocation's proofs (root first) followed by the
-// invocation itself.
-const BearerScheme = "Bearer"
 
 // scope says what a route asks of a bearer token: the command, the resource
 // (a concrete name, a subscription pattern, or "" for the node itself), and
@@ -95,7 +90,7 @@ func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) 
 	if s.cmd != ucan.All && s.res == "" {
 		// ValidateInvocation reads an empty resource as "any": never
 		// let a route's empty name through to it.
-		return nil, newAPIError(http.StatusBadRequest, CodeInvalidName, "an empty name")
+		return nil, newAPIError(http.StatusBadRequest, wire.CodeInvalidName, "an empty name")
 	}
 	inv, proofs, err := parseBearer(h)
 	if err != nil {
@@ -120,7 +115,7 @@ func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) 
 		if s.res != "" {
 			what += " on " + s.res
 		}
-		return nil, newAPIError(http.StatusForbidden, CodeUnauthorized,
+		return nil, newAPIError(http.StatusForbidden, wire.CodeUnauthorized,
 			fmt.Sprintf("token refused for %s: %s", what, ucanReason(err)))
 	}
 	return vd, nil
@@ -140,15 +135,15 @@ func (a *api) unauthenticated(s scope, why string) error {
 	if why != "" {
 		msg = "unreadable Authorization header: " + why + "; " + msg
 	}
-	return &apiError{status: http.StatusUnauthorized, code: CodeUnauthenticated, message: msg, authenticate: true}
+	return &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthenticated, message: msg, authenticate: true}
 }
 
 // parseBearer reads "Bearer <chain>" and splits the chain into the
 // invocation (its last token) and its proofs.
 func parseBearer(h string) (inv []byte, proofs ucan.Chain, err error) {
 	scheme, text, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, BearerScheme) {
-		return nil, nil, fmt.Errorf("want the scheme %s", BearerScheme)
+	if !ok || !strings.EqualFold(scheme, wire.BearerScheme) {
+		return nil, nil, fmt.Errorf("want the scheme %s", wire.BearerScheme)
 	}
 	c, err := ucan.ParseChain([]byte(text))
 	if err != nil {

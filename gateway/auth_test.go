@@ -17,6 +17,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 
+	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/api/ucantoken"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
@@ -89,7 +91,7 @@ func startSecure(t *testing.T) *secureRealm {
 		}
 	}
 	s.n = n
-	s.h = newAPI(n, nil, quietLogger(), APIAddrs{})
+	s.h = newAPI(n, nil, quietLogger(), wire.APIAddrs{})
 	return s
 }
 
@@ -150,7 +152,7 @@ func request(h http.Handler, method, target, body, addr, tok string) *httptest.R
 // message contains each of msgs.
 func wantError(t *testing.T, w *httptest.ResponseRecorder, status int, code string, msgs ...string) {
 	t.Helper()
-	var eb errorBody
+	var eb wire.ErrorBody
 	if err := json.Unmarshal(w.Body.Bytes(), &eb); err != nil {
 		t.Fatalf("answer %d %q: %v", w.Code, w.Body, err)
 	}
@@ -179,7 +181,7 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatalf("call with a token: %d %q", w.Code, w.Body)
 		}
 		// The same invocation again is a replay.
-		wantError(t, request(s.h, "POST", callPath, "hello", remoteAddr, tok), 403, CodeUnauthorized, "replayed")
+		wantError(t, request(s.h, "POST", callPath, "hello", remoteAddr, tok), 403, wire.CodeUnauthorized, "replayed")
 	})
 	t.Run("token from loopback", func(t *testing.T) {
 		// A token is checked wherever the request comes from.
@@ -188,19 +190,19 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatalf("call with a token from loopback: %d %q", w.Code, w.Body)
 		}
 		w = request(s.h, "POST", callPath, "hi", loopbackAddr, prog.token(t, s.did, ucan.Call, testRealm+".other"))
-		wantError(t, w, 403, CodeUnauthorized)
+		wantError(t, w, 403, wire.CodeUnauthorized)
 	})
 	t.Run("another procedure", func(t *testing.T) {
 		tok := prog.token(t, s.did, ucan.Call, testRealm+".other")
-		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, CodeUnauthorized, "resource")
+		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, wire.CodeUnauthorized, "resource")
 		// A name the chain's pattern does not match, asked for by name.
 		deep := testRealm + ".deep.place"
 		tok = prog.token(t, s.did, ucan.Call, deep)
-		wantError(t, request(s.h, "POST", "/v1/call/"+deep, "x", remoteAddr, tok), 403, CodeUnauthorized, "outside")
+		wantError(t, request(s.h, "POST", "/v1/call/"+deep, "x", remoteAddr, tok), 403, wire.CodeUnauthorized, "outside")
 	})
 	t.Run("another command", func(t *testing.T) {
 		tok := prog.token(t, s.did, ucan.Publish, place)
-		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, CodeUnauthorized)
+		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, wire.CodeUnauthorized)
 	})
 	t.Run("another node", func(t *testing.T) {
 		other, err := ucan.GenerateKey()
@@ -208,7 +210,7 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok := prog.token(t, ucan.KeyDID(other), ucan.Call, place)
-		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, CodeUnauthorized, "meant for another principal")
+		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, wire.CodeUnauthorized, "meant for another principal")
 	})
 	t.Run("no token off loopback", func(t *testing.T) {
 		for _, r := range []struct{ method, target string }{
@@ -216,7 +218,7 @@ func TestBearerTokens(t *testing.T) {
 			{"POST", "/v1/ucan/revocations"}, {"DELETE", "/v1/advertise/" + place},
 		} {
 			w := request(s.h, r.method, r.target, "", remoteAddr, "")
-			wantError(t, w, 401, CodeUnauthenticated, "Authorization: Bearer", s.did)
+			wantError(t, w, 401, wire.CodeUnauthenticated, "Authorization: Bearer", s.did)
 			if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("%s %s: WWW-Authenticate %q", r.method, r.target, w.Header().Get("WWW-Authenticate"))
 			}
@@ -228,7 +230,7 @@ func TestBearerTokens(t *testing.T) {
 			r.Header.Set("Authorization", h)
 			w := httptest.NewRecorder()
 			s.h.ServeHTTP(w, r)
-			wantError(t, w, 401, CodeUnauthenticated, "unreadable")
+			wantError(t, w, 401, wire.CodeUnauthenticated, "unreadable")
 		}
 	})
 	t.Run("no token from loopback", func(t *testing.T) {
@@ -243,37 +245,37 @@ func TestBearerTokens(t *testing.T) {
 			}
 		}
 		// ... but not a name two segments down, nor publish there.
-		wantError(t, request(s.h, "POST", "/v1/call/"+testRealm+".deep.place", "x", loopbackAddr, ""), 403, CodeUnauthorized)
-		wantError(t, request(s.h, "POST", "/v1/publish/"+testRealm+".deep.topic", "x", loopbackAddr, ""), 403, CodeUnauthorized)
+		wantError(t, request(s.h, "POST", "/v1/call/"+testRealm+".deep.place", "x", loopbackAddr, ""), 403, wire.CodeUnauthorized)
+		wantError(t, request(s.h, "POST", "/v1/publish/"+testRealm+".deep.topic", "x", loopbackAddr, ""), 403, wire.CodeUnauthorized)
 	})
 	t.Run("admin", func(t *testing.T) {
 		// A call-only chain cannot invoke the root command ...
 		tok := prog.token(t, s.did, ucan.All, "")
-		wantError(t, request(s.h, "GET", "/v1/node", "", remoteAddr, tok), 403, CodeUnauthorized)
+		wantError(t, request(s.h, "GET", "/v1/node", "", remoteAddr, tok), 403, wire.CodeUnauthorized)
 		// ... nor pass a call invocation off as one.
 		tok = prog.token(t, s.did, ucan.Call, place)
-		wantError(t, request(s.h, "GET", "/v1/peers", "", remoteAddr, tok), 403, CodeUnauthorized)
+		wantError(t, request(s.h, "GET", "/v1/peers", "", remoteAddr, tok), 403, wire.CodeUnauthorized)
 		// The root command on a part of the realm is not the node's admin.
 		part := s.program(ucan.All, testRealm+".*", time.Hour)
 		tok = part.token(t, s.did, ucan.All, testRealm+".x")
-		wantError(t, request(s.h, "GET", "/v1/node", "", remoteAddr, tok), 403, CodeUnauthorized)
+		wantError(t, request(s.h, "GET", "/v1/node", "", remoteAddr, tok), 403, wire.CodeUnauthorized)
 		admin := s.program(ucan.All, "", time.Hour)
 		w := request(s.h, "GET", "/v1/node", "", remoteAddr, admin.token(t, s.did, ucan.All, ""))
 		if w.Code != 200 {
 			t.Fatalf("GET /v1/node as admin: %d %s", w.Code, w.Body)
 		}
-		var info NodeInfo
+		var info wire.NodeInfo
 		if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil {
 			t.Fatal(err)
 		}
 		g := info.Grant
-		if info.Security != SecuritySecure || info.Authority != ucan.KeyDID(s.auth) || g == nil || !g.Member ||
+		if info.Security != wire.SecuritySecure || info.Authority != ucan.KeyDID(s.auth) || g == nil || !g.Member ||
 			g.Expires == nil || len(g.Capabilities) != 5 || !strings.Contains(strings.Join(g.Capabilities, ","), "/macula/call on "+testRealm+".*") {
 			t.Errorf("node info %+v, grant %+v", info, g)
 		}
 		w = request(s.h, "GET", "/v1/nat", "", remoteAddr, admin.token(t, s.did, ucan.All, ""))
-		var ni NATInfo
-		if err := json.Unmarshal(w.Body.Bytes(), &ni); w.Code != 200 || err != nil || ni.Security != SecuritySecure {
+		var ni wire.NATInfo
+		if err := json.Unmarshal(w.Body.Bytes(), &ni); w.Code != 200 || err != nil || ni.Security != wire.SecuritySecure {
 			t.Errorf("GET /v1/nat: %d %s (%v)", w.Code, w.Body, err)
 		}
 	})
@@ -285,31 +287,31 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatalf("publish with a token: %d %s", w.Code, w.Body)
 		}
 		w = request(s.h, "POST", "/v1/publish/"+topic, "x", remoteAddr, pub.token(t, s.did, ucan.Publish, testRealm+".other"))
-		wantError(t, w, 403, CodeUnauthorized)
+		wantError(t, w, 403, wire.CodeUnauthorized)
 		w = request(s.h, "POST", "/v1/publish/"+topic, "x", remoteAddr, prog.token(t, s.did, ucan.Call, topic))
-		wantError(t, w, 403, CodeUnauthorized)
+		wantError(t, w, 403, wire.CodeUnauthorized)
 	})
 	t.Run("subscribe wider than granted", func(t *testing.T) {
 		sub := s.program(ucan.Subscribe, testRealm+".*", time.Hour)
 		pattern := testRealm + ".>"
 		w := request(s.h, "GET", "/v1/subscribe?pattern="+pattern, "", remoteAddr, sub.token(t, s.did, ucan.Subscribe, pattern))
-		wantError(t, w, 403, CodeUnauthorized, "resource")
+		wantError(t, w, 403, wire.CodeUnauthorized, "resource")
 	})
 	t.Run("advertise", func(t *testing.T) {
 		adv := s.program(ucan.Advertise, testRealm+".hooks.*", time.Hour)
 		proc := testRealm + ".other"
 		// The webhook URL does not matter: the token is refused first.
 		w := request(s.h, "POST", "/v1/advertise/"+proc, `{"url":"http://127.0.0.1:1/x"}`, remoteAddr, adv.token(t, s.did, ucan.Advertise, proc))
-		wantError(t, w, 403, CodeUnauthorized)
+		wantError(t, w, 403, wire.CodeUnauthorized)
 		w = request(s.h, "DELETE", "/v1/advertise/"+proc, "", remoteAddr, prog.token(t, s.did, ucan.Call, proc))
-		wantError(t, w, 403, CodeUnauthorized)
+		wantError(t, w, 403, wire.CodeUnauthorized)
 	})
 	t.Run("expired chain", func(t *testing.T) {
 		// The chain was issued for one second at the start of the test
 		// (expiry times are whole seconds).
 		time.Sleep(time.Until(shortExp.Truncate(time.Second).Add(time.Second + 50*time.Millisecond)))
 		tok := shortLived.token(t, s.did, ucan.Call, place)
-		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, CodeUnauthorized, "expired")
+		wantError(t, request(s.h, "POST", callPath, "x", remoteAddr, tok), 403, wire.CodeUnauthorized, "expired")
 	})
 }
 
@@ -318,7 +320,7 @@ func TestSubscribeWithToken(t *testing.T) {
 	g := startGateway(t, s.n, func(c *Config) { c.HTTP3Addr = "" })
 	sub := s.program(ucan.Subscribe, testRealm+".*", time.Hour)
 	c := clientFor(t, g, "http")
-	c.Token = InvocationTokens(sub.key, s.did, sub.chain, 0)
+	c.Token = ucantoken.InvocationTokens(sub.key, s.did, sub.chain, 0)
 	ctx := ctxFor(t, 5*time.Second)
 	// A pattern within the grant, and a concrete topic.
 	ssw, err := c.Subscribe(ctx, testRealm+".*")
@@ -345,18 +347,18 @@ func TestSubscribeWithToken(t *testing.T) {
 	if ev, err := ss.Next(); err != nil || ev.Topic != testRealm+".placed" {
 		t.Fatalf("Next = %+v, %v", ev, err)
 	}
-	if _, err := c.Subscribe(ctx, testRealm+".>"); !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("Subscribe wider than granted = %v, want ErrUnauthorized", err)
+	if _, err := c.Subscribe(ctx, testRealm+".>"); !errors.Is(err, wire.ErrUnauthorized) {
+		t.Fatalf("Subscribe wider than granted = %v, want wire.ErrUnauthorized", err)
 	}
 	// The token's grant does not cover calls.
-	if _, err := c.Call(ctx, testRealm+".place", []byte("x"), CallOptions{}); !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("Call with a subscribe token = %v, want ErrUnauthorized", err)
+	if _, err := c.Call(ctx, testRealm+".place", []byte("x"), wire.CallOptions{}); !errors.Is(err, wire.ErrUnauthorized) {
+		t.Fatalf("Call with a subscribe token = %v, want wire.ErrUnauthorized", err)
 	}
-	c.Token = func(context.Context, TokenRequest) (string, error) { return "not a chain", nil }
-	if _, err := c.Node(ctx); !errors.Is(err, ErrUnauthenticated) {
-		t.Fatalf("Node with a bad token = %v, want ErrUnauthenticated", err)
+	c.Token = func(context.Context, wire.TokenRequest) (string, error) { return "not a chain", nil }
+	if _, err := c.Node(ctx); !errors.Is(err, wire.ErrUnauthenticated) {
+		t.Fatalf("Node with a bad token = %v, want wire.ErrUnauthenticated", err)
 	}
-	c.Token = func(context.Context, TokenRequest) (string, error) { return "", errors.New("no key") }
+	c.Token = func(context.Context, wire.TokenRequest) (string, error) { return "", errors.New("no key") }
 	if _, err := c.Node(ctx); err == nil || !strings.Contains(err.Error(), "no key") {
 		t.Fatalf("Node with a failing token func = %v", err)
 	}
@@ -379,25 +381,25 @@ func TestRevocation(t *testing.T) {
 		t.Fatalf("POST /v1/ucan/revocations: %d %q", w.Code, w.Body)
 	}
 	w = request(s.h, "POST", "/v1/call/"+place, "x", remoteAddr, prog.token(t, s.did, ucan.Call, place))
-	wantError(t, w, 403, CodeUnauthorized, "revoked")
+	wantError(t, w, 403, wire.CodeUnauthorized, "revoked")
 
 	// A record signed by someone else than the authority, garbage, nothing.
 	forged, err := ucan.Revoke(prog.key, prog.chain.Leaf())
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", string(forged), loopbackAddr, ""), 400, CodeBadRequest, "authority")
-	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "garbage", loopbackAddr, ""), 400, CodeBadRequest)
-	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "", loopbackAddr, ""), 400, CodeBadRequest)
+	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", string(forged), loopbackAddr, ""), 400, wire.CodeBadRequest, "authority")
+	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "garbage", loopbackAddr, ""), 400, wire.CodeBadRequest)
+	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "", loopbackAddr, ""), 400, wire.CodeBadRequest)
 	// Revoking is the root command's.
 	w = request(s.h, "POST", "/v1/ucan/revocations", string(rec), remoteAddr, prog.token(t, s.did, ucan.All, ""))
-	wantError(t, w, 403, CodeUnauthorized)
+	wantError(t, w, 403, wire.CodeUnauthorized)
 
 	// Through the client: the raw record (again: harmless), and the list.
 	g := startGateway(t, s.n, func(c *Config) { c.HTTP3Addr = "" })
 	c := clientFor(t, g, "http")
 	admin := s.program(ucan.All, "", time.Hour)
-	c.Token = InvocationTokens(admin.key, s.did, admin.chain, time.Minute)
+	c.Token = ucantoken.InvocationTokens(admin.key, s.did, admin.chain, time.Minute)
 	prog2 := s.program(ucan.Call, testRealm+".*", time.Hour)
 	rec2, err := ucan.Revoke(s.auth, prog2.chain.Leaf())
 	if err != nil {
@@ -415,28 +417,28 @@ func TestRevocation(t *testing.T) {
 		t.Fatalf("Revocations = %d records, %v; want 2", len(recs), err)
 	}
 	// The admin chain covers calls too: the client invokes /macula/call.
-	if out, err := c.Call(ctx, place, []byte("x"), CallOptions{}); err != nil || string(out) != "x" {
+	if out, err := c.Call(ctx, place, []byte("x"), wire.CallOptions{}); err != nil || string(out) != "x" {
 		t.Fatalf("Call with the admin chain = %q, %v", out, err)
 	}
 }
 
 func TestOpenRealmIgnoresTokens(t *testing.T) {
 	n := startNode(t, testRealm, "open")
-	h := newAPI(n, nil, quietLogger(), APIAddrs{})
+	h := newAPI(n, nil, quietLogger(), wire.APIAddrs{})
 	w := request(h, "GET", "/v1/node", "", remoteAddr, "not a token at all")
-	var info NodeInfo
+	var info wire.NodeInfo
 	if err := json.Unmarshal(w.Body.Bytes(), &info); w.Code != 200 || err != nil {
 		t.Fatalf("GET /v1/node in an open realm: %d %s", w.Code, w.Body)
 	}
-	if info.Security != SecurityOpen || info.Authority != "" || info.Grant != nil {
+	if info.Security != wire.SecurityOpen || info.Authority != "" || info.Grant != nil {
 		t.Errorf("open node info: %+v", info)
 	}
 	w = request(h, "GET", "/v1/nat", "", remoteAddr, "")
-	var ni NATInfo
-	if err := json.Unmarshal(w.Body.Bytes(), &ni); w.Code != 200 || err != nil || ni.Security != SecurityOpen {
+	var ni wire.NATInfo
+	if err := json.Unmarshal(w.Body.Bytes(), &ni); w.Code != 200 || err != nil || ni.Security != wire.SecurityOpen {
 		t.Errorf("GET /v1/nat: %d %s", w.Code, w.Body)
 	}
-	wantError(t, request(h, "POST", "/v1/ucan/revocations", "AAAA", remoteAddr, ""), 409, CodeOpenRealm)
+	wantError(t, request(h, "POST", "/v1/ucan/revocations", "AAAA", remoteAddr, ""), 409, wire.CodeOpenRealm)
 	w = request(h, "GET", "/v1/ucan/revocations", "", remoteAddr, "")
 	if w.Code != 200 || strings.TrimSpace(w.Body.String()) != "[]" {
 		t.Errorf("GET /v1/ucan/revocations: %d %s", w.Code, w.Body)
@@ -473,7 +475,7 @@ func TestSubscriptionEndsOnRevocation(t *testing.T) {
 	g := startGateway(t, s.n, func(c *Config) { c.HTTP3Addr = "" })
 	sub := s.program(ucan.Subscribe, testRealm+".*", time.Hour)
 	c := clientFor(t, g, "http")
-	c.Token = InvocationTokens(sub.key, s.did, sub.chain, 0)
+	c.Token = ucantoken.InvocationTokens(sub.key, s.did, sub.chain, 0)
 	ctx := ctxFor(t, 5*time.Second)
 	ss, err := c.Subscribe(ctx, testRealm+".*")
 	if err != nil {
@@ -497,7 +499,7 @@ func TestSubscriptionEndsOnRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev, err := ss.Next()
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "revoked") {
+	if !errors.Is(err, wire.ErrUnauthorized) || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("Next after the revocation = %+v, %v; want the stream ended, unauthorized (revoked)", ev, err)
 	}
 }
@@ -508,12 +510,12 @@ func TestTokensOverHTTP3(t *testing.T) {
 	g := startGateway(t, s.n, nil)
 	prog := s.program(ucan.Call, testRealm+".*", time.Hour)
 	c := clientFor(t, g, "http3")
-	c.Token = InvocationTokens(prog.key, s.did, prog.chain, 0)
+	c.Token = ucantoken.InvocationTokens(prog.key, s.did, prog.chain, 0)
 	ctx := ctxFor(t, 10*time.Second)
-	if _, err := c.Call(ctx, testRealm+".place", []byte("x"), CallOptions{}); err != nil {
+	if _, err := c.Call(ctx, testRealm+".place", []byte("x"), wire.CallOptions{}); err != nil {
 		t.Fatalf("Call over HTTP/3 with a token: %v", err)
 	}
-	if _, err := c.Call(ctx, testRealm+".deep.place", []byte("x"), CallOptions{}); !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("Call outside the grant over HTTP/3: %v, want ErrUnauthorized", err)
+	if _, err := c.Call(ctx, testRealm+".deep.place", []byte("x"), wire.CallOptions{}); !errors.Is(err, wire.ErrUnauthorized) {
+		t.Fatalf("Call outside the grant over HTTP/3: %v, want wire.ErrUnauthorized", err)
 	}
 }

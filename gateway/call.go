@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
@@ -27,16 +28,6 @@ const (
 	// DefaultMaxPayload is the payload limit of a call when the node's rpc
 	// service does not say its own: rpc's default, 1 MiB.
 	DefaultMaxPayload = 1 << 20
-	// TimeoutHeader carries a call's timeout, a Go duration; the query
-	// parameter timeout does the same, and the header wins.
-	TimeoutHeader = "Macula-Timeout"
-)
-
-// Media types of the rpc codecs.
-const (
-	ContentTypeJSON = "application/json"
-	ContentTypeCBOR = "application/cbor"
-	ContentTypeRaw  = "application/octet-stream"
 )
 
 const callPattern = "POST /v1/call/{procedure}"
@@ -64,9 +55,9 @@ func codecOf(contentType string) rpc.Codec {
 		return rpc.Raw
 	}
 	switch mt {
-	case ContentTypeJSON:
+	case wire.ContentTypeJSON:
 		return rpc.JSON
-	case ContentTypeCBOR:
+	case wire.ContentTypeCBOR:
 		return rpc.CBOR
 	}
 	return rpc.Raw
@@ -76,21 +67,21 @@ func codecOf(contentType string) rpc.Codec {
 func contentTypeOf(c rpc.Codec) string {
 	switch c {
 	case rpc.JSON:
-		return ContentTypeJSON
+		return wire.ContentTypeJSON
 	case rpc.CBOR:
-		return ContentTypeCBOR
+		return wire.ContentTypeCBOR
 	}
-	return ContentTypeRaw
+	return wire.ContentTypeRaw
 }
 
 // checkProcedure refuses a name that is not a concrete procedure of the
 // node's realm, before any other work.
 func (a *api) checkProcedure(procedure string) error {
 	if err := realm.ValidateProcedure(a.n.Realm(), procedure); err != nil {
-		return newAPIError(http.StatusBadRequest, CodeInvalidName, err.Error())
+		return newAPIError(http.StatusBadRequest, wire.CodeInvalidName, err.Error())
 	}
 	if len(procedure) > 255 { // the rpc wire's limit
-		return newAPIError(http.StatusBadRequest, CodeInvalidName,
+		return newAPIError(http.StatusBadRequest, wire.CodeInvalidName,
 			fmt.Sprintf("procedure %q is %d bytes; the limit is 255", procedure, len(procedure)))
 	}
 	return nil
@@ -100,7 +91,7 @@ func (a *api) checkProcedure(procedure string) error {
 // the timeout query parameter: a positive Go duration, capped to
 // MaxCallTimeout; DefaultCallTimeout when neither is given.
 func callTimeout(r *http.Request) (time.Duration, error) {
-	s, from := r.Header.Get(TimeoutHeader), "header "+TimeoutHeader
+	s, from := r.Header.Get(wire.TimeoutHeader), "header "+wire.TimeoutHeader
 	if s == "" {
 		s, from = r.URL.Query().Get("timeout"), "timeout"
 	}
@@ -147,7 +138,7 @@ func (a *api) postCall(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge,
+			return newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
 				fmt.Sprintf("payload over the limit of %d bytes", a.maxPayload))
 		}
 		return badRequest("reading the payload: %v", err)
@@ -174,19 +165,19 @@ func callError(procedure string, timeout time.Duration, codec rpc.Codec, err err
 	var re *rpc.RemoteError
 	switch {
 	case errors.Is(err, realm.ErrInvalid):
-		return newAPIError(http.StatusBadRequest, CodeInvalidName, err.Error())
+		return newAPIError(http.StatusBadRequest, wire.CodeInvalidName, err.Error())
 	case errors.Is(err, rpc.ErrUnauthorized):
-		return newAPIError(http.StatusForbidden, CodeUnauthorized, fmt.Sprintf("%s: %s", procedure, trimRPC(err)))
+		return newAPIError(http.StatusForbidden, wire.CodeUnauthorized, fmt.Sprintf("%s: %s", procedure, trimRPC(err)))
 	case errors.As(err, &re):
-		return &apiError{status: http.StatusUnprocessableEntity, code: CodeRemoteError, message: trimRPC(re), remote: remoteDetail(re, codec)}
+		return &apiError{status: http.StatusUnprocessableEntity, code: wire.CodeRemoteError, message: trimRPC(re), remote: remoteDetail(re, codec)}
 	case errors.Is(err, rpc.ErrNotFound):
-		return newAPIError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no node of the realm advertises %s", procedure))
+		return newAPIError(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no node of the realm advertises %s", procedure))
 	case errors.Is(err, rpc.ErrTimeout):
-		return newAPIError(http.StatusGatewayTimeout, CodeTimeout, fmt.Sprintf("%s: no answer within %v", procedure, timeout))
+		return newAPIError(http.StatusGatewayTimeout, wire.CodeTimeout, fmt.Sprintf("%s: no answer within %v", procedure, timeout))
 	case errors.Is(err, rpc.ErrDisconnected):
-		return newAPIError(http.StatusBadGateway, CodeDisconnected, fmt.Sprintf("%s: %s", procedure, trimRPC(err)))
+		return newAPIError(http.StatusBadGateway, wire.CodeDisconnected, fmt.Sprintf("%s: %s", procedure, trimRPC(err)))
 	case errors.Is(err, rpc.ErrTooLarge):
-		return newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, trimRPC(err))
+		return newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, trimRPC(err))
 	}
 	return err
 }
@@ -196,16 +187,16 @@ func trimRPC(err error) string { return strings.TrimPrefix(err.Error(), "rpc: ")
 
 // remoteDetail is a handler's error as the API shows it: its data as a
 // JSON value when the call spoke JSON and the data is JSON, else base64.
-func remoteDetail(re *rpc.RemoteError, codec rpc.Codec) *RemoteDetail {
-	d := &RemoteDetail{Code: re.Code, Message: re.Message}
+func remoteDetail(re *rpc.RemoteError, codec rpc.Codec) *wire.RemoteDetail {
+	d := &wire.RemoteDetail{Code: re.Code, Message: re.Message}
 	if len(re.Data) == 0 {
 		return d
 	}
 	if codec == rpc.JSON && json.Valid(re.Data) {
-		d.Data, d.DataEncoding = json.RawMessage(re.Data), DataJSON
+		d.Data, d.DataEncoding = json.RawMessage(re.Data), wire.DataJSON
 		return d
 	}
 	b, _ := json.Marshal(base64.StdEncoding.EncodeToString(re.Data))
-	d.Data, d.DataEncoding = b, DataBase64
+	d.Data, d.DataEncoding = b, wire.DataBase64
 	return d
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/rpc"
 )
@@ -73,7 +74,7 @@ func TestCall(t *testing.T) {
 	g := startGateway(t, a, nil)
 	warm := clientFor(t, g, "http")
 	eventually(t, 15*time.Second, "the caller to find "+procEcho, func() error {
-		_, err := warm.Call(ctxFor(t, 5*time.Second), procEcho, []byte("x"), CallOptions{Timeout: 2 * time.Second})
+		_, err := warm.Call(ctxFor(t, 5*time.Second), procEcho, []byte("x"), wire.CallOptions{Timeout: 2 * time.Second})
 		return err
 	})
 
@@ -82,31 +83,31 @@ func TestCall(t *testing.T) {
 			c := clientFor(t, g, proto)
 			ctx := ctxFor(t, 30*time.Second)
 			t.Run("codecs", func(t *testing.T) {
-				for _, ct := range []string{ContentTypeJSON, ContentTypeCBOR, ContentTypeRaw, ""} {
+				for _, ct := range []string{wire.ContentTypeJSON, wire.ContentTypeCBOR, wire.ContentTypeRaw, ""} {
 					payload := []byte(`{"id":1}`)
-					if ct == ContentTypeCBOR {
+					if ct == wire.ContentTypeCBOR {
 						payload = []byte{0xa1, 0x62, 0x69, 0x64, 0x01} // {"id":1}
 					}
-					got, err := c.Call(ctx, procEcho, payload, CallOptions{ContentType: ct, Timeout: 5 * time.Second})
+					got, err := c.Call(ctx, procEcho, payload, wire.CallOptions{ContentType: ct, Timeout: 5 * time.Second})
 					if err != nil || !bytes.Equal(got, payload) {
 						t.Errorf("echo %q: %q, %v; want %q", ct, got, err, payload)
 					}
 				}
 				big := bytes.Repeat([]byte{'x'}, DefaultMaxPayload)
-				got, err := c.Call(ctx, procEcho, big, CallOptions{})
+				got, err := c.Call(ctx, procEcho, big, wire.CallOptions{})
 				if err != nil || !bytes.Equal(got, big) {
 					t.Errorf("echo of the largest payload: %d bytes, %v", len(got), err)
 				}
 			})
 			t.Run("remote error with JSON data", func(t *testing.T) {
-				_, err := c.Call(ctx, procFail, []byte(`{}`), CallOptions{ContentType: ContentTypeJSON})
-				wantAPIError(t, err, http.StatusUnprocessableEntity, CodeRemoteError)
-				var ae *APIError
+				_, err := c.Call(ctx, procFail, []byte(`{}`), wire.CallOptions{ContentType: wire.ContentTypeJSON})
+				wantAPIError(t, err, http.StatusUnprocessableEntity, wire.CodeRemoteError)
+				var ae *wire.APIError
 				if !errors.As(err, &ae) || ae.Remote == nil {
 					t.Fatalf("err = %#v, want Remote", err)
 				}
 				r := ae.Remote
-				if r.Code != "invalid_order" || r.Message != "no such order" || string(r.Data) != `{"id":7}` || r.DataEncoding != DataJSON {
+				if r.Code != "invalid_order" || r.Message != "no such order" || string(r.Data) != `{"id":7}` || r.DataEncoding != wire.DataJSON {
 					t.Errorf("remote = %+v (data %s)", r, r.Data)
 				}
 				if b, err := r.Bytes(); err != nil || string(b) != `{"id":7}` {
@@ -114,12 +115,12 @@ func TestCall(t *testing.T) {
 				}
 			})
 			t.Run("remote error with binary data", func(t *testing.T) {
-				_, err := c.Call(ctx, procFailRaw, nil, CallOptions{})
-				var ae *APIError
+				_, err := c.Call(ctx, procFailRaw, nil, wire.CallOptions{})
+				var ae *wire.APIError
 				if !errors.As(err, &ae) || ae.Remote == nil {
 					t.Fatalf("err = %v, want Remote", err)
 				}
-				if ae.Remote.DataEncoding != DataBase64 || string(ae.Remote.Data) != `"AAH/"` {
+				if ae.Remote.DataEncoding != wire.DataBase64 || string(ae.Remote.Data) != `"AAH/"` {
 					t.Errorf("remote = %+v (data %s)", ae.Remote, ae.Remote.Data)
 				}
 				if b, err := ae.Remote.Bytes(); err != nil || !bytes.Equal(b, []byte{0, 1, 0xff}) {
@@ -127,50 +128,50 @@ func TestCall(t *testing.T) {
 				}
 			})
 			t.Run("unauthorized", func(t *testing.T) {
-				_, err := c.Call(ctx, procDeny, nil, CallOptions{})
-				wantAPIError(t, err, http.StatusForbidden, CodeUnauthorized)
+				_, err := c.Call(ctx, procDeny, nil, wire.CallOptions{})
+				wantAPIError(t, err, http.StatusForbidden, wire.CodeUnauthorized)
 			})
 			t.Run("not found", func(t *testing.T) {
-				_, err := c.Call(ctx, testRealm+".nobody", nil, CallOptions{Timeout: 5 * time.Second})
-				wantAPIError(t, err, http.StatusNotFound, CodeNotFound)
+				_, err := c.Call(ctx, testRealm+".nobody", nil, wire.CallOptions{Timeout: 5 * time.Second})
+				wantAPIError(t, err, http.StatusNotFound, wire.CodeNotFound)
 			})
 			t.Run("timeout", func(t *testing.T) {
 				start := time.Now()
-				_, err := c.Call(ctx, procSleep, nil, CallOptions{Timeout: 300 * time.Millisecond})
-				wantAPIError(t, err, http.StatusGatewayTimeout, CodeTimeout)
+				_, err := c.Call(ctx, procSleep, nil, wire.CallOptions{Timeout: 300 * time.Millisecond})
+				wantAPIError(t, err, http.StatusGatewayTimeout, wire.CodeTimeout)
 				if d := time.Since(start); d > 5*time.Second {
 					t.Errorf("a call with a timeout of 300ms answered after %v", d)
 				}
 				// The context's deadline alone sets the node's timeout.
 				tctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
-				_, err = c.Call(tctx, procSleep, nil, CallOptions{})
-				wantAPIError(t, err, http.StatusGatewayTimeout, CodeTimeout)
+				_, err = c.Call(tctx, procSleep, nil, wire.CallOptions{})
+				wantAPIError(t, err, http.StatusGatewayTimeout, wire.CodeTimeout)
 			})
 			t.Run("invalid names", func(t *testing.T) {
 				for _, p := range []string{"io.other.realm.get", testRealm + ".*", testRealm + ".>", testRealm, testRealm + "..x", testRealm + ".Upper",
 					testRealm + "." + strings.Repeat("x", 63) + "." + strings.Repeat("y", 63) + "." + strings.Repeat("z", 63) + "." + strings.Repeat("w", 63)} {
-					_, err := c.Call(ctx, p, nil, CallOptions{})
-					wantAPIError(t, err, http.StatusBadRequest, CodeInvalidName)
+					_, err := c.Call(ctx, p, nil, wire.CallOptions{})
+					wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidName)
 				}
 			})
 			t.Run("payload over the limit", func(t *testing.T) {
-				_, err := c.Call(ctx, procEcho, make([]byte, DefaultMaxPayload+1), CallOptions{})
-				wantAPIError(t, err, http.StatusRequestEntityTooLarge, CodeTooLarge)
+				_, err := c.Call(ctx, procEcho, make([]byte, DefaultMaxPayload+1), wire.CallOptions{})
+				wantAPIError(t, err, http.StatusRequestEntityTooLarge, wire.CodeTooLarge)
 			})
 			t.Run("bad parameters", func(t *testing.T) {
 				for _, h := range []string{"soon", "-1s", "0s"} {
-					_, err := c.doRaw(ctx, scope{}, http.MethodPost, "/v1/call/"+procEcho, nil, http.Header{TimeoutHeader: {h}}, nil)
-					wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+					err := c.raw(ctx, http.MethodPost, "/v1/call/"+procEcho, http.Header{wire.TimeoutHeader: {h}}, nil)
+					wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 				}
 				for _, q := range []string{"timeout=x", "idempotent=maybe"} {
-					_, err := c.doRaw(ctx, scope{}, http.MethodPost, "/v1/call/"+procEcho+"?"+q, nil, nil, nil)
-					wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+					err := c.raw(ctx, http.MethodPost, "/v1/call/"+procEcho+"?"+q, nil, nil)
+					wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 				}
-				_, err := c.doRaw(ctx, scope{}, http.MethodGet, "/v1/call/"+procEcho, nil, nil, nil)
-				wantAPIError(t, err, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+				err := c.raw(ctx, http.MethodGet, "/v1/call/"+procEcho, nil, nil)
+				wantAPIError(t, err, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 				// The node still serves calls.
-				if _, err := c.Call(ctx, procEcho, []byte("ok"), CallOptions{Idempotent: true}); err != nil {
+				if _, err := c.Call(ctx, procEcho, []byte("ok"), wire.CallOptions{Idempotent: true}); err != nil {
 					t.Errorf("a call after bad input: %v", err)
 				}
 			})
@@ -181,10 +182,10 @@ func TestCall(t *testing.T) {
 		hc := &http.Client{Transport: &http.Transport{}}
 		defer hc.CloseIdleConnections()
 		for ct, want := range map[string]string{
-			"application/json; charset=utf-8": ContentTypeJSON,
-			ContentTypeCBOR:                   ContentTypeCBOR,
-			"text/plain":                      ContentTypeRaw,
-			"":                                ContentTypeRaw,
+			"application/json; charset=utf-8": wire.ContentTypeJSON,
+			wire.ContentTypeCBOR:              wire.ContentTypeCBOR,
+			"text/plain":                      wire.ContentTypeRaw,
+			"":                                wire.ContentTypeRaw,
 		} {
 			req, _ := http.NewRequest(http.MethodPost, "http://"+g.Addr()+"/v1/call/"+procEcho+"?timeout=5s", strings.NewReader("1"))
 			if ct != "" {
@@ -222,7 +223,7 @@ func TestCallDisconnected(t *testing.T) {
 	c := clientFor(t, startGateway(t, a, nil), "http")
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Call(ctxFor(t, 60*time.Second), procSleep, nil, CallOptions{Timeout: 30 * time.Second})
+		_, err := c.Call(ctxFor(t, 60*time.Second), procSleep, nil, wire.CallOptions{Timeout: 30 * time.Second})
 		done <- err
 	}()
 	select {
@@ -238,7 +239,7 @@ func TestCallDisconnected(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		wantAPIError(t, err, http.StatusBadGateway, CodeDisconnected)
+		wantAPIError(t, err, http.StatusBadGateway, wire.CodeDisconnected)
 		t.Logf("disconnected %v after the callee closed: %v", time.Since(start).Round(time.Millisecond), err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("the call still waits 20s after its callee closed")
@@ -258,7 +259,7 @@ func TestCallThroughput(t *testing.T) {
 	c := clientFor(t, startGateway(t, a, nil), "http")
 	payload := []byte(fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 54)))
 	eventually(t, 15*time.Second, "the caller to find "+procEcho, func() error {
-		_, err := c.Call(ctxFor(t, 5*time.Second), procEcho, payload, CallOptions{ContentType: ContentTypeJSON, Timeout: 2 * time.Second})
+		_, err := c.Call(ctxFor(t, 5*time.Second), procEcho, payload, wire.CallOptions{ContentType: wire.ContentTypeJSON, Timeout: 2 * time.Second})
 		return err
 	})
 	const workers, per = 8, 250
@@ -267,7 +268,7 @@ func TestCallThroughput(t *testing.T) {
 	for range workers {
 		go func() {
 			for range per {
-				if _, err := c.Call(context.Background(), procEcho, payload, CallOptions{ContentType: ContentTypeJSON, Timeout: 10 * time.Second}); err != nil {
+				if _, err := c.Call(context.Background(), procEcho, payload, wire.CallOptions{ContentType: wire.ContentTypeJSON, Timeout: 10 * time.Second}); err != nil {
 					errs <- err
 					return
 				}

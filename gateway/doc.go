@@ -2,8 +2,10 @@
 // language (and the macula-node CLI) can use a running node: one
 // http.Handler (NewHandler), served by a Gateway over HTTP/1.1 on TCP and
 // over HTTP/3 (quic-go/http3) on UDP, both on loopback by default
-// (127.0.0.1:7401, the same port number on each). Client is the Go client
-// of the API, over either protocol.
+// (127.0.0.1:7401, the same port number on each). The bodies of the routes
+// are the types of package api, which also holds the Go client of the API
+// (api.Client, over either protocol) and imports no libp2p package; this
+// package imports it as wire, since its own handler type is named api.
 //
 // In an open realm (no authority) the API has no authentication: whoever
 // can reach it can use the node, so keep it on loopback unless the network
@@ -17,39 +19,39 @@
 // except the reply of a successful call, which is the procedure's reply,
 // and a subscription's event stream.
 //
-//	GET  /v1/node           NodeInfo: identity, realm, addresses, number of peers, API addresses,
+//	GET  /v1/node           api.NodeInfo: identity, realm, addresses, number of peers, API addresses,
 //	                        security ("open" or "secure"), authority, and the node's own grant
-//	GET  /v1/peers          []Peer: the connected peers of the realm ([] when none)
-//	GET  /v1/resolve/{did}  node.Resolution of a did:key or a did:macula alias of the node's realm;
+//	GET  /v1/peers          []api.Peer: the connected peers of the realm ([] when none)
+//	GET  /v1/resolve/{did}  api.Resolution of a did:key or a did:macula alias of the node's realm;
 //	                        ?timeout= (default 10s)
-//	GET  /v1/dht/stats      dht.Stats: routing table and stored records
-//	GET  /v1/dht/lookup     LookupResult: the providers of ?key=; ?limit= (default 20, 0 for all
+//	GET  /v1/dht/stats      api.DHTStats: routing table and stored records
+//	GET  /v1/dht/lookup     api.LookupResult: the providers of ?key=; ?limit= (default 20, 0 for all
 //	                        found, at most 1000), ?timeout= (default 5s: the providers found by then)
-//	POST /v1/dht/provide    ProvideResult {"key":K}: the node provides ?key= from now on; 200 once
+//	POST /v1/dht/provide    api.ProvideResult {"key":K}: the node provides ?key= from now on; 200 once
 //	                        announced, 202 if the announcement did not finish within ?timeout=
 //	                        (default 10s; the key is kept and announced again later)
-//	GET  /v1/nat            NATInfo: type, mapping, filtering, public_ip, public_port, hairpin, measured_at,
+//	GET  /v1/nat            api.NATInfo: type, mapping, filtering, public_ip, public_port, hairpin, measured_at,
 //	                        error, and security ("open" or "secure")
-//	POST /v1/nat/probe      NATInfo (202): start a new NAT probe now; GET /v1/nat shows it when done
-//	GET  /v1/log/level      LogLevel {"level":"info"}
+//	POST /v1/nat/probe      api.NATInfo (202): start a new NAT probe now; GET /v1/nat shows it when done
+//	GET  /v1/log/level      api.LogLevel {"level":"info"}
 //	PUT  /v1/log/level      LogLevel: set the level from the body {"level":"debug|info|warn|error"}
 //	POST /v1/call/{procedure}
 //	                        call the procedure: the body is the payload, the answer's body the
 //	                        reply (200); see Calls
-//	GET  /v1/advertise      []Advertisement: every procedure advertised on the node, with the
+//	GET  /v1/advertise      []api.Advertisement: every procedure advertised on the node, with the
 //	                        webhook of those advertised through the API
 //	POST /v1/advertise/{procedure}
-//	                        Advertisement: advertise the procedure served by a webhook, from the
-//	                        body AdvertiseRequest {"url":U,"timeout":"30s","lease":"15s"}: 201
+//	                        api.Advertisement: advertise the procedure served by a webhook, from the
+//	                        body api.AdvertiseRequest {"url":U,"timeout":"30s","lease":"15s"}: 201
 //	                        when new, 200 when the same URL renews it; see Webhooks
 //	DELETE /v1/advertise/{procedure}
-//	                        Advertisement: withdraw a procedure advertised through the API
+//	                        api.Advertisement: withdraw a procedure advertised through the API
 //	POST /v1/publish/{topic}
-//	                        PublishResult {"topic":T} (202): publish the body to the topic; see
+//	                        api.PublishResult {"topic":T} (202): publish the body to the topic; see
 //	                        Pub/sub
 //	GET  /v1/subscribe      server-sent events (text/event-stream) of the messages whose topic
 //	                        matches ?pattern=, until the client goes away; see Pub/sub
-//	GET  /v1/pubsub/stats   pubsub.Stats: published, sent, delivered, dropped (send and local),
+//	GET  /v1/pubsub/stats   api.PubSubStats: published, sent, delivered, dropped (send and local),
 //	                        queued, frames_received, subscriptions, interested_peers
 //	GET  /v1/ucan/revocations
 //	                        []string: the revocation records in force, each in unpadded base64url
@@ -158,7 +160,7 @@
 //
 //	:
 //
-// A message's data is one line of JSON, a SubscribeEvent: the concrete
+// A message's data is one line of JSON, an api.SubscribeEvent: the concrete
 // topic; the payload, which is the JSON value itself when the payload is
 // valid JSON in UTF-8 (byte for byte as published, or compacted if it held
 // line breaks), else a base64 string with "payload_encoding":"base64"; the
@@ -172,7 +174,7 @@
 // 1024 messages by default). A client that reads more slowly than messages
 // come loses the newest ones when it is full, as pubsub drops for any slow
 // subscriber, and nobody else slows down; an "event: dropped" says how
-// many (SubscribeDropped: since the last report, and in all), at most
+// many (api.SubscribeDropped: since the last report, and in all), at most
 // every DropReportInterval (1s). A client that takes no batch of events
 // for 30s is cut off. A stream with nothing to send for HeartbeatInterval
 // (15s) gets a comment line ":". Events are flushed as they come, in
@@ -189,7 +191,7 @@
 // followed by the invocation itself (ucan.Invoke with Executor the node's
 // did:key); ucan.ParseChain reads it. The node checks it with
 // Validator.ValidateInvocation, which consumes it: make a new invocation for
-// every request (Client.Token and InvocationTokens do). What it must be for:
+// every request (api.Client.Token and ucantoken.InvocationTokens do). What it must be for:
 //
 //	POST /v1/call/{procedure}        /macula/call on the procedure
 //	POST /v1/publish/{topic}         /macula/publish on the topic
@@ -220,8 +222,8 @@
 // A subscription (GET /v1/subscribe) checks its grant again on every
 // message, the program's with a token and the node's own without: when the
 // grant is revoked or expires, the stream ends with an event "ended"
-// ({"reason": "..."}; the Client's Next returns an error matching
-// ErrUnauthorized).
+// ({"reason": "..."}; api.Subscription's Next returns an error matching
+// api.ErrUnauthorized).
 //
 // Known limit: the loopback rule trusts the socket's peer address, so a
 // reverse proxy on the same host makes every request "loopback" (put one in
@@ -233,7 +235,7 @@
 //
 //	{"error":{"code":"invalid_did","message":"invalid DID: ..."}}
 //
-// where code is stable (the Code constants) and message is for people:
+// where code is stable (api's Code constants) and message is for people:
 //
 //	400 bad_request         a missing or malformed parameter or body
 //	400 invalid_did         not a did:key or did:macula alias
@@ -262,10 +264,10 @@
 //	                        distinct patterns already
 //	504 timeout             the operation did not finish within its timeout
 //
-// Client returns an error answer as an *APIError, and a network failure as a
-// wrapped error of the transport. An *APIError with code unauthenticated
-// matches ErrUnauthenticated (errors.Is), one with code unauthorized
-// ErrUnauthorized.
+// api.Client returns an error answer as an *api.APIError, and a network
+// failure as a wrapped error of the transport. An *api.APIError with code
+// unauthenticated matches api.ErrUnauthenticated (errors.Is), one with code
+// unauthorized api.ErrUnauthorized.
 //
 // # HTTP/3 certificate
 //
@@ -273,7 +275,7 @@
 // self-signed one (ECDSA P-256, for 127.0.0.1, ::1 and localhost, valid ten
 // years) and keeps it in Config.DataDir (api-cert.pem, api-key.pem, mode
 // 0600), so clients can pin it once: Gateway.CertPEM, or the file, in the
-// RootCAs of the tls.Config given to NewHTTP3Client.
+// RootCAs of the tls.Config given to api.NewHTTP3Client.
 //
 // # Goroutines
 //

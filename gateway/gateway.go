@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 )
 
@@ -88,7 +89,7 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 		}
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.api = newAPI(n, s.LogLevel, s.Logger, APIAddrs{HTTP: g.addr, HTTP3: g.addr3})
+	g.api = newAPI(n, s.LogLevel, s.Logger, wire.APIAddrs{HTTP: g.addr, HTTP3: g.addr3})
 	g.api.allowRemoteWebhooks = s.AllowRemoteWebhooks
 	h := g.track(g.api)
 	g.srv = &http.Server{
@@ -173,7 +174,7 @@ func (g *Gateway) track(h http.Handler) http.Handler {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: Error{Code: CodeUnavailable, Message: "the gateway is closing"}})
+			writeJSON(w, http.StatusServiceUnavailable, wire.ErrorBody{Error: wire.Error{Code: wire.CodeUnavailable, Message: "the gateway is closing"}})
 			return
 		}
 		g.wg.Add(1)

@@ -1,14 +1,22 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go/http3"
+
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 )
@@ -77,16 +85,28 @@ func pinned(t *testing.T, g *Gateway) *tls.Config {
 	return &tls.Config{RootCAs: pool}
 }
 
+// testClient is a Client of a test's gateway, with a way to send the
+// requests no Client method sends (bad parameters, unknown routes).
+type testClient struct {
+	*wire.Client
+	base string       // "http://host:port" or "https://host:port"
+	hc   *http.Client // over the same protocol as Client
+}
+
 // clientFor returns a client of g over proto ("http" or "http3"), closed
 // when the test ends.
-func clientFor(t *testing.T, g *Gateway, proto string) *Client {
+func clientFor(t *testing.T, g *Gateway, proto string) *testClient {
 	t.Helper()
-	var c *Client
+	c := &testClient{}
 	switch proto {
 	case "http":
-		c = NewClient(g.Addr())
+		tr := &http.Transport{}
+		c.Client, c.base, c.hc = wire.NewClient(g.Addr()), "http://"+g.Addr(), &http.Client{Transport: tr}
+		t.Cleanup(tr.CloseIdleConnections)
 	case "http3":
-		c = NewHTTP3Client(g.HTTP3Addr(), pinned(t, g))
+		tr := &http3.Transport{TLSClientConfig: pinned(t, g)}
+		c.Client, c.base, c.hc = wire.NewHTTP3Client(g.HTTP3Addr(), pinned(t, g)), "https://"+g.HTTP3Addr(), &http.Client{Transport: tr}
+		t.Cleanup(func() { tr.Close() })
 	default:
 		t.Fatalf("unknown protocol %q", proto)
 	}
@@ -96,6 +116,39 @@ func clientFor(t *testing.T, g *Gateway, proto string) *Client {
 		}
 	})
 	return c
+}
+
+// raw sends a request as it is and returns nil for a 2xx answer, else the
+// error answer as an *wire.APIError, as the wire.Client's methods do.
+func (c *testClient) raw(ctx context.Context, method, path string, h http.Header, body []byte) error {
+	_, err := c.send(ctx, method, path, h, body)
+	return err
+}
+
+// send is raw that also returns the answer's status.
+func (c *testClient) send(ctx context.Context, method, path string, h http.Header, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	maps.Copy(req.Header, h)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp.StatusCode, nil
+	}
+	var eb wire.ErrorBody
+	if err := json.Unmarshal(raw, &eb); err != nil || eb.Error.Code == "" {
+		return resp.StatusCode, &wire.APIError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: string(raw)}
+	}
+	return resp.StatusCode, &wire.APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Remote: eb.Error.Remote}
 }
 
 // eventually polls cond until it returns nil or the deadline passes, and

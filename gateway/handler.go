@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/peerdid"
@@ -25,8 +26,6 @@ import (
 const (
 	// MaxBodyBytes bounds a request body; a bigger one is answered 413.
 	MaxBodyBytes = 64 << 10
-	// MaxTimeout caps the ?timeout= of any request.
-	MaxTimeout = 60 * time.Second
 	// DefaultResolveTimeout bounds GET /v1/resolve/{did}.
 	DefaultResolveTimeout = 10 * time.Second
 	// DefaultLookupTimeout bounds GET /v1/dht/lookup; the providers found by
@@ -50,7 +49,7 @@ type api struct {
 	n      *node.Node     // set at construction, read-only after
 	levels *slog.LevelVar // nil: the log level endpoints answer 501
 	log    *slog.Logger   // set at construction, read-only after
-	addrs  APIAddrs       // set at construction, read-only after
+	addrs  wire.APIAddrs  // set at construction, read-only after
 	mux    *http.ServeMux // the routes; read-only after construction
 	routes []string       // the patterns, in order; read-only after construction
 	// bodyLimits are the request body limits of routes that take more
@@ -82,10 +81,10 @@ type api struct {
 // Authentication (package doc), taking the request's RemoteAddr as the
 // client's address: serve it only where that address is the real one.
 func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
-	return newAPI(n, levels, slog.Default(), APIAddrs{})
+	return newAPI(n, levels, slog.Default(), wire.APIAddrs{})
 }
 
-func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs APIAddrs) *api {
+func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.APIAddrs) *api {
 	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux(),
 		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n),
 		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval}
@@ -190,11 +189,11 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 		}
 		if rec.status == http.StatusMethodNotAllowed {
-			a.writeError(w, r, newAPIError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			a.writeError(w, r, newAPIError(http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed,
 				fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))))
 			return
 		}
-		a.writeError(w, r, newAPIError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)))
+		a.writeError(w, r, newAPIError(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)))
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -223,7 +222,7 @@ type apiError struct {
 	status  int
 	code    string
 	message string
-	remote  *RemoteDetail // set for CodeRemoteError only
+	remote  *wire.RemoteDetail // set for CodeRemoteError only
 	// authenticate adds the WWW-Authenticate header of a 401 answer.
 	authenticate bool
 }
@@ -235,7 +234,7 @@ func newAPIError(status int, code, message string) *apiError {
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func badRequest(format string, args ...any) error {
-	return newAPIError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(format, args...))
+	return newAPIError(http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf(format, args...))
 }
 
 // classify maps an error of the node or its services to a status and code.
@@ -246,61 +245,61 @@ func classify(err error) (int, string) {
 	case errors.As(err, &ae):
 		return ae.status, ae.code
 	case errors.As(err, &mbe):
-		return http.StatusRequestEntityTooLarge, CodeTooLarge
+		return http.StatusRequestEntityTooLarge, wire.CodeTooLarge
 	case errors.Is(err, node.ErrOtherRealm):
-		return http.StatusBadRequest, CodeOtherRealm
+		return http.StatusBadRequest, wire.CodeOtherRealm
 	case errors.Is(err, realm.ErrInvalidDID):
-		return http.StatusBadRequest, CodeInvalidDID
+		return http.StatusBadRequest, wire.CodeInvalidDID
 	case errors.Is(err, realm.ErrInvalid):
 		// The DID routes see realm.ErrInvalid only inside ErrInvalidDID
 		// (a malformed alias), caught above; the rpc and pubsub routes
 		// check names themselves, so anything else is a name.
-		return http.StatusBadRequest, CodeInvalidName
+		return http.StatusBadRequest, wire.CodeInvalidName
 	case errors.Is(err, dht.ErrInvalidKey):
-		return http.StatusBadRequest, CodeInvalidKey
+		return http.StatusBadRequest, wire.CodeInvalidKey
 	case errors.Is(err, node.ErrNotFound), errors.Is(err, rpc.ErrNotFound):
-		return http.StatusNotFound, CodeNotFound
+		return http.StatusNotFound, wire.CodeNotFound
 	case errors.Is(err, rpc.ErrTooLarge), errors.Is(err, pubsub.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge, CodeTooLarge
+		return http.StatusRequestEntityTooLarge, wire.CodeTooLarge
 	case errors.Is(err, rpc.ErrUnauthorized), errors.Is(err, pubsub.ErrUnauthorized):
 		// Before RemoteError: a remote "unauthorized" matches it too.
-		return http.StatusForbidden, CodeUnauthorized
+		return http.StatusForbidden, wire.CodeUnauthorized
 	case errors.Is(err, node.ErrNotSecure):
-		return http.StatusConflict, CodeOpenRealm
+		return http.StatusConflict, wire.CodeOpenRealm
 	case errors.Is(err, rpc.ErrAlreadyAdvertised):
-		return http.StatusConflict, CodeConflict
+		return http.StatusConflict, wire.CodeConflict
 	case errors.Is(err, rpc.ErrDisconnected):
-		return http.StatusBadGateway, CodeDisconnected
+		return http.StatusBadGateway, wire.CodeDisconnected
 	case errors.Is(err, node.ErrNoPeers):
-		return http.StatusServiceUnavailable, CodeNoPeers
+		return http.StatusServiceUnavailable, wire.CodeNoPeers
 	case errors.Is(err, node.ErrBadRecord):
-		return http.StatusBadGateway, CodeBadRecord
+		return http.StatusBadGateway, wire.CodeBadRecord
 	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, CodeTimeout
+		return http.StatusGatewayTimeout, wire.CodeTimeout
 	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed), errors.Is(err, rpc.ErrClosed),
 		errors.Is(err, pubsub.ErrClosed), errors.Is(err, pubsub.ErrTooManyPatterns):
-		return http.StatusServiceUnavailable, CodeUnavailable
+		return http.StatusServiceUnavailable, wire.CodeUnavailable
 	}
 	var re *rpc.RemoteError
 	if errors.As(err, &re) {
-		return http.StatusUnprocessableEntity, CodeRemoteError
+		return http.StatusUnprocessableEntity, wire.CodeRemoteError
 	}
-	return http.StatusInternalServerError, CodeInternal
+	return http.StatusInternalServerError, wire.CodeInternal
 }
 
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	msg := err.Error()
-	var remote *RemoteDetail
+	var remote *wire.RemoteDetail
 	var ae *apiError
 	if errors.As(err, &ae) {
 		msg, remote = ae.message, ae.remote
 		if ae.authenticate {
-			w.Header().Set("WWW-Authenticate", BearerScheme+` realm="macula"`)
+			w.Header().Set("WWW-Authenticate", wire.BearerScheme+` realm="macula"`)
 		}
 	}
 	switch {
-	case status == http.StatusInternalServerError || (status == http.StatusBadGateway && code == CodeBadRecord):
+	case status == http.StatusInternalServerError || (status == http.StatusBadGateway && code == wire.CodeBadRecord):
 		a.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	default:
 		// Calls that fail (not found, timeout, disconnected, a handler's
@@ -308,7 +307,7 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// node's: Debug.
 		a.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: Error{Code: code, Message: msg, Remote: remote}})
+	writeJSON(w, status, wire.ErrorBody{Error: wire.Error{Code: code, Message: msg, Remote: remote}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -317,7 +316,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		// Only our own types are encoded here, so this is a bug; say so
 		// in JSON rather than send half a body.
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(errorBody{Error: Error{Code: CodeInternal, Message: "encoding the answer: " + err.Error()}})
+		b, _ = json.Marshal(wire.ErrorBody{Error: wire.Error{Code: wire.CodeInternal, Message: "encoding the answer: " + err.Error()}})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
@@ -334,9 +333,9 @@ func timeoutParam(r *http.Request, def time.Duration) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, badRequest("timeout %q: want a positive duration such as 5s or 1500ms, at most %v", s, MaxTimeout)
+		return 0, badRequest("timeout %q: want a positive duration such as 5s or 1500ms, at most %v", s, wire.MaxTimeout)
 	}
-	return min(d, MaxTimeout), nil
+	return min(d, wire.MaxTimeout), nil
 }
 
 // keyParam reads the required ?key= of the DHT routes.
@@ -358,7 +357,7 @@ func multiaddrStrings[T fmt.Stringer](as []T) []string {
 
 func (a *api) getNode(_ *http.Request) (int, any, error) {
 	n := a.n
-	return http.StatusOK, NodeInfo{
+	return http.StatusOK, wire.NodeInfo{
 		PeerID:    n.ID().String(),
 		DID:       n.DID(),
 		Alias:     n.Alias(),
@@ -379,18 +378,18 @@ func (a *api) getNode(_ *http.Request) (int, any, error) {
 // SecuritySecure.
 func securityOf(n *node.Node) string {
 	if n.Secure() {
-		return SecuritySecure
+		return wire.SecuritySecure
 	}
-	return SecurityOpen
+	return wire.SecurityOpen
 }
 
 // grantInfo is the node's own grant, nil in an open realm.
-func grantInfo(n *node.Node) *GrantInfo {
+func grantInfo(n *node.Node) *wire.GrantInfo {
 	if !n.Secure() {
 		return nil
 	}
 	g := n.Grant()
-	gi := &GrantInfo{Member: g.Member, Name: g.Name, Capabilities: make([]string, 0, len(g.Capabilities))}
+	gi := &wire.GrantInfo{Member: g.Member, Name: g.Name, Capabilities: make([]string, 0, len(g.Capabilities))}
 	for _, c := range g.Capabilities {
 		gi.Capabilities = append(gi.Capabilities, string(c.Command)+" on "+c.Resource)
 	}
@@ -403,9 +402,9 @@ func grantInfo(n *node.Node) *GrantInfo {
 
 func (a *api) getPeers(_ *http.Request) (int, any, error) {
 	ps := a.n.Peers()
-	out := make([]Peer, 0, len(ps))
+	out := make([]wire.Peer, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, Peer{
+		out = append(out, wire.Peer{
 			PeerID:    p.ID.String(),
 			DID:       p.DID,
 			Alias:     p.Alias,
@@ -431,10 +430,7 @@ func (a *api) getResolve(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if res.Addrs == nil {
-		res.Addrs = []string{}
-	}
-	return http.StatusOK, res, nil
+	return http.StatusOK, resolutionOf(res), nil
 }
 
 func (a *api) getDHTStats(r *http.Request) (int, any, error) {
@@ -444,7 +440,7 @@ func (a *api) getDHTStats(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, s, nil
+	return http.StatusOK, dhtStatsOf(s), nil
 }
 
 func (a *api) getDHTLookup(r *http.Request) (int, any, error) {
@@ -469,9 +465,9 @@ func (a *api) getDHTLookup(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	res := LookupResult{Key: key, Providers: make([]Provider, 0, len(ais))}
+	res := wire.LookupResult{Key: key, Providers: make([]wire.Provider, 0, len(ais))}
 	for _, ai := range ais {
-		res.Providers = append(res.Providers, Provider{
+		res.Providers = append(res.Providers, wire.Provider{
 			PeerID: ai.ID.String(),
 			DID:    peerdid.Of(ai.ID),
 			Addrs:  multiaddrStrings(ai.Addrs),
@@ -497,10 +493,10 @@ func (a *api) postDHTProvide(r *http.Request) (int, any, error) {
 	err = a.n.DHT().Provide(ctx, key)
 	switch {
 	case err == nil:
-		return http.StatusOK, ProvideResult{Key: key}, nil
+		return http.StatusOK, wire.ProvideResult{Key: key}, nil
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 		a.log.Info("provided key not announced within the timeout; it is announced again later", "key", key, "timeout", timeout)
-		return http.StatusAccepted, ProvideResult{Key: key}, nil
+		return http.StatusAccepted, wire.ProvideResult{Key: key}, nil
 	}
 	return 0, nil, err
 }
@@ -509,20 +505,20 @@ func (a *api) getLogLevel(_ *http.Request) (int, any, error) {
 	if a.levels == nil {
 		return 0, nil, errNoLevels
 	}
-	return http.StatusOK, LogLevel{Level: levelName(a.levels.Level())}, nil
+	return http.StatusOK, wire.LogLevel{Level: levelName(a.levels.Level())}, nil
 }
 
 func (a *api) putLogLevel(r *http.Request) (int, any, error) {
 	if a.levels == nil {
 		return 0, nil, errNoLevels
 	}
-	var body LogLevel
+	var body wire.LogLevel
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
+			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
 		}
 		return 0, nil, badRequest(`body: want {"level":"debug|info|warn|error"}: %v`, err)
 	}
@@ -531,17 +527,17 @@ func (a *api) putLogLevel(r *http.Request) (int, any, error) {
 	}
 	l, ok := parseLevel(body.Level)
 	if !ok {
-		return 0, nil, newAPIError(http.StatusBadRequest, CodeInvalidLevel, fmt.Sprintf("level %q: want debug, info, warn or error", body.Level))
+		return 0, nil, newAPIError(http.StatusBadRequest, wire.CodeInvalidLevel, fmt.Sprintf("level %q: want debug, info, warn or error", body.Level))
 	}
 	old := a.levels.Level()
 	a.levels.Set(l)
 	if old != l {
 		a.log.Info("log level changed", "from", levelName(old), "to", levelName(l))
 	}
-	return http.StatusOK, LogLevel{Level: levelName(l)}, nil
+	return http.StatusOK, wire.LogLevel{Level: levelName(l)}, nil
 }
 
-var errNoLevels = newAPIError(http.StatusNotImplemented, CodeNotImplemented, "this gateway was started without a settable log level")
+var errNoLevels = newAPIError(http.StatusNotImplemented, wire.CodeNotImplemented, "this gateway was started without a settable log level")
 
 func parseLevel(s string) (slog.Level, bool) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
@@ -562,12 +558,12 @@ func parseLevel(s string) (slog.Level, bool) {
 func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
 
 func (a *api) getNAT(_ *http.Request) (int, any, error) {
-	return http.StatusOK, NATInfo{Info: a.n.NAT(), Security: securityOf(a.n)}, nil
+	return http.StatusOK, natInfoOf(a.n.NAT(), securityOf(a.n)), nil
 }
 
 // postNATProbe asks for a new NAT probe; it answers at once with what is
 // known, and GET /v1/nat shows the new result when the probe ends.
 func (a *api) postNATProbe(_ *http.Request) (int, any, error) {
 	a.n.ReprobeNAT()
-	return http.StatusAccepted, NATInfo{Info: a.n.NAT(), Security: securityOf(a.n)}, nil
+	return http.StatusAccepted, natInfoOf(a.n.NAT(), securityOf(a.n)), nil
 }

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	wire "github.com/macula-io/macula/api"
 )
 
 // serve runs one request through h and returns the recorded answer.
@@ -32,9 +34,9 @@ func serve(t *testing.T, h http.Handler, method, target, body string) *httptest.
 }
 
 // decodeError decodes an error answer and checks its status and code.
-func decodeError(t *testing.T, w *httptest.ResponseRecorder, status int, code string) Error {
+func decodeError(t *testing.T, w *httptest.ResponseRecorder, status int, code string) wire.Error {
 	t.Helper()
-	var eb errorBody
+	var eb wire.ErrorBody
 	if err := json.Unmarshal(w.Body.Bytes(), &eb); err != nil {
 		t.Fatalf("error body %q: %v", w.Body.String(), err)
 	}
@@ -47,15 +49,15 @@ func decodeError(t *testing.T, w *httptest.ResponseRecorder, status int, code st
 func TestHandler(t *testing.T) {
 	n := startNode(t, testRealm, "h")
 	levels := new(slog.LevelVar)
-	h := newAPI(n, levels, quietLogger(), APIAddrs{})
+	h := newAPI(n, levels, quietLogger(), wire.APIAddrs{})
 
 	t.Run("node without API addresses", func(t *testing.T) {
 		w := serve(t, h, "GET", "/v1/node", "")
-		var info NodeInfo
+		var info wire.NodeInfo
 		if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || w.Code != 200 {
 			t.Fatalf("%d %s: %v", w.Code, w.Body, err)
 		}
-		if info.API != (APIAddrs{}) || info.PeerID != n.ID().String() {
+		if info.API != (wire.APIAddrs{}) || info.PeerID != n.ID().String() {
 			t.Errorf("node = %+v", info)
 		}
 		if !strings.Contains(w.Body.String(), `"api":{"http":""}`) {
@@ -70,21 +72,21 @@ func TestHandler(t *testing.T) {
 	})
 	t.Run("not found", func(t *testing.T) {
 		for _, p := range []string{"/", "/v1", "/v1/resolve/", "/v2/node", "/v1/resolve/a/b"} {
-			decodeError(t, serve(t, h, "GET", p, ""), 404, CodeNotFound)
+			decodeError(t, serve(t, h, "GET", p, ""), 404, wire.CodeNotFound)
 		}
 	})
 	t.Run("method not allowed", func(t *testing.T) {
 		w := serve(t, h, "POST", "/v1/node", "")
-		decodeError(t, w, 405, CodeMethodNotAllowed)
+		decodeError(t, w, 405, wire.CodeMethodNotAllowed)
 		if allow := w.Header().Get("Allow"); !strings.Contains(allow, "GET") {
 			t.Errorf("Allow = %q", allow)
 		}
 		w = serve(t, h, "DELETE", "/v1/log/level", "")
-		decodeError(t, w, 405, CodeMethodNotAllowed)
+		decodeError(t, w, 405, wire.CodeMethodNotAllowed)
 		if allow := w.Header().Get("Allow"); !strings.Contains(allow, "PUT") || !strings.Contains(allow, "GET") {
 			t.Errorf("Allow = %q", allow)
 		}
-		decodeError(t, serve(t, h, "GET", "/v1/dht/provide?key=k", ""), 405, CodeMethodNotAllowed)
+		decodeError(t, serve(t, h, "GET", "/v1/dht/provide?key=k", ""), 405, wire.CodeMethodNotAllowed)
 	})
 	t.Run("bad parameters", func(t *testing.T) {
 		for _, target := range []string{
@@ -96,16 +98,16 @@ func TestHandler(t *testing.T) {
 			"/v1/dht/lookup?key=k&timeout=-1s",
 			"/v1/resolve/" + n.DID() + "?timeout=0s",
 		} {
-			decodeError(t, serve(t, h, "GET", target, ""), 400, CodeBadRequest)
+			decodeError(t, serve(t, h, "GET", target, ""), 400, wire.CodeBadRequest)
 		}
-		decodeError(t, serve(t, h, "POST", "/v1/dht/provide", ""), 400, CodeBadRequest)
-		decodeError(t, serve(t, h, "GET", "/v1/dht/lookup?key=", ""), 400, CodeInvalidKey)
+		decodeError(t, serve(t, h, "POST", "/v1/dht/provide", ""), 400, wire.CodeBadRequest)
+		decodeError(t, serve(t, h, "GET", "/v1/dht/lookup?key=", ""), 400, wire.CodeInvalidKey)
 	})
 	t.Run("timeout is capped", func(t *testing.T) {
 		r := httptest.NewRequest("GET", "/v1/dht/lookup?key=k&timeout=1h", nil)
 		d, err := timeoutParam(r, DefaultLookupTimeout)
-		if err != nil || d != MaxTimeout {
-			t.Errorf("timeout=1h gives %v, %v; want %v", d, err, MaxTimeout)
+		if err != nil || d != wire.MaxTimeout {
+			t.Errorf("timeout=1h gives %v, %v; want %v", d, err, wire.MaxTimeout)
 		}
 	})
 	t.Run("provide alone", func(t *testing.T) {
@@ -114,7 +116,7 @@ func TestHandler(t *testing.T) {
 			t.Errorf("provide = %d %s", w.Code, w.Body)
 		}
 		w = serve(t, h, "GET", "/v1/dht/lookup?key=solo", "")
-		var res LookupResult
+		var res wire.LookupResult
 		if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res.Providers) != 1 ||
 			res.Providers[0].PeerID != n.ID().String() || res.Providers[0].DID != n.DID() {
 			t.Errorf("lookup of own key = %d %s", w.Code, w.Body)
@@ -122,11 +124,11 @@ func TestHandler(t *testing.T) {
 	})
 	t.Run("log level bodies", func(t *testing.T) {
 		for _, body := range []string{``, `{`, `"debug"`, `{"level":"debug","x":1}`, `{"level":"debug"} {}`} {
-			decodeError(t, serve(t, h, "PUT", "/v1/log/level", body), 400, CodeBadRequest)
+			decodeError(t, serve(t, h, "PUT", "/v1/log/level", body), 400, wire.CodeBadRequest)
 		}
-		decodeError(t, serve(t, h, "PUT", "/v1/log/level", `{"level":"trace"}`), 400, CodeInvalidLevel)
+		decodeError(t, serve(t, h, "PUT", "/v1/log/level", `{"level":"trace"}`), 400, wire.CodeInvalidLevel)
 		big := `{"level":"` + strings.Repeat("x", MaxBodyBytes) + `"}`
-		decodeError(t, serve(t, h, "PUT", "/v1/log/level", big), 413, CodeTooLarge)
+		decodeError(t, serve(t, h, "PUT", "/v1/log/level", big), 413, wire.CodeTooLarge)
 		w := serve(t, h, "PUT", "/v1/log/level", `{"level":"WARN"}`)
 		if w.Code != 200 || levels.Level() != slog.LevelWarn || strings.TrimSpace(w.Body.String()) != `{"level":"warn"}` {
 			t.Errorf("set WARN = %d %s, level %v", w.Code, w.Body, levels.Level())
@@ -139,8 +141,8 @@ func TestHandler(t *testing.T) {
 	})
 	t.Run("no log level", func(t *testing.T) {
 		h := NewHandler(n, nil)
-		decodeError(t, serve(t, h, "GET", "/v1/log/level", ""), 501, CodeNotImplemented)
-		decodeError(t, serve(t, h, "PUT", "/v1/log/level", `{"level":"debug"}`), 501, CodeNotImplemented)
+		decodeError(t, serve(t, h, "GET", "/v1/log/level", ""), 501, wire.CodeNotImplemented)
+		decodeError(t, serve(t, h, "PUT", "/v1/log/level", `{"level":"debug"}`), 501, wire.CodeNotImplemented)
 	})
 }
 
@@ -150,7 +152,7 @@ func TestDocListsRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(nil, nil, quietLogger(), APIAddrs{})
+	a := newAPI(nil, nil, quietLogger(), wire.APIAddrs{})
 	for _, p := range a.routes {
 		method, path, _ := strings.Cut(p, " ")
 		re := regexp.MustCompile(`(?m)^//\s+` + method + `\s+` + regexp.QuoteMeta(path) + `\s`)

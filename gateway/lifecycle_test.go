@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	wire "github.com/macula-io/macula/api"
 )
 
 // freePort returns a loopback address whose TCP and UDP ports were both free
@@ -145,10 +147,10 @@ func TestCertPersisted(t *testing.T) {
 		t.Errorf("two in-memory certificates are the same")
 	}
 	// And a client that pinned another certificate is refused.
-	c = NewHTTP3Client(g3.HTTP3Addr(), pinned(t, g4))
-	defer c.Close()
-	_, err := c.Node(ctxFor(t, 5*time.Second))
-	var ae *APIError
+	other := wire.NewHTTP3Client(g3.HTTP3Addr(), pinned(t, g4))
+	defer other.Close()
+	_, err := other.Node(ctxFor(t, 5*time.Second))
+	var ae *wire.APIError
 	if err == nil || errors.As(err, &ae) {
 		t.Errorf("a client pinning another certificate got %v, want a TLS failure", err)
 	}
@@ -250,7 +252,7 @@ func TestClose(t *testing.T) {
 			c := clientFor(t, g, proto)
 			done := make(chan error, 1)
 			go func() {
-				done <- c.do(ctxFor(t, 30*time.Second), scope{}, http.MethodGet, "/test/block", nil, nil, nil)
+				done <- c.raw(ctxFor(t, 30*time.Second), http.MethodGet, "/test/block", nil, nil)
 			}()
 			<-started
 			start := time.Now()

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
@@ -45,15 +46,6 @@ const (
 
 const publishPattern = "POST /v1/publish/{topic}"
 
-// Event types of GET /v1/subscribe.
-const (
-	EventMessage = "message"
-	EventDropped = "dropped"
-	// EventEnded is the last event of a stream whose grant ended (revoked,
-	// expired) in a secure realm: {"reason": "..."}; the stream closes.
-	EventEnded = "ended"
-)
-
 // maxMessageSizeOf returns the payload limit of n's pubsub service. pubsub
 // does not export its Config; a service that says its limit
 // (MaxMessageSize() int) is believed, else pubsub's default is assumed. A
@@ -76,24 +68,24 @@ func maxMessageSizeOf(n *node.Node) int {
 func (a *api) postPublish(r *http.Request) (int, any, error) {
 	topic := r.PathValue("topic")
 	if err := realm.ValidateTopic(a.n.Realm(), topic); err != nil {
-		return 0, nil, newAPIError(http.StatusBadRequest, CodeInvalidName, err.Error())
+		return 0, nil, newAPIError(http.StatusBadRequest, wire.CodeInvalidName, err.Error())
 	}
 	payload, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge,
+			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
 				fmt.Sprintf("payload over the limit of %d bytes", a.maxMessage))
 		}
 		return 0, nil, badRequest("reading the payload: %v", err)
 	}
 	if codecOf(r.Header.Get("Content-Type")) == rpc.JSON && !json.Valid(payload) {
-		return 0, nil, badRequest("the payload is not valid JSON (Content-Type %s); send other payloads as %s", ContentTypeJSON, ContentTypeRaw)
+		return 0, nil, badRequest("the payload is not valid JSON (Content-Type %s); send other payloads as %s", wire.ContentTypeJSON, wire.ContentTypeRaw)
 	}
 	if err := a.n.PubSub().Publish(r.Context(), topic, payload); err != nil {
 		return 0, nil, pubsubError(err)
 	}
-	return http.StatusAccepted, PublishResult{Topic: topic}, nil
+	return http.StatusAccepted, wire.PublishResult{Topic: topic}, nil
 }
 
 // pubsubError turns an error of Publish or Subscribe into an API error
@@ -103,21 +95,21 @@ func pubsubError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "pubsub: ")
 	switch {
 	case errors.Is(err, realm.ErrInvalid):
-		return newAPIError(http.StatusBadRequest, CodeInvalidName, strings.TrimPrefix(msg, "subscribe: "))
+		return newAPIError(http.StatusBadRequest, wire.CodeInvalidName, strings.TrimPrefix(msg, "subscribe: "))
 	case errors.Is(err, pubsub.ErrTooLarge):
-		return newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, msg)
+		return newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, msg)
 	case errors.Is(err, pubsub.ErrUnauthorized):
-		return newAPIError(http.StatusForbidden, CodeUnauthorized, msg)
+		return newAPIError(http.StatusForbidden, wire.CodeUnauthorized, msg)
 	case errors.Is(err, pubsub.ErrClosed):
-		return newAPIError(http.StatusServiceUnavailable, CodeUnavailable, "the node is stopping")
+		return newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, "the node is stopping")
 	case errors.Is(err, pubsub.ErrTooManyPatterns):
-		return newAPIError(http.StatusServiceUnavailable, CodeUnavailable, msg)
+		return newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, msg)
 	}
 	return err
 }
 
 func (a *api) getPubSubStats(_ *http.Request) (int, any, error) {
-	return http.StatusOK, a.n.PubSub().Stats(), nil
+	return http.StatusOK, pubsubStatsOf(a.n.PubSub().Stats()), nil
 }
 
 // getSubscribe subscribes to ?pattern= and streams the messages as
@@ -237,7 +229,7 @@ func (s *eventStream) run(ctx context.Context, pattern string) error {
 			}
 		}
 		if d := s.sub.Dropped(); d > s.reported && now.Sub(s.lastReport) >= DropReportInterval {
-			s.buf = fmt.Appendf(s.buf, "event: %s\ndata: {\"dropped\":%d,\"total\":%d}\n\n", EventDropped, d-s.reported, d)
+			s.buf = fmt.Appendf(s.buf, "event: %s\ndata: {\"dropped\":%d,\"total\":%d}\n\n", wire.EventDropped, d-s.reported, d)
 			s.reported, s.lastReport = d, now
 		}
 		if len(s.buf) == 0 {
@@ -263,7 +255,7 @@ func (s *eventStream) allowed(m pubsub.Message) error {
 // end writes the last event, saying why the grant no longer holds, and
 // reports it.
 func (s *eventStream) end(why error) error {
-	s.buf = append(s.buf, "event: "+EventEnded+"\ndata: {\"reason\":"...)
+	s.buf = append(s.buf, "event: "+wire.EventEnded+"\ndata: {\"reason\":"...)
 	s.buf = appendJSONString(s.buf, ucanReason(why))
 	s.buf = append(s.buf, "}\n\n"...)
 	if err := s.flush(time.Now()); err != nil {
@@ -300,7 +292,7 @@ func (s *eventStream) flush(now time.Time) error {
 // ones) is compacted first; a payload that is not JSON, or not UTF-8, is
 // a base64 string with "payload_encoding":"base64".
 func (s *eventStream) appendMessage(m pubsub.Message) {
-	b := append(s.buf, "event: "+EventMessage+"\ndata: {\"topic\":"...)
+	b := append(s.buf, "event: "+wire.EventMessage+"\ndata: {\"topic\":"...)
 	b = appendJSONString(b, m.Topic)
 	b = append(b, `,"payload":`...)
 	switch p := m.Payload; {
@@ -314,7 +306,7 @@ func (s *eventStream) appendMessage(m pubsub.Message) {
 	default:
 		b = append(b, '"')
 		b = base64.StdEncoding.AppendEncode(b, p)
-		b = append(b, `","payload_encoding":"`+PayloadBase64+`"`...)
+		b = append(b, `","payload_encoding":"`+wire.PayloadBase64+`"`...)
 	}
 	b = append(b, `,"publisher":`...)
 	b = appendJSONString(b, m.Publisher)

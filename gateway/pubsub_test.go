@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,15 +16,16 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/pubsub"
 )
 
 // pump reads sub's messages onto a channel until Next fails, and then sends
 // the error on errc. The test's cleanup closes sub and waits for it.
-func pump(t *testing.T, sub *Subscription) (<-chan *SubscribeEvent, <-chan error) {
+func pump(t *testing.T, sub *wire.Subscription) (<-chan *wire.SubscribeEvent, <-chan error) {
 	t.Helper()
-	evs := make(chan *SubscribeEvent, 64)
+	evs := make(chan *wire.SubscribeEvent, 64)
 	errc := make(chan error, 1)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -53,7 +52,7 @@ func pump(t *testing.T, sub *Subscription) (<-chan *SubscribeEvent, <-chan error
 }
 
 // nextEvent waits for the next event of a pump.
-func nextEvent(t *testing.T, evs <-chan *SubscribeEvent, errc <-chan error, d time.Duration) *SubscribeEvent {
+func nextEvent(t *testing.T, evs <-chan *wire.SubscribeEvent, errc <-chan error, d time.Duration) *wire.SubscribeEvent {
 	t.Helper()
 	select {
 	case ev := <-evs:
@@ -69,11 +68,11 @@ func nextEvent(t *testing.T, evs <-chan *SubscribeEvent, errc <-chan error, d ti
 // warmUp publishes through pub to topic until the subscription gets one of
 // those messages: then the publisher's node routes to the subscriber's. It
 // drains the warm-up messages that follow, up to a marker.
-func warmUp(t *testing.T, pub *Client, topic string, evs <-chan *SubscribeEvent, errc <-chan error) {
+func warmUp(t *testing.T, pub *testClient, topic string, evs <-chan *wire.SubscribeEvent, errc <-chan error) {
 	t.Helper()
 	const payload = `{"warmup":true}`
 	eventually(t, 15*time.Second, "the subscriber to get a message on "+topic, func() error {
-		if err := pub.Publish(ctxFor(t, 5*time.Second), topic, []byte(payload), ContentTypeJSON); err != nil {
+		if err := pub.Publish(ctxFor(t, 5*time.Second), topic, []byte(payload), wire.ContentTypeJSON); err != nil {
 			return err
 		}
 		select {
@@ -90,7 +89,7 @@ func warmUp(t *testing.T, pub *Client, topic string, evs <-chan *SubscribeEvent,
 	})
 	// Warm-ups still in flight come before a marker, in publish order.
 	marker := `{"warmup":"done"}`
-	if err := pub.Publish(ctxFor(t, 5*time.Second), topic, []byte(marker), ContentTypeJSON); err != nil {
+	if err := pub.Publish(ctxFor(t, 5*time.Second), topic, []byte(marker), wire.ContentTypeJSON); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -133,15 +132,15 @@ func TestPubSub(t *testing.T) {
 				wantJSON string
 			}
 			msgs := []msg{
-				{base + ".placed", ContentTypeJSON, []byte(`{"id": 42, "name": "x"}`), `{"id": 42, "name": "x"}`},
-				{base + ".raw", ContentTypeRaw, []byte{0, 1, 0xff, '\n'}, ""},
-				{base + ".deep.nomatch", ContentTypeJSON, []byte(`{"id":1}`), "-"}, // two segments: no match
-				{base + ".multiline", ContentTypeJSON, []byte("{\n  \"a\": [1, 2],\r\n  \"b\": \"x y\"\n}\n"), `{"a":[1,2],"b":"x y"}`},
+				{base + ".placed", wire.ContentTypeJSON, []byte(`{"id": 42, "name": "x"}`), `{"id": 42, "name": "x"}`},
+				{base + ".raw", wire.ContentTypeRaw, []byte{0, 1, 0xff, '\n'}, ""},
+				{base + ".deep.nomatch", wire.ContentTypeJSON, []byte(`{"id":1}`), "-"}, // two segments: no match
+				{base + ".multiline", wire.ContentTypeJSON, []byte("{\n  \"a\": [1, 2],\r\n  \"b\": \"x y\"\n}\n"), `{"a":[1,2],"b":"x y"}`},
 				{base + ".text", "", []byte("hello"), ""},
 				{base + ".number", "", []byte("123"), "123"}, // raw, but JSON: comes as JSON
 				{base + ".empty", "", nil, ""},
-				{base + ".latin1", ContentTypeRaw, []byte("\"caf\xe9\""), ""}, // JSON syntax, not UTF-8
-				{base + ".end", ContentTypeJSON, []byte(`"end"`), `"end"`},
+				{base + ".latin1", wire.ContentTypeRaw, []byte("\"caf\xe9\""), ""}, // JSON syntax, not UTF-8
+				{base + ".end", wire.ContentTypeJSON, []byte(`"end"`), `"end"`},
 			}
 			for _, m := range msgs {
 				if err := cp.Publish(ctxFor(t, 5*time.Second), m.topic, m.payload, m.ct); err != nil {
@@ -164,7 +163,7 @@ func TestPubSub(t *testing.T) {
 						t.Errorf("%s: payload %s (encoding %q), want the JSON %s", m.topic, ev.Payload, ev.PayloadEncoding, m.wantJSON)
 					}
 				default:
-					if ev.PayloadEncoding != PayloadBase64 || err != nil || !bytes.Equal(got, m.payload) {
+					if ev.PayloadEncoding != wire.PayloadBase64 || err != nil || !bytes.Equal(got, m.payload) {
 						t.Errorf("%s: payload %s (encoding %q) = %q, %v; want base64 of %q", m.topic, ev.Payload, ev.PayloadEncoding, got, err, m.payload)
 					}
 				}
@@ -225,7 +224,7 @@ func TestPubSub(t *testing.T) {
 		re := regexp.MustCompile(`^data: \{"topic":"` + regexp.QuoteMeta(topic) + `","payload":\{"id": 7\},"publisher":"` +
 			regexp.QuoteMeta(pubNode.DID()) + `","time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z","seq":\d+\}$`)
 		eventually(t, 15*time.Second, "a message on the raw stream", func() error {
-			if err := cp.Publish(ctxFor(t, 5*time.Second), topic, []byte(`{"id": 7}`), ContentTypeJSON); err != nil {
+			if err := cp.Publish(ctxFor(t, 5*time.Second), topic, []byte(`{"id": 7}`), wire.ContentTypeJSON); err != nil {
 				return err
 			}
 			for {
@@ -262,30 +261,30 @@ func TestPubSubBadInput(t *testing.T) {
 				testRealm + ".*", testRealm + ".>", testRealm + ".a.*.b", testRealm + "..x", testRealm + ".x.",
 				"io.other.realm.x", testRealm, "io.acme", testRealm + ".Upper", testRealm + "." + strings.Repeat("x", 300),
 			} {
-				err := c.Publish(ctx, topic, []byte(`{}`), ContentTypeJSON)
-				wantAPIError(t, err, http.StatusBadRequest, CodeInvalidName)
+				err := c.Publish(ctx, topic, []byte(`{}`), wire.ContentTypeJSON)
+				wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidName)
 			}
 			for _, pattern := range []string{
 				"io.other.>", "io.acme.*", testRealm, testRealm + "..*", testRealm + ".>.x", testRealm + ".a>", "", ">.x",
 			} {
 				_, err := c.Subscribe(ctx, pattern)
-				wantAPIError(t, err, http.StatusBadRequest, CodeInvalidName)
+				wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidName)
 			}
-			err := c.do(ctx, scope{}, http.MethodGet, "/v1/subscribe", nil, nil, nil)
-			wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+			err := c.raw(ctx, http.MethodGet, "/v1/subscribe", nil, nil)
+			wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 
 			topic := testRealm + ".bad." + proto
 			for _, body := range []string{``, `{`, `{"a":1} x`, "\xff"} {
-				err := c.Publish(ctx, topic, []byte(body), ContentTypeJSON)
-				wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+				err := c.Publish(ctx, topic, []byte(body), wire.ContentTypeJSON)
+				wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 			}
-			err = c.Publish(ctx, topic, make([]byte, pubsub.DefaultMaxMessageSize+1), ContentTypeRaw)
-			wantAPIError(t, err, http.StatusRequestEntityTooLarge, CodeTooLarge)
+			err = c.Publish(ctx, topic, make([]byte, pubsub.DefaultMaxMessageSize+1), wire.ContentTypeRaw)
+			wantAPIError(t, err, http.StatusRequestEntityTooLarge, wire.CodeTooLarge)
 			if err := c.Publish(ctx, topic, make([]byte, pubsub.DefaultMaxMessageSize), ""); err != nil {
 				t.Errorf("a payload of exactly the limit: %v", err)
 			}
-			err = c.do(ctx, scope{}, http.MethodGet, "/v1/publish/"+topic, nil, nil, nil)
-			wantAPIError(t, err, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+			err = c.raw(ctx, http.MethodGet, "/v1/publish/"+topic, nil, nil)
+			wantAPIError(t, err, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 
 			// The node serves on: a subscription gets a local publish.
 			sub, err := c.Subscribe(ctx, topic)
@@ -293,7 +292,7 @@ func TestPubSubBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			evs, errc := pump(t, sub)
-			if err := c.Publish(ctx, topic, []byte(`"still here"`), ContentTypeJSON); err != nil {
+			if err := c.Publish(ctx, topic, []byte(`"still here"`), wire.ContentTypeJSON); err != nil {
 				t.Fatal(err)
 			}
 			if ev := nextEvent(t, evs, errc, 10*time.Second); string(ev.Payload) != `"still here"` {
@@ -364,7 +363,7 @@ func TestSubscribeEnds(t *testing.T) {
 			// Two streams open when the gateway closes: Close ends their
 			// handlers (it waits for them), so the node has no subscription
 			// left when it returns, and the clients see the end.
-			var subs []*Subscription
+			var subs []*wire.Subscription
 			for range 2 {
 				sub, err := c.Subscribe(ctxFor(t, time.Minute), pattern)
 				if err != nil {
@@ -438,7 +437,7 @@ func (w *gateWriter) String() string {
 // idle stream gets heartbeats.
 func TestEventStreamSlowClient(t *testing.T) {
 	n := startNode(t, testRealm, "slow")
-	a := newAPI(n, nil, quietLogger(), APIAddrs{})
+	a := newAPI(n, nil, quietLogger(), wire.APIAddrs{})
 	a.heartbeat = 50 * time.Millisecond
 	const total, kept = 1500, pubsub.DefaultSubscriptionBuffer
 	topic := testRealm + ".slow.x"
@@ -485,9 +484,18 @@ func TestEventStreamSlowClient(t *testing.T) {
 
 	// The client's parser on the same stream: the first 1024 messages in
 	// order, and the drops.
-	s := &Subscription{pattern: "p", body: io.NopCloser(nil), ctx: context.Background(), cancel: func() {}}
-	s.sc = bufio.NewScanner(strings.NewReader(out))
-	s.sc.Buffer(nil, maxEventBytes)
+	replay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, out)
+	}))
+	defer replay.Close()
+	rc := wire.NewClient(replay.URL)
+	defer rc.Close()
+	s, err := rc.Subscribe(ctxFor(t, 10*time.Second), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	for i := range kept {
 		ev, err := s.Next()
 		if err != nil {
@@ -502,27 +510,6 @@ func TestEventStreamSlowClient(t *testing.T) {
 	}
 	if s.Dropped() != 476 {
 		t.Errorf("Dropped() = %d, want 476", s.Dropped())
-	}
-}
-
-// TestSubscribeEventBytes checks the decoding of both payload encodings.
-func TestSubscribeEventBytes(t *testing.T) {
-	raw := []byte{0, 1, 0xff}
-	b64, _ := json.Marshal(base64.StdEncoding.EncodeToString(raw))
-	for _, tc := range []struct {
-		ev   SubscribeEvent
-		want []byte
-	}{
-		{SubscribeEvent{Payload: json.RawMessage(`{"a": 1}`)}, []byte(`{"a": 1}`)},
-		{SubscribeEvent{Payload: b64, PayloadEncoding: PayloadBase64}, raw},
-	} {
-		got, err := tc.ev.Bytes()
-		if err != nil || !bytes.Equal(got, tc.want) {
-			t.Errorf("Bytes(%s) = %q, %v; want %q", tc.ev.Payload, got, err, tc.want)
-		}
-	}
-	if _, err := (&SubscribeEvent{Payload: json.RawMessage(`1`), PayloadEncoding: PayloadBase64}).Bytes(); err == nil {
-		t.Errorf("a base64 payload that is not a string decodes")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -27,14 +28,14 @@ func (a *api) getRevocations(_ *http.Request) (int, any, error) {
 // as base64 text (either alphabet, padded or not).
 func (a *api) postRevocation(r *http.Request) (int, any, error) {
 	if !a.n.Secure() {
-		return 0, nil, newAPIError(http.StatusConflict, CodeOpenRealm,
+		return 0, nil, newAPIError(http.StatusConflict, wire.CodeOpenRealm,
 			"the realm is open (no authority): there is nothing to revoke")
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
+			return 0, nil, newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
 		}
 		return 0, nil, badRequest("reading the record: %v", err)
 	}
@@ -48,7 +49,7 @@ func (a *api) postRevocation(r *http.Request) (int, any, error) {
 		a.log.Info("revocation record accepted through the API", "remote", r.RemoteAddr)
 		return http.StatusNoContent, nil, nil
 	case errors.Is(err, ucan.ErrBusy):
-		return 0, nil, newAPIError(http.StatusServiceUnavailable, CodeUnavailable, ucanReason(err))
+		return 0, nil, newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, ucanReason(err))
 	case errors.Is(err, ucan.ErrUnauthorized):
 		return 0, nil, badRequest("not a revocation record of this realm's authority: %s", ucanReason(err))
 	}

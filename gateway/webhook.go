@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -204,7 +205,7 @@ const (
 
 // advertise advertises proc served by the webhook, or renews the lease of
 // the same webhook's advertisement.
-func (w *webhooks) advertise(ctx context.Context, e *webhook) (Advertisement, advertiseResult, error) {
+func (w *webhooks) advertise(ctx context.Context, e *webhook) (wire.Advertisement, advertiseResult, error) {
 	if ad, ok, err := w.renew(e); ok || err != nil {
 		return ad, advertisedRenewed, err
 	}
@@ -218,17 +219,17 @@ func (w *webhooks) advertise(ctx context.Context, e *webhook) (Advertisement, ad
 	defer cancel()
 	if err := w.a.n.RPC().Advertise(actx, e.proc, w.handler(e)); err != nil {
 		if errors.Is(err, rpc.ErrAlreadyAdvertised) {
-			return Advertisement{}, 0, newAPIError(http.StatusConflict, CodeConflict,
+			return wire.Advertisement{}, 0, newAPIError(http.StatusConflict, wire.CodeConflict,
 				fmt.Sprintf("%s is already advertised on this node otherwise (by the node's own code, or through another API handler)", e.proc))
 		}
-		return Advertisement{}, 0, err
+		return wire.Advertisement{}, 0, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		// Close ran while Advertise did: it did not see this entry.
 		w.unadvertise(e.proc, "gateway closing")
-		return Advertisement{}, 0, newAPIError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway is closing")
+		return wire.Advertisement{}, 0, newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, "the gateway is closing")
 	}
 	if e.lease > 0 {
 		e.expires = time.Now().Add(e.lease)
@@ -242,18 +243,18 @@ func (w *webhooks) advertise(ctx context.Context, e *webhook) (Advertisement, ad
 // renew extends the lease of proc's advertisement when it has the same URL
 // (and takes the new timeout and lease). ok is false when there is none;
 // another URL is a conflict.
-func (w *webhooks) renew(e *webhook) (ad Advertisement, ok bool, err error) {
+func (w *webhooks) renew(e *webhook) (ad wire.Advertisement, ok bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return ad, false, newAPIError(http.StatusServiceUnavailable, CodeUnavailable, "the gateway is closing")
+		return ad, false, newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, "the gateway is closing")
 	}
 	cur := w.entries[e.proc]
 	if cur == nil {
 		return ad, false, nil
 	}
 	if cur.url != e.url {
-		return ad, false, newAPIError(http.StatusConflict, CodeConflict,
+		return ad, false, newAPIError(http.StatusConflict, wire.CodeConflict,
 			fmt.Sprintf("%s is already advertised here with the webhook %s; unadvertise it first", e.proc, cur.url))
 	}
 	cur.timeout = e.timeout // read by the handler under mu
@@ -272,7 +273,7 @@ func (w *webhooks) renew(e *webhook) (ad Advertisement, ok bool, err error) {
 }
 
 // remove withdraws proc if it was advertised through the API.
-func (w *webhooks) remove(proc string) (Advertisement, error) {
+func (w *webhooks) remove(proc string) (wire.Advertisement, error) {
 	w.opMu.Lock()
 	defer w.opMu.Unlock()
 	w.mu.Lock()
@@ -284,10 +285,10 @@ func (w *webhooks) remove(proc string) (Advertisement, error) {
 	w.mu.Unlock()
 	if e == nil {
 		if slices.Contains(w.a.n.RPC().Advertised(), proc) {
-			return Advertisement{}, newAPIError(http.StatusConflict, CodeConflict,
+			return wire.Advertisement{}, newAPIError(http.StatusConflict, wire.CodeConflict,
 				fmt.Sprintf("%s is advertised on this node by its own code, not through the API", proc))
 		}
-		return Advertisement{}, newAPIError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("%s is not advertised on this node", proc))
+		return wire.Advertisement{}, newAPIError(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("%s is not advertised on this node", proc))
 	}
 	w.unadvertise(proc, "unadvertised through the API")
 	return e.advertisement(), nil
@@ -295,25 +296,25 @@ func (w *webhooks) remove(proc string) (Advertisement, error) {
 
 // list returns every procedure advertised on the node, with the webhook of
 // those advertised through the API, sorted by name.
-func (w *webhooks) list() []Advertisement {
+func (w *webhooks) list() []wire.Advertisement {
 	procs := w.a.n.RPC().Advertised()
 	slices.Sort(procs)
-	out := make([]Advertisement, 0, len(procs))
+	out := make([]wire.Advertisement, 0, len(procs))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, p := range procs {
 		if e := w.entries[p]; e != nil {
 			out = append(out, e.advertisement())
 		} else {
-			out = append(out, Advertisement{Procedure: p})
+			out = append(out, wire.Advertisement{Procedure: p})
 		}
 	}
 	return out
 }
 
 // advertisement describes e; the caller holds mu or owns e alone.
-func (e *webhook) advertisement() Advertisement {
-	ad := Advertisement{Procedure: e.proc, URL: e.url}
+func (e *webhook) advertisement() wire.Advertisement {
+	ad := wire.Advertisement{Procedure: e.proc, URL: e.url}
 	if e.timeout > 0 {
 		ad.Timeout = e.timeout.String()
 	}
@@ -488,7 +489,7 @@ func (a *api) postAdvertise(r *http.Request) (int, any, error) {
 	if err := a.checkProcedure(procedure); err != nil {
 		return 0, nil, err
 	}
-	var body AdvertiseRequest
+	var body wire.AdvertiseRequest
 	if err := decodeBody(r, &body, `{"url":"http://127.0.0.1:8080/path","timeout":"30s","lease":"15s"}`); err != nil {
 		return 0, nil, err
 	}
@@ -538,7 +539,7 @@ func decodeBody(r *http.Request, v any, example string) error {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return newAPIError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
+			return newAPIError(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
 		}
 		return badRequest("body: want %s: %v", example, err)
 	}

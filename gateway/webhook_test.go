@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -79,31 +80,22 @@ func (w *testWebhook) last() hookRequest {
 
 // postAdvertise sends POST /v1/advertise/{procedure} with body and returns
 // the status, or the API error.
-func postAdvertise(t *testing.T, c *Client, procedure, body string) (int, error) {
+func postAdvertise(t *testing.T, c *testClient, procedure, body string) (int, error) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodPost, c.base+"/v1/advertise/"+procedure, strings.NewReader(body))
-	if err != nil {
+	status, err := c.send(ctxFor(t, 10*time.Second), http.MethodPost, "/v1/advertise/"+procedure, nil, []byte(body))
+	if status == 0 {
 		t.Fatal(err)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, apiErrorOf(resp.StatusCode, raw)
-	}
-	return resp.StatusCode, nil
+	return status, err
 }
 
-func advertised(t *testing.T, c *Client) map[string]Advertisement {
+func advertised(t *testing.T, c *testClient) map[string]wire.Advertisement {
 	t.Helper()
 	ads, err := c.Advertised(ctxFor(t, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]Advertisement{}
+	out := map[string]wire.Advertisement{}
 	for _, ad := range ads {
 		out[ad.Procedure] = ad
 	}
@@ -129,10 +121,10 @@ func TestWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cb.AdvertiseWebhook(ctx, p("slow"), AdvertiseRequest{URL: hook.url("/slow"), Timeout: "300ms"}); err != nil {
+	if _, err := cb.AdvertiseWebhook(ctx, p("slow"), wire.AdvertiseRequest{URL: hook.url("/slow"), Timeout: "300ms"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cb.AdvertiseWebhook(ctx, p("slower"), AdvertiseRequest{URL: hook.url("/slow")}); err != nil {
+	if _, err := cb.AdvertiseWebhook(ctx, p("slower"), wire.AdvertiseRequest{URL: hook.url("/slow")}); err != nil {
 		t.Fatal(err)
 	}
 	// A port nobody listens on.
@@ -150,14 +142,14 @@ func TestWebhook(t *testing.T) {
 		var got []byte
 		eventually(t, 15*time.Second, "a to find "+p("echo"), func() error {
 			var err error
-			got, err = ca.Call(ctxFor(t, 5*time.Second), p("echo"), []byte(`{"q":1}`), CallOptions{ContentType: ContentTypeJSON, Timeout: 3 * time.Second})
+			got, err = ca.Call(ctxFor(t, 5*time.Second), p("echo"), []byte(`{"q":1}`), wire.CallOptions{ContentType: wire.ContentTypeJSON, Timeout: 3 * time.Second})
 			return err
 		})
 		if string(got) != `{"q":1}` {
 			t.Errorf("reply %q", got)
 		}
 		r := hook.last()
-		if r.path != "/echo" || r.contentType != ContentTypeJSON || r.procedure != p("echo") ||
+		if r.path != "/echo" || r.contentType != wire.ContentTypeJSON || r.procedure != p("echo") ||
 			r.did != a.DID() || r.peer != a.ID().String() || string(r.body) != `{"q":1}` {
 			t.Errorf("webhook got %+v", r)
 		}
@@ -167,37 +159,37 @@ func TestWebhook(t *testing.T) {
 		}
 	})
 	t.Run("call on the same node", func(t *testing.T) {
-		got, err := cb.Call(ctx, p("echo"), []byte{1, 2}, CallOptions{ContentType: ContentTypeCBOR})
+		got, err := cb.Call(ctx, p("echo"), []byte{1, 2}, wire.CallOptions{ContentType: wire.ContentTypeCBOR})
 		if err != nil || string(got) != "\x01\x02" {
 			t.Fatalf("reply %q, %v", got, err)
 		}
-		if r := hook.last(); r.did != b.DID() || r.contentType != ContentTypeCBOR {
+		if r := hook.last(); r.did != b.DID() || r.contentType != wire.ContentTypeCBOR {
 			t.Errorf("webhook got %+v", r)
 		}
 	})
 	t.Run("error answers", func(t *testing.T) {
-		_, err := ca.Call(ctx, p("err_json"), []byte(`{}`), CallOptions{ContentType: ContentTypeJSON})
-		var ae *APIError
-		if !errors.As(err, &ae) || ae.Code != CodeRemoteError || ae.Remote == nil ||
+		_, err := ca.Call(ctx, p("err_json"), []byte(`{}`), wire.CallOptions{ContentType: wire.ContentTypeJSON})
+		var ae *wire.APIError
+		if !errors.As(err, &ae) || ae.Code != wire.CodeRemoteError || ae.Remote == nil ||
 			ae.Remote.Code != "invalid_order" || ae.Remote.Message != "no such order" || string(ae.Remote.Data) != `{"id":7}` {
 			t.Errorf("JSON error body: %v (%+v)", err, ae)
 		}
-		_, err = ca.Call(ctx, p("err_text"), nil, CallOptions{})
+		_, err = ca.Call(ctx, p("err_text"), nil, wire.CallOptions{})
 		if !errors.As(err, &ae) || ae.Remote == nil || ae.Remote.Code != "webhook_500" ||
 			!strings.HasPrefix(ae.Remote.Message, "boom xx") || len(ae.Remote.Message) != maxWebhookMessage {
 			t.Errorf("text error body: %v", err)
 		}
-		_, err = ca.Call(ctx, p("dead"), nil, CallOptions{})
+		_, err = ca.Call(ctx, p("dead"), nil, wire.CallOptions{})
 		if !errors.As(err, &ae) || ae.Remote == nil || ae.Remote.Code != CodeWebhookUnreachable {
 			t.Errorf("unreachable webhook: %v", err)
 		}
 		start := time.Now()
-		_, err = ca.Call(ctx, p("slow"), nil, CallOptions{Timeout: 10 * time.Second})
+		_, err = ca.Call(ctx, p("slow"), nil, wire.CallOptions{Timeout: 10 * time.Second})
 		if !errors.As(err, &ae) || ae.Remote == nil || ae.Remote.Code != CodeWebhookTimeout || time.Since(start) > 5*time.Second {
 			t.Errorf("webhook past its timeout: %v after %v", err, time.Since(start))
 		}
-		_, err = ca.Call(ctx, p("slower"), nil, CallOptions{Timeout: 300 * time.Millisecond})
-		wantAPIError(t, err, http.StatusGatewayTimeout, CodeTimeout)
+		_, err = ca.Call(ctx, p("slower"), nil, wire.CallOptions{Timeout: 300 * time.Millisecond})
+		wantAPIError(t, err, http.StatusGatewayTimeout, wire.CodeTimeout)
 	})
 	t.Run("renew and conflicts", func(t *testing.T) {
 		status, err := postAdvertise(t, cb, p("echo"), fmt.Sprintf(`{"url":%q,"lease":"1m"}`, hook.url("/echo")))
@@ -215,8 +207,8 @@ func TestWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 		status, err = postAdvertise(t, cb, p("native"), fmt.Sprintf(`{"url":%q}`, hook.url("/echo")))
-		wantAPIError(t, err, http.StatusConflict, CodeConflict)
-		wantAPIError(t, cb.Unadvertise(ctx, p("native")), http.StatusConflict, CodeConflict)
+		wantAPIError(t, err, http.StatusConflict, wire.CodeConflict)
+		wantAPIError(t, cb.Unadvertise(ctx, p("native")), http.StatusConflict, wire.CodeConflict)
 		if ad, ok := advertised(t, cb)[p("native")]; !ok || ad.URL != "" {
 			t.Errorf("a Go handler in the list: %+v, %v", ad, ok)
 		}
@@ -232,7 +224,7 @@ func TestWebhook(t *testing.T) {
 			`{"url":"http://[2001:db8::1]/x"}`,
 		} {
 			_, err := postAdvertise(t, cb, p("x"), body)
-			wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+			wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 			if err == nil || !strings.Contains(err.Error(), "loopback") {
 				t.Errorf("%s: %v, want a word on loopback", body, err)
 			}
@@ -244,11 +236,11 @@ func TestWebhook(t *testing.T) {
 			`{"url":"http://127.0.0.1/x"} {}`,
 		} {
 			_, err := postAdvertise(t, cb, p("x"), body)
-			wantAPIError(t, err, http.StatusBadRequest, CodeBadRequest)
+			wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
 		}
 		for _, proc := range []string{"io.other.realm.x", testRealm + ".*"} {
 			_, err := postAdvertise(t, cb, proc, fmt.Sprintf(`{"url":%q}`, hook.url("/echo")))
-			wantAPIError(t, err, http.StatusBadRequest, CodeInvalidName)
+			wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidName)
 		}
 		if _, ok := advertised(t, cb)[p("x")]; ok {
 			t.Errorf("a refused advertisement is listed")
@@ -264,9 +256,9 @@ func TestWebhook(t *testing.T) {
 		if slices.Contains(b.RPC().Advertised(), p("fresh")) {
 			t.Errorf("still advertised on the node after DELETE")
 		}
-		wantAPIError(t, cb.Unadvertise(ctx, p("fresh")), http.StatusNotFound, CodeNotFound)
-		_, err := cb.Call(ctx, p("fresh"), nil, CallOptions{Timeout: 5 * time.Second})
-		wantAPIError(t, err, http.StatusNotFound, CodeNotFound)
+		wantAPIError(t, cb.Unadvertise(ctx, p("fresh")), http.StatusNotFound, wire.CodeNotFound)
+		_, err := cb.Call(ctx, p("fresh"), nil, wire.CallOptions{Timeout: 5 * time.Second})
+		wantAPIError(t, err, http.StatusNotFound, wire.CodeNotFound)
 	})
 	t.Run("lease", func(t *testing.T) {
 		// Renewed within each lease, it stays for several leases.
@@ -316,7 +308,7 @@ func TestWebhook(t *testing.T) {
 		// A call in flight on the webhook ends when the gateway closes.
 		done := make(chan error, 1)
 		go func() {
-			_, err := cb.Call(ctx, p("by_g2"), nil, CallOptions{Timeout: 20 * time.Second})
+			_, err := cb.Call(ctx, p("by_g2"), nil, wire.CallOptions{Timeout: 20 * time.Second})
 			done <- err
 		}()
 		eventually(t, 5*time.Second, "the webhook to get the call", func() error {
@@ -333,7 +325,7 @@ func TestWebhook(t *testing.T) {
 		}
 		select {
 		case err := <-done:
-			var ae *APIError
+			var ae *wire.APIError
 			if !errors.As(err, &ae) || ae.Remote == nil || ae.Remote.Code != CodeWebhookClosed {
 				t.Errorf("the call in flight: %v", err)
 			}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
 )
 
 // clientCmd is what every client command shares: the API address (the
@@ -29,7 +29,7 @@ type clientCmd struct {
 
 // newClientCmd builds a client command: run gets a client of the node API
 // and a context that ends on SIGINT/SIGTERM or after --timeout.
-func newClientCmd(cmd *cobra.Command, run func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, args []string) error) *cobra.Command {
+func newClientCmd(cmd *cobra.Command, run func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error) *cobra.Command {
 	cc := &clientCmd{}
 	cmd.Flags().BoolVar(&cc.json, "json", false, "print the API's JSON answer instead of text")
 	cmd.Flags().DurationVar(&cc.timeout, "timeout", 0, "give up after this long (default: the node's own limit for the request)")
@@ -44,7 +44,7 @@ func newClientCmd(cmd *cobra.Command, run func(ctx context.Context, c *gateway.C
 			ctx, cancel = context.WithTimeout(ctx, cc.timeout)
 			defer cancel()
 		}
-		c := gateway.NewClient(addr)
+		c := api.NewClient(addr)
 		defer c.Close()
 		if err := run(ctx, c, cc, cmd.OutOrStdout(), args); err != nil {
 			return clientError(addr, err)
@@ -56,14 +56,14 @@ func newClientCmd(cmd *cobra.Command, run func(ctx context.Context, c *gateway.C
 
 // clientError turns a failed API call into one line a person can act on.
 func clientError(addr string, err error) error {
-	var ae *gateway.APIError
+	var ae *api.APIError
 	switch {
 	case errors.As(err, &ae):
 		msg := ae.Message
 		if msg == "" {
 			msg = ae.Error()
 		}
-		if ae.Code == gateway.CodeUnauthorized || ae.Status == http.StatusUnauthorized {
+		if ae.Code == api.CodeUnauthorized || ae.Status == http.StatusUnauthorized {
 			return &codedError{code: exitUnauthorized, err: errors.New(msg)}
 		}
 		return errors.New(msg)
@@ -106,7 +106,7 @@ func newIDCmd() *cobra.Command {
 		Use:   "id",
 		Short: "Print a running node's DIDs, peer ID, realm and addresses",
 		Args:  argsN(0, 0),
-	}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, _ []string) error {
+	}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, _ []string) error {
 		info, err := c.Node(ctx)
 		if err != nil {
 			return err
@@ -128,11 +128,11 @@ func newIDCmd() *cobra.Command {
 			fmt.Fprintf(tw, "%s\t%s\n", label, a)
 		}
 		fmt.Fprintf(tw, "Peers\t%d\n", info.Peers)
-		api := info.API.HTTP
+		apiAddr := info.API.HTTP
 		if info.API.HTTP3 != "" {
-			api += " (HTTP/3 on udp " + info.API.HTTP3 + ")"
+			apiAddr += " (HTTP/3 on udp " + info.API.HTTP3 + ")"
 		}
-		fmt.Fprintf(tw, "API\t%s\n", api)
+		fmt.Fprintf(tw, "API\t%s\n", apiAddr)
 		fmt.Fprintf(tw, "Agent\t%s\n", info.Agent)
 		fmt.Fprintf(tw, "Security\t%s\n", securityLine(info.Security, info.Authority))
 		if g := info.Grant; g != nil {
@@ -158,14 +158,14 @@ func newPeersCmd() *cobra.Command {
 		Use:   "peers",
 		Short: "List the peers of a running node's realm it is connected to",
 		Args:  argsN(0, 0),
-	}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, _ []string) error {
+	}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, _ []string) error {
 		peers, err := c.Peers(ctx)
 		if err != nil {
 			return err
 		}
 		if cc.json {
 			if peers == nil {
-				peers = []gateway.Peer{}
+				peers = []api.Peer{}
 			}
 			return printJSON(w, peers)
 		}
@@ -197,7 +197,7 @@ func newResolveCmd() *cobra.Command {
 		Example: `  macula-node resolve did:macula:io.macula.dev.node2
   macula-node resolve did:key:z6Mk...`,
 		Args: argsN(1, 1),
-	}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, args []string) error {
+	}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
 		res, err := c.Resolve(ctx, args[0])
 		if err != nil {
 			return err
@@ -241,7 +241,7 @@ func newDHTCmd() *cobra.Command {
 			Use:   "stats",
 			Short: "Print the DHT's routing table size and stored records",
 			Args:  argsN(0, 0),
-		}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, _ []string) error {
+		}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, _ []string) error {
 			s, err := c.DHTStats(ctx)
 			if err != nil {
 				return err
@@ -261,7 +261,7 @@ func newDHTCmd() *cobra.Command {
 			Use:   "lookup KEY",
 			Short: "Find the providers of KEY, with their addresses",
 			Args:  argsN(1, 1),
-		}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, args []string) error {
+		}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
 			res, err := c.DHTLookup(ctx, args[0])
 			if err != nil {
 				return err
@@ -288,12 +288,12 @@ func newDHTCmd() *cobra.Command {
 			Use:   "provide KEY",
 			Short: "Make the node provide KEY from now on",
 			Args:  argsN(1, 1),
-		}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, args []string) error {
+		}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
 			if err := c.DHTProvide(ctx, args[0]); err != nil {
 				return err
 			}
 			if cc.json {
-				return printJSON(w, gateway.ProvideResult{Key: args[0]})
+				return printJSON(w, api.ProvideResult{Key: args[0]})
 			}
 			_, err := fmt.Fprintf(w, "providing %s\n", args[0])
 			return err
@@ -307,7 +307,7 @@ func newLogLevelCmd() *cobra.Command {
 		Use:   "log-level [LEVEL]",
 		Short: "Print or set a running node's log level (debug, info, warn, error)",
 		Args:  argsN(0, 1),
-	}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, args []string) error {
+	}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
 		if len(args) == 1 {
 			if err := c.SetLogLevel(ctx, args[0]); err != nil {
 				return err
@@ -318,7 +318,7 @@ func newLogLevelCmd() *cobra.Command {
 			return err
 		}
 		if cc.json {
-			return printJSON(w, gateway.LogLevel{Level: lvl})
+			return printJSON(w, api.LogLevel{Level: lvl})
 		}
 		_, err = fmt.Fprintln(w, lvl)
 		return err
@@ -335,7 +335,7 @@ func dash(s string) string {
 
 // securityLine says whether the realm is secure, loudly when it is not.
 func securityLine(security, authority string) string {
-	if security == gateway.SecuritySecure {
+	if security == api.SecuritySecure {
 		if authority == "" {
 			return "secure"
 		}

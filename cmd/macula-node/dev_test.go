@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
 )
 
 // devRow matches a node's row of dev's table: NAME DID PEER-ID QUIC-ADDR API.
@@ -50,13 +50,13 @@ func TestDev(t *testing.T) {
 
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("node%d", i)
-		api, ok := apis[name]
+		addr, ok := apis[name]
 		if !ok {
 			t.Fatalf("no row for %s", name)
 		}
 		eventually(t, 10*time.Second, name+" has 2 peers", func() error {
-			var peers []gateway.Peer
-			if err := cliJSON(t, api, &peers, "peers"); err != nil {
+			var peers []api.Peer
+			if err := cliJSON(t, addr, &peers, "peers"); err != nil {
 				return err
 			}
 			if len(peers) != 2 {
@@ -64,8 +64,8 @@ func TestDev(t *testing.T) {
 			}
 			return nil
 		})
-		var info gateway.NodeInfo
-		if err := cliJSON(t, api, &info, "id"); err != nil {
+		var info api.NodeInfo
+		if err := cliJSON(t, addr, &info, "id"); err != nil {
 			t.Fatal(err)
 		}
 		if info.Name != name || info.Realm != devRealm {

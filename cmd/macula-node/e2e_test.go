@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/dht"
-	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/node"
 )
 
@@ -73,7 +73,7 @@ func (n *runNode) waitReady(t *testing.T) {
 	}
 }
 
-func peerIDs(peers []gateway.Peer) []string {
+func peerIDs(peers []api.Peer) []string {
 	var ids []string
 	for _, p := range peers {
 		ids = append(ids, p.PeerID)
@@ -115,7 +115,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		slices.Sort(want)
 		eventually(t, 30*time.Second, n.name+" sees the 4 others", func() error {
-			var peers []gateway.Peer
+			var peers []api.Peer
 			if err := cliJSON(t, n.st.API, &peers, "peers"); err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ func TestEndToEnd(t *testing.T) {
 			continue
 		}
 		eventually(t, 20*time.Second, n.name+" finds the provider of "+key, func() error {
-			var res gateway.LookupResult
+			var res api.LookupResult
 			if err := cliJSON(t, n.st.API, &res, "dht", "lookup", key, "--timeout", "5s"); err != nil {
 				return err
 			}
@@ -196,7 +196,7 @@ func TestEndToEnd(t *testing.T) {
 		return errors.New(`no refusal in n6's log nor n1's`)
 	})
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
-		var peers []gateway.Peer
+		var peers []api.Peer
 		if err := cliJSON(t, n6.st.API, &peers, "peers"); err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +211,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	var res gateway.LookupResult
+	var res api.LookupResult
 	if err := cliJSON(t, n6.st.API, &res, "dht", "lookup", key, "--timeout", "3s"); err != nil {
 		t.Fatal(err)
 	}

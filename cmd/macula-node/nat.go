@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
 )
 
 func newNATCmd() *cobra.Command {
@@ -23,7 +23,7 @@ func newNATCmd() *cobra.Command {
 		Use:   "info",
 		Short: "Print the NAT type, mapping and filtering, public address and hairpin",
 		Args:  argsN(0, 0),
-	}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, _ []string) error {
+	}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, _ []string) error {
 		i, err := c.NAT(ctx)
 		if err != nil {
 			return err

@@ -18,7 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
 )
 
 func newPublishCmd() *cobra.Command {
@@ -50,16 +50,16 @@ message for its subscribers; that does not say who received it.`,
 	f.StringVar(&dataFile, "data-file", "", "read the payload from this file")
 	f.BoolVar(&raw, "raw", false, "send the payload as raw bytes, without checking that it is JSON")
 	f.SortFlags = false
-	return newClientCmd(cmd, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, args []string) error {
+	return newClientCmd(cmd, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
 		topic := args[0]
 		payload, err := readPayload(cmd, data, dataFile)
 		if err != nil {
 			return err
 		}
-		ct := gateway.ContentTypeJSON
+		ct := api.ContentTypeJSON
 		switch {
 		case raw, len(payload) == 0:
-			ct = gateway.ContentTypeRaw
+			ct = api.ContentTypeRaw
 		case !json.Valid(payload):
 			return &usageError{err: errors.New("the payload is not valid JSON (give --raw for other payloads)"), hint: cmd.CommandPath()}
 		}
@@ -67,7 +67,7 @@ message for its subscribers; that does not say who received it.`,
 			return err
 		}
 		if cc.json {
-			return printJSON(w, gateway.PublishResult{Topic: topic})
+			return printJSON(w, api.PublishResult{Topic: topic})
 		}
 		_, err = fmt.Fprintf(w, "published %d bytes to %s\n", len(payload), topic)
 		return err
@@ -111,7 +111,7 @@ subscribe exits 1.`,
 			addr, _ := cmd.Flags().GetString("api")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := gateway.NewClient(addr)
+			c := api.NewClient(addr)
 			defer c.Close()
 			return subscribeLoop(ctx, c, addr, args[0], asJSON, count, cmd.OutOrStdout(), stderr)
 		},
@@ -125,7 +125,7 @@ subscribe exits 1.`,
 
 // subscribeLoop subscribes and prints messages until ctx ends (exit 0),
 // count messages were printed (exit 0), or the stream fails (exit 1).
-func subscribeLoop(ctx context.Context, c *gateway.Client, addr, pattern string, asJSON bool, count int, stdout, stderr io.Writer) error {
+func subscribeLoop(ctx context.Context, c *api.Client, addr, pattern string, asJSON bool, count int, stdout, stderr io.Writer) error {
 	sub, err := c.Subscribe(ctx, pattern)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -167,7 +167,7 @@ func subscribeLoop(ctx context.Context, c *gateway.Client, addr, pattern string,
 
 // eventLine is one message as subscribe prints it in text:
 // TIME TOPIC PUBLISHER PAYLOAD.
-func eventLine(ev *gateway.SubscribeEvent) string {
+func eventLine(ev *api.SubscribeEvent) string {
 	return fmt.Sprintf("%s %s %s %s\n", ev.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"),
 		ev.Topic, shortDID(ev.Publisher), payloadText(ev))
 }
@@ -184,8 +184,8 @@ func shortDID(did string) string {
 
 // payloadText is a payload on one line: JSON as it is, text quoted, other
 // bytes in base64.
-func payloadText(ev *gateway.SubscribeEvent) string {
-	if ev.PayloadEncoding != gateway.PayloadBase64 {
+func payloadText(ev *api.SubscribeEvent) string {
+	if ev.PayloadEncoding != api.PayloadBase64 {
 		return string(ev.Payload) // one line: the node compacts JSON with line breaks
 	}
 	b, err := ev.Bytes()
@@ -209,7 +209,7 @@ func newPubSubCmd() *cobra.Command {
 		Use:   "stats",
 		Short: "Print the counters of pub/sub: published, sent, delivered, dropped, frames received",
 		Args:  argsN(0, 0),
-	}, func(ctx context.Context, c *gateway.Client, cc *clientCmd, w io.Writer, _ []string) error {
+	}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, _ []string) error {
 		s, err := c.PubSubStats(ctx)
 		if err != nil {
 			return err

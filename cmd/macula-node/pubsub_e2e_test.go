@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 )
@@ -55,13 +55,13 @@ func startSubscriber(t *testing.T, n *runNode, pattern string, extra ...string) 
 }
 
 // events parses the complete lines the subscriber printed so far.
-func (s *subscriber) events(t *testing.T) []gateway.SubscribeEvent {
+func (s *subscriber) events(t *testing.T) []api.SubscribeEvent {
 	t.Helper()
 	out := s.stdout.String()
 	out = out[:strings.LastIndexByte(out, '\n')+1]
-	var evs []gateway.SubscribeEvent
+	var evs []api.SubscribeEvent
 	for line := range strings.Lines(out) {
-		var ev gateway.SubscribeEvent
+		var ev api.SubscribeEvent
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("%s printed %q: %v", s.name, line, err)
 		}
@@ -144,7 +144,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 	// each matching subscriber printed one.
 	const warmup = `{"warmup":true}`
 	eventually(t, 20*time.Second, "warm-up messages reach s1, s2 and s3", func() error {
-		if err := cp.Publish(context.Background(), topicPlaced, []byte(warmup), gateway.ContentTypeJSON); err != nil {
+		if err := cp.Publish(context.Background(), topicPlaced, []byte(warmup), api.ContentTypeJSON); err != nil {
 			return err
 		}
 		for _, name := range []string{"s1", "s2", "s3"} {
@@ -169,7 +169,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 		if i == 199 {
 			break // through the CLI below
 		}
-		if err := cp.Publish(context.Background(), m.topic, []byte(m.payload), gateway.ContentTypeJSON); err != nil {
+		if err := cp.Publish(context.Background(), m.topic, []byte(m.payload), api.ContentTypeJSON); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
@@ -181,7 +181,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 	// Delivery is in order per publisher: once the end marker is there,
 	// everything published before it is.
 	const end = `{"end":true}`
-	if err := cp.Publish(context.Background(), topicPlaced, []byte(end), gateway.ContentTypeJSON); err != nil {
+	if err := cp.Publish(context.Background(), topicPlaced, []byte(end), api.ContentTypeJSON); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"s1", "s2", "s3"} {
@@ -246,17 +246,17 @@ func TestPubSubEndToEnd(t *testing.T) {
 		ctx := context.Background()
 		check := func(what string, err error, status int, code string) {
 			t.Helper()
-			var ae *gateway.APIError
+			var ae *api.APIError
 			if !errors.As(err, &ae) || ae.Status != status || ae.Code != code || ae.Message == "" {
 				t.Errorf("%s: %v, want %d %s", what, err, status, code)
 			}
 		}
-		check("a wildcard topic", cp.Publish(ctx, psRealm+".orders.*", []byte(`{}`), gateway.ContentTypeJSON), 400, gateway.CodeInvalidName)
-		check("a topic of another realm", cp.Publish(ctx, "io.other.realm.x", []byte(`{}`), gateway.ContentTypeJSON), 400, gateway.CodeInvalidName)
-		check("a payload over the limit", cp.Publish(ctx, topicPlaced, make([]byte, pubsub.DefaultMaxMessageSize+1), ""), 413, gateway.CodeTooLarge)
-		check("a payload that is not JSON", cp.Publish(ctx, topicPlaced, []byte(`{`), gateway.ContentTypeJSON), 400, gateway.CodeBadRequest)
+		check("a wildcard topic", cp.Publish(ctx, psRealm+".orders.*", []byte(`{}`), api.ContentTypeJSON), 400, api.CodeInvalidName)
+		check("a topic of another realm", cp.Publish(ctx, "io.other.realm.x", []byte(`{}`), api.ContentTypeJSON), 400, api.CodeInvalidName)
+		check("a payload over the limit", cp.Publish(ctx, topicPlaced, make([]byte, pubsub.DefaultMaxMessageSize+1), ""), 413, api.CodeTooLarge)
+		check("a payload that is not JSON", cp.Publish(ctx, topicPlaced, []byte(`{`), api.ContentTypeJSON), 400, api.CodeBadRequest)
 		_, err := cp.Subscribe(ctx, "io.other.>")
-		check("a pattern of another realm", err, 400, gateway.CodeInvalidName)
+		check("a pattern of another realm", err, 400, api.CodeInvalidName)
 
 		big := filepath.Join(t.TempDir(), "big")
 		if err := os.WriteFile(big, bytes.Repeat([]byte{'x'}, pubsub.DefaultMaxMessageSize+1), 0o600); err != nil {
@@ -288,14 +288,14 @@ func TestPubSubEndToEnd(t *testing.T) {
 		// P serves on: a raw payload through the CLI, with --json, and a
 		// text subscriber on s1 with --count 1 prints the next message of
 		// its topic and exits 0.
-		var res gateway.PublishResult
+		var res api.PublishResult
 		if err := cliJSON(t, p.st.API, &res, "publish", topicBilling, "--data", "not JSON", "--raw"); err != nil || res.Topic != topicBilling {
 			t.Errorf("publish --raw --json: %+v, %v", res, err)
 		}
 		one := startSubscriber(t, nodes["s1"], topicPlaced, "--count", "1")
 		line := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d) ` + regexp.QuoteMeta(topicPlaced) +
 			` z6Mk\.\.\.\S{6} \{"still":"serving"\}\n$`)
-		if err := cp.Publish(ctx, topicPlaced, []byte(`{"still":"serving"}`), gateway.ContentTypeJSON); err != nil {
+		if err := cp.Publish(ctx, topicPlaced, []byte(`{"still":"serving"}`), api.ContentTypeJSON); err != nil {
 			t.Fatal(err)
 		}
 		if code := one.wait(t, 20*time.Second); code != 0 || !line.MatchString(one.stdout.String()) {
@@ -329,7 +329,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 		k := 0
 		eventually(t, 30*time.Second, "the restarted s2 receives again", func() error {
 			k++
-			if err := cp.Publish(context.Background(), topicCanceled, fmt.Appendf(nil, `{"again":%d}`, k), gateway.ContentTypeJSON); err != nil {
+			if err := cp.Publish(context.Background(), topicCanceled, fmt.Appendf(nil, `{"again":%d}`, k), api.ContentTypeJSON); err != nil {
 				return err
 			}
 			evs := sub.events(t)
@@ -358,7 +358,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	if slices.ContainsFunc(subs["s1"].events(t), func(ev gateway.SubscribeEvent) bool { return ev.Topic != topicPlaced }) {
+	if slices.ContainsFunc(subs["s1"].events(t), func(ev api.SubscribeEvent) bool { return ev.Topic != topicPlaced }) {
 		t.Errorf("s1 printed a message of another topic")
 	}
 	step("done")

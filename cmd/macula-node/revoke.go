@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -78,7 +78,7 @@ node later (POST /v1/ucan/revocations).`,
 				return nil
 			}
 			addr, _ := cmd.Flags().GetString("api")
-			c := gateway.NewClient(addr)
+			c := api.NewClient(addr)
 			defer c.Close()
 			if err := c.Revoke(context.Background(), rec); err != nil {
 				return clientError(addr, err)

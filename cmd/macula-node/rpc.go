@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/gateway"
 )
 
@@ -60,7 +61,7 @@ lost, 7 the caller may not call it.`,
 			}
 			ct := contentType
 			if len(payload) == 0 && !cmd.Flags().Changed("content-type") {
-				ct = gateway.ContentTypeRaw
+				ct = api.ContentTypeRaw
 			}
 			addr, _ := cmd.Flags().GetString("api")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -70,9 +71,9 @@ lost, 7 the caller may not call it.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout+callGrace)
 				defer cancel()
 			}
-			c := gateway.NewClient(addr)
+			c := api.NewClient(addr)
 			defer c.Close()
-			reply, err := c.Call(ctx, procedure, payload, gateway.CallOptions{Timeout: timeout, ContentType: ct, Idempotent: idempotent})
+			reply, err := c.Call(ctx, procedure, payload, api.CallOptions{Timeout: timeout, ContentType: ct, Idempotent: idempotent})
 			if err != nil {
 				return callError(addr, procedure, timeout, err)
 			}
@@ -82,7 +83,7 @@ lost, 7 the caller may not call it.`,
 	f := cmd.Flags()
 	f.StringVar(&data, "data", "", "the payload; - reads it from stdin")
 	f.StringVar(&dataFile, "data-file", "", "read the payload from this file")
-	f.StringVar(&contentType, "content-type", gateway.ContentTypeJSON, "media type of the payload: application/json, application/cbor, or anything else for raw bytes")
+	f.StringVar(&contentType, "content-type", api.ContentTypeJSON, "media type of the payload: application/json, application/cbor, or anything else for raw bytes")
 	f.DurationVar(&timeout, "timeout", 0, "give up the call after this long (default: the node's 30s)")
 	f.BoolVar(&raw, "raw", false, "print the reply as it is, without pretty-printing JSON")
 	f.BoolVar(&idempotent, "idempotent", false, "the call may run twice: the node may retry it elsewhere if a connection is lost")
@@ -97,7 +98,7 @@ func callPayload(cmd *cobra.Command, data, dataFile, contentType string) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	if len(payload) > 0 && contentType == gateway.ContentTypeJSON && !json.Valid(payload) {
+	if len(payload) > 0 && contentType == api.ContentTypeJSON && !json.Valid(payload) {
 		return nil, &usageError{err: errors.New("the payload is not valid JSON (give --content-type for other payloads)"), hint: cmd.CommandPath()}
 	}
 	return payload, nil
@@ -144,14 +145,14 @@ func printReply(w io.Writer, reply []byte, raw bool) error {
 // callError turns a failed call into one line and the exit code of its
 // kind.
 func callError(addr, procedure string, timeout time.Duration, err error) error {
-	var ae *gateway.APIError
+	var ae *api.APIError
 	if errors.As(err, &ae) {
 		switch ae.Code {
-		case gateway.CodeNotFound:
+		case api.CodeNotFound:
 			return &codedError{code: exitNotFound, err: errors.New(ae.Message)}
-		case gateway.CodeTimeout:
+		case api.CodeTimeout:
 			return &codedError{code: exitTimeout, err: errors.New(ae.Message)}
-		case gateway.CodeRemoteError:
+		case api.CodeRemoteError:
 			msg := ae.Message
 			if r := ae.Remote; r != nil {
 				msg = "remote error " + r.Code
@@ -163,9 +164,9 @@ func callError(addr, procedure string, timeout time.Duration, err error) error {
 				}
 			}
 			return &codedError{code: exitRemote, err: errors.New(msg)}
-		case gateway.CodeDisconnected:
+		case api.CodeDisconnected:
 			return &codedError{code: exitDisconnected, err: errors.New(ae.Message)}
-		case gateway.CodeUnauthorized:
+		case api.CodeUnauthorized:
 			return &codedError{code: exitUnauthorized, err: errors.New(ae.Message)}
 		}
 	}
@@ -207,9 +208,9 @@ tried again: a node that lost the advertisement gets it back.`,
 			addr, _ := cmd.Flags().GetString("api")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := gateway.NewClient(addr)
+			c := api.NewClient(addr)
 			defer c.Close()
-			return advertiseLoop(ctx, stop, c, addr, procedure, gateway.AdvertiseRequest{
+			return advertiseLoop(ctx, stop, c, addr, procedure, api.AdvertiseRequest{
 				URL: url, Timeout: durationFlag(timeout), Lease: durationFlag(lease),
 			}, lease, cmd.OutOrStdout(), stderr)
 		},
@@ -231,7 +232,7 @@ func durationFlag(d time.Duration) string {
 
 // advertiseLoop advertises, renews every lease/3 until ctx ends, then
 // withdraws the advertisement.
-func advertiseLoop(ctx context.Context, stop func(), c *gateway.Client, addr, procedure string, req gateway.AdvertiseRequest,
+func advertiseLoop(ctx context.Context, stop func(), c *api.Client, addr, procedure string, req api.AdvertiseRequest,
 	lease time.Duration, stdout, stderr io.Writer) error {
 	post := func(d time.Duration) error {
 		pctx, cancel := context.WithTimeout(ctx, d)
@@ -262,7 +263,7 @@ loop:
 			break loop
 		case <-tick:
 			err := post(gateway.DefaultAdvertiseTimeout + 5*time.Second)
-			var ae *gateway.APIError
+			var ae *api.APIError
 			switch {
 			case err == nil:
 				if failing {
@@ -285,8 +286,8 @@ loop:
 	uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.Unadvertise(uctx, procedure)
-	var ae *gateway.APIError
-	if err != nil && !(errors.As(err, &ae) && ae.Code == gateway.CodeNotFound) {
+	var ae *api.APIError
+	if err != nil && !(errors.As(err, &ae) && ae.Code == api.CodeNotFound) {
 		return fmt.Errorf("withdrawing %s: %w", procedure, clientError(addr, err))
 	}
 	return nil

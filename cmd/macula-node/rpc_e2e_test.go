@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/gateway"
 )
 
@@ -108,16 +109,16 @@ func startAdvertiser(t *testing.T, n *runNode, procedure, url, lease string) *pr
 }
 
 // apiClient is a client of n's API, closed when the test ends.
-func apiClient(t *testing.T, n *runNode) *gateway.Client {
+func apiClient(t *testing.T, n *runNode) *api.Client {
 	t.Helper()
-	c := gateway.NewClient(n.st.API)
+	c := api.NewClient(n.st.API)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // getOrder calls get_order and returns who served it.
-func getOrder(ctx context.Context, c *gateway.Client, id int, timeout time.Duration) (string, error) {
-	reply, err := c.Call(ctx, procGet, fmt.Appendf(nil, `{"id":%d}`, id), gateway.CallOptions{ContentType: gateway.ContentTypeJSON, Timeout: timeout})
+func getOrder(ctx context.Context, c *api.Client, id int, timeout time.Duration) (string, error) {
+	reply, err := c.Call(ctx, procGet, fmt.Appendf(nil, `{"id":%d}`, id), api.CallOptions{ContentType: api.ContentTypeJSON, Timeout: timeout})
 	if err != nil {
 		return "", err
 	}
@@ -132,7 +133,7 @@ func getOrder(ctx context.Context, c *gateway.Client, id int, timeout time.Durat
 }
 
 func apiCode(err error) string {
-	var ae *gateway.APIError
+	var ae *api.APIError
 	if errors.As(err, &ae) {
 		return ae.Code
 	}
@@ -176,7 +177,7 @@ func TestRPCEndToEnd(t *testing.T) {
 	cc, ca, cb := apiClient(t, c), apiClient(t, a), apiClient(t, b)
 	for _, n := range []struct {
 		name string
-		c    *gateway.Client
+		c    *api.Client
 	}{{"a", ca}, {"b", cb}, {"c", cc}} {
 		eventually(t, 20*time.Second, n.name+" sees 2 peers", func() error {
 			ps, err := n.c.Peers(context.Background())
@@ -289,9 +290,9 @@ func TestRPCEndToEnd(t *testing.T) {
 			code       string
 			stderr     string // the whole line, or a part of it after "macula-node: "
 		}{
-			{"not found", procNobody, 5 * time.Second, exitNotFound, gateway.CodeNotFound, "no node of the realm advertises " + procNobody},
-			{"timeout", procSlow, time.Second, exitTimeout, gateway.CodeTimeout, procSlow + ": no answer within 1s"},
-			{"remote error", procInvalid, 5 * time.Second, exitRemote, gateway.CodeRemoteError, "remote error invalid_order: no such order"},
+			{"not found", procNobody, 5 * time.Second, exitNotFound, api.CodeNotFound, "no node of the realm advertises " + procNobody},
+			{"timeout", procSlow, time.Second, exitTimeout, api.CodeTimeout, procSlow + ": no answer within 1s"},
+			{"remote error", procInvalid, 5 * time.Second, exitRemote, api.CodeRemoteError, "remote error invalid_order: no such order"},
 		}
 		for _, k := range cases {
 			t.Run(k.name, func(t *testing.T) {
@@ -306,7 +307,7 @@ func TestRPCEndToEnd(t *testing.T) {
 					t.Errorf("macula-node call %s took %v; the deadline is %v", k.proc, d, k.timeout)
 				}
 				t0 = time.Now()
-				_, err := cc.Call(context.Background(), k.proc, []byte(`{"id":1}`), gateway.CallOptions{ContentType: gateway.ContentTypeJSON, Timeout: k.timeout})
+				_, err := cc.Call(context.Background(), k.proc, []byte(`{"id":1}`), api.CallOptions{ContentType: api.ContentTypeJSON, Timeout: k.timeout})
 				d2 := time.Since(t0)
 				if apiCode(err) != k.code {
 					t.Errorf("API call of %s: %v, want code %s", k.proc, err, k.code)
@@ -314,8 +315,8 @@ func TestRPCEndToEnd(t *testing.T) {
 				if d2 > k.timeout+5*time.Second {
 					t.Errorf("API call of %s took %v; the deadline is %v", k.proc, d2, k.timeout)
 				}
-				var ae *gateway.APIError
-				if k.code == gateway.CodeRemoteError && (!errors.As(err, &ae) || ae.Remote == nil || ae.Remote.Code != "invalid_order" || ae.Remote.Message != "no such order") {
+				var ae *api.APIError
+				if k.code == api.CodeRemoteError && (!errors.As(err, &ae) || ae.Remote == nil || ae.Remote.Code != "invalid_order" || ae.Remote.Message != "no such order") {
 					t.Errorf("remote error detail: %+v", err)
 				}
 				t.Logf("%s: CLI %v, API %v", k.name, d.Round(time.Millisecond), d2.Round(time.Millisecond))
@@ -328,7 +329,7 @@ func TestRPCEndToEnd(t *testing.T) {
 		ctx := context.Background()
 		check := func(what string, err error, status int, code string) {
 			t.Helper()
-			var ae *gateway.APIError
+			var ae *api.APIError
 			if !errors.As(err, &ae) || ae.Status != status || ae.Code != code || ae.Message == "" {
 				t.Errorf("%s: %v, want %d %s", what, err, status, code)
 			}
@@ -336,21 +337,21 @@ func TestRPCEndToEnd(t *testing.T) {
 				t.Errorf("a call after %s: %v", what, err)
 			}
 		}
-		_, err := cc.Call(ctx, "io.other.realm.get_order", nil, gateway.CallOptions{})
-		check("a procedure of another realm", err, 400, gateway.CodeInvalidName)
-		_, err = cc.Call(ctx, rpcRealm+".*", nil, gateway.CallOptions{})
-		check("a wildcard procedure", err, 400, gateway.CodeInvalidName)
-		_, err = cc.Call(ctx, rpcRealm+".>", nil, gateway.CallOptions{})
-		check("a wildcard procedure", err, 400, gateway.CodeInvalidName)
-		_, err = cc.Call(ctx, procGet, make([]byte, gateway.DefaultMaxPayload+1), gateway.CallOptions{})
-		check("a payload over the limit", err, 413, gateway.CodeTooLarge)
+		_, err := cc.Call(ctx, "io.other.realm.get_order", nil, api.CallOptions{})
+		check("a procedure of another realm", err, 400, api.CodeInvalidName)
+		_, err = cc.Call(ctx, rpcRealm+".*", nil, api.CallOptions{})
+		check("a wildcard procedure", err, 400, api.CodeInvalidName)
+		_, err = cc.Call(ctx, rpcRealm+".>", nil, api.CallOptions{})
+		check("a wildcard procedure", err, 400, api.CodeInvalidName)
+		_, err = cc.Call(ctx, procGet, make([]byte, gateway.DefaultMaxPayload+1), api.CallOptions{})
+		check("a payload over the limit", err, 413, api.CodeTooLarge)
 		for _, bad := range []string{"soon", "-5s", "0"} {
 			_, err = rawCall(c.st.API, procGet, bad)
-			check("timeout "+bad, err, 400, gateway.CodeBadRequest)
+			check("timeout "+bad, err, 400, api.CodeBadRequest)
 		}
 		for _, u := range []string{"http://10.1.2.3:8080/x", "http://example.com/x"} {
 			err = cc.Advertise(ctx, rpcRealm+".elsewhere", u, 0)
-			check("webhook "+u, err, 400, gateway.CodeBadRequest)
+			check("webhook "+u, err, 400, api.CodeBadRequest)
 			if err == nil || !strings.Contains(err.Error(), "webhook URL must be on loopback") {
 				t.Errorf("webhook %s: %v", u, err)
 			}
@@ -376,7 +377,7 @@ func TestRPCEndToEnd(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if slices.ContainsFunc(ads, func(ad gateway.Advertisement) bool { return ad.Procedure == procInvalid }) {
+			if slices.ContainsFunc(ads, func(ad api.Advertisement) bool { return ad.Procedure == procInvalid }) {
 				return errors.New("still advertised")
 			}
 			return nil
@@ -398,7 +399,7 @@ func TestRPCEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if slices.ContainsFunc(ads, func(ad gateway.Advertisement) bool { return ad.Procedure == procGet }) {
+		if slices.ContainsFunc(ads, func(ad api.Advertisement) bool { return ad.Procedure == procGet }) {
 			t.Errorf("%s still advertised on b after its advertise process stopped: %+v", procGet, ads)
 		}
 	})
@@ -406,11 +407,9 @@ func TestRPCEndToEnd(t *testing.T) {
 }
 
 // rawCall posts an empty call with the given Macula-Timeout header.
-func rawCall(api, procedure, timeout string) ([]byte, error) {
-	c := gateway.NewClient(api)
-	defer c.Close()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+api+"/v1/call/"+procedure, nil)
-	req.Header.Set(gateway.TimeoutHeader, timeout)
+func rawCall(addr, procedure, timeout string) ([]byte, error) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/call/"+procedure, nil)
+	req.Header.Set(api.TimeoutHeader, timeout)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	resp, err := tr.RoundTrip(req)
@@ -422,13 +421,11 @@ func rawCall(api, procedure, timeout string) ([]byte, error) {
 	if resp.StatusCode/100 == 2 {
 		return body, nil
 	}
-	var eb struct {
-		Error gateway.Error `json:"error"`
-	}
+	var eb api.ErrorBody
 	if err := json.Unmarshal(body, &eb); err != nil {
 		return nil, fmt.Errorf("HTTP %d %q", resp.StatusCode, body)
 	}
-	return nil, &gateway.APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	return nil, &api.APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 }
 
 // checkFailover kills node a (SIGKILL) while 8 callers on c call get_order
@@ -445,17 +442,17 @@ func rawCall(api, procedure, timeout string) ([]byte, error) {
 //   - the failures came within the calls' deadline (60s) plus 5s of the kill;
 //   - the two calls waiting on a's webhook end "disconnected" (exit code 6,
 //     API code disconnected), within their deadline (60s) plus 5s.
-func checkFailover(t *testing.T, a *runNode, cc *gateway.Client, api string, ha *orderHook) {
+func checkFailover(t *testing.T, a *runNode, cc *api.Client, apiAddr string, ha *orderHook) {
 	const (
 		callers     = 8
 		per         = 150
 		callTimeout = 60 * time.Second
 	)
 	// Two calls that wait on a's webhook until a dies.
-	hangCLI := startProc(t, "call "+procHang, nil, "--api", api, "call", procHang, "--timeout", callTimeout.String())
+	hangCLI := startProc(t, "call "+procHang, nil, "--api", apiAddr, "call", procHang, "--timeout", callTimeout.String())
 	hangAPI := make(chan error, 1)
 	go func() {
-		_, err := cc.Call(context.Background(), procHang, nil, gateway.CallOptions{Timeout: callTimeout})
+		_, err := cc.Call(context.Background(), procHang, nil, api.CallOptions{Timeout: callTimeout})
 		hangAPI <- err
 	}()
 	eventually(t, 15*time.Second, "two calls waiting on a's webhook", func() error {
@@ -531,7 +528,7 @@ func checkFailover(t *testing.T, a *runNode, cc *gateway.Client, api string, ha 
 		for _, r := range rs {
 			if r.err != nil {
 				lost++
-				if apiCode(r.err) != gateway.CodeDisconnected || !strings.Contains(r.err.Error(), a.st.PeerID) {
+				if apiCode(r.err) != api.CodeDisconnected || !strings.Contains(r.err.Error(), a.st.PeerID) {
 					wrong = append(wrong, fmt.Sprintf("failed otherwise than disconnected from a: %v", r.err))
 				}
 				if r.end.Before(killed) {
@@ -580,7 +577,7 @@ func checkFailover(t *testing.T, a *runNode, cc *gateway.Client, api string, ha 
 	}
 	select {
 	case err := <-hangAPI:
-		if apiCode(err) != gateway.CodeDisconnected {
+		if apiCode(err) != api.CodeDisconnected {
 			t.Errorf("API call of %s when a died: %v, want disconnected", procHang, err)
 		}
 	case <-time.After(10 * time.Second):

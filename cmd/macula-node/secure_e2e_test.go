@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/api/ucantoken"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -113,7 +114,7 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	intruder.waitReady(t)
 
 	eventually(t, 20*time.Second, "the members to meet", func() error {
-		var peers []gateway.Peer
+		var peers []api.Peer
 		if err := cliJSON(t, prov.st.API, &peers, "peers"); err != nil {
 			return err
 		}
@@ -250,14 +251,14 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	prog := apiClient(t, client)
-	prog.Token = gateway.InvocationTokens(progKey, client.st.DID, progChain, time.Minute)
+	prog.Token = ucantoken.InvocationTokens(progKey, client.st.DID, progChain, time.Minute)
 	if _, err := getOrder(ctx, prog, 7, 5*time.Second); err != nil {
 		t.Errorf("the program's call with a token: %v", err)
 	}
 	stranger := apiClient(t, client)
 	otherKey, _ := ucan.GenerateKey()
-	stranger.Token = gateway.InvocationTokens(otherKey, client.st.DID, nil, time.Minute)
-	if _, err := getOrder(ctx, stranger, 8, 5*time.Second); !errors.Is(err, gateway.ErrUnauthorized) {
+	stranger.Token = ucantoken.InvocationTokens(otherKey, client.st.DID, nil, time.Minute)
+	if _, err := getOrder(ctx, stranger, 8, 5*time.Second); !errors.Is(err, api.ErrUnauthorized) {
 		t.Errorf("a program without a grant: %v, want 403", err)
 	}
 
