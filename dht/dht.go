@@ -25,6 +25,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multihash"
+
+	"github.com/macula-io/macula/internal/closed"
 )
 
 // Mode says whether the node answers DHT queries.
@@ -43,8 +45,8 @@ const (
 var (
 	// ErrInvalidKey: an empty key, or one over MaxKeyLen.
 	ErrInvalidKey = errors.New("dht: invalid key")
-	// ErrClosed: the DHT was closed.
-	ErrClosed = errors.New("dht: closed")
+	// ErrClosed: the DHT was closed. It matches net.ErrClosed.
+	ErrClosed = closed.Error("dht")
 )
 
 // MaxKeyLen bounds a key's length in bytes.

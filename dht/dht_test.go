@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,7 @@ func TestBadKeysAndConfig(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Provide(ctx, "k"); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Provide after Close: %v", err)
+	if err := d.Provide(ctx, "k"); !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Provide after Close: %v, want ErrClosed and net.ErrClosed", err)
 	}
 }

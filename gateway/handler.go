@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -276,8 +277,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadGateway, wire.CodeBadRecord
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, wire.CodeTimeout
-	case errors.Is(err, context.Canceled), errors.Is(err, node.ErrClosed), errors.Is(err, dht.ErrClosed), errors.Is(err, rpc.ErrClosed),
-		errors.Is(err, pubsub.ErrClosed), errors.Is(err, pubsub.ErrTooManyPatterns):
+	case errors.Is(err, context.Canceled), errors.Is(err, net.ErrClosed), errors.Is(err, pubsub.ErrTooManyPatterns):
+		// net.ErrClosed: every service's ErrClosed matches it.
 		return http.StatusServiceUnavailable, wire.CodeUnavailable
 	}
 	var re *rpc.RemoteError

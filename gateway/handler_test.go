@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,11 @@ import (
 	"testing"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/nat"
+	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/pubsub"
+	"github.com/macula-io/macula/rpc"
 )
 
 // serve runs one request through h and returns the recorded answer.
@@ -158,6 +164,17 @@ func TestDocListsRoutes(t *testing.T) {
 		re := regexp.MustCompile(`(?m)^//\s+` + method + `\s+` + regexp.QuoteMeta(path) + `\s`)
 		if !re.Match(doc) {
 			t.Errorf("doc.go does not list %s", p)
+		}
+	}
+}
+
+// TestClassifyClosed checks that a closed service, whichever it is, is 503
+// unavailable: their ErrClosed all match net.ErrClosed.
+func TestClassifyClosed(t *testing.T) {
+	for _, err := range []error{node.ErrClosed, rpc.ErrClosed, pubsub.ErrClosed, dht.ErrClosed, nat.ErrClosed} {
+		status, code := classify(fmt.Errorf("doing it: %w", err))
+		if status != http.StatusServiceUnavailable || code != wire.CodeUnavailable {
+			t.Errorf("%v: %d %s, want 503 %s", err, status, code, wire.CodeUnavailable)
 		}
 	}
 }

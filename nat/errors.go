@@ -3,6 +3,8 @@ package nat
 import (
 	"errors"
 	"fmt"
+
+	"github.com/macula-io/macula/internal/closed"
 )
 
 // Errors returned by the package. Transaction errors wrap the server's
@@ -10,8 +12,8 @@ import (
 var (
 	// ErrConfig: a Config or ServerConfig is not valid; the error names the field.
 	ErrConfig = errors.New("invalid nat config")
-	// ErrClosed: the Prober or Server was closed.
-	ErrClosed = errors.New("nat: closed")
+	// ErrClosed: the Prober or Server was closed. It matches net.ErrClosed.
+	ErrClosed = closed.Error("nat")
 	// ErrNoServers: no STUN server is configured, or none could be resolved.
 	ErrNoServers = errors.New("no STUN server")
 	// ErrNoAnswer: no configured STUN server gave a usable answer.

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 
+	"github.com/macula-io/macula/internal/closed"
 	"github.com/macula-io/macula/keyfile"
 	"github.com/macula-io/macula/ucan"
 )
@@ -33,6 +34,6 @@ var (
 	// membership grant from the realm's authority (it wraps the ucan
 	// error saying why).
 	ErrNotMember = ucan.ErrNotMember
-	// ErrClosed: the node was closed.
-	ErrClosed = errors.New("node closed")
+	// ErrClosed: the node was closed. It matches net.ErrClosed.
+	ErrClosed = closed.Error("node")
 )

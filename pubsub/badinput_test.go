@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -64,8 +65,8 @@ func TestPublishAndSubscribeRefuseBadInput(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	n.ps.Close()
-	if err := n.ps.Publish(ctx, "io.acme.orders.placed", nil); !errors.Is(err, ErrClosed) {
-		t.Errorf("Publish after Close: %v", err)
+	if err := n.ps.Publish(ctx, "io.acme.orders.placed", nil); !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Publish after Close: %v, want ErrClosed and net.ErrClosed", err)
 	}
 	if _, err := n.ps.Subscribe("io.acme.orders.x", func(Message) {}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe after Close: %v", err)

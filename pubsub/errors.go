@@ -1,14 +1,19 @@
 package pubsub
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/macula-io/macula/internal/closed"
+)
 
 var (
 	// ErrTooLarge is returned by Publish for a payload over
 	// Config.MaxMessageSize.
 	ErrTooLarge = errors.New("pubsub: payload over the size limit")
 
-	// ErrClosed is returned by every call after Close.
-	ErrClosed = errors.New("pubsub: closed")
+	// ErrClosed is returned by every call after Close. It matches
+	// net.ErrClosed.
+	ErrClosed = closed.Error("pubsub")
 
 	// ErrTooManyPatterns is returned by Subscribe when the node would hold
 	// more than MaxPatterns distinct patterns: a peer refuses an interest set

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/macula-io/macula/internal/closed"
 )
 
 // Errors a call can end with. Test them with errors.Is; a handler's own
@@ -21,8 +23,8 @@ var (
 	ErrUnauthorized = errors.New("rpc: unauthorized")
 	// ErrTooLarge: a payload over MaxPayload.
 	ErrTooLarge = errors.New("rpc: payload over the size limit")
-	// ErrClosed: the RPC service was closed.
-	ErrClosed = errors.New("rpc: closed")
+	// ErrClosed: the RPC service was closed. It matches net.ErrClosed.
+	ErrClosed = closed.Error("rpc")
 	// ErrAlreadyAdvertised: the procedure already has a handler here.
 	ErrAlreadyAdvertised = errors.New("rpc: procedure already advertised")
 )

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -507,8 +508,8 @@ func TestCloseEndsCalls(t *testing.T) {
 	if err := a.rpc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.rpc.Call(context.Background(), "io.acme.orders.block", nil); !errors.Is(err, ErrClosed) {
-		t.Fatalf("call after Close = %v", err)
+	if _, err := a.rpc.Call(context.Background(), "io.acme.orders.block", nil); !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("call after Close = %v, want ErrClosed and net.ErrClosed", err)
 	}
 	if err := a.rpc.Advertise(context.Background(), "io.acme.orders.x", echo); !errors.Is(err, ErrClosed) {
 		t.Fatalf("advertise after Close = %v", err)
