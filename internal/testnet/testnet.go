@@ -1,5 +1,8 @@
 // Package testnet holds what the tests of several packages share: the
-// goroutine-leak check and loopback libp2p hosts. It is for tests only.
+// goroutine-leak check (VerifyTestMain), loopback libp2p hosts (Host,
+// Connect), waiting for a condition (Eventually), a logger that discards
+// (QuietLogger) and a realm authority that issues grants (Authority). It is
+// for tests only.
 package testnet
 
 import (
