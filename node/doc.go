@@ -2,9 +2,9 @@
 // identity, its realm, and the wiring of the services on that host (dht,
 // rpc, pubsub, nat, the UCAN validator of a secure realm), with the event
 // stream that telemetry reads. The protocols of its own are few: the realm
-// handshake, the revocation exchange of a secure realm, the signed alias
-// records, and (until they move into package nat) the NAT-aware punching
-// exchanges.
+// handshake, the revocation exchange of a secure realm and the signed alias
+// records; NAT traversal (who dials, birthday probing) is the nat/punch
+// service, which node starts and closes.
 //
 // # Identity
 //
@@ -48,7 +48,7 @@
 // and which Close removes first), one liveness watcher per peer, one
 // reconnect loop per bootstrap peer, the alias publisher, the membership
 // expiry loop of a secure realm, the NAT prober's address watcher, and short
-// lived senders (revocations, punching). Close removes the stream handlers,
+// lived senders (revocations). Close removes the stream handlers,
 // cancels the lifetime context, closes the services in reverse order of
 // start (pubsub, rpc, dht, nat, host) and waits for all of them. New uses
 // the same Close to undo a start that failed half way.
@@ -59,7 +59,7 @@
 // channel and the handler list. It is taken before the locks of the access
 // table (verdicts) and of libp2p's swarm (Connectedness), never after, and
 // it is never held while calling something that may wait for the swarm's
-// notifications (ClosePeer, Connect, NewStream). gater.mu, security.mu and
-// punchState.mu are leaves: nothing else is locked while one of them is
+// notifications (ClosePeer, Connect, NewStream). gater.mu and security.mu
+// are leaves: nothing else is locked while one of them is
 // held. security.persistMu is taken before the UCAN validator's lock.
 package node

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/nat"
+	"github.com/macula-io/macula/nat/punch"
 )
 
 // natState is the node's NAT prober: STUN from the QUIC socket itself, so the
@@ -127,8 +129,8 @@ func (n *Node) startNAT() {
 				if err != nil {
 					continue
 				}
-				// Birthday probing's listeners (birthday.go) are no change.
-				key := fmt.Sprint(n.withoutBdayListeners(ifaces))
+				// Birthday probing's listeners are no change.
+				key := fmt.Sprint(n.withoutPunchListeners(ifaces))
 				if last != "" && key != last {
 					n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
 					p.Reprobe()
@@ -155,4 +157,47 @@ func (n *Node) closeNAT() error {
 		return p.Close()
 	}
 	return nil
+}
+
+// startPunch starts the NAT-aware punching service (nat/punch) on the host;
+// it attaches to the DCUtR filter given to the host.
+func (n *Node) startPunch() error {
+	cfg := punch.Config{
+		Realm:    n.cfg.Realm,
+		Self:     n.NAT,
+		Verified: n.waitVerified,
+		Filter:   n.dcutr,
+		Logger:   n.log,
+	}
+	if n.nat.cm != nil {
+		cfg.Sockets = n.nat.cm
+	}
+	p, err := punch.New(n.host, cfg)
+	if err != nil {
+		return err
+	}
+	n.punch = p
+	return nil
+}
+
+func (n *Node) closePunch() error {
+	if n.punch != nil {
+		return n.punch.Close()
+	}
+	return nil
+}
+
+// withoutPunchListeners drops the punch service's extra listeners (birthday
+// probing's) from addrs.
+func (n *Node) withoutPunchListeners(addrs []ma.Multiaddr) []ma.Multiaddr {
+	if n.punch == nil {
+		return addrs
+	}
+	return n.punch.WithoutListeners(addrs)
+}
+
+// waitVerified waits until p is a verified peer of the realm, or ctx ends,
+// or p disconnects.
+func (n *Node) waitVerified(ctx context.Context, p peer.ID) bool {
+	return n.awaitPeer(ctx, p, func() bool { return n.IsPeer(p) }, true) == nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -29,6 +30,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/nat"
+	"github.com/macula-io/macula/nat/punch"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
@@ -53,7 +55,8 @@ type Node struct {
 	keyCreated bool
 	started    time.Time
 	nat        natState
-	punch      punchState
+	punch      *punch.Service // nil until started
+	dcutr      *punch.Filter  // DCUtR's address filter; the punch service attaches to it
 	sec        security
 
 	ctx    context.Context // lifetime; cancelled by Close
@@ -99,6 +102,7 @@ func New(cfg Config) (_ *Node, err error) {
 		did:     realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
 		alias:   realm.Alias(s.Realm, s.Name),
 		gater:   newGater(),
+		dcutr:   punch.NewFilter(),
 		events:  event.NewBus(),
 		wake:    make(chan struct{}, 1),
 		peers:   make(map[peer.ID]*peerState),
@@ -154,11 +158,12 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.keyCreated, err = id.persist(); err != nil {
 		return nil, err
 	}
+	if err := n.startPunch(); err != nil {
+		return nil, err
+	}
 	n.startNAT()
 	n.started = time.Now()
 
-	n.handle(h, PunchProtocol(s.Realm), n.handlePunch)
-	n.handle(h, BirthdayProtocol(s.Realm), n.handleBirthday)
 	if n.sec.v != nil {
 		n.handle(h, RevocationProtocol(s.Realm), n.handleRevocations)
 	}
@@ -250,7 +255,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
 	}
 	if !s.DisableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching(n.holePunchOptions()...))
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr)))
 	}
 	switch s.Reachability {
 	case "public":
@@ -366,6 +371,7 @@ func (n *Node) Close() error {
 	// Services in reverse order of start: pubsub and rpc before the DHT
 	// they announce through; NAT before the host, since it holds a
 	// reference to the host's QUIC socket.
+	errs = append(errs, n.closePunch())
 	if n.pubsub != nil {
 		errs = append(errs, n.pubsub.Close())
 	}

@@ -98,7 +98,6 @@ func (n *Node) IsPeer(p peer.ID) bool {
 }
 
 func (n *Node) onConnected(c network.Conn) {
-	n.startPunch(c)
 	n.spawn(func() {
 		h, err := n.handshake(n.ctx, c)
 		if err != nil {

@@ -1,16 +1,17 @@
-package node
+package punch
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestPunchTarget(t *testing.T) {
 	cases := []struct {
@@ -43,16 +44,19 @@ func TestPunchTarget(t *testing.T) {
 	}
 }
 
-// TestPunchFilter: DCUtR's address filter passes addresses through for peers
-// without a punch, waits for a running one, and hides the addresses only
-// when this node dialed the peer itself.
-func TestPunchFilter(t *testing.T) {
+// TestFilter: DCUtR's address filter passes addresses through without a
+// service or for peers without a punch, waits for a running one, and hides
+// the addresses only when this node dialed the peer itself.
+func TestFilter(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n := &Node{ctx: ctx, log: quietLogger()}
-	n.punch.tries = map[peer.ID]*punchTry{}
-	f := punchFilter{n}
+	f := NewFilter()
 	addrs := []ma.Multiaddr{ma.StringCast("/ip4/8.0.0.2/udp/7400/quic-v1")}
+	if got := f.FilterRemote("p", addrs); len(got) != 1 {
+		t.Fatalf("no service: got %v", got)
+	}
+	s := &Service{ctx: ctx, log: quietLogger(), tries: map[peer.ID]*try{}}
+	f.svc.Store(s)
 
 	if got := f.FilterRemote("other", addrs); len(got) != 1 {
 		t.Fatalf("no punch: got %v", got)
@@ -60,12 +64,11 @@ func TestPunchFilter(t *testing.T) {
 	if got := f.FilterLocal("other", addrs); len(got) != 1 {
 		t.Fatalf("local: got %v", got)
 	}
-
 	for _, ours := range []bool{true, false} {
-		tr := &punchTry{done: make(chan struct{})}
-		n.punch.mu.Lock()
-		n.punch.tries["p"] = tr
-		n.punch.mu.Unlock()
+		tr := &try{done: make(chan struct{})}
+		s.mu.Lock()
+		s.tries["p"] = tr
+		s.mu.Unlock()
 		res := make(chan []ma.Multiaddr, 1)
 		go func() { res <- f.FilterRemote("p", addrs) }()
 		select {
@@ -75,52 +78,24 @@ func TestPunchFilter(t *testing.T) {
 		}
 		tr.decide(ours)
 		tr.decide(!ours) // the first decision holds
-		select {
-		case got := <-res:
-			if ours && len(got) != 0 {
-				t.Errorf("ours: DCUtR got %v, want none", got)
-			}
-			if !ours && len(got) != 1 {
-				t.Errorf("not ours: DCUtR got %v, want the addresses", got)
-			}
-		case <-time.After(time.Second):
-			t.Fatalf("ours=%v: filter still waiting after the decision", ours)
+		got := <-res
+		if ours && len(got) != 0 {
+			t.Errorf("ours: DCUtR got %v, want none", got)
+		}
+		if !ours && len(got) != 1 {
+			t.Errorf("not ours: DCUtR got %v, want the addresses", got)
 		}
 	}
 
-	// Closing the node releases a waiting filter.
-	tr := &punchTry{done: make(chan struct{})}
-	n.punch.mu.Lock()
-	n.punch.tries["q"] = tr
-	n.punch.mu.Unlock()
+	// Closing the service releases a waiting filter.
+	tr := &try{done: make(chan struct{})}
+	s.mu.Lock()
+	s.tries["q"] = tr
+	s.mu.Unlock()
 	res := make(chan []ma.Multiaddr, 1)
 	go func() { res <- f.FilterRemote("q", addrs) }()
 	cancel()
-	select {
-	case got := <-res:
-		if len(got) != 1 {
-			t.Errorf("closed: got %v, want the addresses", got)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("filter still waiting after the node closed")
+	if got := <-res; len(got) != 1 {
+		t.Errorf("closed: got %v, want the addresses", got)
 	}
-}
-
-// FuzzPunchMsg: any bytes on a punch stream decode or fail cleanly, and an
-// address to dial comes only from a well-formed message.
-func FuzzPunchMsg(f *testing.F) {
-	f.Add([]byte(`{"type":"full_cone","addr":"198.51.100.7:4242"}`))
-	f.Add([]byte(`{"type":"restricted","addr":"[2001:db8::1]:1","opened":true}`))
-	f.Add([]byte(`{"type":"symmetric","addr":"1.2.3.4:0"}`))
-	f.Add([]byte(`{"type":1}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var m punchMsg
-		if err := json.NewDecoder(io.LimitReader(bytes.NewReader(b), punchMsgMax)).Decode(&m); err != nil {
-			return
-		}
-		a, ok := punchTarget(m)
-		if ok && a == nil {
-			t.Fatal("target without an address")
-		}
-	})
 }

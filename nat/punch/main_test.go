@@ -1,0 +1,9 @@
+package punch
+
+import (
+	"testing"
+
+	"github.com/macula-io/macula/internal/testnet"
+)
+
+func TestMain(m *testing.M) { testnet.VerifyTestMain(m) }
