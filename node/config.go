@@ -27,7 +27,9 @@ type Config struct {
 	// did:macula:<realm>.<name>.
 	Name string
 	// DataDir holds the node's key (node.key). Empty means an identity kept
-	// only in memory: a new peer ID and DID on every start.
+	// only in memory: a new peer ID and DID on every start. In a secure
+	// realm it also keeps the revocations (RevocationsFile) and the
+	// invocations already used (ReplayFile).
 	DataDir string
 	// Key, if set, is the identity to use instead of the one in DataDir.
 	Key crypto.PrivKey
@@ -105,7 +107,8 @@ type Config struct {
 	// the node's name for its alias to count).
 	Chains []ucan.Chain
 	// UCAN tunes the validator (clock leeway, limits, caches); its Realm,
-	// Authority, Self and Logger are the node's.
+	// Authority, Self and Logger are the node's, and its ReplayFile is
+	// DataDir's ReplayFile unless set.
 	UCAN ucan.Config
 	// RPC tunes the RPC service; its Realm and Logger are the node's.
 	RPC rpc.Config

@@ -386,6 +386,10 @@ func (n *Node) Close() error {
 		errs = append(errs, n.host.Close())
 	}
 	n.wg.Wait()
+	if n.sec.v != nil {
+		// Last: the services no longer validate anything.
+		errs = append(errs, n.sec.v.Close())
+	}
 	n.events.Close()
 	if n.host != nil {
 		n.log.Info("node stopped")

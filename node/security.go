@@ -29,6 +29,11 @@ import (
 // node has seen, so that a restart does not forget them.
 const RevocationsFile = "revocations"
 
+// ReplayFile keeps, in the data directory, the bearer invocations the node
+// has accepted and that have not expired, so that a restart does not let
+// them be used again (ucan.Config.ReplayFile).
+const ReplayFile = "replay"
+
 // nonMemberRefuseFor is how long a peer without a valid membership grant is
 // refused: short, since it may be given one.
 const nonMemberRefuseFor = 30 * time.Second
@@ -85,6 +90,9 @@ func (n *Node) initSecurity(self peer.ID) error {
 	uc.Realm, uc.Authority, uc.Self = n.cfg.Realm, n.cfg.Authority, n.did
 	if uc.Logger == nil {
 		uc.Logger = n.log
+	}
+	if uc.ReplayFile == "" && n.cfg.DataDir != "" {
+		uc.ReplayFile = filepath.Join(n.cfg.DataDir, ReplayFile)
 	}
 	v, err := ucan.New(uc)
 	if err != nil {

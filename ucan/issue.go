@@ -204,6 +204,9 @@ type InvokeOptions struct {
 	// Expires is when the invocation stops being valid; zero means one
 	// minute from now. Validators bound it (Config.MaxInvocationTTL).
 	Expires time.Time
+	// IssuedAt is the invocation's iat; zero means now. Validators refuse
+	// one more than their leeway in the future.
+	IssuedAt time.Time
 }
 
 // Invoke signs an invocation with key: a request to the executor, for
@@ -242,6 +245,9 @@ func Invoke(key ed25519.PrivateKey, opts InvokeOptions) (_ []byte, err error) {
 		exp = time.Now().Add(time.Minute)
 	}
 	iopts := []invocation.Option{invocation.WithExpiration(exp)}
+	if !opts.IssuedAt.IsZero() {
+		iopts = append(iopts, invocation.WithIssuedAt(opts.IssuedAt))
+	}
 	if opts.Resource != "" {
 		iopts = append(iopts, invocation.WithArgument("resource", opts.Resource))
 	}

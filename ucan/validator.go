@@ -62,6 +62,12 @@ type Config struct {
 	// MaxRevocations is how many unexpired revocations are kept. Zero
 	// means 65 536.
 	MaxRevocations int
+	// ReplayFile, when set, keeps the replay cache in that file (mode
+	// 0600; its directory must exist by the first invocation), so that an
+	// invocation used before a restart stays refused after it: see the
+	// package doc, "Used invocations". Close must then be called. Empty
+	// means in memory only: a restart forgets which invocations were used.
+	ReplayFile string
 
 	// Now is the clock; nil means time.Now. Tests inject one.
 	Now func() time.Time
@@ -179,8 +185,19 @@ func New(cfg Config) (*Validator, error) {
 	if v.log == nil {
 		v.log = slog.Default()
 	}
+	if c.ReplayFile != "" {
+		if err := openReplayFile(v.replay, c.ReplayFile, v.now(), c.Leeway, c.MaxInvocationTTL, v.log); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
 }
+
+// Close ends the use of the replay file: when anything changed, it writes
+// the invocations still live there, marked as written by a clean stop, and
+// syncs it. After Close invocations are refused (ErrBusy); everything else
+// keeps working. It is safe to call more than once.
+func (v *Validator) Close() error { return v.replay.close(v.now()) }
 
 // Verdict is the outcome of validating what a peer presented: the chains
 // that passed, each with its effective capability, validity window and the
@@ -495,6 +512,11 @@ func (v *Validator) ValidateInvocation(ctx context.Context, inv []byte, proofs C
 	if err := v.timeCheck(time.Time{}, t.exp, now); err != nil {
 		return nil, invErr(err)
 	}
+	if !t.iat.IsZero() && t.iat.After(now.Add(v.cfg.Leeway)) {
+		// A quarantine (see replayCache) relies on it: nothing accepted
+		// before a start was issued later than the leeway after it.
+		return nil, invErr(refuse(ErrNotYetValid, "invocation issued at %v, in the future", t.iat.UTC()))
+	}
 	if ttl := v.cfg.MaxInvocationTTL; ttl > 0 {
 		if t.exp.IsZero() {
 			return nil, invErr(refuse(ErrPolicy, "invocation without expiry (this node wants one within %v)", ttl))
@@ -567,7 +589,7 @@ func (v *Validator) ValidateInvocation(ctx context.Context, inv []byte, proofs C
 	if !t.exp.IsZero() {
 		until = t.exp.Add(v.cfg.Leeway)
 	}
-	if err := v.replay.add(t.id, until, now); err != nil {
+	if err := v.replay.add(t.id, until, t.iat, now); err != nil {
 		return nil, invErr(err)
 	}
 	vd = &Verdict{v: v, caller: t.iss, entries: []*entry{e}}
