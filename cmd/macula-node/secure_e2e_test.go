@@ -84,18 +84,7 @@ func (n *secureNode) start(t *testing.T, authority string, bootstrap ...string) 
 func TestSecureRealmEndToEnd(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	authKey := filepath.Join(base, "authority.key")
-	r := runCmd(t, 20*time.Second, nil, "realm", "init", "--key", authKey, "--json")
-	if r.code != 0 {
-		t.Fatalf("realm init: exit %d: %s", r.code, r.stderr)
-	}
-	var ri struct {
-		DID string `json:"did"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &ri); err != nil {
-		t.Fatal(err)
-	}
-	authority := ri.DID
+	authKey, authority := secureRealmInit(t, base)
 
 	pn := prepareSecureNode(t, base, authKey, "provider", "advertise io.acme.orders.*", "publish io.acme.orders.>")
 	cn := prepareSecureNode(t, base, authKey, "client", "call io.acme.orders.*", "subscribe io.acme.orders.*")
@@ -196,7 +185,7 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 
 	// A new grant counts without a restart: the authority grants the member
 	// call, the grant goes into its --ucan file, SIGHUP, and peers see it.
-	r = runCmd(t, 20*time.Second, nil, "ucan", "issue", "--as", authKey, "--realm", rpcRealm, "--to", mn.did,
+	r := runCmd(t, 20*time.Second, nil, "ucan", "issue", "--as", authKey, "--realm", rpcRealm, "--to", mn.did,
 		"--can", "call", "--with", "io.acme.orders.*", "--expires", "1h")
 	if r.code != 0 {
 		t.Fatalf("ucan issue: exit %d: %s", r.code, r.stderr)
