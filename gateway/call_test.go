@@ -149,7 +149,7 @@ func TestCall(t *testing.T) {
 				wantAPIError(t, err, http.StatusGatewayTimeout, wire.CodeTimeout)
 			})
 			t.Run("invalid names", func(t *testing.T) {
-				for _, p := range []string{"io.other.realm.get", testRealm + ".*", testRealm + ".>", testRealm, testRealm + "..x", testRealm + ".Upper",
+				for _, p := range []string{"io.other.realm.get", testRealm + ".*", testRealm + ".>", testRealm, testRealm + "..x", testRealm + ".-upper", strings.ToUpper(testRealm) + ".x",
 					testRealm + "." + strings.Repeat("x", 63) + "." + strings.Repeat("y", 63) + "." + strings.Repeat("z", 63) + "." + strings.Repeat("w", 63)} {
 					_, err := c.Call(ctx, p, nil, wire.CallOptions{})
 					wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidName)

@@ -259,7 +259,7 @@ func TestPubSubBadInput(t *testing.T) {
 			ctx := ctxFor(t, 30*time.Second)
 			for _, topic := range []string{
 				testRealm + ".*", testRealm + ".>", testRealm + ".a.*.b", testRealm + "..x", testRealm + ".x.",
-				"io.other.realm.x", testRealm, "io.acme", testRealm + ".Upper", testRealm + "." + strings.Repeat("x", 300),
+				"io.other.realm.x", testRealm, "io.acme", testRealm + ".-upper", strings.ToUpper(testRealm) + ".x", testRealm + "." + strings.Repeat("x", 300),
 			} {
 				err := c.Publish(ctx, topic, []byte(`{}`), wire.ContentTypeJSON)
 				wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidName)

@@ -29,7 +29,8 @@ func TestPublishAndSubscribeRefuseBadInput(t *testing.T) {
 		{"io.acme.orders.*", realm.ErrInvalid},
 		{"io.acme.orders.>", realm.ErrInvalid},
 		{"io.acme.orders..placed", realm.ErrInvalid},
-		{"io.acme.orders.Placed", realm.ErrInvalid},
+		{"io.acme.orders.-placed", realm.ErrInvalid},
+		{"IO.acme.orders.placed", realm.ErrOutsideRealm}, // the realm part is lowercase
 		{"io.acme.orders.placed.", realm.ErrInvalid},
 		{"io.other.placed", realm.ErrOutsideRealm},
 		{"io.acme.ordersx.placed", realm.ErrOutsideRealm},
@@ -231,6 +232,10 @@ func TestInterestKeys(t *testing.T) {
 		{"*.acme.orders.placed", "pubsub:io.acme.orders.placed"},
 		{"*.*.*.*", "pubsub:io.acme.orders"},
 		{"io.*.orders.x.>", "pubsub:io.acme.orders.x"},
+		// Case-sensitive segments keep their case in the key: AB12 and
+		// ab12 are two topics with two keys.
+		{"io.acme.orders.AB12.>", "pubsub:io.acme.orders.AB12"},
+		{"*.acme.orders.AB12.*", "pubsub:io.acme.orders.AB12"},
 	} {
 		if err := realm.ValidatePattern(testRealm, tc.pattern); err != nil {
 			t.Fatal(err)
@@ -238,6 +243,9 @@ func TestInterestKeys(t *testing.T) {
 		if got := interestKey(testRealm, tc.pattern); got != tc.key {
 			t.Errorf("interestKey(%q) = %q, want %q", tc.pattern, got, tc.key)
 		}
+	}
+	if got := topicKeys(testRealm, "io.acme.orders.AB12.t"); !slices.Contains(got, "pubsub:io.acme.orders.AB12") || slices.Contains(got, "pubsub:io.acme.orders.ab12") {
+		t.Errorf("topicKeys of an upper-case topic = %q", got)
 	}
 	got := topicKeys(testRealm, "io.acme.orders.eu.de")
 	want := []string{"pubsub:io.acme.orders", "pubsub:io.acme.orders.eu", "pubsub:io.acme.orders.eu.de"}

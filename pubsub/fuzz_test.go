@@ -141,6 +141,7 @@ func FuzzInterestKeys(f *testing.F) {
 	f.Add("io.acme.>", "io.acme.orders.eu.de")
 	f.Add("*.acme.*.x.>", "io.acme.orders.x.y")
 	f.Add(">", "io.acme.orders.a")
+	f.Add("io.acme.orders.AB12.*", "io.acme.orders.AB12.telemetry")
 	f.Fuzz(func(t *testing.T, pattern, topic string) {
 		if realm.ValidatePattern(testRealm, pattern) != nil || realm.ValidateTopic(testRealm, topic) != nil {
 			return

@@ -5,15 +5,21 @@
 //
 // # Names
 //
-// Names are dotted, DNS-like and lowercase, so that two spellings never mean
-// the same name (no case folding) and a name is safe in log fields, metric
-// labels and file paths as it is. The grammar, in ABNF:
+// Names are dotted and DNS-like. A realm is a DNS name written the DNS way,
+// lowercase, and so is a node name (half of an alias, an identity: two
+// spellings must never name two nodes). Below the realm, the segments of
+// procedures, topics and patterns are case-sensitive, as subjects are in
+// NATS, MQTT and WAMP: "io.acme.devices.AB12.telemetry" and a peer ID as a
+// segment are names, and "AB12" and "ab12" are two different names (no case
+// folding anywhere: not in matching, UCAN grants or DHT keys). Every name is
+// safe in log fields as it is. The grammar, in ABNF:
 //
-//	segment   = ( lower / digit ) *62( lower / digit / "_" / "-" )
-//	realm     = segment 1*( "." segment )       ; reverse DNS, e.g. io.acme.orders
-//	node      = segment                         ; e.g. worker-1
+//	lsegment  = ( lower / digit ) *62( lower / digit / "_" / "-" )
+//	segment   = ( ALPHA / digit ) *62( ALPHA / digit / "_" / "-" )
+//	realm     = lsegment 1*( "." lsegment )     ; reverse DNS, e.g. io.acme.orders
+//	node      = lsegment                        ; e.g. worker-1
 //	procedure = realm 1*( "." segment )         ; e.g. io.acme.orders.place
-//	topic     = realm 1*( "." segment )         ; e.g. io.acme.orders.placed
+//	topic     = realm 1*( "." segment )         ; e.g. io.acme.devices.AB12.telemetry
 //	pattern   = ( elem *( "." elem ) [ "." ">" ] ) / ">"
 //	elem      = segment / "*"
 //

@@ -10,7 +10,7 @@ import (
 
 // The reference grammar, written as regular expressions straight from the
 // package doc rather than from the code under test.
-const refSegment = `[a-z0-9][a-z0-9_-]{0,62}`
+const refSegment = `[A-Za-z0-9][A-Za-z0-9_-]{0,62}`
 
 var (
 	refTopic   = regexp.MustCompile(`^` + refSegment + `(\.` + refSegment + `)*$`)
@@ -40,11 +40,11 @@ func refMatch(pattern, topic string) (wellFormed, match bool) {
 	return true, re.MatchString(topic)
 }
 
-// small maps arbitrary bytes onto a five-letter alphabet, so that the fuzzer
+// small maps arbitrary bytes onto a six-letter alphabet, so that the fuzzer
 // spends most of its time on inputs that are nearly well-formed, where the
-// interesting matching bugs are.
+// interesting matching bugs are ("b" and "B" for case).
 func small(s string) string {
-	const alphabet = "ab.*>"
+	const alphabet = "abB.*>"
 	b := []byte(s)
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
@@ -129,6 +129,16 @@ func FuzzValidate(f *testing.F) {
 			if patErr != nil {
 				t.Fatalf("valid topic %q is refused as a pattern: %v", name, patErr)
 			}
+			// Case-sensitive: no folding, in either direction.
+			if low := strings.ToLower(name); low != name && (Match(low, name) || Match(name, low)) {
+				t.Fatalf("Match folds case: %q and %q", name, low)
+			}
+		}
+		if ValidateRealm(realm) == nil && strings.ToLower(realm) != realm {
+			t.Fatalf("realm %q with upper case accepted", realm)
+		}
+		if ValidateNodeName(name) == nil && strings.ToLower(name) != name {
+			t.Fatalf("node name %q with upper case accepted", name)
 		}
 		if ValidateRealm(realm) != nil || !wellFormed(name, true) {
 			return

@@ -68,7 +68,8 @@ func invalid(k kind, name, format string, args ...any) error {
 
 // ValidateRealm checks a realm name: reverse DNS such as "io.acme.orders",
 // at least two segments separated by '.', each segment 1..63 characters of
-// [a-z0-9_-] starting with a letter or digit, and at most 253 bytes in all.
+// [a-z0-9_-] starting with a letter or digit (lowercase, as DNS names are
+// written), and at most 253 bytes in all.
 // Two segments are required so that a realm is always owned by someone's
 // domain and never a bare word that two operators could both pick.
 func ValidateRealm(name string) error {
@@ -82,13 +83,18 @@ func ValidateRealm(name string) error {
 }
 
 // ValidateNodeName checks a node name: a single segment of 1..63 characters
-// of [a-z0-9_-] starting with a letter or digit.
+// of [a-z0-9_-] starting with a letter or digit. Node names stay lowercase,
+// unlike the segments of procedures and topics: a node name is half of an
+// identity (the alias did:macula:<realm>.<name>), and "Worker-1" beside
+// "worker-1" would be two identities that people read as one.
 func ValidateNodeName(name string) error {
 	return checkSingle(kindNode, name)
 }
 
 // ValidateProcedure checks a concrete procedure name that must live under
-// realm: the realm, then one or more valid segments. The realm is validated
+// realm: the realm, then one or more valid segments. The segments below the
+// realm are case-sensitive ([A-Za-z0-9_-], "AB12" and "ab12" are two names);
+// the realm part is the realm exactly, lowercase. The realm is validated
 // too. A well-formed name elsewhere yields an error wrapping ErrOutsideRealm.
 func ValidateProcedure(realm, name string) error {
 	return checkUnder(kindProcedure, realm, name)
@@ -101,7 +107,8 @@ func ValidateTopic(realm, name string) error {
 }
 
 // ValidatePattern checks a subscription pattern for realm. Each segment is a
-// valid segment or "*"; ">" may only be the last segment. The pattern must be
+// valid segment (case-sensitive, as in ValidateProcedure) or "*"; ">" may
+// only be the last segment. The pattern must be
 // able to match some topic strictly under realm: "io.acme.>" is accepted for
 // realm "io.acme.orders", while "io.other.*" and "io.acme.*" (which can match
 // only names beside or above the realm) are refused with ErrOutsideRealm.
@@ -123,7 +130,7 @@ func ValidatePattern(realm, pattern string) error {
 			return nil
 		}
 		if ps != "*" && ps != rs {
-			return fmt.Errorf("%w: pattern %s is not under realm %s", ErrOutsideRealm, quote(pattern), quote(realm))
+			return fmt.Errorf("%w: pattern %s is not under realm %s%s", ErrOutsideRealm, quote(pattern), quote(realm), caseHint(ps, rs))
 		}
 		if !pmore {
 			// The pattern ends at or before the realm's last segment, so
@@ -140,11 +147,12 @@ func ValidatePattern(realm, pattern string) error {
 }
 
 // Match reports whether the concrete topic matches pattern: "*" matches one
-// segment, a final ">" matches one or more. It returns false, and never
-// panics, if pattern is not a well-formed pattern or topic is not a
-// well-formed concrete name (empty segments, wildcards out of place,
-// characters outside [a-z0-9_-], over-long names), so a match always means
-// both sides would pass validation apart from the realm check.
+// segment, a final ">" matches one or more; literal segments compare
+// exactly, case included. It returns false, and never panics, if pattern is
+// not a well-formed pattern or topic is not a well-formed concrete name
+// (empty segments, wildcards out of place, characters outside
+// [A-Za-z0-9_-], over-long names), so a match always means both sides would
+// pass validation apart from the realm check.
 func Match(pattern, topic string) bool {
 	if !wellFormed(pattern, true) || !wellFormed(topic, false) {
 		return false
@@ -168,15 +176,22 @@ func Match(pattern, topic string) bool {
 
 // Under reports whether name lies strictly inside realm: realm's segments as
 // a prefix, then at least one more segment. It is false if either is not a
-// well-formed concrete dotted name. It does not require realm to have the two
-// segments ValidateRealm asks for.
+// well-formed concrete dotted name (the realm lowercase, the segments below
+// it case-sensitive). It does not require realm to have the two segments
+// ValidateRealm asks for.
 func Under(realm, name string) bool {
 	return len(name) > len(realm)+1 &&
 		name[len(realm)] == '.' &&
 		name[:len(realm)] == realm &&
-		wellFormed(realm, false) &&
+		lowerName(realm) &&
 		wellFormed(name, false)
 }
+
+// ValidSegment reports whether seg is a valid literal segment of a
+// procedure, topic or pattern below the realm: 1..63 bytes of [A-Za-z0-9_-]
+// starting with a letter or digit. Packages that parse patterns of their own
+// (ucan's resource patterns) use it, so that every name rule lives here.
+func ValidSegment(seg string) bool { return validSegment(seg, true) }
 
 // checkUnder validates a concrete name of kind k under realm.
 func checkUnder(k kind, realm, name string) error {
@@ -190,9 +205,28 @@ func checkUnder(k kind, realm, name string) error {
 		return fmt.Errorf("%w: %s %s is the realm itself; it needs at least one more segment", ErrOutsideRealm, k, quote(name))
 	}
 	if !Under(realm, name) {
-		return fmt.Errorf("%w: %s %s is not under realm %s", ErrOutsideRealm, k, quote(name), quote(realm))
+		hint := ""
+		if len(name) > len(realm) {
+			hint = caseHint(name[:len(realm)], realm)
+		}
+		return fmt.Errorf("%w: %s %s is not under realm %s%s", ErrOutsideRealm, k, quote(name), quote(realm), hint)
 	}
 	return nil
+}
+
+// caseHint explains a mismatch with the realm that is only one of case.
+func caseHint(got, realm string) string {
+	if got != realm && strings.EqualFold(got, realm) {
+		return " (realm names are lowercase; only the segments below the realm may use upper case)"
+	}
+	return ""
+}
+
+// mixedCase reports whether names of kind k may use upper case: the
+// segments of procedures, topics and patterns may; realms and node names,
+// which are DNS-like identities, may not.
+func (k kind) mixedCase() bool {
+	return k == kindProcedure || k == kindTopic || k == kindPattern
 }
 
 // checkSingle validates a name that is exactly one segment.
@@ -257,26 +291,32 @@ func segmentProblem(k kind, seg string, pos int, last bool) string {
 	if len(seg) > MaxSegmentLen {
 		return fmt.Sprintf("segment %s is %d bytes long; the limit is %d", quote(seg), len(seg), MaxSegmentLen)
 	}
+	charset := "[a-z0-9_-]"
+	if k.mixedCase() {
+		charset = "[A-Za-z0-9_-]"
+	}
 	for i, c := range seg {
 		switch {
 		case isLowerOrDigit(c), c == '_', c == '-':
-		case 'A' <= c && c <= 'Z':
-			return fmt.Sprintf("segment %s has an uppercase letter; segments use [a-z0-9_-]", quote(seg))
+		case isUpper(c) && k.mixedCase():
+		case isUpper(c):
+			return fmt.Sprintf("segment %s has an uppercase letter; %s segments use %s", quote(seg), k, charset)
 		default:
 			// Slice rather than convert c, so an invalid UTF-8 byte is
 			// shown as \xNN instead of U+FFFD.
 			_, size := utf8.DecodeRuneInString(seg[i:])
-			return fmt.Sprintf("segment %s has invalid character %q; segments use [a-z0-9_-]", quote(seg), seg[i:i+size])
+			return fmt.Sprintf("segment %s has invalid character %q; segments use %s", quote(seg), seg[i:i+size], charset)
 		}
 	}
-	if !isLowerOrDigit(rune(seg[0])) {
+	if c := rune(seg[0]); !isLowerOrDigit(c) && !isUpper(c) {
 		return fmt.Sprintf("segment %s must start with a letter or digit", quote(seg))
 	}
 	return ""
 }
 
-// wellFormed is the allocation-free yes/no form of checkSyntax, for Match
-// and Under, which sit on the message path.
+// wellFormed is the allocation-free yes/no form of checkSyntax for a topic
+// or pattern (upper case allowed), for Match and Under, which sit on the
+// message path.
 func wellFormed(name string, pattern bool) bool {
 	if name == "" || len(name) > MaxNameLen {
 		return false
@@ -287,7 +327,7 @@ func wellFormed(name string, pattern bool) bool {
 		switch {
 		case pattern && seg == "*":
 		case pattern && seg == ">" && !more:
-		case !validSegment(seg):
+		case !validSegment(seg, true):
 			return false
 		}
 		if !more {
@@ -297,13 +337,35 @@ func wellFormed(name string, pattern bool) bool {
 	}
 }
 
-// validSegment reports whether seg is a valid literal segment.
-func validSegment(seg string) bool {
-	if seg == "" || len(seg) > MaxSegmentLen || !isLowerOrDigit(rune(seg[0])) {
+// lowerName reports whether name is a well-formed concrete dotted name of
+// lowercase segments, as a realm is (the two-segment rule aside).
+func lowerName(name string) bool {
+	if name == "" || len(name) > MaxNameLen {
+		return false
+	}
+	for rest := name; ; {
+		seg, after, more := strings.Cut(rest, ".")
+		if !validSegment(seg, false) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		rest = after
+	}
+}
+
+// validSegment reports whether seg is a valid literal segment; upper says
+// whether upper-case letters are allowed.
+func validSegment(seg string, upper bool) bool {
+	if seg == "" || len(seg) > MaxSegmentLen {
+		return false
+	}
+	if c := rune(seg[0]); !isLowerOrDigit(c) && !(upper && isUpper(c)) {
 		return false
 	}
 	for i := 1; i < len(seg); i++ {
-		if c := rune(seg[i]); !isLowerOrDigit(c) && c != '_' && c != '-' {
+		if c := rune(seg[i]); !isLowerOrDigit(c) && c != '_' && c != '-' && !(upper && isUpper(c)) {
 			return false
 		}
 	}
@@ -313,3 +375,5 @@ func validSegment(seg string) bool {
 func isLowerOrDigit(c rune) bool {
 	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
 }
+
+func isUpper(c rune) bool { return 'A' <= c && c <= 'Z' }

@@ -114,6 +114,14 @@ var concreteCases = []struct {
 	{acme, "io.acme.orders.a-b_c.0", nil},
 	{"io.acme", "io.acme.orders", nil},
 	{acme, "io.acme.orders." + long63, nil},
+	{acme, "io.acme.orders.AB12.telemetry", nil},
+	{acme, "io.acme.orders.12D3KooWGc5m9pHwhE53bgfFRmqWMLw1UapLb2kao858ubkoBgbr", nil},
+	{acme, "io.acme.orders.X", nil},
+	{acme, "io.acme.orders.getOrder_V2", nil},
+	{acme, "IO.acme.orders.x", ErrOutsideRealm},
+	{acme, "io.acme.Orders.x", ErrOutsideRealm},
+	{acme, "io.acme.orders.-X", ErrInvalid},
+	{acme, "io.acme.orders.Ä", ErrInvalid},
 	{acme, "io.acme.orders", ErrOutsideRealm},
 	{acme, "io.acme", ErrOutsideRealm},
 	{acme, "io.other.x", ErrOutsideRealm},
@@ -125,7 +133,6 @@ var concreteCases = []struct {
 	{acme, "io.acme.orders.", ErrInvalid},
 	{acme, ".io.acme.orders.place", ErrInvalid},
 	{acme, "io.acme.orders..place", ErrInvalid},
-	{acme, "io.acme.orders.Place", ErrInvalid},
 	{acme, "io.acme.orders.*", ErrInvalid},
 	{acme, "io.acme.orders.>", ErrInvalid},
 	{acme, "io.acme.orders.pl*ce", ErrInvalid},
@@ -181,6 +188,9 @@ func TestValidatePattern(t *testing.T) {
 		{acme, "*.*.*.>", nil},
 		{acme, "io.acme.*.placed", nil},
 		{acme, "io.acme.orders." + long63, nil},
+		{acme, "io.acme.orders.AB12.*", nil},
+		{acme, "io.acme.orders.*.Telemetry.>", nil},
+		{acme, "*.acme.orders.X", nil},
 
 		// Cannot match anything strictly under the realm.
 		{acme, "io.other.*", ErrOutsideRealm},
@@ -206,7 +216,9 @@ func TestValidatePattern(t *testing.T) {
 		{acme, "io.acme.orders.a*", ErrInvalid},
 		{acme, "io.acme.orders.*a", ErrInvalid},
 		{acme, "io.acme.orders.a>", ErrInvalid},
-		{acme, "io.acme.orders.X", ErrInvalid},
+		{acme, "io.acme.orders.-X", ErrInvalid},
+		{acme, "IO.acme.orders.x", ErrOutsideRealm}, // the realm is lowercase
+		{acme, "io.ACME.>", ErrOutsideRealm},
 		{acme, "io.acme.orders.-x", ErrInvalid},
 		{acme, "io.acme.orders." + long63 + "a", ErrInvalid},
 		{acme, strings.Repeat("*.", 127) + ">", ErrInvalid}, // 255 bytes
@@ -226,7 +238,11 @@ func TestErrorMessages(t *testing.T) {
 		err  error
 		want string
 	}{
-		{ValidateRealm("Io.acme"), `invalid name: realm "Io.acme": segment "Io" has an uppercase letter; segments use [a-z0-9_-]`},
+		{ValidateRealm("Io.acme"), `invalid name: realm "Io.acme": segment "Io" has an uppercase letter; realm segments use [a-z0-9_-]`},
+		{ValidateNodeName("Worker"), `invalid name: node name "Worker": segment "Worker" has an uppercase letter; node name segments use [a-z0-9_-]`},
+		{ValidateTopic(acme, "io.acme.orders.a b"), `invalid name: topic "io.acme.orders.a b": segment "a b" has invalid character " "; segments use [A-Za-z0-9_-]`},
+		{ValidateTopic(acme, "IO.acme.orders.x"), `invalid name: outside the realm: topic "IO.acme.orders.x" is not under realm "io.acme.orders" (realm names are lowercase; only the segments below the realm may use upper case)`},
+		{ValidatePattern(acme, "io.Acme.>"), `invalid name: outside the realm: pattern "io.Acme.>" is not under realm "io.acme.orders" (realm names are lowercase; only the segments below the realm may use upper case)`},
 		{ValidateRealm("acme"), `invalid name: realm "acme": needs at least two segments (reverse DNS such as io.acme.orders)`},
 		{ValidateRealm(""), `invalid name: realm "": empty`},
 		{ValidateRealm("io.-acme"), `invalid name: realm "io.-acme": segment "-acme" must start with a letter or digit`},
@@ -270,7 +286,10 @@ func TestUnder(t *testing.T) {
 		{acme, "io.acme.orders.", false},
 		{acme, "io.acme.orders..x", false},
 		{acme, "io.acme.orders.*", false},
-		{acme, "io.acme.orders.X", false},
+		{acme, "io.acme.orders.X", true},
+		{acme, "io.acme.orders.AB12.telemetry", true},
+		{"IO.acme", "IO.acme.x", false}, // a realm is lowercase
+		{acme, "io.acme.Orders.x", false},
 		{"", ".x", false},
 		{"", "x", false},
 		{"", "", false},
@@ -324,6 +343,16 @@ var matchCases = []struct {
 	{"io.acmex", "io.acme", false},
 	{"io.ac.>", "io.acme.x", false},
 
+	// Case-sensitive segments: upper case is allowed and never folded.
+	{"io.acme.devices.AB12.telemetry", "io.acme.devices.AB12.telemetry", true},
+	{"io.acme.devices.*.telemetry", "io.acme.devices.AB12.telemetry", true},
+	{"io.acme.devices.AB12.>", "io.acme.devices.AB12.telemetry", true},
+	{"io.acme.devices.ab12.>", "io.acme.devices.AB12.telemetry", false},
+	{"io.acme.devices.AB12.>", "io.acme.devices.ab12.telemetry", false},
+	{"IO.acme", "IO.acme", true}, // Match knows no realm; Under and Validate* check it
+	{"IO.acme", "io.acme", false},
+	{"io.Acme.*", "io.acme.x", false},
+
 	// Empty segments, leading and trailing dots.
 	{"io.acme.*", "io.acme.", false},
 	{"io.acme.>", "io.acme.", false},
@@ -345,7 +374,6 @@ var matchCases = []struct {
 	{"io.>>", "io.x", false},
 	{"io.**", "io.x", false},
 	{"io.a>", "io.a>", false},
-	{"IO.acme", "IO.acme", false},
 	{"io.ac me", "io.ac me", false},
 
 	// Malformed topics never match: they must be concrete and valid.
@@ -354,7 +382,7 @@ var matchCases = []struct {
 	{"io.>", "io.a.>", false},
 	{"*", "*", false},
 	{">", ">", false},
-	{"io.>", "io.Acme", false},
+	{"io.>", "io.-X", false},
 	{"io.>", "io.-x", false},
 
 	// Empty strings.

@@ -163,7 +163,7 @@ func parsePattern(p string) (pattern, error) {
 			out.tail = true
 		case s == "*":
 			out.segs = append(out.segs, s)
-		case realm.ValidateNodeName(s) == nil:
+		case realm.ValidSegment(s):
 			out.segs = append(out.segs, s)
 		default:
 			return pattern{}, fmt.Errorf("pattern %q: bad segment %q", p, s)

@@ -60,6 +60,9 @@ func TestPatternAlgebra(t *testing.T) {
 		{"io.acme.*", "io.acme.*.>", ""},
 		{"a.b", "a.>", "a.b"},
 		{"a", "a.>", ""},
+		// Segments below the realm are case-sensitive: never folded.
+		{"io.acme.devices.AB12.>", "io.acme.devices.*.telemetry", "io.acme.devices.AB12.telemetry"},
+		{"io.acme.devices.AB12.>", "io.acme.devices.ab12.>", ""},
 	} {
 		got, ok := intersect(c.a, c.b)
 		if c.want == "" {
@@ -75,7 +78,8 @@ func TestPatternAlgebra(t *testing.T) {
 			t.Errorf("not symmetric: %s ∩ %s = %s", c.b, c.a, back)
 		}
 		// Every name both match is matched by the intersection and back.
-		for _, name := range []string{"io.acme.orders.place", "io.acme.b.c", "io.acme.x", "a.b", "io.acme.orders", "io.acme.a.b"} {
+		for _, name := range []string{"io.acme.orders.place", "io.acme.b.c", "io.acme.x", "a.b", "io.acme.orders", "io.acme.a.b",
+			"io.acme.devices.AB12.telemetry", "io.acme.devices.ab12.telemetry"} {
 			both := realm.Match(c.a, name) && realm.Match(c.b, name)
 			if realm.Match(got, name) != both {
 				t.Errorf("%s ∩ %s = %s disagrees on %s", c.a, c.b, got, name)
@@ -91,12 +95,14 @@ func TestPatternAlgebra(t *testing.T) {
 		{"io.acme.orders.*", "io.acme.orders.>", false},
 		{"io.acme.orders.place", "io.acme.orders.*", false},
 		{">", "io.acme.>", true},
+		{"io.acme.devices.AB12.>", "io.acme.devices.AB12.*", true},
+		{"io.acme.devices.AB12.>", "io.acme.devices.ab12.*", false},
 	} {
 		if got := covers(c.parent, c.child); got != c.want {
 			t.Errorf("covers(%s, %s) = %v", c.parent, c.child, got)
 		}
 	}
-	for _, bad := range []string{"", "a..b", "a.>.b", "A.b", "a*.b", "a.b.", "x\\*"} {
+	for _, bad := range []string{"", "a..b", "a.>.b", "-A.b", "a*.b", "a.b.", "x\\*", "a.Ä"} {
 		if _, err := parsePattern(bad); err == nil {
 			t.Errorf("parsePattern(%q) accepted", bad)
 		}
@@ -107,6 +113,10 @@ func TestGrantAllows(t *testing.T) {
 	g := Grant{Capabilities: []Capability{{Call, "io.acme.orders.*"}}}
 	if !g.Allows(Call, place) || g.Allows(Publish, place) || g.Allows(Call, "io.acme.billing.x") {
 		t.Fatal("Allows")
+	}
+	up := Grant{Capabilities: []Capability{{Call, "io.acme.devices.AB12.*"}}}
+	if !up.Allows(Call, "io.acme.devices.AB12.reboot") || up.Allows(Call, "io.acme.devices.ab12.reboot") {
+		t.Fatal("Allows with upper case: want exact case")
 	}
 	if !(Grant{Open: true}).Allows(Publish, "x.y") {
 		t.Fatal("open")
