@@ -9,6 +9,7 @@ import (
 	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	ma "github.com/multiformats/go-multiaddr"
@@ -197,7 +198,10 @@ func (n *Node) withoutPunchListeners(addrs []ma.Multiaddr) []ma.Multiaddr {
 }
 
 // waitVerified waits until p is a verified peer of the realm, or ctx ends,
-// or p disconnects.
+// or p has no connection left. A relayed connection counts: the punches
+// start on one, whose Connectedness is Limited, not Connected.
 func (n *Node) waitVerified(ctx context.Context, p peer.ID) bool {
-	return n.awaitPeer(ctx, p, func() bool { return n.IsPeer(p) }, true) == nil
+	gone := func() bool { return n.host.Network().Connectedness(p) == network.NotConnected }
+	_ = n.awaitPeer(ctx, p, func() bool { return n.IsPeer(p) || gone() }, false)
+	return n.IsPeer(p)
 }
