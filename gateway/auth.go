@@ -116,7 +116,7 @@ func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) 
 			what += " on " + s.res
 		}
 		return nil, newAPIError(http.StatusForbidden, wire.CodeUnauthorized,
-			fmt.Sprintf("token refused for %s: %s", what, ucanReason(err)))
+			fmt.Sprintf("token refused for %s: %s", what, ucan.Reason(err)))
 	}
 	return vd, nil
 }
@@ -147,21 +147,13 @@ func parseBearer(h string) (inv []byte, proofs ucan.Chain, err error) {
 	}
 	c, err := ucan.ParseChain([]byte(text))
 	if err != nil {
-		return nil, nil, fmt.Errorf("not a UCAN chain: %v", trimUCAN(err))
+		return nil, nil, fmt.Errorf("not a UCAN chain: %v", ucan.Reason(err))
 	}
 	if len(c) == 0 {
 		return nil, nil, errors.New("an empty chain")
 	}
 	return c[len(c)-1], c[:len(c)-1], nil
 }
-
-// ucanReason is a refusal of package ucan without its repeated prefix:
-// "invocation (bafy...): replayed invocation: ...".
-func ucanReason(err error) string {
-	return strings.ReplaceAll(err.Error(), ucan.ErrUnauthorized.Error()+": ", "")
-}
-
-func trimUCAN(err error) string { return strings.TrimPrefix(err.Error(), "ucan: ") }
 
 // isLoopbackAddr reports whether addr (host:port, or a host) is a loopback
 // address: 127.0.0.0/8, ::1 (or an IPv4-mapped 127.x), or "localhost".

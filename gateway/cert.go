@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/macula-io/macula/internal/atomicfile"
 )
 
 // certValidity is how long a self-signed API certificate is valid. It is
@@ -129,39 +131,13 @@ func (c *apiCert) persist() error {
 		return fmt.Errorf("%w: %v", ErrCert, err)
 	}
 	certPath, keyPath := filepath.Join(c.save, CertFile), filepath.Join(c.save, KeyFile)
-	if err := writeFileAtomic(keyPath, c.key); err != nil {
+	if err := atomicfile.Write(keyPath, c.key, 0o600); err != nil {
 		return fmt.Errorf("%w: %v", ErrCert, err)
 	}
-	if err := writeFileAtomic(certPath, c.pem); err != nil {
+	if err := atomicfile.Write(certPath, c.pem, 0o600); err != nil {
 		_ = os.Remove(keyPath)
 		return fmt.Errorf("%w: %v", ErrCert, err)
 	}
 	c.save, c.key = "", nil
 	return nil
-}
-
-// writeFileAtomic writes b to path with mode 0600 through a temporary file
-// and a rename, so a crash leaves the old file or the new one.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

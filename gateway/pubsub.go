@@ -256,7 +256,7 @@ func (s *eventStream) allowed(m pubsub.Message) error {
 // reports it.
 func (s *eventStream) end(why error) error {
 	s.buf = append(s.buf, "event: "+wire.EventEnded+"\ndata: {\"reason\":"...)
-	s.buf = appendJSONString(s.buf, ucanReason(why))
+	s.buf = appendJSONString(s.buf, ucan.Reason(why))
 	s.buf = append(s.buf, "}\n\n"...)
 	if err := s.flush(time.Now()); err != nil {
 		return err

@@ -49,9 +49,9 @@ func (a *api) postRevocation(r *http.Request) (int, any, error) {
 		a.log.Info("revocation record accepted through the API", "remote", r.RemoteAddr)
 		return http.StatusNoContent, nil, nil
 	case errors.Is(err, ucan.ErrBusy):
-		return 0, nil, newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, ucanReason(err))
+		return 0, nil, newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable, ucan.Reason(err))
 	case errors.Is(err, ucan.ErrUnauthorized):
-		return 0, nil, badRequest("not a revocation record of this realm's authority: %s", ucanReason(err))
+		return 0, nil, badRequest("not a revocation record of this realm's authority: %s", ucan.Reason(err))
 	}
 	return 0, nil, err
 }

@@ -29,9 +29,9 @@ func LoadKey(path string) (ed25519.PrivateKey, error) {
 	return k, err
 }
 
-// SaveKey writes key to path with mode 0600, atomically, replacing what is
-// there. It creates the directory (0700) if needed.
-func SaveKey(path string, key ed25519.PrivateKey) error {
+// ReplaceKey writes key to path with mode 0600, atomically, replacing the
+// file that is there. It creates the directory (0700) if needed.
+func ReplaceKey(path string, key ed25519.PrivateKey) error {
 	if err := keyfile.Save(path, key, true); err != nil {
 		return fmt.Errorf("%w: %v", ErrDataDir, err)
 	}
@@ -133,7 +133,7 @@ func (id *identity) persist() (created bool, err error) {
 			break
 		}
 	}
-	if err := SaveKey(id.path, id.priv); err != nil {
+	if err := ReplaceKey(id.path, id.priv); err != nil {
 		for _, d := range made { // deepest first
 			os.Remove(d)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/ucan"
@@ -502,15 +503,7 @@ func (n *Node) persistRevocation([]byte) {
 			return
 		}
 	}
-	b := buf.Bytes()
-	path := filepath.Join(n.cfg.DataDir, RevocationsFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
-		err = os.Rename(tmp, path)
-		if err != nil {
-			n.log.Warn("cannot store revocations", "err", err)
-		}
-	} else {
+	if err := atomicfile.Write(filepath.Join(n.cfg.DataDir, RevocationsFile), buf.Bytes(), 0o600); err != nil {
 		n.log.Warn("cannot store revocations", "err", err)
 	}
 }

@@ -377,3 +377,14 @@ func isLowerOrDigit(c rune) bool {
 }
 
 func isUpper(c rune) bool { return 'A' <= c && c <= 'Z' }
+
+// IsPattern reports whether name has a wildcard segment ("*" or ">"), that
+// is, whether it names topics rather than one. It does not validate name.
+func IsPattern(name string) bool {
+	for seg := range strings.SplitSeq(name, ".") {
+		if seg == "*" || seg == ">" {
+			return true
+		}
+	}
+	return false
+}

@@ -423,3 +423,14 @@ func TestMatchAgreesWithValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestIsPattern(t *testing.T) {
+	for name, want := range map[string]bool{
+		"io.acme.orders.*": true, "io.acme.>": true, "io.*.orders": true, "*": true, ">": true,
+		"io.acme.orders": false, "io.acme.a*": false, "io.acme.>x": false, "": false,
+	} {
+		if got := IsPattern(name); got != want {
+			t.Errorf("IsPattern(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -193,3 +193,22 @@ func decodeCBOR(data []byte, maxDepth int64) (datamodel.Node, error) {
 	}
 	return nb.Build(), nil
 }
+
+// Holder returns the did:key of the principal that holds the chain: the
+// audience of its last delegation, which is the peer that may present it.
+// It decodes that token only (its form and signature); Validate checks the
+// chain.
+func (c Chain) Holder() (string, error) {
+	leaf := c.Leaf()
+	if leaf == nil {
+		return "", refuse(ErrMalformed, "empty chain")
+	}
+	t, err := decodeToken(leaf, maxContainerBytes)
+	if err != nil {
+		return "", err
+	}
+	if t.invocation {
+		return "", refuse(ErrMalformed, "the last token is an invocation, not a delegation")
+	}
+	return t.aud, nil
+}

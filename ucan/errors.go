@@ -3,6 +3,7 @@ package ucan
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/macula-io/macula/keyfile"
 )
@@ -104,4 +105,24 @@ func (e *TokenError) Unwrap() error { return e.Err }
 // refuse wraps a sentinel with detail.
 func refuse(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
+}
+
+// sentinelPrefixes are the texts of the sentinels that other errors of the
+// package begin with, each followed by ": ", then the package's own prefix
+// (of a bare sentinel).
+var sentinelPrefixes = []string{ErrIssue.Error() + ": ", ErrUnauthorized.Error() + ": ", ErrConfig.Error() + ": ", "ucan: "}
+
+// Reason returns err's message for a person: without the package's sentinel
+// prefixes ("ucan: unauthorized: ", "ucan: cannot issue: ", "ucan: invalid
+// configuration: "), which a refusal repeats at every level and which say
+// nothing once the caller knows the request was refused. So
+// "ucan: unauthorized: invocation (bafy...): ucan: unauthorized: replayed
+// invocation: ..." reads "invocation (bafy...): replayed invocation: ...".
+// Errors of other packages keep their text.
+func Reason(err error) string {
+	msg := err.Error()
+	for _, p := range sentinelPrefixes {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
+	return msg
 }

@@ -43,7 +43,7 @@ the node first runs:
 			created := false
 			if errors.Is(err, fs.ErrNotExist) {
 				if key, err = ucan.GenerateKey(); err == nil {
-					err = node.SaveKey(path, key)
+					err = node.ReplaceKey(path, key)
 					created = true
 				}
 			}

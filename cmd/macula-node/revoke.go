@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -67,7 +68,7 @@ node later (POST /v1/ucan/revocations).`,
 			text := base64.RawURLEncoding.EncodeToString(rec)
 			w := cmd.OutOrStdout()
 			if outPath != "" {
-				if err := ucanWritePrivate(outPath, []byte(text+"\n")); err != nil {
+				if err := atomicfile.Write(outPath, []byte(text+"\n"), 0o600); err != nil {
 					return fmt.Errorf("--out: %v", err)
 				}
 			}

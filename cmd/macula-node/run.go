@@ -21,6 +21,7 @@ import (
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/ucan"
@@ -377,30 +378,14 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	return nil
 }
 
-// writeJSONAtomic writes v as indented JSON to path through a temporary
-// file and a rename: a reader sees the old file or the whole new one.
+// writeJSONAtomic writes v as indented JSON to path, whole or not at all: a
+// reader sees the old file or the whole new one.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
 // undo remembers which files of a directory, and which of its ancestors,

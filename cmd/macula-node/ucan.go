@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/ucan-wg/go-ucan/token/delegation"
 
+	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/ucan"
 )
@@ -257,7 +257,7 @@ the node name of the alias did:macula:<realm>.<name> to --to. --expires and
 				_, err := io.WriteString(w, text)
 				return err
 			}
-			if err := ucanWritePrivate(outPath, []byte(text)); err != nil {
+			if err := atomicfile.Write(outPath, []byte(text), 0o600); err != nil {
 				return fmt.Errorf("--out: %v", err)
 			}
 			res := with
@@ -424,8 +424,8 @@ line, 7 refused (one line says why).`,
 			}
 			peer := forDID
 			if peer == "" {
-				if peer, err = ucanChainHolder(chain); err != nil {
-					return refused(fmt.Sprintf("cannot tell whom the chain is for (%v); give --for DID", err))
+				if peer, err = chain.Holder(); err != nil {
+					return refused(fmt.Sprintf("cannot tell whom the chain is for (%v); give --for DID", cleanUCANError(err)))
 				}
 			}
 			v, err := ucan.New(ucan.Config{Realm: realmName, Authority: authority})
@@ -456,7 +456,7 @@ line, 7 refused (one line says why).`,
 				switch {
 				case command == ucan.Member:
 					checkErr = ucan.CheckMember(vd, with)
-				case command == ucan.Subscribe && ucanIsPattern(with):
+				case command == ucan.Subscribe && realm.IsPattern(with):
 					checkErr = ucan.CheckPattern(vd, command, with)
 				default:
 					checkErr = ucan.Check(vd, command, with)
@@ -580,54 +580,10 @@ func ucanVerifyReason(err error, n int) string {
 	return cleanUCANError(err)
 }
 
-// ucanChainHolder returns the audience of the chain's last delegation: the
-// principal that holds it. Package ucan does not export it, so the leaf is
-// decoded with go-ucan; only its audience is used, Validate checks the rest.
-func ucanChainHolder(chain ucan.Chain) (holder string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			holder, err = "", fmt.Errorf("undecodable last token")
-		}
-	}()
-	leaf := chain.Leaf()
-	if leaf == nil {
-		return "", errors.New("empty chain")
-	}
-	tok, _, err := delegation.FromSealed(leaf)
-	if err != nil {
-		return "", errors.New("the last token is not a delegation")
-	}
-	aud := tok.Audience()
-	if aud == nil {
-		return "", errors.New("the last delegation has no audience")
-	}
-	s := aud.String()
-	if _, err := realm.ParseDIDKey(s); err != nil {
-		return "", fmt.Errorf("the last audience %q is not a did:key", s)
-	}
-	return s, nil
-}
-
-// ucanIsPattern reports whether a name has wildcard segments.
-func ucanIsPattern(name string) bool {
-	for _, seg := range strings.Split(name, ".") {
-		if seg == "*" || seg == ">" {
-			return true
-		}
-	}
-	return false
-}
-
-// cleanUCANError is err's message without the package's sentinel prefixes
-// ("ucan: unauthorized: ", "ucan: cannot issue: "), which say nothing to a
-// person at a command line.
-func cleanUCANError(err error) string {
-	msg := err.Error()
-	for _, p := range []string{"ucan: cannot issue: ", "ucan: unauthorized: ", "ucan: invalid configuration: ", "ucan: "} {
-		msg = strings.ReplaceAll(msg, p, "")
-	}
-	return oneLine(msg)
-}
+// cleanUCANError is err's message on one line, without the ucan package's
+// sentinel prefixes ("ucan: unauthorized: "), which say nothing to a person
+// at a command line.
+func cleanUCANError(err error) string { return oneLine(ucan.Reason(err)) }
 
 // ucanKeyError explains why a key file could not be loaded.
 func ucanKeyError(path string, err error) error {
@@ -697,27 +653,4 @@ func ucanReadLimited(path string, stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("%s: over %d bytes, not a chain", path, ucanMaxInput)
 	}
 	return data, nil
-}
-
-// ucanWritePrivate writes data to path with mode 0600, whole or not at all,
-// replacing an existing file.
-func ucanWritePrivate(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".ucan-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
