@@ -34,6 +34,15 @@ const (
 	// "io.acme.orders.game", so that "io.acme.orders.*" grants serving
 	// every capability.
 	Serve Command = "/macula/serve"
+	// Register: register a name in the registry; the resource is the key
+	// as a realm name (registry.Resource: chat/room1 is
+	// <realm>.chat.room1) or a pattern of them (<realm>.chat.>).
+	Register Command = "/macula/register"
+	// Join: join a group of the registry; resource as for Register.
+	Join Command = "/macula/join"
+	// Dispatch: send a message to the members of a registry key;
+	// resource as for Register.
+	Dispatch Command = "/macula/dispatch"
 
 	// revokeCommand is the command of a revocation record.
 	revokeCommand Command = "/macula/revoke"
@@ -47,13 +56,17 @@ var abilities = map[string]Command{
 	"publish": Publish, "write": Publish,
 	"subscribe": Subscribe, "read": Subscribe,
 	"advertise": Advertise, "provide": Advertise,
-	"member": Member,
-	"serve":  Serve,
-	"all":    All, "*": All,
+	"member":   Member,
+	"serve":    Serve,
+	"register": Register,
+	"join":     Join,
+	"dispatch": Dispatch,
+	"all":      All, "*": All,
 }
 
 // ParseCommand accepts a seed ability ("invoke", "read"), a short name
-// ("call", "publish", "subscribe", "advertise", "member", "serve", "all") or a command
+// ("call", "publish", "subscribe", "advertise", "member", "serve", "register",
+// "join", "dispatch", "all") or a command
 // path ("/macula/call"), and returns the command. A path outside /macula is
 // refused: Macula nodes only honour their own commands.
 func ParseCommand(s string) (Command, error) {
@@ -64,7 +77,7 @@ func ParseCommand(s string) (Command, error) {
 	if All.Covers(c) && validCommand(c) {
 		return c, nil
 	}
-	return "", fmt.Errorf("%w: unknown ability %q (want call, publish, subscribe, advertise, member, serve, all, invoke, read or a /macula/... command)", ErrIssue, s)
+	return "", fmt.Errorf("%w: unknown ability %q (want call, publish, subscribe, advertise, member, serve, register, join, dispatch, all, invoke, read or a /macula/... command)", ErrIssue, s)
 }
 
 // validCommand checks the command grammar: "/" or "/" followed by

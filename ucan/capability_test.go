@@ -17,6 +17,7 @@ func TestParseCommand(t *testing.T) {
 		"invoke": Call, "call": Call, "read": Subscribe, "subscribe": Subscribe,
 		"write": Publish, "publish": Publish, "advertise": Advertise, "member": Member, "serve": Serve,
 		"all": All, "*": All, "/macula/call": Call, "/macula": All, " Call ": Call,
+		"register": Register, "join": Join, "dispatch": Dispatch, "/macula/register": Register,
 	} {
 		if got, err := ParseCommand(in); err != nil || got != want {
 			t.Errorf("ParseCommand(%q) = %q, %v; want %q", in, got, err, want)

@@ -20,6 +20,9 @@
 //	/macula/subscribe  subscribe to topics (CheckPattern for patterns)
 //	/macula/advertise  advertise a procedure
 //	/macula/member     membership of the realm (see below)
+//	/macula/register   register a registry name (resource: the key as a realm name)
+//	/macula/join       join a registry group (resource as for register)
+//	/macula/dispatch   send to the members of a registry key (resource as for register)
 //
 // A command covers itself and the commands below it. The seed model's
 // {with: "io.acme.orders.*", can: "invoke"} is /macula/call on

@@ -126,7 +126,9 @@ delegations; a holder may sub-delegate what it holds, never more.
 TOKEN is the token or chain itself, @FILE for one in a file, or - for stdin.
 Of the MACULA_* variables only MACULA_REALM and MACULA_AUTHORITY apply here.
 Commands (--can): call (or invoke), publish (write), subscribe (read),
-advertise (provide), member, all (*), or a path such as /macula/call.`,
+advertise (provide), member, register, join, dispatch (registry keys: the key
+chat/room1 is the name REALM.chat.room1, the prefix chat/ is REALM.chat.>),
+all (*), or a path such as /macula/call.`,
 		Args:              cobra.ArbitraryArgs,
 		RunE:              groupRun,
 		PersistentPreRunE: ucanPreRun,
