@@ -128,9 +128,9 @@ type Process struct {
 	r          *Registry
 	addr       Addr // read-only
 	hasHandler bool // read-only
-	ctx  context.Context
-	stop context.CancelCauseFunc
-	done chan struct{} // closed once the process has ended and its entries are gone
+	ctx        context.Context
+	stop       context.CancelCauseFunc
+	done       chan struct{} // closed once the process has ended and its entries are gone
 
 	// mu guards mbox against closing while a sender uses it.
 	mu     sync.RWMutex
