@@ -262,7 +262,8 @@ func (l *peerLink) open() {
 // writeLoop writes what is queued and what the peer lacks until the link
 // closes.
 func (l *peerLink) writeLoop() {
-	defer l.close()
+	graceful := false
+	defer func() { l.shut(graceful) }()
 	for {
 		select {
 		case <-l.wake:
@@ -287,7 +288,7 @@ func (l *peerLink) writeLoop() {
 				continue
 			}
 			if drain {
-				_ = s.CloseWrite()
+				graceful = true
 				return
 			}
 			sent, err := l.push(s)
@@ -314,8 +315,12 @@ func (l *peerLink) write(s network.Stream, b []byte) error {
 	return nil
 }
 
-// close ends the link's streams; its state goes with it.
-func (l *peerLink) close() {
+// close ends the link's streams at once; its state goes with it.
+func (l *peerLink) close() { l.shut(false) }
+
+// shut closes the link: gracefully (our stream is closed after what was
+// written, so that the peer reads our goodbye), or at once (reset).
+func (l *peerLink) shut(graceful bool) {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
@@ -323,7 +328,11 @@ func (l *peerLink) close() {
 		l.mu.Unlock()
 		close(l.done)
 		if out != nil {
-			_ = out.Reset()
+			if graceful {
+				_ = out.Close()
+			} else {
+				_ = out.Reset()
+			}
 		}
 		if in != nil {
 			_ = in.Reset()
@@ -352,12 +361,14 @@ func (r *Registry) peerGone(p peer.ID) {
 	r.repl.mu.Lock()
 	l := r.repl.links[p]
 	r.repl.mu.Unlock()
-	if l == nil {
-		return
+	said := false
+	if l != nil {
+		l.close()
+		said = l.said.Load()
+		r.log.info("registry: link to peer closed", "peer", p)
 	}
-	l.close()
-	r.log.info("registry: link to peer closed", "peer", p)
-	if r.members == nil && !l.said.Load() {
+	// (The link may have closed already, on a failed write.)
+	if r.members == nil && !said {
 		r.purgeNode(p, ReasonNodeDown, "the connection to the node closed", "")
 	}
 }

@@ -1,0 +1,173 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// With a membership, a node's liveness comes from the membership, and
+// entries of nodes this one is not linked to arrive through the nodes it
+// is linked to.
+
+func TestRelayThroughNeighbour(t *testing.T) {
+	// a - b - c: a and c are not linked.
+	ns := newMemberNodes(t, 3, [][2]int{{0, 1}, {1, 2}}, nil)
+	a, c := ns[0], ns[2]
+	p := spawn(t, a.r)
+	mustRegister(t, p, "user/far", "a")
+	mustJoin(t, p, "room/far", "a")
+	hasName(t, c.r, "user/far", p.Addr())
+	memberCount(t, c.r, "room/far", 1)
+	q := spawn(t, c.r)
+	mustJoin(t, q, "room/far", "c")
+	memberCount(t, a.r, "room/far", 2)
+	if err := p.Unregister("user/far"); err != nil {
+		t.Fatal(err)
+	}
+	hasName(t, c.r, "user/far", Addr{})
+	converged(t, ns)
+	if st := c.r.Stats(); st.DroppedRelayed != 0 {
+		t.Fatalf("relayed entries dropped: %+v", st)
+	}
+}
+
+func TestMembershipDecidesLiveness(t *testing.T) {
+	ns := newMemberNodes(t, 3, nil, nil)
+	a, b, c := ns[0], ns[1], ns[2]
+	p := spawn(t, c.r)
+	mustRegister(t, p, "user/c", "")
+	mustJoin(t, p, "room/c", "")
+	converged(t, ns)
+	m := monitor(t, a.r, "")
+	// c's connections go, but the membership still says it is alive
+	// (it may be reachable through others): its entries stay.
+	cut(a, c)
+	cut(b, c)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := a.r.Lookup("user/c"); err != nil {
+		t.Fatalf("entries went with the links: %v", err)
+	}
+	quiet(t, m)
+	// The membership says it failed: they go, as one batch.
+	a.m.drop(c.h.ID(), NodeFailed)
+	b.m.drop(c.h.ID(), NodeFailed)
+	bt := next(t, m)
+	if len(bt.Events) != 2 || bt.Events[0].Reason != ReasonNodeDown {
+		t.Fatalf("batch %v", bt.Events)
+	}
+	hasName(t, b.r, "user/c", Addr{})
+	// And b does not bring them back to a.
+	time.Sleep(200 * time.Millisecond)
+	if _, err := a.r.Lookup("user/c"); err == nil {
+		t.Fatal("c's entries came back")
+	}
+	// A clean leave: reason node_left.
+	mustJoin(t, spawn(t, b.r), "room/b", "")
+	memberCount(t, a.r, "room/b", 1)
+	next(t, m) // the join
+	a.m.drop(b.h.ID(), NodeLeft)
+	if bt := next(t, m); bt.Events[len(bt.Events)-1].Reason != ReasonNodeLeft {
+		t.Fatalf("batch %v", bt.Events)
+	}
+}
+
+func TestMembershipFailureWithLiveLink(t *testing.T) {
+	// The membership says b failed while a's link to it still works (a
+	// false suspicion): b's entries go, then come back through the link
+	// as soon as b writes again or the next digest shows the gap.
+	ns := newMemberNodes(t, 2, nil, nil)
+	a, b := ns[0], ns[1]
+	p := spawn(t, b.r)
+	mustRegister(t, p, "user/b", "")
+	hasName(t, a.r, "user/b", p.Addr())
+	a.m.drop(b.h.ID(), NodeFailed)
+	hasName(t, a.r, "user/b", Addr{})
+	a.m.set(NodeInfo{ID: b.h.ID()})
+	hasName(t, a.r, "user/b", p.Addr())
+}
+
+func TestMembershipClusterUpdate(t *testing.T) {
+	ns := newMemberNodes(t, 2, nil, nil)
+	a, b := ns[0], ns[1]
+	ctx := context.Background()
+	for _, n := range ns {
+		if err := n.r.Connect(ctx, "game"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes, _ := a.r.Nodes(InCluster("game"))
+	if len(nodes) != 2 {
+		t.Fatalf("nodes %v", nodes)
+	}
+	mustJoin(t, spawn(t, b.r), "room/1", "", InCluster("game"))
+	memberCount(t, a.r, "room/1", 1, InCluster("game"))
+	if err := b.r.Disconnect(ctx, "game"); err != nil {
+		t.Fatal(err)
+	}
+	memberCount(t, a.r, "room/1", 0, InCluster("game"))
+	nodes, _ = a.r.Nodes(InCluster("game"))
+	if len(nodes) != 1 || nodes[0] != a.h.ID() {
+		t.Fatalf("nodes after disconnect %v", nodes)
+	}
+}
+
+func TestPartitionHealWithMembership(t *testing.T) {
+	// a | b c: both sides write, the membership declares the other side
+	// failed, then everything heals.
+	ns := newMemberNodes(t, 3, nil, nil)
+	a, b, c := ns[0], ns[1], ns[2]
+	pa, pb := spawn(t, a.r), spawn(t, b.r)
+	mustRegister(t, pa, "old/a", "")
+	mustJoin(t, pb, "room/1", "b")
+	converged(t, ns)
+	cut(a, b)
+	cut(a, c)
+	a.m.drop(b.h.ID(), NodeFailed)
+	a.m.drop(c.h.ID(), NodeFailed)
+	b.m.drop(a.h.ID(), NodeFailed)
+	c.m.drop(a.h.ID(), NodeFailed)
+	mustRegister(t, pa, "cut/a", "")
+	mustRegister(t, pa, "both", "a")
+	time.Sleep(5 * time.Millisecond)
+	mustRegister(t, pb, "cut/b", "")
+	mustRegister(t, pb, "both", "b")
+	if err := pb.Leave("room/1"); err != nil {
+		t.Fatal(err)
+	}
+	hasName(t, c.r, "cut/b", pb.Addr())
+	// Heal.
+	a.m.set(NodeInfo{ID: b.h.ID()})
+	a.m.set(NodeInfo{ID: c.h.ID()})
+	b.m.set(NodeInfo{ID: a.h.ID()})
+	c.m.set(NodeInfo{ID: a.h.ID()})
+	link(t, a, b)
+	link(t, a, c)
+	s := converged(t, ns)
+	for _, w := range []string{"name old/a " + pa.Addr().String(), "name cut/a", "name cut/b", "name both " + pa.Addr().String()} {
+		if !strings.Contains(s, w) {
+			t.Fatalf("missing %q in\n%s", w, s)
+		}
+	}
+	if strings.Contains(s, "room/1") {
+		t.Fatalf("a removed membership came back:\n%s", s)
+	}
+	if m := <-pb.Messages(); m.Kind != MessageLost || m.Key != "both" {
+		t.Fatalf("notice %+v", m)
+	}
+}
+
+func TestRelayedStateIsBounded(t *testing.T) {
+	// A node that sends more than MaxOriginEntries is cut off, counted.
+	ns := newMemberNodes(t, 2, nil, func(c *Config) { c.MaxOriginEntries = 50 })
+	p := spawn(t, ns[0].r)
+	for i := range 60 {
+		mustJoin(t, p, fmt.Sprintf("many/%d", i), "")
+	}
+	eventually(t, 5*time.Second, "the drop to be counted", func() bool { return ns[1].r.Stats().DroppedOverLimit > 0 })
+	if ms, _ := ns[1].r.Members("many/"); len(ms) > 50 {
+		t.Fatalf("%d entries kept", len(ms))
+	}
+}
