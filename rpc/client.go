@@ -334,7 +334,7 @@ func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, proced
 			return nil, false, err
 		}
 	}
-	if !x.openRealm {
+	if !x.openRealm && !internal(procedure) {
 		if err := x.checkProvider(ctx, p, procedure, o); err != nil {
 			return nil, false, err
 		}

@@ -306,6 +306,7 @@ func (x *RPC) Unadvertise(procedure string) error {
 	x.mu.Lock()
 	old := *x.handlers.Load()
 	_, ok := old[procedure]
+	ok = ok && !internal(procedure)
 	if ok {
 		m := maps.Clone(old)
 		delete(m, procedure)
@@ -326,7 +327,9 @@ func (x *RPC) Advertised() []string {
 	hs := *x.handlers.Load()
 	out := make([]string, 0, len(hs))
 	for p := range hs {
-		out = append(out, p)
+		if !internal(p) {
+			out = append(out, p)
+		}
 	}
 	return out
 }

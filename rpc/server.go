@@ -92,10 +92,12 @@ func (sc *serverConn) readLoop() error {
 			}
 			vd := sc.open
 			if vd == nil {
+				vd = x.cfg.Access.Peer(sc.caller.PeerID)
+			}
+			if sc.open == nil && !internal(req.procedure) {
 				// Looked up per call: the node replaces the verdict when
 				// the peer presents new chains, and drops it when the
 				// peer leaves the realm.
-				vd = x.cfg.Access.Peer(sc.caller.PeerID)
 				if err := ucan.Check(vd, ucan.Call, req.procedure); err != nil {
 					x.stats.refused.Add(1)
 					sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeUnauthorized, Message: fmt.Sprintf("calling %s: %v", req.procedure, err)})
