@@ -38,6 +38,20 @@ const (
 	// MemberFailed: a member stopped answering and was declared failed;
 	// Reason says how it was found out.
 	MemberFailed
+	// ActorStarted: an actor started on this node (Capability, ActorKind,
+	// Actor, Incarnation).
+	ActorStarted
+	// ActorStopped: an actor stopped; Reason is passivated, moved, closed
+	// or crashed.
+	ActorStopped
+	// ActorCrashed: an actor panicked; Reason is the panic value.
+	ActorCrashed
+	// ActorMoved: an actor was handed to the node Peer, its shard's new
+	// owner.
+	ActorMoved
+	// ShardsChanged: this node's shards of Capability changed: it gained
+	// Gained and lost Lost of them; Shards is how many it owns now.
+	ShardsChanged
 )
 
 var kindNames = map[Kind]string{
@@ -53,6 +67,11 @@ var kindNames = map[Kind]string{
 	MemberUpdated:  "member_updated",
 	MemberLeft:     "member_left",
 	MemberFailed:   "member_failed",
+	ActorStarted:   "actor_started",
+	ActorStopped:   "actor_stopped",
+	ActorCrashed:   "actor_crashed",
+	ActorMoved:     "actor_moved",
+	ShardsChanged:  "shards_changed",
 }
 
 // String returns the kind's stable name, such as "connection_up".
@@ -113,6 +132,17 @@ type Event struct {
 	// Capabilities and Clusters are a member's (member events).
 	Capabilities []string `json:"capabilities,omitempty"`
 	Clusters     []string `json:"clusters,omitempty"`
+
+	// Capability, ActorKind, Actor (its id) and Incarnation name an actor
+	// (actor events); Capability alone a capability's shards.
+	Capability  string `json:"capability,omitempty"`
+	ActorKind   string `json:"actor_kind,omitempty"`
+	Actor       string `json:"actor,omitempty"`
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	// Shards, Gained and Lost count a node's shards (shards_changed).
+	Shards int `json:"shards,omitempty"`
+	Gained int `json:"gained,omitempty"`
+	Lost   int `json:"lost,omitempty"`
 }
 
 // String renders the event as one JSON line, for logs and the CLI.

@@ -43,6 +43,11 @@ const (
 	// Dispatch: send a message to the members of a registry key;
 	// resource as for Register.
 	Dispatch Command = "/macula/dispatch"
+	// Actor: call and cast to the actors of a kind of a capability; the
+	// resource is "<realm>.<capability>.<kind>" (actors.ActorResource), so
+	// that "io.acme.orders.game.*" grants every kind of the capability
+	// game.
+	Actor Command = "/macula/actor"
 
 	// revokeCommand is the command of a revocation record.
 	revokeCommand Command = "/macula/revoke"
@@ -61,12 +66,13 @@ var abilities = map[string]Command{
 	"register": Register,
 	"join":     Join,
 	"dispatch": Dispatch,
+	"actor":    Actor,
 	"all":      All, "*": All,
 }
 
 // ParseCommand accepts a seed ability ("invoke", "read"), a short name
 // ("call", "publish", "subscribe", "advertise", "member", "serve", "register",
-// "join", "dispatch", "all") or a command
+// "join", "dispatch", "actor", "all") or a command
 // path ("/macula/call"), and returns the command. A path outside /macula is
 // refused: Macula nodes only honour their own commands.
 func ParseCommand(s string) (Command, error) {
@@ -77,7 +83,7 @@ func ParseCommand(s string) (Command, error) {
 	if All.Covers(c) && validCommand(c) {
 		return c, nil
 	}
-	return "", fmt.Errorf("%w: unknown ability %q (want call, publish, subscribe, advertise, member, serve, register, join, dispatch, all, invoke, read or a /macula/... command)", ErrIssue, s)
+	return "", fmt.Errorf("%w: unknown ability %q (want call, publish, subscribe, advertise, member, serve, register, join, dispatch, actor, all, invoke, read or a /macula/... command)", ErrIssue, s)
 }
 
 // validCommand checks the command grammar: "/" or "/" followed by

@@ -15,7 +15,7 @@ import (
 func TestParseCommand(t *testing.T) {
 	for in, want := range map[string]Command{
 		"invoke": Call, "call": Call, "read": Subscribe, "subscribe": Subscribe,
-		"write": Publish, "publish": Publish, "advertise": Advertise, "member": Member, "serve": Serve,
+		"write": Publish, "publish": Publish, "advertise": Advertise, "member": Member, "serve": Serve, "actor": Actor,
 		"all": All, "*": All, "/macula/call": Call, "/macula": All, " Call ": Call,
 		"register": Register, "join": Join, "dispatch": Dispatch, "/macula/register": Register,
 	} {

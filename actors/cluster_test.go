@@ -1,0 +1,181 @@
+package actors
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/rpc"
+)
+
+// This file has the in-process membership fake of the unit tests: each
+// node's view is set by the test, so that views can agree or disagree on
+// purpose. The end-to-end tests (cmd/macula-node) use the real membership.
+
+const testRealm = "io.acme.game"
+
+// fakeMembers is one node's view of the membership.
+type fakeMembers struct {
+	self peer.ID
+	// mu guards live and subs.
+	mu   sync.Mutex
+	live []Member
+	subs []chan struct{}
+}
+
+func (f *fakeMembers) SelfID() peer.ID { return f.self }
+
+func (f *fakeMembers) Live() []Member {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.live)
+}
+
+func (f *fakeMembers) Changed(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.subs = append(f.subs, ch)
+	f.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if i := slices.Index(f.subs, ch); i >= 0 {
+			f.subs = slices.Delete(f.subs, i, i+1)
+			close(ch)
+		}
+	})
+	return ch
+}
+
+func (f *fakeMembers) set(ms []Member) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live = slices.Clone(ms)
+	for _, ch := range f.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// tnode is one node of an in-process cluster: a libp2p host, rpc, and an
+// actor system with the counter kinds registered.
+type tnode struct {
+	name string
+	caps []string
+	h    host.Host
+	rpc  *rpc.RPC
+	bus  *event.Bus
+	mem  *fakeMembers
+	sys  *System
+	down bool
+}
+
+type cluster struct {
+	t     testing.TB
+	nodes []*tnode
+}
+
+func newCluster(t testing.TB) *cluster { return &cluster{t: t} }
+
+// add starts a node serving caps; it knows the members of the cluster's
+// current view (the others learn of it with sync).
+func (c *cluster) add(name string, mod func(*Config), caps ...string) *tnode {
+	t := c.t
+	t.Helper()
+	h := testnet.Host(t)
+	bus := event.NewBus()
+	r, err := rpc.New(h, nil, bus, rpc.Config{Realm: testRealm, Logger: quiet()})
+	must(t, err)
+	n := &tnode{name: name, caps: caps, h: h, rpc: r, bus: bus, mem: &fakeMembers{self: h.ID()}}
+	for _, o := range c.nodes {
+		if !o.down {
+			testnet.Connect(t, h, o.h)
+		}
+	}
+	c.nodes = append(c.nodes, n)
+	n.mem.set(c.view())
+	cfg := Config{Realm: testRealm, Logger: quiet(), Settle: -1, HandoffTimeout: 3 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, n.mem, r, bus)
+	must(t, err)
+	n.sys = s
+	for _, k := range []string{"counter"} {
+		for _, capName := range caps {
+			must(t, s.Register(capName, k, func(string) Actor { return &counter{} }))
+		}
+	}
+	t.Cleanup(func() {
+		// Leave as the real membership would: others forget it.
+		if !n.down {
+			n.down = true
+			n.sys.Close()
+			c.sync()
+		}
+		n.close()
+	})
+	return n
+}
+
+func (n *tnode) close() {
+	if n.sys != nil {
+		n.sys.Close()
+	}
+	n.rpc.Close()
+	n.h.Close()
+	n.bus.Close()
+}
+
+// view is the membership: every node that is not down.
+func (c *cluster) view() []Member {
+	var ms []Member
+	for _, n := range c.nodes {
+		if !n.down {
+			ms = append(ms, Member{ID: n.h.ID(), Capabilities: n.caps})
+		}
+	}
+	return ms
+}
+
+// sync gives every live node the current view.
+func (c *cluster) sync() {
+	v := c.view()
+	for _, n := range c.nodes {
+		if !n.down {
+			n.mem.set(v)
+		}
+	}
+}
+
+// waitView waits until every live node's router has the current view.
+func (c *cluster) waitView() {
+	c.t.Helper()
+	want := len(c.view())
+	waitUntil(c.t, "the views", func() bool {
+		for _, n := range c.nodes {
+			if !n.down && len(n.sys.route.view.Load().live) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (c *cluster) byID(id peer.ID) *tnode {
+	for _, n := range c.nodes {
+		if n.h.ID() == id {
+			return n
+		}
+	}
+	return nil
+}

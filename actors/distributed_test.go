@@ -1,0 +1,317 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/ring"
+)
+
+// threeNodes: A serves game, B chat, C game, chat and payment (the
+// original's clustering guide).
+func threeNodes(t *testing.T) (*cluster, *tnode, *tnode, *tnode) {
+	c := newCluster(t)
+	a := c.add("a", nil, "game")
+	b := c.add("b", nil, "chat")
+	cc := c.add("c", nil, "game", "chat", "payment")
+	c.sync()
+	c.waitView()
+	return c, a, b, cc
+}
+
+func callCount(t testing.TB, s *System, capability, id string) (Ref, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ref, reply, err := s.Call(ctx, Request{Capability: capability, Kind: "counter", ID: id})
+	if err != nil {
+		t.Fatalf("call %s %q from %s: %v", capability, id, s.Self(), err)
+	}
+	n, err := strconv.Atoi(string(reply))
+	must(t, err)
+	return ref, n
+}
+
+func TestPlacementAcrossNodes(t *testing.T) {
+	c, a, b, cc := threeNodes(t)
+	allowed := map[string][]peer.ID{
+		"game":    {a.h.ID(), cc.h.ID()},
+		"chat":    {b.h.ID(), cc.h.ID()},
+		"payment": {cc.h.ID()},
+	}
+	where := map[string]map[peer.ID]int{}
+	for capName, nodes := range allowed {
+		where[capName] = map[peer.ID]int{}
+		for i := range 60 {
+			id := fmt.Sprint(capName, "_", i)
+			var first Ref
+			// Each id from every node: always the same node, the
+			// placement's owner, and one count.
+			for k, from := range c.nodes {
+				ref, n := callCount(t, from.sys, capName, id)
+				if n != k+1 {
+					t.Fatalf("%s %s: count %d from node %d", capName, id, n, k)
+				}
+				if k == 0 {
+					first = ref
+				} else if ref != first {
+					t.Fatalf("%s %s: reference %v from %s, was %v", capName, id, ref, from.name, first)
+				}
+			}
+			if !contains(nodes, first.Node) {
+				t.Fatalf("%s %s ran on %s, which does not serve %s", capName, id, c.byID(first.Node).name, capName)
+			}
+			want := ring.Place(capName, []string{string(nodes[0]), string(nodes[len(nodes)-1])})
+			if o, _ := want.OwnerOf(id); peer.ID(o) != first.Node {
+				t.Fatalf("%s %s on %s, the ring says %s", capName, id, first.Node, peer.ID(o))
+			}
+			where[capName][first.Node]++
+		}
+	}
+	if len(where["game"]) != 2 || len(where["chat"]) != 2 || len(where["payment"]) != 1 {
+		t.Fatalf("spread: %v", where)
+	}
+	// A capability nobody serves, and a kind the owner lacks.
+	ctx := context.Background()
+	if _, _, err := a.sys.Call(ctx, Request{Capability: "video", Kind: "counter", ID: "x"}); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("unserved capability: %v", err)
+	}
+	if _, _, err := a.sys.Call(ctx, Request{Capability: "payment", Kind: "wallet", ID: "x"}); !errors.Is(err, ErrUnknownKind) {
+		t.Fatalf("unknown kind on the owner: %v", err)
+	}
+	// Casts cross nodes too.
+	for range 3 {
+		must(t, b.sys.Cast(ctx, Request{Capability: "payment", Kind: "counter", ID: "payment_0", Payload: []byte("inc")}))
+	}
+	if _, n := callCount(t, a.sys, "payment", "payment_0"); n != 7 {
+		t.Fatalf("after 3 casts from b: %d, want 7", n)
+	}
+	checkLogs(t, c)
+}
+
+func contains(ids []peer.ID, id peer.ID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// checkLogs runs the single-activation checker over every live node's log.
+func checkLogs(t testing.TB, c *cluster, extra ...Activation) CheckReport {
+	t.Helper()
+	all := append([]Activation(nil), extra...)
+	for _, n := range c.nodes {
+		if n.down && n.sys == nil {
+			continue
+		}
+		l, _ := n.sys.ActivationLog()
+		all = append(all, l...)
+	}
+	rep := CheckSingleActivation(all, time.Now())
+	t.Logf("single activation: %s", rep)
+	if rep.OverlapCount > 0 {
+		t.Fatalf("double activation while views agreed: %v", rep.Overlaps)
+	}
+	return rep
+}
+
+// loadCounters runs one sequential caller per id: each call must return the
+// previous count plus one (delivered once, in order) unless reset is
+// allowed (a crash). It stops when stop closes and returns the failures.
+type loadResult struct {
+	mu     sync.Mutex
+	calls  int
+	errs   map[string]int
+	resets int
+	bad    []string
+	counts map[string]int
+}
+
+func runLoad(t testing.TB, from []*System, capability string, ids []string, stop <-chan struct{}, allowReset func() bool) *loadResult {
+	res := &loadResult{errs: map[string]int{}, counts: map[string]int{}}
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := -1
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					res.mu.Lock()
+					res.counts[id] = last
+					res.mu.Unlock()
+					return
+				default:
+				}
+				s := from[(i+k)%len(from)]
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, reply, err := s.Call(ctx, Request{Capability: capability, Kind: "counter", ID: id})
+				cancel()
+				res.mu.Lock()
+				res.calls++
+				if err != nil {
+					res.errs[errClass(err)]++
+					if len(res.errs) < 20 {
+						t.Logf("%s: %v", id, err)
+					}
+					res.mu.Unlock()
+					if errors.Is(err, ErrLost) || errors.Is(err, ErrTimeout) {
+						last = -1 // may or may not have run
+					}
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				n, _ := strconv.Atoi(string(reply))
+				switch {
+				case last < 0 || n == last+1:
+				case n == 1 && allowReset != nil && allowReset():
+					res.resets++
+				default:
+					res.bad = append(res.bad, fmt.Sprintf("%s: %d after %d", id, n, last))
+				}
+				last = n
+				res.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(wg.Wait)
+	go func() { <-stop; wg.Wait() }()
+	return res
+}
+
+func errClass(err error) string {
+	for _, e := range []error{ErrLost, ErrUnavailable, ErrTimeout, ErrNotServed, ErrClosed} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return err.Error()
+}
+
+// TestJoinAndLeaveMoveActorsWithState: a fourth node joins (shards move to
+// it; the counters keep their counts), then C leaves cleanly (its actors
+// move with their counts), all under load from sequential callers whose
+// every reply must be the previous count plus one.
+func TestJoinAndLeaveMoveActorsWithState(t *testing.T) {
+	c, a, b, cc := threeNodes(t)
+	ids := make([]string, 64)
+	for i := range ids {
+		ids[i] = fmt.Sprint("player_", i)
+	}
+	for _, id := range ids {
+		callCount(t, a.sys, "game", id)
+	}
+	stop := make(chan struct{})
+	res := runLoad(t, []*System{a.sys, b.sys}, "game", ids, stop, nil)
+	time.Sleep(200 * time.Millisecond)
+
+	// D joins: it learns the view first, then the others, one by one (a
+	// window where views disagree).
+	d := c.add("d", nil, "game")
+	for _, n := range c.nodes {
+		n.mem.set(c.view())
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.waitView()
+	waitUntil(t, "actors on d", func() bool { return d.sys.Stats().MovedIn > 0 })
+	time.Sleep(300 * time.Millisecond)
+
+	// C leaves cleanly: Close hands its actors over, then it leaves the
+	// membership.
+	must(t, cc.sys.Close())
+	cc.down = true
+	c.sync()
+	c.waitView()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	time.Sleep(50 * time.Millisecond)
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	t.Logf("%d calls under load, errors %v, moved out: a %d, c %d; moved in: d %d, a %d; handoff timeouts d %d",
+		res.calls, res.errs, a.sys.Stats().MovedOut, cc.sys.Stats().MovedOut, d.sys.Stats().MovedIn, a.sys.Stats().MovedIn, d.sys.Stats().HandoffTimeouts)
+	if len(res.bad) > 0 {
+		t.Fatalf("counts out of order or lost: %v", res.bad)
+	}
+	// Every id keeps its count: one more call gives the count the load saw
+	// plus one.
+	for _, id := range ids {
+		want := res.counts[id] + 1
+		ref, n := callCount(t, b.sys, "game", id)
+		if n != want {
+			t.Fatalf("%s: count %d after the moves, want %d", id, n, want)
+		}
+		if ref.Node != a.h.ID() && ref.Node != d.h.ID() {
+			t.Fatalf("%s on %s after C left", id, ref.Node)
+		}
+	}
+	if d.sys.Stats().MovedIn == 0 || cc.sys.Stats().MovedOut == 0 {
+		t.Fatal("no actor moved")
+	}
+	checkLogs(t, c)
+}
+
+// TestCrash: a node dies without a word; calls to its actors fail with
+// typed errors within their deadline until the others notice, then succeed
+// on the new owner with fresh state.
+func TestCrash(t *testing.T) {
+	c, a, b, cc := threeNodes(t)
+	// Actors owned by C.
+	var onC []string
+	for i := 0; len(onC) < 10; i++ {
+		id := fmt.Sprint("p", i)
+		if ref, _ := callCount(t, a.sys, "game", id); ref.Node == cc.h.ID() {
+			onC = append(onC, id)
+		}
+	}
+	// C dies: its host goes, its system is never told.
+	cc.rpc.Close()
+	cc.h.Close()
+	killed := time.Now()
+	for _, id := range onC {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		start := time.Now()
+		_, _, err := b.sys.Call(ctx, Request{Capability: "game", Kind: "counter", ID: id})
+		cancel()
+		if err == nil {
+			t.Fatalf("%s: a call to the dead owner succeeded", id)
+		}
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrLost) && !errors.Is(err, ErrTimeout) {
+			t.Fatalf("%s: %v, want a typed error", id, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("%s: failed after %v, deadline 500ms", id, d)
+		}
+	}
+	// The membership declares it failed.
+	cc.down = true
+	c.sync()
+	c.waitView()
+	for _, id := range onC {
+		ref, n := callCount(t, b.sys, "game", id)
+		if ref.Node != a.h.ID() || n != 1 {
+			t.Fatalf("%s after the crash: on %s, count %d; want a fresh actor on a", id, ref.Node, n)
+		}
+	}
+	// C's activations end at the kill.
+	l, _ := cc.sys.ActivationLog()
+	var ended []Activation
+	for _, r := range l {
+		ended = append(ended, r)
+		if r.Started {
+			ended = append(ended, Activation{Capability: r.Capability, Kind: r.Kind, ID: r.ID, Node: r.Node, Incarnation: r.Incarnation, Time: killed})
+		}
+	}
+	cc.sys.Close()
+	cc.sys = nil
+	checkLogs(t, c, ended...)
+}

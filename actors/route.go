@@ -1,0 +1,693 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/ring"
+	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/ucan"
+)
+
+// This file decides where a message goes: the owner of its shard in this
+// node's view of the membership, and what a node does while shards move.
+//
+// Ownership of a shard changes in three steps on the node that loses it:
+// the shard is marked leaving (its admission lock makes the mark take
+// effect between two messages), so new messages are sent on to the new
+// owner; its actors finish the messages they already have, then are
+// snapshotted, stopped and sent; last, a final handoff message releases the
+// shard. The node that gains a shard from a live previous owner holds its
+// messages at a gate until that release (or HandoffTimeout). Since the old
+// owner answers every message it has accepted before it hands over, and the
+// new owner answers none before the release, each sender's messages are
+// handled in order and an actor runs on one node at a time, as long as both
+// nodes' views agree on who the previous owner was.
+
+// view is one membership view and the placements computed from it.
+type view struct {
+	version uint64
+	live    map[peer.ID]bool
+	caps    map[string]*ring.Placement // capabilities some live node serves
+}
+
+// owner returns the owner of shard of capability in v.
+func (v *view) owner(capability string, shard int) (peer.ID, bool) {
+	p := v.caps[capability]
+	if p == nil {
+		return "", false
+	}
+	o, ok := p.Owner(shard)
+	return peer.ID(o), ok
+}
+
+// capState is what a node knows about the shards of one capability beyond
+// its view: which are moving in or out.
+type capState struct {
+	name string
+	// locks: admission (RLock) against ownership changes (Lock), per shard.
+	locks [ring.Shards]sync.RWMutex
+	// flags[shard] is nonzero while the shard has an entry in gates,
+	// leaving or adopted: only then does admission take mu.
+	flags [ring.Shards]atomic.Uint32
+
+	// mu guards the maps.
+	mu sync.Mutex
+	// gates: shards gained from a live previous owner, waiting for its
+	// handoff.
+	gates map[int]*gate
+	// leaving: shards being handed to another node (the value), whose
+	// messages are sent on to it.
+	leaving map[int]peer.ID
+	// adopted: shards that their owner in this node's view (the value)
+	// handed to this node before the view said so.
+	adopted map[int]peer.ID
+}
+
+func (cs *capState) setFlagLocked(shard int) {
+	_, g := cs.gates[shard]
+	_, l := cs.leaving[shard]
+	_, a := cs.adopted[shard]
+	if g || l || a {
+		cs.flags[shard].Store(1)
+	} else {
+		cs.flags[shard].Store(0)
+	}
+}
+
+// gate holds the messages of a gained shard until the previous owner's
+// handoff arrives, or its timer fires.
+type gate struct {
+	from  peer.ID
+	ch    chan struct{}
+	timer *time.Timer
+	once  sync.Once
+}
+
+func (g *gate) open() {
+	g.once.Do(func() {
+		close(g.ch)
+		if g.timer != nil {
+			g.timer.Stop()
+		}
+	})
+}
+
+type router struct {
+	s *System
+
+	view atomic.Pointer[view]
+	// changed is closed and replaced when the view changes.
+	changed atomic.Pointer[chan struct{}]
+	// ready is closed once the first view is in place.
+	ready chan struct{}
+	// kickCh asks the loop to compute the view again (alone: a kind was
+	// registered); the loop closes the channel it receives when done.
+	kickCh chan chan struct{}
+	// loopDone is closed when the view loop has returned; stopLoop ends it.
+	loopDone chan struct{}
+	stopLoop context.CancelFunc
+	loopCtx  context.Context
+
+	// capsMu guards caps (copy on write).
+	capsMu sync.Mutex
+	caps   atomic.Pointer[map[string]*capState]
+
+	// leaving: the system is closing and hands its shards over.
+	leavingAll atomic.Bool
+
+	movedOut, movedIn, handoffTimeouts, conflicts, redirects atomic.Uint64
+}
+
+func (r *router) init(s *System) {
+	r.s = s
+	r.ready = make(chan struct{})
+	r.kickCh = make(chan chan struct{})
+	r.loopDone = make(chan struct{})
+	ch := make(chan struct{})
+	r.changed.Store(&ch)
+	r.caps.Store(&map[string]*capState{})
+	r.view.Store(&view{live: map[peer.ID]bool{}, caps: map[string]*ring.Placement{}})
+	r.loopCtx, r.stopLoop = context.WithCancel(context.Background())
+}
+
+func (r *router) start() {
+	r.s.wg.Add(1)
+	go r.loop()
+}
+
+// kick has the view computed again and waits for it.
+func (r *router) kick() {
+	done := make(chan struct{})
+	select {
+	case r.kickCh <- done:
+		<-done
+	case <-r.loopDone:
+	}
+}
+
+// stop ends the view loop and opens every gate.
+func (r *router) stop() {
+	r.stopLoop()
+	<-r.loopDone
+	for _, cs := range *r.caps.Load() {
+		cs.mu.Lock()
+		for _, g := range cs.gates {
+			g.open()
+		}
+		cs.mu.Unlock()
+	}
+}
+
+func (r *router) capState(name string) *capState {
+	if cs := (*r.caps.Load())[name]; cs != nil {
+		return cs
+	}
+	r.capsMu.Lock()
+	defer r.capsMu.Unlock()
+	old := *r.caps.Load()
+	if cs := old[name]; cs != nil {
+		return cs
+	}
+	cs := &capState{name: name, gates: map[int]*gate{}, leaving: map[int]peer.ID{}, adopted: map[int]peer.ID{}}
+	m := make(map[string]*capState, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[name] = cs
+	r.caps.Store(&m)
+	return cs
+}
+
+// loop keeps the view up to date.
+func (r *router) loop() {
+	defer r.s.wg.Done()
+	defer close(r.loopDone)
+	ctx := r.loopCtx
+	var changes <-chan struct{}
+	if r.s.members != nil {
+		changes = r.s.members.Changed(ctx)
+		r.settle(ctx, changes)
+	}
+	r.apply(r.compute(), true)
+	close(r.ready)
+	for {
+		var done chan struct{}
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-changes:
+			if !ok {
+				return
+			}
+		case done = <-r.kickCh:
+		}
+		r.apply(r.compute(), false)
+		if done != nil {
+			close(done)
+		}
+	}
+}
+
+// settle waits until the membership has not changed for Settle, at most
+// SettleMax: a node that has just started knows few members yet.
+func (r *router) settle(ctx context.Context, changes <-chan struct{}) {
+	if r.s.cfg.Settle < 0 {
+		return
+	}
+	limit := time.NewTimer(r.s.cfg.SettleMax)
+	defer limit.Stop()
+	quiet := time.NewTimer(r.s.cfg.Settle)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			return
+		case <-quiet.C:
+			return
+		case _, ok := <-changes:
+			if !ok {
+				return
+			}
+			quiet.Reset(r.s.cfg.Settle)
+		}
+	}
+}
+
+// compute makes the view of the current membership.
+func (r *router) compute() *view {
+	old := r.view.Load()
+	v := &view{version: old.version + 1, live: map[peer.ID]bool{}, caps: map[string]*ring.Placement{}}
+	nodes := map[string][]string{}
+	if r.s.members == nil {
+		v.live[r.s.self] = true
+		for k := range *r.s.local.kinds.Load() {
+			nodes[k.capability] = []string{string(r.s.self)}
+		}
+	} else {
+		for _, m := range r.s.members.Live() {
+			v.live[m.ID] = true
+			for _, c := range m.Capabilities {
+				nodes[c] = append(nodes[c], string(m.ID))
+			}
+		}
+	}
+	for c, ns := range nodes {
+		slices.Sort(ns)
+		ns = slices.Compact(ns)
+		if p := old.caps[c]; p != nil && slices.Equal(p.Nodes(), ns) {
+			v.caps[c] = p // unchanged: no need to place again
+			continue
+		}
+		v.caps[c] = ring.Place(c, ns)
+	}
+	return v
+}
+
+// apply installs v: it gates the shards gained from live previous owners,
+// marks and hands over the shards lost, then publishes v.
+func (r *router) apply(v *view, first bool) {
+	old := r.view.Load()
+	self := r.s.self
+	type handoff struct {
+		cs     *capState
+		target peer.ID
+		shards []int
+	}
+	var handoffs []handoff
+	names := map[string]bool{}
+	for c := range old.caps {
+		names[c] = true
+	}
+	for c := range v.caps {
+		names[c] = true
+	}
+	for c := range names {
+		oldP, newP := old.caps[c], v.caps[c]
+		if first && newP != nil && r.s.members != nil {
+			// The previous owners of a node that has just started are the
+			// owners without it.
+			oldP = ring.Place(c, slices.DeleteFunc(newP.Nodes(), func(n string) bool { return n == string(self) }))
+		}
+		if oldP == newP {
+			continue
+		}
+		cs := r.capState(c)
+		lost := map[peer.ID][]int{}
+		var gained, gatedN, owned int
+		cs.mu.Lock()
+		for shard := range ring.Shards {
+			oldOwner, _ := ownerOf(oldP, shard)
+			newOwner, hasNew := ownerOf(newP, shard)
+			by, adopted := cs.adopted[shard]
+			wasServing := oldOwner == self || (adopted && by == oldOwner)
+			nowServing := hasNew && (newOwner == self || (adopted && by == newOwner))
+			if newOwner == self {
+				owned++
+			}
+			if adopted && (newOwner == self || by != newOwner) {
+				delete(cs.adopted, shard)
+			}
+			switch {
+			case wasServing && !nowServing:
+				if t, moving := cs.leaving[shard]; moving && t == newOwner {
+					break
+				}
+				cs.leaving[shard] = newOwner // "" when nobody serves it now
+				lost[newOwner] = append(lost[newOwner], shard)
+			case !wasServing && nowServing && newOwner == self:
+				gained++
+				delete(cs.leaving, shard)
+				if !hasOwner(oldP, shard) || oldOwner == self || !v.live[oldOwner] || r.s.members == nil {
+					break // nobody to wait for: its state, if any, is gone
+				}
+				if g := cs.gates[shard]; g != nil && g.from == oldOwner {
+					break
+				}
+				gatedN++
+				g := &gate{from: oldOwner, ch: make(chan struct{})}
+				sh := shard
+				g.timer = time.AfterFunc(r.s.cfg.HandoffTimeout, func() {
+					cs.mu.Lock()
+					if cs.gates[sh] == g {
+						delete(cs.gates, sh)
+						cs.setFlagLocked(sh)
+						r.handoffTimeouts.Add(1)
+						r.s.log.Warn("no handoff from the previous owner; starting the shard's actors fresh",
+							"capability", cs.name, "shard", sh, "peer", g.from)
+					}
+					cs.mu.Unlock()
+					g.open()
+				})
+				if old := cs.gates[shard]; old != nil {
+					old.open()
+				}
+				cs.gates[shard] = g
+			}
+			cs.setFlagLocked(shard)
+		}
+		cs.mu.Unlock()
+		nLost := 0
+		for t, shards := range lost {
+			nLost += len(shards)
+			// The mark takes effect between two admissions: messages
+			// admitted before it are in mailboxes, which drain before the
+			// actors move.
+			for _, sh := range shards {
+				cs.locks[sh].Lock()
+				cs.locks[sh].Unlock()
+			}
+			handoffs = append(handoffs, handoff{cs: cs, target: t, shards: shards})
+		}
+		if gained > 0 || nLost > 0 {
+			r.s.bus.Emit(event.Event{Kind: event.ShardsChanged, Capability: c, Shards: owned, Gained: gained, Lost: nLost})
+			r.s.log.Info("shards changed", "capability", c, "owned", owned, "gained", gained, "waiting", gatedN, "lost", nLost)
+		}
+	}
+	r.view.Store(v)
+	ch := make(chan struct{})
+	close(*r.changed.Swap(&ch))
+	for _, h := range handoffs {
+		r.s.wg.Add(1)
+		go func() {
+			defer r.s.wg.Done()
+			r.handOff(r.s.ctx, h.cs, h.target, h.shards)
+		}()
+	}
+}
+
+func ownerOf(p *ring.Placement, shard int) (peer.ID, bool) {
+	if p == nil {
+		return "", false
+	}
+	o, ok := p.Owner(shard)
+	return peer.ID(o), ok
+}
+
+func hasOwner(p *ring.Placement, shard int) bool {
+	_, ok := ownerOf(p, shard)
+	return ok
+}
+
+// decision is where a message to a shard goes, as this node sees it.
+type decision struct {
+	serve    bool
+	wait     *gate
+	redirect peer.ID
+	err      error
+}
+
+// decide is called under the shard's admission lock.
+func (r *router) decide(v *view, cs *capState, shard int) decision {
+	owner, ok := v.owner(cs.name, shard)
+	if cs.flags[shard].Load() == 0 {
+		switch {
+		case ok && owner == r.s.self:
+			return decision{serve: true}
+		case ok:
+			return decision{redirect: owner}
+		}
+		return decision{err: fmt.Errorf("%w: %s", ErrNotServed, cs.name)}
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if t, moving := cs.leaving[shard]; moving {
+		if t == "" {
+			return decision{err: fmt.Errorf("%w: %s (this node stopped serving it)", ErrNotServed, cs.name)}
+		}
+		return decision{redirect: t}
+	}
+	if ok && owner == r.s.self {
+		if g := cs.gates[shard]; g != nil {
+			return decision{wait: g}
+		}
+		return decision{serve: true}
+	}
+	if by, adopted := cs.adopted[shard]; adopted && ok && by == owner {
+		return decision{serve: true}
+	}
+	if ok {
+		return decision{redirect: owner}
+	}
+	return decision{err: fmt.Errorf("%w: %s", ErrNotServed, cs.name)}
+}
+
+// deliverHere delivers req to its actor on this node if this node serves
+// the shard; otherwise it returns the node to try instead.
+func (r *router) deliverHere(cc *callCtx, req *Request, shard int, cast bool) (inc uint64, reply []byte, redirect peer.ID, err error) {
+	cs := r.capState(req.Capability)
+	for {
+		lk := &cs.locks[shard]
+		lk.RLock()
+		d := r.decide(r.view.Load(), cs, shard)
+		switch {
+		case d.wait != nil:
+			lk.RUnlock()
+			ctx := cc.bounded()
+			select {
+			case <-d.wait.ch:
+				continue
+			case <-ctx.Done():
+				return 0, nil, "", fmt.Errorf("%w: %s.%s %q: waiting for its shard to arrive from %s: %w",
+					ErrUnavailable, req.Capability, req.Kind, req.ID, d.wait.from, ctxErr(ctx))
+			}
+		case d.err != nil:
+			lk.RUnlock()
+			return 0, nil, "", d.err
+		case !d.serve:
+			lk.RUnlock()
+			return 0, nil, d.redirect, nil
+		}
+		if r.s.closing.Load() {
+			lk.RUnlock()
+			return 0, nil, "", ErrClosed
+		}
+		kt := r.s.local.kind(req.Capability, req.Kind)
+		if kt == nil {
+			lk.RUnlock()
+			return 0, nil, "", fmt.Errorf("%w: %s.%s on %s", ErrUnknownKind, req.Capability, req.Kind, r.s.self)
+		}
+		a, e, err := r.s.local.admit(cc, kt, shard, req.ID, cast, req.Payload, req.InitArg)
+		lk.RUnlock()
+		if err != nil || cast {
+			return 0, nil, "", err
+		}
+		var inc uint64
+		var reply []byte
+		if e == nil {
+			// Inline: the caller's own context (its deadline, if any).
+			inc, reply, err = r.s.local.complete(cc.ctx, a, nil, req.Payload, req.InitArg)
+		} else {
+			inc, reply, err = r.s.local.complete(cc.bounded(), a, e, req.Payload, req.InitArg)
+		}
+		return inc, reply, "", err
+	}
+}
+
+// maxHops bounds how many owners one message is sent on to before the
+// sender waits for its view to change.
+const maxHops = 3
+
+// send routes req to its owner and delivers it there.
+func (r *router) send(cc *callCtx, req *Request, cast bool) (Ref, []byte, error) {
+	ref := Ref{Capability: req.Capability, Kind: req.Kind, ID: req.ID}
+	select {
+	case <-r.ready:
+	default:
+		select {
+		case <-r.ready:
+		case <-cc.bounded().Done():
+			return ref, nil, fmt.Errorf("%w: the node's membership view is not ready: %w", ErrUnavailable, ctxErr(cc.bounded()))
+		}
+	}
+	shard := ring.ShardOf(req.ID)
+	var target peer.ID
+	hops := 0
+	backoff := 5 * time.Millisecond
+	var why error
+	for {
+		if target == "" {
+			changed := *r.changed.Load()
+			o, ok := r.view.Load().owner(req.Capability, shard)
+			if !ok {
+				if why == nil {
+					return ref, nil, fmt.Errorf("%w: %s", ErrNotServed, req.Capability)
+				}
+				// It was served a moment ago: wait for it to come back.
+				if err := r.pause(cc.bounded(), changed, &backoff); err != nil {
+					return ref, nil, fmt.Errorf("%w: %s.%s %q: %v (and %w)", ErrUnavailable, req.Capability, req.Kind, req.ID, why, err)
+				}
+				continue
+			}
+			target = o
+		}
+		if hops >= maxHops {
+			// Views disagree: let them settle.
+			changed := *r.changed.Load()
+			if err := r.pause(cc.bounded(), changed, &backoff); err != nil {
+				return ref, nil, fmt.Errorf("%w: %s.%s %q: owners disagree (%v): %w", ErrUnavailable, req.Capability, req.Kind, req.ID, why, err)
+			}
+			hops, target = 0, ""
+			continue
+		}
+		var (
+			inc      uint64
+			reply    []byte
+			redirect peer.ID
+			err      error
+		)
+		if target == r.s.self {
+			inc, reply, redirect, err = r.deliverHere(cc, req, shard, cast)
+		} else {
+			inc, reply, redirect, err = r.remote(cc, target, req, cast)
+		}
+		switch {
+		case redirect != "":
+			r.redirects.Add(1)
+			why = fmt.Errorf("%s sent it on to %s", target, redirect)
+			hops++
+			target = redirect
+			continue
+		case err == nil:
+			ref.Node, ref.Incarnation = target, inc
+			return ref, reply, nil
+		case errors.Is(err, errNotSent):
+			// Nothing ran: find the owner again once the view changes.
+			why = err
+			changed := *r.changed.Load()
+			if perr := r.pause(cc.bounded(), changed, &backoff); perr != nil {
+				return ref, nil, fmt.Errorf("%w: %s.%s %q: %v: %w", ErrUnavailable, req.Capability, req.Kind, req.ID, why, perr)
+			}
+			hops, target = 0, ""
+			continue
+		}
+		ref.Node = target
+		return ref, nil, err
+	}
+}
+
+// pause waits for the view to change (changed is closed), for backoff
+// (which doubles, up to 200 ms), or for ctx.
+func (r *router) pause(ctx context.Context, changed chan struct{}, backoff *time.Duration) error {
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	*backoff = min(2**backoff, 200*time.Millisecond)
+	select {
+	case <-changed:
+		return nil
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	case <-r.s.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// errNotSent marks a remote attempt that certainly did not reach an actor.
+var errNotSent = errors.New("not delivered")
+
+// remote sends req to the node p.
+func (r *router) remote(cc *callCtx, p peer.ID, req *Request, cast bool) (inc uint64, reply []byte, redirect peer.ID, err error) {
+	ctx := cc.ctx
+	if r.s.tr == nil {
+		return 0, nil, "", fmt.Errorf("%w: %s is owned by %s, and this system has no transport", ErrUnavailable, req.Capability, p)
+	}
+	m := msgRequest{cast: cast, capability: req.Capability, kind: req.Kind, id: req.ID, initArg: req.InitArg, payload: req.Payload}
+	buf := getBuf()
+	*buf = appendMsgRequest((*buf)[:0], &m)
+	out, err := r.s.tr.CallPeer(ctx, p, procMessage, *buf, rpc.WithTimeout(time.Until(cc.dl)))
+	putBuf(buf)
+	if err == nil {
+		inc, reply, err := parseMsgReply(out)
+		if err != nil {
+			return 0, nil, "", fmt.Errorf("%w: %s: %v", ErrLost, p, err)
+		}
+		return inc, reply, "", nil
+	}
+	var re *rpc.RemoteError
+	switch {
+	case errors.As(err, &re):
+		switch re.Code {
+		case codeWrongOwner:
+			if id, perr := peer.IDFromBytes(re.Data); perr == nil {
+				return 0, nil, id, nil
+			}
+			return 0, nil, "", fmt.Errorf("%w: %w: %s is not the owner", errNotSent, ErrUnavailable, p)
+		case rpc.CodeNotAdvertised, codeClosed, rpc.CodeOverloaded:
+			// Not served there (any more), or too busy: it did not run.
+			return 0, nil, "", fmt.Errorf("%w: %w: %s: %s", errNotSent, ErrUnavailable, p, re.Message)
+		}
+		return 0, nil, "", fromRemote(re)
+	case errors.Is(err, rpc.ErrUnreachable):
+		return 0, nil, "", fmt.Errorf("%w: %w: %v", errNotSent, ErrUnavailable, err)
+	case errors.Is(err, rpc.ErrTimeout):
+		return 0, nil, "", fmt.Errorf("%w: %s.%s %q on %s", ErrTimeout, req.Capability, req.Kind, req.ID, p)
+	case errors.Is(err, rpc.ErrDisconnected):
+		return 0, nil, "", fmt.Errorf("%w: %s: %v", ErrLost, p, err)
+	case errors.Is(err, rpc.ErrClosed):
+		return 0, nil, "", ErrClosed
+	}
+	if ctx.Err() != nil {
+		return 0, nil, "", ctxErr(ctx)
+	}
+	return 0, nil, "", fmt.Errorf("%w: %s: %v", ErrUnavailable, p, err)
+}
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuf() *[]byte { return bufs.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		bufs.Put(b)
+	}
+}
+
+// handleMessage serves procMessage: a message for an actor this node owns.
+func (s *System) handleMessage(ctx context.Context, req *rpc.Request) ([]byte, error) {
+	m, err := parseMsgRequest(req.Payload)
+	if err != nil {
+		return nil, toRemote(fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	r := Request{Capability: m.capability, Kind: m.kind, ID: m.id, Payload: m.payload, InitArg: m.initArg}
+	if err := s.validate(&r); err != nil {
+		return nil, toRemote(err)
+	}
+	if !s.open {
+		if err := ucan.Check(req.Verdict, ucan.Actor, ActorResource(s.cfg.Realm, r.Capability, r.Kind)); err != nil {
+			return nil, toRemote(fmt.Errorf("%w: %s may not call %s.%s: %v", ErrUnauthorized, req.Caller.PeerID, r.Capability, r.Kind, err))
+		}
+	}
+	select {
+	case <-s.route.ready:
+	case <-ctx.Done():
+		return nil, toRemote(ErrClosed)
+	}
+	shard := ring.ShardOf(r.ID)
+	cc := callCtx{ctx: ctx, bctx: ctx}
+	if dl, ok := ctx.Deadline(); ok {
+		cc.dl = dl
+	} else {
+		cc.dl, cc.bctx = time.Now().Add(s.cfg.CallTimeout), nil
+		defer cc.release()
+	}
+	inc, reply, redirect, err := s.route.deliverHere(&cc, &r, shard, m.cast)
+	if redirect != "" {
+		return nil, &rpc.RemoteError{Code: codeWrongOwner, Message: fmt.Sprintf("%s is owned by %s", r.ID, redirect), Data: []byte(redirect)}
+	}
+	if err != nil {
+		return nil, toRemote(err)
+	}
+	return appendMsgReply(make([]byte, 0, 9+len(reply)), inc, reply), nil
+}

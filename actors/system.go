@@ -1,0 +1,387 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/access"
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/ucan"
+)
+
+// Members is what the system needs of the realm's membership: who is live
+// and which capabilities each serves. The node's membership (package
+// member) provides it through MembersOf.
+type Members interface {
+	// SelfID is this node.
+	SelfID() peer.ID
+	// Live returns every live member of the realm, this node included,
+	// with the capabilities it serves.
+	Live() []Member
+	// Changed returns a channel that receives a value after the view
+	// changed (several changes may give one value); it is closed when ctx
+	// ends.
+	Changed(ctx context.Context) <-chan struct{}
+}
+
+// Member is one node as Members sees it.
+type Member struct {
+	ID           peer.ID
+	Capabilities []string
+}
+
+// Transport is what the system needs of rpc to reach other nodes; *rpc.RPC
+// is one.
+type Transport interface {
+	Handle(name string, h rpc.Handler) error
+	Unhandle(name string)
+	CallPeer(ctx context.Context, p peer.ID, name string, payload []byte, opts ...rpc.CallOption) ([]byte, error)
+	MaxPayload() int
+}
+
+// System runs the actors of one node and routes messages to the actors of
+// every node of the realm. It is safe for concurrent use.
+type System struct {
+	cfg     Config // read-only after New
+	log     *slog.Logger
+	bus     *event.Bus
+	self    peer.ID
+	members Members   // nil: this node alone
+	tr      Transport // nil: no other nodes
+	open    bool      // no authorization (an open realm)
+
+	local local
+	route router
+	alog  activationLog
+
+	ctx    context.Context // lifetime
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// closing: Close has begun; no new messages are accepted.
+	closing atomic.Bool
+	// closeMu serializes Close.
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// New starts a system. members and tr may both be nil: then the node is
+// alone and serves every capability it has a kind for. With a transport it
+// serves the actors protocol at once, and waits (Config.Settle) for its
+// membership view before it serves messages. bus may be nil.
+func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, error) {
+	if (members == nil) != (tr == nil) {
+		return nil, errors.New("actors: New: members and transport go together (both or neither)")
+	}
+	cfg, err := cfg.withDefaults(tr != nil)
+	if err != nil {
+		return nil, err
+	}
+	if bus == nil {
+		bus = event.NewBus()
+	}
+	s := &System{cfg: cfg, log: cfg.Logger, bus: bus, members: members, tr: tr, open: access.IsOpen(cfg.Access)}
+	if members != nil {
+		s.self = members.SelfID()
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.local.init(s)
+	s.alog.init(cfg.LogSize)
+	s.route.init(s)
+	if tr != nil {
+		if err := tr.Handle(procMessage, s.handleMessage); err != nil {
+			s.cancel()
+			return nil, err
+		}
+		if err := tr.Handle(procHandoff, s.handleHandoff); err != nil {
+			tr.Unhandle(procMessage)
+			s.cancel()
+			return nil, err
+		}
+	}
+	s.route.start()
+	if cfg.IdleTimeout > 0 {
+		s.wg.Add(1)
+		go s.sweep()
+	}
+	return s, nil
+}
+
+// Register serves the actor kind of capability on this node: f makes its
+// actors. A node owns shards of a capability only if its membership says it
+// serves the capability (macula-node run --capabilities); a message to a
+// kind that its owner has not registered fails with ErrUnknownKind.
+func (s *System) Register(capability, kind string, f Factory) error {
+	if err := ValidateName("capability", capability); err != nil {
+		return err
+	}
+	if err := ValidateName("kind", kind); err != nil {
+		return err
+	}
+	if f == nil {
+		return fmt.Errorf("%w: Register %s.%s: nil factory", ErrInvalid, capability, kind)
+	}
+	if s.closing.Load() {
+		return ErrClosed
+	}
+	if err := s.local.register(capability, kind, f); err != nil {
+		return err
+	}
+	if s.members == nil {
+		s.route.kick() // alone: the capability is served now
+	}
+	return nil
+}
+
+// Call sends req to its actor and waits for the reply. The actor starts on
+// its owner with req.InitArg if it is not running. The Ref names the
+// incarnation that answered.
+func (s *System) Call(ctx context.Context, req Request) (Ref, []byte, error) {
+	return s.send(ctx, req, false)
+}
+
+// Cast sends req to its actor and returns once the owner has accepted it
+// into the actor's mailbox. Nobody waits for it to be handled; a panic or an
+// error while handling it is logged on the owner.
+func (s *System) Cast(ctx context.Context, req Request) error {
+	_, _, err := s.send(ctx, req, true)
+	return err
+}
+
+func (s *System) send(ctx context.Context, req Request, cast bool) (Ref, []byte, error) {
+	ref := Ref{Capability: req.Capability, Kind: req.Kind, ID: req.ID}
+	if err := s.validate(&req); err != nil {
+		return ref, nil, err
+	}
+	if s.closing.Load() {
+		return ref, nil, ErrClosed
+	}
+	if !s.open {
+		if err := ucan.Check(s.cfg.Access.Self(), ucan.Actor, ActorResource(s.cfg.Realm, req.Capability, req.Kind)); err != nil {
+			return ref, nil, fmt.Errorf("%w: calling %s.%s: %w", ErrUnauthorized, req.Capability, req.Kind, err)
+		}
+	}
+	cc := callCtx{ctx: ctx}
+	if dl, ok := ctx.Deadline(); ok {
+		cc.dl, cc.bctx = dl, ctx
+	} else {
+		// A context with a timer only if the message has to wait: a call
+		// to an idle actor here runs in this goroutine at once.
+		cc.dl = time.Now().Add(s.cfg.CallTimeout)
+		defer cc.release()
+	}
+	if cast {
+		// The payload outlives Cast in a mailbox.
+		req.Payload = slices.Clone(req.Payload)
+		req.InitArg = slices.Clone(req.InitArg)
+	}
+	return s.route.send(&cc, &req, cast)
+}
+
+// callCtx is a message's context and its deadline (the context's, or
+// CallTimeout from the start).
+type callCtx struct {
+	ctx    context.Context
+	dl     time.Time
+	bctx   context.Context // ctx bounded by dl, made on first use
+	cancel context.CancelFunc
+}
+
+// bounded returns the context bounded by the deadline.
+func (c *callCtx) bounded() context.Context {
+	if c.bctx == nil {
+		c.bctx, c.cancel = context.WithDeadline(c.ctx, c.dl)
+	}
+	return c.bctx
+}
+
+func (c *callCtx) release() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// validate checks the names and sizes of a request.
+func (s *System) validate(req *Request) error {
+	if err := ValidateName("capability", req.Capability); err != nil {
+		return err
+	}
+	if err := ValidateName("kind", req.Kind); err != nil {
+		return err
+	}
+	if req.ID == "" || len(req.ID) > MaxIDLen || !utf8.ValidString(req.ID) {
+		return fmt.Errorf("%w: actor id: want 1 to %d bytes of UTF-8, got %d bytes", ErrInvalid, MaxIDLen, len(req.ID))
+	}
+	if s.tr != nil {
+		if n := len(req.Payload) + len(req.InitArg) + len(req.ID) + msgOverhead; n > s.tr.MaxPayload() {
+			return fmt.Errorf("%w: payload and init argument of %d bytes, the limit is %d", ErrTooLarge, n-msgOverhead, s.tr.MaxPayload()-msgOverhead)
+		}
+	}
+	return nil
+}
+
+// ActorResource is the resource that ucan.Actor is checked on for actors of
+// a kind: "<realm>.<capability>.<kind>", so that "<realm>.game.*" grants
+// calling every kind of the capability game.
+func ActorResource(realmName, capability, kind string) string {
+	return realmName + "." + capability + "." + kind
+}
+
+// ActorInfo describes an actor of this node.
+type ActorInfo struct {
+	Ref
+	// Shard is the actor's shard; Mailbox the messages waiting for it;
+	// Idle how long since its last message.
+	Shard   int           `json:"shard"`
+	Mailbox int           `json:"mailbox"`
+	Idle    time.Duration `json:"idle_ns"`
+}
+
+// Actors returns the active actors of this node, up to limit (<= 0: all),
+// sorted by capability, kind and id.
+func (s *System) Actors(limit int) []ActorInfo {
+	var out []ActorInfo
+	now := nowNano()
+	for _, kt := range *s.local.kinds.Load() {
+		for shard := range kt.shards {
+			st := &kt.shards[shard]
+			st.mu.Lock()
+			for _, a := range st.m {
+				inc := a.pub.Load()
+				if inc == 0 {
+					continue
+				}
+				a.mu.Lock()
+				n, last := a.box.len(), a.last
+				a.mu.Unlock()
+				out = append(out, ActorInfo{
+					Ref:   Ref{Node: s.self, Capability: kt.key.capability, Kind: kt.key.kind, ID: a.id, Incarnation: inc},
+					Shard: shard, Mailbox: n, Idle: time.Duration(now - last),
+				})
+			}
+			st.mu.Unlock()
+		}
+	}
+	slices.SortFunc(out, func(a, b ActorInfo) int {
+		if c := compareStrings(a.Capability, b.Capability); c != 0 {
+			return c
+		}
+		if c := compareStrings(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		return compareStrings(a.ID, b.ID)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Stats counts what the system holds and did.
+type Stats struct {
+	// Active is the number of started actors here; Queued the messages in
+	// their mailboxes.
+	Active int64 `json:"active"`
+	Queued int64 `json:"queued"`
+	// Kinds is the number of registered kinds.
+	Kinds int `json:"kinds"`
+	// MovedOut and MovedIn count actors handed to and taken from other
+	// nodes; HandoffTimeouts the shards that started without the previous
+	// owner's handoff; Conflicts the handed-over actors dropped because
+	// the id was already active here.
+	MovedOut        uint64 `json:"moved_out"`
+	MovedIn         uint64 `json:"moved_in"`
+	HandoffTimeouts uint64 `json:"handoff_timeouts"`
+	Conflicts       uint64 `json:"conflicts"`
+	// Redirects counts messages this node sent on to another owner.
+	Redirects uint64 `json:"redirects"`
+}
+
+// Stats returns the system's counters.
+func (s *System) Stats() Stats {
+	return Stats{
+		Active: s.local.active.Load(), Queued: s.local.queued.Load(), Kinds: len(*s.local.kinds.Load()),
+		MovedOut: s.route.movedOut.Load(), MovedIn: s.route.movedIn.Load(),
+		HandoffTimeouts: s.route.handoffTimeouts.Load(), Conflicts: s.route.conflicts.Load(),
+		Redirects: s.route.redirects.Load(),
+	}
+}
+
+// Self returns this node's peer ID ("" when alone without membership).
+func (s *System) Self() peer.ID { return s.self }
+
+// Close leaves cleanly: it hands the actors of this node to the nodes that
+// own their shards without it (a Snapshotter keeps its state), stops the
+// rest (Stop with reason Closed), and waits for every goroutine. Messages
+// that arrive meanwhile are sent on to the new owners or fail with
+// ErrClosed. The node should leave the membership after Close.
+func (s *System) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.route.leave()
+	s.closing.Store(true)
+	s.route.stop()
+	s.local.stopAll()
+	if s.tr != nil {
+		s.tr.Unhandle(procMessage)
+		s.tr.Unhandle(procHandoff)
+	}
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// sweep passivates idle actors.
+func (s *System) sweep() {
+	defer s.wg.Done()
+	every := min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.local.passivate(nowNano() - int64(s.cfg.IdleTimeout))
+		}
+	}
+}
+
+func (s *System) started(a *actor) {
+	a.pub.Store(a.inc)
+	s.alog.add(Activation{Capability: a.kt.key.capability, Kind: a.kt.key.kind, ID: a.id, Node: s.self, Incarnation: a.inc, Time: time.Now(), Started: true})
+	s.bus.Emit(event.Event{Kind: event.ActorStarted, Capability: a.kt.key.capability, ActorKind: a.kt.key.kind, Actor: a.id, Incarnation: a.inc})
+}
+
+func (s *System) stopped(a *actor, reason StopReason) {
+	a.pub.Store(0)
+	s.alog.add(Activation{Capability: a.kt.key.capability, Kind: a.kt.key.kind, ID: a.id, Node: s.self, Incarnation: a.inc, Time: time.Now(), Reason: string(reason)})
+	s.bus.Emit(event.Event{Kind: event.ActorStopped, Capability: a.kt.key.capability, ActorKind: a.kt.key.kind, Actor: a.id, Incarnation: a.inc, Reason: string(reason)})
+}
+
+func (s *System) crashedEvent(a *actor, why string) {
+	s.bus.Emit(event.Event{Kind: event.ActorCrashed, Capability: a.kt.key.capability, ActorKind: a.kt.key.kind, Actor: a.id, Incarnation: a.inc, Reason: why})
+}
