@@ -3,14 +3,16 @@ package dht
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/macula-io/macula/internal/testnet"
 )
@@ -23,7 +25,7 @@ func newHost(t *testing.T) host.Host { return testnet.Host(t) }
 
 func newDHT(t *testing.T, h host.Host, realm string) *DHT {
 	t.Helper()
-	d, err := New(h, Config{Realm: realm, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	d, err := New(h, Config{Realm: realm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,15 +39,18 @@ func newDHT(t *testing.T, h host.Host, realm string) *DHT {
 
 func connect(t *testing.T, a, b host.Host) { testnet.Connect(t, a, b) }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitRoutingTable waits until d's routing table holds want, among others.
+func waitRoutingTable(t *testing.T, d *DHT, want ...peer.ID) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testnet.Eventually(t, 15*time.Second, func() error {
+		rt := d.RoutingTablePeers()
+		for _, p := range want {
+			if !slices.Contains(rt, p) {
+				return fmt.Errorf("the routing table %v lacks %s", rt, p)
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestProvideLookupStats(t *testing.T) {
@@ -53,7 +58,7 @@ func TestProvideLookupStats(t *testing.T) {
 	a, b, c := newDHT(t, ha, "io.acme.orders"), newDHT(t, hb, "io.acme.orders"), newDHT(t, hc, "io.acme.orders")
 	connect(t, hb, ha)
 	connect(t, hc, ha)
-	waitFor(t, "routing tables", func() bool { return len(a.RoutingTablePeers()) == 2 })
+	waitRoutingTable(t, a, hb.ID(), hc.ID())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_ = b.RefreshRoutingTable(ctx)
@@ -62,11 +67,17 @@ func TestProvideLookupStats(t *testing.T) {
 	if err := b.Provide(ctx, "io.acme.orders.get_order"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "c to find b", func() bool {
+	testnet.Eventually(t, 15*time.Second, func() error {
 		lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer lcancel()
 		provs, err := c.Lookup(lctx, "io.acme.orders.get_order", 0)
-		return err == nil && len(provs) == 1 && provs[0].ID == hb.ID() && len(provs[0].Addrs) > 0
+		if err != nil {
+			return err
+		}
+		if len(provs) != 1 || provs[0].ID != hb.ID() || len(provs[0].Addrs) == 0 {
+			return fmt.Errorf("c finds providers %v, want b (%s) with its addresses", provs, hb.ID())
+		}
+		return nil
 	})
 	st, err := b.Stats(ctx)
 	if err != nil {
@@ -94,15 +105,30 @@ func TestProvideLookupStats(t *testing.T) {
 func TestRealmsDoNotShareARoutingTable(t *testing.T) {
 	ha, hb := newHost(t), newHost(t)
 	a, b := newDHT(t, ha, "io.acme.orders"), newDHT(t, hb, "io.other.realm")
+	idA, idB := identified(t, ha), identified(t, hb)
 	connect(t, hb, ha)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := b.Provide(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // give identify a chance to (wrongly) add the peer
-	if n := len(a.RoutingTablePeers()) + len(b.RoutingTablePeers()); n != 0 {
-		t.Fatalf("%d peers of another realm in the routing tables", n)
+	// Each DHT takes peers from its host's identify events, in order: once
+	// a peer of its own realm that identified after the other realm's is
+	// in the table, the other realm's peer has been considered.
+	idA(hb.ID())
+	idB(ha.ID())
+	ha2, hb2 := newHost(t), newHost(t)
+	newDHT(t, ha2, "io.acme.orders")
+	newDHT(t, hb2, "io.other.realm")
+	connect(t, ha2, ha)
+	connect(t, hb2, hb)
+	waitRoutingTable(t, a, ha2.ID())
+	waitRoutingTable(t, b, hb2.ID())
+	if rt := a.RoutingTablePeers(); slices.Contains(rt, hb.ID()) {
+		t.Fatalf("a peer of another realm in a's routing table %v", rt)
+	}
+	if rt := b.RoutingTablePeers(); slices.Contains(rt, ha.ID()) {
+		t.Fatalf("a peer of another realm in b's routing table %v", rt)
 	}
 	lctx, lcancel := context.WithTimeout(ctx, time.Second)
 	defer lcancel()
@@ -111,6 +137,31 @@ func TestRealmsDoNotShareARoutingTable(t *testing.T) {
 	}
 	if !strings.Contains(string(ProtocolPrefix("io.acme.orders")), "io.acme.orders") {
 		t.Fatal("protocol prefix lacks the realm")
+	}
+}
+
+// identified subscribes to h's identify events and returns a function that
+// waits for the one of a peer.
+func identified(t *testing.T, h host.Host) func(peer.ID) {
+	t.Helper()
+	sub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	return func(p peer.ID) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-sub.Out():
+				if e.(event.EvtPeerIdentificationCompleted).Peer == p {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("%s never identified %s", h.ID(), p)
+			}
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 )
 
@@ -16,7 +17,8 @@ import (
 func TestAPI(t *testing.T) {
 	a := startNode(t, testRealm, "a")
 	b := startNode(t, testRealm, "b", a)
-	eventually(t, 10*time.Second, "a and b to see each other", func() error {
+	// Waiting for a and b to see each other.
+	testnet.Eventually(t, 10*time.Second, func() error {
 		if len(a.Peers()) != 1 || len(b.Peers()) != 1 {
 			return fmt.Errorf("a has %d peers, b %d", len(a.Peers()), len(b.Peers()))
 		}
@@ -73,7 +75,8 @@ func TestAPI(t *testing.T) {
 				}},
 				{"resolve alias", func(t *testing.T) {
 					// b publishes its alias record shortly after it has a peer.
-					eventually(t, 20*time.Second, "b's alias to resolve from a", func() error {
+					// Waiting for b's alias to resolve from a.
+					testnet.Eventually(t, 20*time.Second, func() error {
 						res, err := ca.Resolve(ctxFor(t, 5*time.Second), b.Alias())
 						if err != nil {
 							return err
@@ -113,7 +116,8 @@ func TestAPI(t *testing.T) {
 					if err := cb.DHTProvide(ctxFor(t, 10*time.Second), key); err != nil {
 						t.Fatal(err)
 					}
-					eventually(t, 15*time.Second, "a to find b providing "+key, func() error {
+					// Waiting for a to find b providing key.
+					testnet.Eventually(t, 15*time.Second, func() error {
 						res, err := ca.DHTLookup(ctxFor(t, 5*time.Second), key)
 						if err != nil {
 							return err

@@ -19,6 +19,7 @@ import (
 
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/api/ucantoken"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
@@ -69,7 +70,7 @@ func startSecure(t *testing.T) *secureRealm {
 	}
 	cfg := node.DefaultConfig(testRealm, "s")
 	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
-	cfg.Logger = quietLogger()
+	cfg.Logger = testnet.QuietLogger()
 	cfg.Key, cfg.Authority, cfg.Chains = key, ucan.KeyDID(auth), chains
 	cfg.UCAN.Leeway = -1
 	n, err := node.New(cfg)
@@ -91,7 +92,7 @@ func startSecure(t *testing.T) *secureRealm {
 		}
 	}
 	s.n = n
-	s.h = newAPI(n, nil, quietLogger(), wire.APIAddrs{})
+	s.h = newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
 	return s
 }
 
@@ -424,7 +425,7 @@ func TestRevocation(t *testing.T) {
 
 func TestOpenRealmIgnoresTokens(t *testing.T) {
 	n := startNode(t, testRealm, "open")
-	h := newAPI(n, nil, quietLogger(), wire.APIAddrs{})
+	h := newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
 	w := request(h, "GET", "/v1/node", "", remoteAddr, "not a token at all")
 	var info wire.NodeInfo
 	if err := json.Unmarshal(w.Body.Bytes(), &info); w.Code != 200 || err != nil {

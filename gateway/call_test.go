@@ -12,6 +12,7 @@ import (
 	"time"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/rpc"
 )
@@ -56,9 +57,9 @@ func connectedPair(t *testing.T, a, b string) (*node.Node, *node.Node) {
 	t.Helper()
 	na := startNode(t, testRealm, a)
 	nb := startNode(t, testRealm, b, na)
-	eventually(t, 10*time.Second, a+" and "+b+" to see each other", func() error {
+	testnet.Eventually(t, 10*time.Second, func() error {
 		if !na.IsPeer(nb.ID()) || !nb.IsPeer(na.ID()) {
-			return errors.New("not yet")
+			return fmt.Errorf("%s sees %s: %v; %s sees %s: %v", a, b, na.IsPeer(nb.ID()), b, a, nb.IsPeer(na.ID()))
 		}
 		return nil
 	})
@@ -73,7 +74,8 @@ func TestCall(t *testing.T) {
 	advertiseTestProcs(t, b)
 	g := startGateway(t, a, nil)
 	warm := clientFor(t, g, "http")
-	eventually(t, 15*time.Second, "the caller to find "+procEcho, func() error {
+	// Waiting for the caller to find procEcho.
+	testnet.Eventually(t, 15*time.Second, func() error {
 		_, err := warm.Call(ctxFor(t, 5*time.Second), procEcho, []byte("x"), wire.CallOptions{Timeout: 2 * time.Second})
 		return err
 	})
@@ -221,6 +223,17 @@ func TestCallDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := clientFor(t, startGateway(t, a, nil), "http")
+	// Until the caller finds the procedure: a short call that reaches the
+	// handler (and times out there).
+	testnet.Eventually(t, 15*time.Second, func() error {
+		_, err := c.Call(ctxFor(t, 5*time.Second), procSleep, nil, wire.CallOptions{Timeout: 300 * time.Millisecond})
+		select {
+		case <-running:
+			return nil
+		default:
+			return fmt.Errorf("a call did not reach the handler: %v", err)
+		}
+	})
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Call(ctxFor(t, 60*time.Second), procSleep, nil, wire.CallOptions{Timeout: 30 * time.Second})
@@ -258,7 +271,8 @@ func TestCallThroughput(t *testing.T) {
 	}
 	c := clientFor(t, startGateway(t, a, nil), "http")
 	payload := []byte(fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 54)))
-	eventually(t, 15*time.Second, "the caller to find "+procEcho, func() error {
+	// Waiting for the caller to find procEcho.
+	testnet.Eventually(t, 15*time.Second, func() error {
 		_, err := c.Call(ctxFor(t, 5*time.Second), procEcho, payload, wire.CallOptions{ContentType: wire.ContentTypeJSON, Timeout: 2 * time.Second})
 		return err
 	})

@@ -25,8 +25,6 @@ func TestMain(m *testing.M) {
 	testnet.VerifyTestMain(m)
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 const testRealm = "io.acme.orders"
 
 // startNode starts a node on loopback and closes it when the test ends.
@@ -34,7 +32,7 @@ func startNode(t *testing.T, realmName, name string, bootstrap ...*node.Node) *n
 	t.Helper()
 	cfg := node.DefaultConfig(realmName, name)
 	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
-	cfg.Logger = quietLogger()
+	cfg.Logger = testnet.QuietLogger()
 	cfg.ReconnectInterval = 50 * time.Millisecond
 	cfg.ReconnectMaxInterval = 200 * time.Millisecond
 	for _, b := range bootstrap {
@@ -59,7 +57,7 @@ func startNode(t *testing.T, realmName, name string, bootstrap ...*node.Node) *n
 // last-in first-out).
 func startGateway(t *testing.T, n *node.Node, mod func(*Config)) *Gateway {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", LogLevel: new(slog.LevelVar), Logger: quietLogger()}
+	cfg := Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", LogLevel: new(slog.LevelVar), Logger: testnet.QuietLogger()}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -149,23 +147,6 @@ func (c *testClient) send(ctx context.Context, method, path string, h http.Heade
 		return resp.StatusCode, &wire.APIError{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: string(raw)}
 	}
 	return resp.StatusCode, &wire.APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Remote: eb.Error.Remote}
-}
-
-// eventually polls cond until it returns nil or the deadline passes, and
-// then fails with cond's last error.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", d, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {

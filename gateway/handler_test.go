@@ -13,6 +13,7 @@ import (
 
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/pubsub"
@@ -55,7 +56,7 @@ func decodeError(t *testing.T, w *httptest.ResponseRecorder, status int, code st
 func TestHandler(t *testing.T) {
 	n := startNode(t, testRealm, "h")
 	levels := new(slog.LevelVar)
-	h := newAPI(n, levels, quietLogger(), wire.APIAddrs{})
+	h := newAPI(n, levels, testnet.QuietLogger(), wire.APIAddrs{})
 
 	t.Run("node without API addresses", func(t *testing.T) {
 		w := serve(t, h, "GET", "/v1/node", "")
@@ -158,7 +159,7 @@ func TestDocListsRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(nil, nil, quietLogger(), wire.APIAddrs{})
+	a := newAPI(nil, nil, testnet.QuietLogger(), wire.APIAddrs{})
 	for _, p := range a.routes {
 		method, path, _ := strings.Cut(p, " ")
 		re := regexp.MustCompile(`(?m)^//\s+` + method + `\s+` + regexp.QuoteMeta(path) + `\s`)

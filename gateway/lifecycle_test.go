@@ -12,6 +12,7 @@ import (
 	"time"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // freePort returns a loopback address whose TCP and UDP ports were both free
@@ -67,7 +68,7 @@ func TestBusyPort(t *testing.T) {
 		defer ln.Close()
 		udp := freePort(t)
 		dir := t.TempDir()
-		_, err = New(Config{Addr: ln.Addr().String(), HTTP3Addr: udp, DataDir: dir, Logger: quietLogger()}, n)
+		_, err = New(Config{Addr: ln.Addr().String(), HTTP3Addr: udp, DataDir: dir, Logger: testnet.QuietLogger()}, n)
 		if !errors.Is(err, ErrListen) {
 			t.Fatalf("New on a busy TCP port: %v, want ErrListen", err)
 		}
@@ -86,7 +87,7 @@ func TestBusyPort(t *testing.T) {
 		defer pc.Close()
 		tcp := freePort(t)
 		dir := t.TempDir()
-		_, err = New(Config{Addr: tcp, HTTP3Addr: pc.LocalAddr().String(), DataDir: dir, Logger: quietLogger()}, n)
+		_, err = New(Config{Addr: tcp, HTTP3Addr: pc.LocalAddr().String(), DataDir: dir, Logger: testnet.QuietLogger()}, n)
 		if !errors.Is(err, ErrListen) || !strings.Contains(err.Error(), pc.LocalAddr().String()) {
 			t.Fatalf("New on a busy UDP port: %v, want ErrListen naming the address", err)
 		}
@@ -164,7 +165,7 @@ func TestCorruptCert(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := New(Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()}, n)
+	_, err := New(Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", DataDir: dir, Logger: testnet.QuietLogger()}, n)
 	if !errors.Is(err, ErrCert) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("New with a corrupt certificate: %v, want ErrCert naming the files", err)
 	}
@@ -192,7 +193,7 @@ func TestUserCert(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = New(Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", TLSCertFile: certFile, Logger: quietLogger()}, n)
+	_, err = New(Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", TLSCertFile: certFile, Logger: testnet.QuietLogger()}, n)
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "TLSKeyFile") {
 		t.Errorf("a cert without a key: %v, want ErrConfig naming TLSKeyFile", err)
 	}
@@ -237,7 +238,7 @@ func TestClose(t *testing.T) {
 	n := startNode(t, testRealm, "close")
 	for _, proto := range []string{"http", "http3"} {
 		t.Run(proto, func(t *testing.T) {
-			g, err := New(Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", Logger: quietLogger()}, n)
+			g, err := New(Config{Addr: "127.0.0.1:0", HTTP3Addr: "127.0.0.1:0", Logger: testnet.QuietLogger()}, n)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // GET /v1/nat reports what the node learned by STUN from its bootstrap
@@ -15,7 +17,8 @@ func TestNATAndPeerPath(t *testing.T) {
 	g := startGateway(t, b, nil)
 	for _, proto := range []string{"http", "http3"} {
 		c := clientFor(t, g, proto)
-		eventually(t, 15*time.Second, "a NAT probe", func() error {
+		// Waiting for a NAT probe.
+		testnet.Eventually(t, 15*time.Second, func() error {
 			i, err := c.NAT(ctxFor(t, 5*time.Second))
 			if err != nil {
 				return err
@@ -25,7 +28,8 @@ func TestNATAndPeerPath(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 15*time.Second, "a direct path to a", func() error {
+		// Waiting for a direct path to a.
+		testnet.Eventually(t, 15*time.Second, func() error {
 			peers, err := c.Peers(ctxFor(t, 5*time.Second))
 			if err != nil {
 				return err

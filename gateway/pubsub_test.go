@@ -17,6 +17,7 @@ import (
 	"time"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/pubsub"
 )
@@ -71,7 +72,8 @@ func nextEvent(t *testing.T, evs <-chan *wire.SubscribeEvent, errc <-chan error,
 func warmUp(t *testing.T, pub *testClient, topic string, evs <-chan *wire.SubscribeEvent, errc <-chan error) {
 	t.Helper()
 	const payload = `{"warmup":true}`
-	eventually(t, 15*time.Second, "the subscriber to get a message on "+topic, func() error {
+	// Waiting for the subscriber to get a message on topic.
+	testnet.Eventually(t, 15*time.Second, func() error {
 		if err := pub.Publish(ctxFor(t, 5*time.Second), topic, []byte(payload), wire.ContentTypeJSON); err != nil {
 			return err
 		}
@@ -223,7 +225,8 @@ func TestPubSub(t *testing.T) {
 		cp := clientFor(t, gp, "http")
 		re := regexp.MustCompile(`^data: \{"topic":"` + regexp.QuoteMeta(topic) + `","payload":\{"id": 7\},"publisher":"` +
 			regexp.QuoteMeta(pubNode.DID()) + `","time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z","seq":\d+\}$`)
-		eventually(t, 15*time.Second, "a message on the raw stream", func() error {
+		// Waiting for a message on the raw stream.
+		testnet.Eventually(t, 15*time.Second, func() error {
 			if err := cp.Publish(ctxFor(t, 5*time.Second), topic, []byte(`{"id": 7}`), wire.ContentTypeJSON); err != nil {
 				return err
 			}
@@ -314,9 +317,9 @@ func TestPubSubBadInput(t *testing.T) {
 // want.
 func waitSubscriptions(t *testing.T, n *node.Node, want int) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("%d subscriptions on the node", want), func() error {
+	testnet.Eventually(t, 10*time.Second, func() error {
 		if got := n.PubSub().Stats().Subscriptions; got != want {
-			return fmt.Errorf("%d subscriptions", got)
+			return fmt.Errorf("%d subscriptions on the node, want %d", got, want)
 		}
 		return nil
 	})
@@ -437,7 +440,7 @@ func (w *gateWriter) String() string {
 // idle stream gets heartbeats.
 func TestEventStreamSlowClient(t *testing.T) {
 	n := startNode(t, testRealm, "slow")
-	a := newAPI(n, nil, quietLogger(), wire.APIAddrs{})
+	a := newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
 	a.heartbeat = 50 * time.Millisecond
 	const total, kept = 1500, pubsub.DefaultSubscriptionBuffer
 	topic := testRealm + ".slow.x"
@@ -458,7 +461,8 @@ func TestEventStreamSlowClient(t *testing.T) {
 		}
 	}
 	close(w.open)
-	eventually(t, 10*time.Second, "the stream to catch up and beat", func() error {
+	// Waiting for the stream to catch up and beat.
+	testnet.Eventually(t, 10*time.Second, func() error {
 		out := w.String()
 		if c := strings.Count(out, "event: message\n"); c != kept || !strings.Contains(out, "event: dropped\n") ||
 			!strings.Contains(out, "\n\n:\n\n") {

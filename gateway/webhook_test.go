@@ -15,6 +15,7 @@ import (
 	"time"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -140,7 +141,8 @@ func TestWebhook(t *testing.T) {
 
 	t.Run("call from another node", func(t *testing.T) {
 		var got []byte
-		eventually(t, 15*time.Second, "a to find "+p("echo"), func() error {
+		// Waiting for a to find p("echo").
+		testnet.Eventually(t, 15*time.Second, func() error {
 			var err error
 			got, err = ca.Call(ctxFor(t, 5*time.Second), p("echo"), []byte(`{"q":1}`), wire.CallOptions{ContentType: wire.ContentTypeJSON, Timeout: 3 * time.Second})
 			return err
@@ -275,7 +277,8 @@ func TestWebhook(t *testing.T) {
 			time.Sleep(300 * time.Millisecond) // the renewal period of this test's client
 		}
 		// Not renewed, it goes within about one lease, and not before.
-		eventually(t, 5*time.Second, "the lapsed lease to withdraw "+p("leased"), func() error {
+		// Waiting for the lapsed lease to withdraw p("leased").
+		testnet.Eventually(t, 5*time.Second, func() error {
 			if slices.Contains(b.RPC().Advertised(), p("leased")) {
 				return errors.New("still advertised")
 			}
@@ -311,9 +314,9 @@ func TestWebhook(t *testing.T) {
 			_, err := cb.Call(ctx, p("by_g2"), nil, wire.CallOptions{Timeout: 20 * time.Second})
 			done <- err
 		}()
-		eventually(t, 5*time.Second, "the webhook to get the call", func() error {
-			if hook.last().procedure != p("by_g2") {
-				return errors.New("not yet")
+		testnet.Eventually(t, 5*time.Second, func() error {
+			if got := hook.last().procedure; got != p("by_g2") {
+				return fmt.Errorf("the webhook's last call is of %q, want %s", got, p("by_g2"))
 			}
 			return nil
 		})

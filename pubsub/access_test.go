@@ -2,8 +2,8 @@ package pubsub
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -11,47 +11,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/macula-io/macula/access"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/ucan"
 )
-
-// authority is a secure realm's authority, which issues grants.
-type authority struct{ key ed25519.PrivateKey }
-
-func newAuthority(t testing.TB) *authority {
-	t.Helper()
-	key, err := ucan.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &authority{key: key}
-}
-
-// grant issues p a root delegation of cmd on the pattern resource.
-func (a *authority) grant(t testing.TB, p peer.ID, cmd ucan.Command, resource string) ucan.Chain {
-	t.Helper()
-	c, err := ucan.Issue(a.key, ucan.IssueOptions{
-		Audience: peerdid.Of(p),
-		Command:  cmd,
-		Resource: resource,
-		Expires:  time.Now().Add(time.Hour),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// revoke makes the record revoking the leaf of c.
-func (a *authority) revoke(t testing.TB, c ucan.Chain) []byte {
-	t.Helper()
-	rec, err := ucan.Revoke(a.key, c.Leaf())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
-}
 
 // secureNode is a testNode of a secure realm: its own validator, as a node
 // has, and the table of verdicts its pubsub enforces.
@@ -62,9 +26,9 @@ type secureNode struct {
 }
 
 // newSecureNode starts a node whose own verdict is on chains.
-func newSecureNode(t testing.TB, a *authority, chains func(self peer.ID) []ucan.Chain) *secureNode {
+func newSecureNode(t testing.TB, a *testnet.Authority, chains func(self peer.ID) []ucan.Chain) *secureNode {
 	t.Helper()
-	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: ucan.KeyDID(a.key), Logger: quietLogger()})
+	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: a.DID, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,14 +64,14 @@ const ordersPattern = "io.acme.orders.*"
 // the chains returned by pubSees (what the subscriber sees of the
 // publisher) and subSees (what the publisher sees of the subscriber); nil
 // means the peer's real chains.
-func securePair(t *testing.T, a *authority, pubSees, subSees func(p peer.ID) []ucan.Chain) (pub, sub *secureNode, pubChain, subChain ucan.Chain) {
+func securePair(t *testing.T, a *testnet.Authority, pubSees, subSees func(p peer.ID) []ucan.Chain) (pub, sub *secureNode, pubChain, subChain ucan.Chain) {
 	t.Helper()
 	pub = newSecureNode(t, a, func(p peer.ID) []ucan.Chain {
-		pubChain = a.grant(t, p, ucan.Publish, ordersPattern)
+		pubChain = a.Grant(t, peerdid.Of(p), ucan.Publish, ordersPattern)
 		return []ucan.Chain{pubChain}
 	})
 	sub = newSecureNode(t, a, func(p peer.ID) []ucan.Chain {
-		subChain = a.grant(t, p, ucan.Subscribe, ordersPattern)
+		subChain = a.Grant(t, peerdid.Of(p), ucan.Subscribe, ordersPattern)
 		return []ucan.Chain{subChain}
 	})
 	if pubSees == nil {
@@ -127,8 +91,11 @@ func securePair(t *testing.T, a *authority, pubSees, subSees func(p peer.ID) []u
 // waitRoutable waits until pub routes to sub's pattern.
 func waitRoutable(t *testing.T, pub, sub *secureNode) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the publisher to learn the subscriber's interest", func() bool {
-		return len(pub.ps.peerPatterns(sub.h.ID())) > 0 && pub.ps.routablePeers() == 1
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if ps, n := pub.ps.peerPatterns(sub.h.ID()), pub.ps.routablePeers(); len(ps) == 0 || n != 1 {
+			return fmt.Errorf("the publisher knows the patterns %v of the subscriber and %d routable peers, want some and 1", ps, n)
+		}
+		return nil
 	})
 }
 
@@ -136,13 +103,13 @@ func waitRoutable(t *testing.T, pub, sub *secureNode) {
 // subscriber granted the same; a topic outside the grant is refused at
 // Publish, and nothing is sent.
 func TestAuthorizedPublish(t *testing.T) {
-	a := newAuthority(t)
+	a := testnet.NewAuthority(t)
 	pub, sub, _, _ := securePair(t, a, nil, nil)
 	_, c := subscribe(t, sub.ps, ordersPattern)
 	waitRoutable(t, pub, sub)
 
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("ok"))
-	waitFor(t, 5*time.Second, "the message", func() bool { return c.len() == 1 })
+	c.waitLen(t, 5*time.Second, 1)
 	if m := c.all()[0]; m.Topic != "io.acme.orders.placed" || string(m.Payload) != "ok" || m.PublisherPeer != pub.h.ID() {
 		t.Fatalf("got %+v", m)
 	}
@@ -165,7 +132,7 @@ func TestAuthorizedPublish(t *testing.T) {
 	}
 	// A sentinel: had the refused message gone out, it would arrive first.
 	publish(t, pub.ps, "io.acme.orders.shipped", []byte("end"))
-	waitFor(t, 5*time.Second, "the sentinel", func() bool { return c.len() == 2 })
+	c.waitLen(t, 5*time.Second, 2)
 	if st := sub.ps.Stats(); st.FramesReceived != 2 || st.DroppedUnauthorized != 0 {
 		t.Fatalf("subscriber stats %+v: want 2 frames, none refused", st)
 	}
@@ -174,7 +141,7 @@ func TestAuthorizedPublish(t *testing.T) {
 // TestSubscribeBeyondGrant: a subscription wider than the grant is refused
 // and announces nothing; the publisher may not subscribe at all.
 func TestSubscribeBeyondGrant(t *testing.T) {
-	a := newAuthority(t)
+	a := testnet.NewAuthority(t)
 	pub, sub, _, _ := securePair(t, a, nil, nil)
 	for _, pat := range []string{"io.acme.>", "io.acme.orders.>", "io.acme.orders.*.eu"} {
 		if _, err := sub.ps.Subscribe(pat, func(Message) {}); !errors.Is(err, ErrUnauthorized) {
@@ -194,10 +161,13 @@ func TestSubscribeBeyondGrant(t *testing.T) {
 	// Narrower patterns are fine.
 	subscribe(t, sub.ps, "io.acme.orders.placed")
 	subscribe(t, sub.ps, ordersPattern)
-	waitFor(t, 10*time.Second, "the publisher to learn the allowed patterns", func() bool {
+	testnet.Eventually(t, 10*time.Second, func() error {
 		got := pub.ps.peerPatterns(sub.h.ID())
 		slices.Sort(got)
-		return slices.Equal(got, []string{ordersPattern, "io.acme.orders.placed"})
+		if want := []string{ordersPattern, "io.acme.orders.placed"}; !slices.Equal(got, want) {
+			return fmt.Errorf("the publisher knows the patterns %v of the subscriber, want %v", got, want)
+		}
+		return nil
 	})
 	if n := sub.ps.Stats().Subscriptions; n != 2 {
 		t.Fatalf("%d subscriptions, want 2", n)
@@ -209,9 +179,9 @@ func TestSubscribeBeyondGrant(t *testing.T) {
 // messages dropped there and counted; once the subscriber holds a verdict
 // that allows it (the peer presented new chains), messages get through.
 func TestReceiverDropsUnauthorizedPublisher(t *testing.T) {
-	a := newAuthority(t)
+	a := testnet.NewAuthority(t)
 	pub, sub, pubChain, _ := securePair(t, a, func(p peer.ID) []ucan.Chain {
-		return []ucan.Chain{a.grant(t, p, ucan.Subscribe, ordersPattern)}
+		return []ucan.Chain{a.Grant(t, peerdid.Of(p), ucan.Subscribe, ordersPattern)}
 	}, nil)
 	_, c := subscribe(t, sub.ps, ordersPattern)
 	waitRoutable(t, pub, sub)
@@ -219,16 +189,26 @@ func TestReceiverDropsUnauthorizedPublisher(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		publish(t, pub.ps, "io.acme.orders.placed", []byte("dropped"))
 	}
-	waitFor(t, 5*time.Second, "the messages to be refused", func() bool { return sub.ps.Stats().DroppedUnauthorized == 10 })
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if got := sub.ps.Stats().DroppedUnauthorized; got != 10 {
+			return fmt.Errorf("messages refused: have %v, want 10", got)
+		}
+		return nil
+	})
 
 	// No verdict at all (the peer left the table) is refused too.
 	sub.tab.Delete(pub.h.ID())
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("dropped"))
-	waitFor(t, 5*time.Second, "the message to be refused", func() bool { return sub.ps.Stats().DroppedUnauthorized == 11 })
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if got := sub.ps.Stats().DroppedUnauthorized; got != 11 {
+			return fmt.Errorf("messages refused: have %v, want 11", got)
+		}
+		return nil
+	})
 
 	sub.admit(t, pub.h.ID(), pubChain)
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("ok"))
-	waitFor(t, 5*time.Second, "the allowed message", func() bool { return c.len() == 1 })
+	c.waitLen(t, 5*time.Second, 1)
 	if m := c.all()[0]; string(m.Payload) != "ok" {
 		t.Fatalf("delivered %q, want only the allowed message", m.Payload)
 	}
@@ -241,9 +221,9 @@ func TestReceiverDropsUnauthorizedPublisher(t *testing.T) {
 // verdict lets it subscribe, but whose verdict at the publisher does not,
 // announces its interest and gets nothing.
 func TestPublisherWithholdsFromUnauthorizedSubscriber(t *testing.T) {
-	a := newAuthority(t)
+	a := testnet.NewAuthority(t)
 	pub, sub, _, subChain := securePair(t, a, nil, func(p peer.ID) []ucan.Chain {
-		return []ucan.Chain{a.grant(t, p, ucan.Subscribe, "io.acme.orders.shipped")}
+		return []ucan.Chain{a.Grant(t, peerdid.Of(p), ucan.Subscribe, "io.acme.orders.shipped")}
 	})
 	_, c := subscribe(t, sub.ps, ordersPattern)
 	waitRoutable(t, pub, sub)
@@ -258,7 +238,7 @@ func TestPublisherWithholdsFromUnauthorizedSubscriber(t *testing.T) {
 	publish(t, pub.ps, "io.acme.orders.shipped", []byte("shipped"))
 	pub.admit(t, sub.h.ID(), subChain)
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("placed"))
-	waitFor(t, 5*time.Second, "the allowed messages", func() bool { return c.len() == 2 })
+	c.waitLen(t, 5*time.Second, 2)
 	var got []string
 	for _, m := range c.all() {
 		got = append(got, string(m.Payload))
@@ -276,20 +256,25 @@ func TestPublisherWithholdsFromUnauthorizedSubscriber(t *testing.T) {
 // the next Publish. Revoking the subscriber's grant at the publisher stops
 // sending to it.
 func TestRevocationStopsDelivery(t *testing.T) {
-	a := newAuthority(t)
+	a := testnet.NewAuthority(t)
 	pub, sub, pubChain, subChain := securePair(t, a, nil, nil)
 	_, c := subscribe(t, sub.ps, ordersPattern)
 	waitRoutable(t, pub, sub)
 
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("1"))
-	waitFor(t, 5*time.Second, "the first message", func() bool { return c.len() == 1 })
+	c.waitLen(t, 5*time.Second, 1)
 
-	rec := a.revoke(t, pubChain)
+	rec := a.Revoke(t, pubChain)
 	if err := sub.v.AddRevocation(rec); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("2"))
-	waitFor(t, 5*time.Second, "the revoked message to be refused", func() bool { return sub.ps.Stats().DroppedUnauthorized == 1 })
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if got := sub.ps.Stats().DroppedUnauthorized; got != 1 {
+			return fmt.Errorf("messages refused after the revocation: have %v, want 1", got)
+		}
+		return nil
+	})
 
 	if err := pub.v.AddRevocation(rec); err != nil {
 		t.Fatal(err)
@@ -304,12 +289,12 @@ func TestRevocationStopsDelivery(t *testing.T) {
 
 	// The subscriber's side: a fresh publish grant for the publisher, then
 	// the subscriber's own grant revoked at the publisher.
-	fresh := a.grant(t, pub.h.ID(), ucan.Publish, ordersPattern)
+	fresh := a.Grant(t, peerdid.Of(pub.h.ID()), ucan.Publish, ordersPattern)
 	pub.tab.SetSelf(validate(t, pub.v, pub.h.ID(), []ucan.Chain{fresh}))
 	sub.admit(t, pub.h.ID(), fresh)
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("4"))
-	waitFor(t, 5*time.Second, "the message under the fresh grant", func() bool { return c.len() == 2 })
-	if err := pub.v.AddRevocation(a.revoke(t, subChain)); err != nil {
+	c.waitLen(t, 5*time.Second, 2)
+	if err := pub.v.AddRevocation(a.Revoke(t, subChain)); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("5"))
@@ -322,7 +307,7 @@ func TestRevocationStopsDelivery(t *testing.T) {
 func TestOpenPolicyChecksNothing(t *testing.T) {
 	h := newHost(t)
 	for _, pol := range []access.Policy{nil, access.Open(h.ID())} {
-		ps, err := New(h, nopRouter{}, nil, Config{Realm: testRealm, Access: pol, Logger: quietLogger()})
+		ps, err := New(h, nopRouter{}, nil, Config{Realm: testRealm, Access: pol, Logger: testnet.QuietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,19 +337,22 @@ func (nopRouter) Lookup(context.Context, string, int) ([]peer.AddrInfo, error) {
 // subscribe right is revoked, even from a publisher that has not heard of
 // the revocation.
 func TestOwnSubscriptionStopsOnRevocation(t *testing.T) {
-	a := newAuthority(t)
+	a := testnet.NewAuthority(t)
 	pub, sub, _, subChain := securePair(t, a, nil, nil)
 	_, c := subscribe(t, sub.ps, ordersPattern)
 	waitRoutable(t, pub, sub)
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("1"))
-	waitFor(t, 5*time.Second, "the first message", func() bool { return c.len() == 1 })
+	c.waitLen(t, 5*time.Second, 1)
 
-	if err := sub.v.AddRevocation(a.revoke(t, subChain)); err != nil {
+	if err := sub.v.AddRevocation(a.Revoke(t, subChain)); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("2"))
-	waitFor(t, 5*time.Second, "the message to be withheld from the revoked subscription", func() bool {
-		return sub.ps.Stats().WithheldUnauthorized == 1
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if n := sub.ps.Stats().WithheldUnauthorized; n != 1 {
+			return fmt.Errorf("%d messages withheld from the revoked subscription, want 1", n)
+		}
+		return nil
 	})
 	if c.len() != 1 {
 		t.Fatalf("%d messages delivered, want 1", c.len())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -97,7 +98,12 @@ func TestBadFramesCloseOnlyThatStream(t *testing.T) {
 	sub := newNode(t, func(c *Config) { c.MaxMessageSize = 1000 })
 	connect(t, sub.h, pub.h)
 	_, c := subscribe(t, sub.ps, "io.acme.orders.>")
-	waitFor(t, 10*time.Second, "the publisher to link", func() bool { return pub.ps.routablePeers() == 1 })
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if got := pub.ps.routablePeers(); got != 1 {
+			return fmt.Errorf("the publisher's routable peers: have %v, want 1", got)
+		}
+		return nil
+	})
 
 	set := appendInterestSetFrames(nil, 1<<20, nil)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -155,13 +161,13 @@ func TestBadFramesCloseOnlyThatStream(t *testing.T) {
 		rawMessage("io.acme.orders.raw", []byte("raw")))
 	s := rp.open(t, sub, good)
 	defer s.Reset()
-	waitFor(t, 5*time.Second, "the raw message", func() bool { return c.len() == 1 })
+	c.waitLen(t, 5*time.Second, 1)
 
 	// The node still serves its real publisher.
 	for i := 0; i < 10; i++ {
 		publish(t, pub.ps, "io.acme.orders.placed", []byte(fmt.Sprint(i)))
 	}
-	waitFor(t, 5*time.Second, "the publisher's messages", func() bool { return c.len() == 11 })
+	c.waitLen(t, 5*time.Second, 11)
 	if m := c.all()[0]; m.Topic != "io.acme.orders.raw" || string(m.Payload) != "raw" || m.PublisherPeer != rp.n.h.ID() {
 		t.Fatalf("raw message = %+v", m)
 	}

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -50,7 +53,12 @@ func benchPublish(b *testing.B, pub, sub *testNode) {
 		for range ch {
 		}
 	}()
-	waitFor(b, 10*time.Second, "link", func() bool { return pub.ps.routablePeers() == 1 })
+	testnet.Eventually(b, 10*time.Second, func() error {
+		if got := pub.ps.routablePeers(); got != 1 {
+			return fmt.Errorf("routable peers: have %v, want 1", got)
+		}
+		return nil
+	})
 	payload := make([]byte, 128)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -86,14 +94,14 @@ func BenchmarkPublishSecure(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var pub, sub *testNode
 			if secure {
-				a := newAuthority(b)
+				a := testnet.NewAuthority(b)
 				var pubChain, subChain ucan.Chain
 				sp := newSecureNode(b, a, func(p peer.ID) []ucan.Chain {
-					pubChain = a.grant(b, p, ucan.Publish, ordersPattern)
+					pubChain = a.Grant(b, peerdid.Of(p), ucan.Publish, ordersPattern)
 					return []ucan.Chain{pubChain}
 				})
 				ss := newSecureNode(b, a, func(p peer.ID) []ucan.Chain {
-					subChain = a.grant(b, p, ucan.Subscribe, ordersPattern)
+					subChain = a.Grant(b, peerdid.Of(p), ucan.Subscribe, ordersPattern)
 					return []ucan.Chain{subChain}
 				})
 				sp.admit(b, ss.h.ID(), subChain)
@@ -115,8 +123,8 @@ func BenchmarkPublishSecure(b *testing.B) {
 // message in a secure realm: the sender's verdict looked up in a table of
 // 1000 peers, and ucan.Check of publishing to the topic.
 func BenchmarkReceiveCheck(b *testing.B) {
-	a := newAuthority(b)
-	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: ucan.KeyDID(a.key), Logger: quietLogger()})
+	a := testnet.NewAuthority(b)
+	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: a.DID, Logger: testnet.QuietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +146,7 @@ func BenchmarkReceiveCheck(b *testing.B) {
 		if i == 0 {
 			target = p
 		}
-		tab.Set(p, validate(b, v, p, []ucan.Chain{a.grant(b, p, ucan.Publish, ordersPattern)}))
+		tab.Set(p, validate(b, v, p, []ucan.Chain{a.Grant(b, peerdid.Of(p), ucan.Publish, ordersPattern)}))
 	}
 	var pol access.Policy = tab
 	b.ReportAllocs()

@@ -3,6 +3,7 @@ package pubsub
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // TestUnsubscribeStopsDelivery: after Unsubscribe the handler gets nothing,
@@ -24,23 +26,29 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 	events := sub.bus.Subscribe(16, event.Subscribe)
 	s, c := subscribe(t, sub.ps, "io.acme.orders.placed")
 	_, sentinel := subscribe(t, sub.ps, "io.acme.orders.sentinel")
-	waitFor(t, 10*time.Second, "the publisher to learn both patterns", func() bool {
-		return len(pub.ps.peerPatterns(sub.h.ID())) == 2 && pub.ps.routablePeers() == 1
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if ps, n := pub.ps.peerPatterns(sub.h.ID()), pub.ps.routablePeers(); len(ps) != 2 || n != 1 {
+			return fmt.Errorf("the publisher knows the patterns %v of the subscriber and %d routable peers, want 2 and 1", ps, n)
+		}
+		return nil
 	})
 	publish(t, pub.ps, "io.acme.orders.placed", []byte("before"))
-	waitFor(t, 5*time.Second, "the first message", func() bool { return c.len() == 1 })
+	c.waitLen(t, 5*time.Second, 1)
 
 	s.Unsubscribe()
 	s.Unsubscribe() // idempotent
-	waitFor(t, 5*time.Second, "the publisher to hear of the unsubscribe", func() bool {
-		return slices.Equal(pub.ps.peerPatterns(sub.h.ID()), []string{"io.acme.orders.sentinel"})
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if ps := pub.ps.peerPatterns(sub.h.ID()); !slices.Equal(ps, []string{"io.acme.orders.sentinel"}) {
+			return fmt.Errorf("the publisher knows the patterns %v of the subscriber, want the sentinel's alone", ps)
+		}
+		return nil
 	})
 	framesBefore := sub.ps.Stats().FramesReceived
 	for i := 0; i < 100; i++ {
 		publish(t, pub.ps, "io.acme.orders.placed", []byte("after"))
 	}
 	publish(t, pub.ps, "io.acme.orders.sentinel", []byte("end"))
-	waitFor(t, 5*time.Second, "the sentinel", func() bool { return sentinel.len() == 1 })
+	sentinel.waitLen(t, 5*time.Second, 1)
 	if n := c.len(); n != 1 {
 		t.Fatalf("handler called %d times, want 1", n)
 	}
@@ -109,13 +117,23 @@ func TestLateSubscriber(t *testing.T) {
 			wait := keepPublishing(t, pub.ps, "io.acme.orders.placed", stop)
 			defer wait()
 			defer close(stop)
-			time.Sleep(50 * time.Millisecond) // the publisher is under way
+			testnet.Eventually(t, 10*time.Second, func() error {
+				if pub.ps.Stats().Published == 0 {
+					return errors.New("the publisher has published nothing yet")
+				}
+				return nil
+			})
 
 			start := time.Now()
 			_, c := subscribe(t, sub.ps, "io.acme.orders.*")
 			// The bound: a refresh period plus a lookup and a dial, with
 			// room for a loaded CI machine.
-			waitFor(t, 3*DefaultInterestRefresh+5*time.Second, "the first message", func() bool { return c.len() > 0 })
+			testnet.Eventually(t, 3*DefaultInterestRefresh+5*time.Second, func() error {
+				if got := c.len(); got <= 0 {
+					return fmt.Errorf("the first message: have %v, want more than 0", got)
+				}
+				return nil
+			})
 			t.Logf("late subscriber (%s) got its first message after %v", tc.name, time.Since(start).Round(time.Millisecond))
 			if tc.direct {
 				return
@@ -146,17 +164,22 @@ func TestSlowHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, fast := subscribe(t, sub.ps, "io.acme.orders.>")
-	waitFor(t, 10*time.Second, "the publisher to link", func() bool { return pub.ps.routablePeers() == 1 })
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if got := pub.ps.routablePeers(); got != 1 {
+			return fmt.Errorf("the publisher's routable peers: have %v, want 1", got)
+		}
+		return nil
+	})
 
 	for i := 0; i < total; i++ {
 		publish(t, pub.ps, "io.acme.orders.placed", []byte(fmt.Sprint(i)))
 		if i%limit == limit-1 {
 			// Pace the publisher to the fast subscriber's queue, so only
 			// the slow one can drop.
-			waitFor(t, 5*time.Second, "the fast subscriber", func() bool { return fast.len() == i+1 })
+			fast.waitLen(t, 5*time.Second, i+1)
 		}
 	}
-	waitFor(t, 5*time.Second, "every message at the fast subscriber", func() bool { return fast.len() == total })
+	fast.waitLen(t, 5*time.Second, total)
 	for i, m := range fast.all() {
 		if string(m.Payload) != fmt.Sprint(i) {
 			t.Fatalf("fast subscriber: message %d = %q", i, m.Payload)
@@ -236,17 +259,22 @@ func TestSlowSubscriberNode(t *testing.T) {
 	stuck := newRawPeer(t)
 	s := stuck.open(t, pub, appendInterestSetFrames(nil, 1<<20, []string{"io.acme.orders.>"}))
 	defer s.Reset()
-	waitFor(t, 10*time.Second, "the publisher to link both", func() bool { return pub.ps.routablePeers() == 2 })
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if got := pub.ps.routablePeers(); got != 2 {
+			return fmt.Errorf("the publisher's routable peers: have %v, want 2", got)
+		}
+		return nil
+	})
 
 	payload := bytes.Repeat([]byte{'x'}, 1000)
 	for i := 0; i < total; i++ {
 		copy(payload, fmt.Sprintf("%08d", i))
 		publish(t, pub.ps, "io.acme.orders.placed", payload)
 		if i%queue == queue-1 {
-			waitFor(t, 10*time.Second, "the good subscriber", func() bool { return c.len() == i+1 })
+			c.waitLen(t, 10*time.Second, i+1)
 		}
 	}
-	waitFor(t, 10*time.Second, "every message at the good subscriber", func() bool { return c.len() == total })
+	c.waitLen(t, 10*time.Second, total)
 	for i, m := range c.all() {
 		if string(m.Payload[:8]) != fmt.Sprintf("%08d", i) {
 			t.Fatalf("message %d = %q", i, m.Payload[:8])

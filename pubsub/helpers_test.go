@@ -2,9 +2,7 @@ package pubsub
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"os"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -26,13 +24,6 @@ func TestMain(m *testing.M) {
 	testnet.VerifyTestMain(m)
 }
 
-func quietLogger() *slog.Logger {
-	if os.Getenv("PUBSUB_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func newHost(t testing.TB) host.Host { return testnet.Host(t) }
 
 // testNode is a bare host with the realm's DHT and pubsub, as node wires
@@ -47,14 +38,14 @@ type testNode struct {
 func newNode(t testing.TB, mod func(*Config)) *testNode {
 	t.Helper()
 	h := newHost(t)
-	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quietLogger()})
+	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	bus := event.NewBus()
 	t.Cleanup(bus.Close)
-	cfg := Config{Realm: testRealm, Logger: quietLogger(), InterestRefresh: 200 * time.Millisecond}
+	cfg := Config{Realm: testRealm, Logger: testnet.QuietLogger(), InterestRefresh: 200 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -79,18 +70,6 @@ func connect(t testing.TB, a, b host.Host) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // collector records the messages a handler gets.
 type collector struct {
 	mu   sync.Mutex
@@ -107,6 +86,17 @@ func (c *collector) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.msgs)
+}
+
+// waitLen waits until c holds want messages.
+func (c *collector) waitLen(t testing.TB, d time.Duration, want int) {
+	t.Helper()
+	testnet.Eventually(t, d, func() error {
+		if n := c.len(); n != want {
+			return fmt.Errorf("%d messages, want %d", n, want)
+		}
+		return nil
+	})
 }
 
 func (c *collector) all() []Message {

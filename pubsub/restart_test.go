@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"crypto/rand"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // startWithKey starts a node with a given identity, as a restarted
@@ -26,11 +28,11 @@ func startWithKey(t *testing.T, key crypto.PrivKey) (*testNode, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quietLogger()})
+	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := New(h, d, nil, Config{Realm: testRealm, Logger: quietLogger(), InterestRefresh: 200 * time.Millisecond})
+	ps, err := New(h, d, nil, Config{Realm: testRealm, Logger: testnet.QuietLogger(), InterestRefresh: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +68,12 @@ func TestRestartedSubscriber(t *testing.T) {
 		connect(t, sub.h, pub.h)
 		_, c := subscribe(t, sub.ps, "io.acme.orders.*")
 		start := time.Now()
-		waitFor(t, 10*time.Second, "messages at the (re)started subscriber", func() bool { return c.len() >= 5 })
+		testnet.Eventually(t, 10*time.Second, func() error {
+			if got := c.len(); got < 5 {
+				return fmt.Errorf("messages at the (re)started subscriber: have %v, want at least 5", got)
+			}
+			return nil
+		})
 		t.Logf("round %d: 5 messages after %v", round, time.Since(start).Round(time.Millisecond))
 		var last uint64
 		for _, m := range c.all() {

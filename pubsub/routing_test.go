@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -40,8 +41,11 @@ func TestRoutingByPattern(t *testing.T) {
 	}
 	// The quiet node also waits for a sentinel, published last.
 	const sentinel = "io.acme.orders.archive.sentinel.closed"
-	waitFor(t, 10*time.Second, "the publisher to link to every subscriber", func() bool {
-		return pub.ps.routablePeers() == len(subs)
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if n := pub.ps.routablePeers(); n != len(subs) {
+			return fmt.Errorf("the publisher has %d routable peers, want every subscriber (%d)", n, len(subs))
+		}
+		return nil
 	})
 
 	topics := []string{
@@ -69,8 +73,11 @@ func TestRoutingByPattern(t *testing.T) {
 				want = append(want, p)
 			}
 		}
-		waitFor(t, 10*time.Second, fmt.Sprintf("%d messages for %s", len(want), s.pattern), func() bool {
-			return s.c.len() >= len(want)
+		testnet.Eventually(t, 10*time.Second, func() error {
+			if n := s.c.len(); n < len(want) {
+				return fmt.Errorf("%d messages for %s, want %d", n, s.pattern, len(want))
+			}
+			return nil
 		})
 		got := s.c.all()
 		if len(got) != len(want) {
@@ -109,7 +116,12 @@ func TestRoutingByPattern(t *testing.T) {
 	for _, s := range subs {
 		frames += s.n.ps.Stats().FramesReceived
 	}
-	waitFor(t, 5*time.Second, "sent to match received", func() bool { return pub.ps.Stats().Sent == frames })
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if got := pub.ps.Stats().Sent; got != frames {
+			return fmt.Errorf("frames sent: have %v, want %v (the frames received)", got, frames)
+		}
+		return nil
+	})
 }
 
 // TestLocalAndChannel: a publisher's own subscriptions get its messages;
@@ -138,7 +150,7 @@ func TestLocalAndChannel(t *testing.T) {
 			t.Fatalf("empty message = %+v", m)
 		}
 	}
-	waitFor(t, 5*time.Second, "the handler", func() bool { return c.len() == 2 })
+	c.waitLen(t, 5*time.Second, 2)
 	s1.Unsubscribe()
 	s1.Unsubscribe()
 	if _, ok := <-ch1; ok {

@@ -2,8 +2,8 @@ package rpc
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -15,37 +15,25 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/macula-io/macula/access"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/ucan"
 )
 
 // authority is a secure realm's authority and the validator of its nodes.
 type authority struct {
-	key ed25519.PrivateKey
-	v   *ucan.Validator
+	*testnet.Authority
+	v *ucan.Validator
 }
 
 func newAuthority(t testing.TB) *authority {
 	t.Helper()
-	key, err := ucan.GenerateKey()
+	a := testnet.NewAuthority(t)
+	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: a.DID, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: ucan.KeyDID(key), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &authority{key: key, v: v}
-}
-
-// grant issues p a root delegation of cmd on the resource pattern.
-func (a *authority) grant(t testing.TB, p peer.ID, cmd ucan.Command, resource string) ucan.Chain {
-	t.Helper()
-	ch, err := ucan.Issue(a.key, ucan.IssueOptions{Audience: peerdid.Of(p), Command: cmd, Resource: resource, Expires: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
+	return &authority{Authority: a, v: v}
 }
 
 // verdict validates chains as presented by p.
@@ -61,7 +49,7 @@ func (a *authority) verdict(t testing.TB, p peer.ID, chains ...ucan.Chain) *ucan
 // may returns p's verdict on one grant of cmd on resource.
 func (a *authority) may(t testing.TB, p peer.ID, cmd ucan.Command, resource string) *ucan.Verdict {
 	t.Helper()
-	return a.verdict(t, p, a.grant(t, p, cmd, resource))
+	return a.verdict(t, p, a.Grant(t, peerdid.Of(p), cmd, resource))
 }
 
 // secureNode starts a node of the authority's realm whose policy is a table
@@ -78,7 +66,7 @@ func secureNode(t testing.TB, a *authority, mod func(*Config), self ...string) (
 	})
 	var chains []ucan.Chain
 	for i := 0; i+1 < len(self); i += 2 {
-		chains = append(chains, a.grant(t, n.h.ID(), ucan.Command(self[i]), self[i+1]))
+		chains = append(chains, a.Grant(t, peerdid.Of(n.h.ID()), ucan.Command(self[i]), self[i+1]))
 	}
 	if len(chains) > 0 {
 		tab.SetSelf(a.verdict(t, n.h.ID(), chains...))
@@ -170,16 +158,12 @@ func TestAuthCallerVerdictOnServer(t *testing.T) {
 		refused("subscribe only", "io.acme.orders.get")
 	})
 	t.Run("revoked", func(t *testing.T) {
-		ch := auth.grant(t, b.h.ID(), ucan.Call, "io.acme.orders.>")
+		ch := auth.Grant(t, peerdid.Of(b.h.ID()), ucan.Call, "io.acme.orders.>")
 		at.Set(b.h.ID(), auth.verdict(t, b.h.ID(), ch))
 		if err := call("io.acme.orders.billing.charge"); err != nil {
 			t.Fatal(err)
 		}
-		rev, err := ucan.Revoke(auth.key, ch.Leaf())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := auth.v.AddRevocation(rev); err != nil {
+		if err := auth.v.AddRevocation(auth.Revoke(t, ch)); err != nil {
 			t.Fatal(err)
 		}
 		refused("revoked", "io.acme.orders.billing.charge")
@@ -208,8 +192,8 @@ func TestAuthSelfChecks(t *testing.T) {
 		t.Fatalf("advertised %v", n.rpc.Advertised())
 	}
 	tab.SetSelf(auth.verdict(t, n.h.ID(),
-		auth.grant(t, n.h.ID(), ucan.Advertise, "io.acme.orders.*"),
-		auth.grant(t, n.h.ID(), ucan.Call, "io.acme.orders.get")))
+		auth.Grant(t, peerdid.Of(n.h.ID()), ucan.Advertise, "io.acme.orders.*"),
+		auth.Grant(t, peerdid.Of(n.h.ID()), ucan.Call, "io.acme.orders.get")))
 	if err := n.rpc.Advertise(ctx, "io.acme.orders.billing.charge", echo); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("Advertise outside the pattern = %v", err)
 	}
@@ -268,16 +252,7 @@ func TestAuthSkipsProviderWithoutAdvertiseRight(t *testing.T) {
 	var na, nb atomic.Int64
 	advertise(t, a, proc, func(context.Context, *Request) ([]byte, error) { na.Add(1); return []byte("a"), nil })
 	advertise(t, b, proc, func(context.Context, *Request) ([]byte, error) { nb.Add(1); return []byte("b"), nil })
-	waitFor(t, "both providers found", func() bool {
-		c.rpc.mu.Lock()
-		delete(c.rpc.providers, proc)
-		c.rpc.mu.Unlock()
-		_ = c.rpc.lookup(context.Background(), proc)
-		c.rpc.mu.Lock()
-		defer c.rpc.mu.Unlock()
-		ps := c.rpc.providers[proc]
-		return ps != nil && len(ps.peers) == 2
-	})
+	waitProviders(t, c, proc, 2)
 	for i := 0; i < 20; i++ {
 		if r, err := c.rpc.Call(context.Background(), proc, nil); err != nil || string(r) != "a" {
 			t.Fatalf("call %d = %q, %v", i, r, err)
@@ -306,22 +281,29 @@ func TestAuthWaitsForNewPeersVerdict(t *testing.T) {
 	const proc = "io.acme.orders.late"
 	const dialTimeout = time.Second
 	hub, _ := secureNode(t, auth, nil)
-	b, bt := secureNode(t, auth, func(c *Config) { c.DialTimeout = dialTimeout }, string(ucan.Call), "io.acme.orders.*")
+	watch := &verdictMisses{missed: make(chan peer.ID, 1)}
+	b, bt := secureNode(t, auth, func(c *Config) {
+		c.DialTimeout = dialTimeout
+		watch.Policy, c.Access = c.Access, watch
+	}, string(ucan.Call), "io.acme.orders.*")
 	c, ct := secureNode(t, auth, nil, string(ucan.Advertise), "io.acme.orders.*")
 	ct.Set(b.h.ID(), auth.may(t, b.h.ID(), ucan.Call, "io.acme.orders.*"))
 	mesh(t, hub, b, c)
 	advertise(t, c, proc, echo)
-	waitFor(t, "the provider found", func() bool {
-		return b.rpc.lookup(context.Background(), proc) == nil
+	testnet.Eventually(t, 20*time.Second, func() error {
+		return b.rpc.lookup(context.Background(), proc)
 	})
 	disconnect := func() {
 		t.Helper()
-		waitFor(t, "b and c apart", func() bool {
+		testnet.Eventually(t, 20*time.Second, func() error {
 			_ = b.h.Network().ClosePeer(c.h.ID())
 			b.rpc.mu.Lock()
 			cc := b.rpc.conns[c.h.ID()]
 			b.rpc.mu.Unlock()
-			return cc == nil && b.h.Network().Connectedness(c.h.ID()) != network.Connected
+			if cc != nil || b.h.Network().Connectedness(c.h.ID()) == network.Connected {
+				return fmt.Errorf("b still has a stream to c (%v) or is connected (%v)", cc != nil, b.h.Network().Connectedness(c.h.ID()))
+			}
+			return nil
 		})
 	}
 
@@ -336,25 +318,33 @@ func TestAuthWaitsForNewPeersVerdict(t *testing.T) {
 		t.Fatalf("gave up after %v, want about %v", d, dialTimeout)
 	}
 
-	// The verdict comes shortly after the connection: the call waits for it.
+	// The verdict comes after the call looked for it on the new
+	// connection and found none (as the realm handshake's does, a few
+	// milliseconds after the connection): the call waits for it.
 	disconnect()
 	b.rpc.mu.Lock()
 	delete(b.rpc.avoid, c.h.ID())
 	b.rpc.mu.Unlock()
+	for len(watch.missed) > 0 { // the misses of the call above
+		<-watch.missed
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for b.h.Network().Connectedness(c.h.ID()) != network.Connected {
+		for {
 			select {
+			case p := <-watch.missed:
+				if p != c.h.ID() {
+					continue
+				}
+				bt.Set(c.h.ID(), auth.may(t, c.h.ID(), ucan.Advertise, "io.acme.orders.*"))
+				return
 			case <-stop:
 				return
-			case <-time.After(2 * time.Millisecond):
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // the realm handshake
-		bt.Set(c.h.ID(), auth.may(t, c.h.ID(), ucan.Advertise, "io.acme.orders.*"))
 	}()
 	reply, err := b.rpc.Call(context.Background(), proc, []byte("x"), WithTimeout(10*time.Second))
 	close(stop)
@@ -362,6 +352,24 @@ func TestAuthWaitsForNewPeersVerdict(t *testing.T) {
 	if err != nil || string(reply) != "x" {
 		t.Fatalf("call = %q, %v", reply, err)
 	}
+}
+
+// verdictMisses is a node's policy that reports the peers it had no verdict
+// for when asked (at most one report waits; later ones are dropped).
+type verdictMisses struct {
+	access.Policy
+	missed chan peer.ID
+}
+
+func (w *verdictMisses) Peer(p peer.ID) *ucan.Verdict {
+	vd := w.Policy.Peer(p)
+	if vd == nil {
+		select {
+		case w.missed <- p:
+		default:
+		}
+	}
+	return vd
 }
 
 // BenchmarkCall measures a call across two nodes on loopback, in an open

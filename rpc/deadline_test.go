@@ -13,7 +13,12 @@ import (
 func TestDeadlineTimerServesEveryCall(t *testing.T) {
 	a, b := newNode(t, nil), newNode(t, nil)
 	mesh(t, a, b)
+	running := make(chan struct{}, 1)
 	advertise(t, a, "io.acme.orders.hang", func(ctx context.Context, _ *Request) ([]byte, error) {
+		select {
+		case running <- struct{}{}:
+		default:
+		}
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
@@ -21,7 +26,11 @@ func TestDeadlineTimerServesEveryCall(t *testing.T) {
 	waitCallable(t, b, "io.acme.orders.echo")
 	// A long call arms the sweeper far away; shorter ones must still end on time.
 	long := b.rpc.CallAsync(context.Background(), "io.acme.orders.hang", nil, WithTimeout(3*time.Second))
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-running: // the long call is pending on b, its deadline armed
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long call did not reach its handler")
+	}
 	for _, d := range []time.Duration{300 * time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond} {
 		start := time.Now()
 		_, err := b.rpc.Call(context.Background(), "io.acme.orders.hang", nil, WithTimeout(d))

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -35,18 +35,16 @@ type tnode struct {
 	bus *event.Bus
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // newNode starts a host, its DHT and an RPC service on loopback; it closes
 // them when the test ends (Close is idempotent, so tests may close early).
 func newNode(t testing.TB, mod func(*Config)) *tnode {
 	t.Helper()
 	h := testnet.Host(t)
-	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quiet()})
+	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Realm: testRealm, Logger: quiet()}
+	cfg := Config{Realm: testRealm, Logger: testnet.QuietLogger()}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -77,20 +75,14 @@ func mesh(t testing.TB, nodes ...*tnode) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "routing tables", func() bool { return len(nodes[0].d.RoutingTablePeers()) == len(nodes)-1 })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if n := len(nodes[0].d.RoutingTablePeers()); n != len(nodes)-1 {
+			return fmt.Errorf("the first node's routing table holds %d peers, want %d", n, len(nodes)-1)
+		}
+		return nil
+	})
 	for _, n := range nodes[1:] {
 		_ = n.d.RefreshRoutingTable(ctx)
-	}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -108,7 +100,7 @@ func advertise(t testing.TB, n *tnode, proc string, h Handler) {
 // waitCallable polls until a call from n to proc succeeds.
 func waitCallable(t testing.TB, n *tnode, proc string) {
 	t.Helper()
-	waitFor(t, "a provider of "+proc, func() bool {
+	testnet.Eventually(t, 20*time.Second, func() error {
 		n.rpc.mu.Lock()
 		delete(n.rpc.providers, proc) // look again
 		n.rpc.mu.Unlock()
@@ -116,7 +108,31 @@ func waitCallable(t testing.TB, n *tnode, proc string) {
 		defer cancel()
 		_, err := n.rpc.Call(ctx, proc, []byte("ping"))
 		var re *RemoteError
-		return err == nil || errors.As(err, &re) // reached a handler
+		if errors.As(err, &re) {
+			return nil // reached a handler
+		}
+		return err
+	})
+}
+
+// waitProviders looks proc up again on n until it knows want providers.
+func waitProviders(t testing.TB, n *tnode, proc string, want int) {
+	t.Helper()
+	testnet.Eventually(t, 20*time.Second, func() error {
+		n.rpc.mu.Lock()
+		delete(n.rpc.providers, proc)
+		n.rpc.mu.Unlock()
+		_ = n.rpc.lookup(context.Background(), proc)
+		n.rpc.mu.Lock()
+		defer n.rpc.mu.Unlock()
+		got := 0
+		if ps := n.rpc.providers[proc]; ps != nil {
+			got = len(ps.peers)
+		}
+		if got != want {
+			return fmt.Errorf("%d providers of %s known, want %d", got, proc, want)
+		}
+		return nil
 	})
 }
 
@@ -262,16 +278,7 @@ func TestLoadBalancingAndFailover(t *testing.T) {
 			var na, nb atomic.Int64
 			advertise(t, a, "io.acme.orders.work", func(ctx context.Context, req *Request) ([]byte, error) { na.Add(1); return []byte("a"), nil })
 			advertise(t, b, "io.acme.orders.work", func(ctx context.Context, req *Request) ([]byte, error) { nb.Add(1); return []byte("b"), nil })
-			waitFor(t, "both providers found", func() bool {
-				c.rpc.mu.Lock()
-				delete(c.rpc.providers, "io.acme.orders.work")
-				c.rpc.mu.Unlock()
-				_ = c.rpc.lookup(context.Background(), "io.acme.orders.work")
-				c.rpc.mu.Lock()
-				defer c.rpc.mu.Unlock()
-				ps := c.rpc.providers["io.acme.orders.work"]
-				return ps != nil && len(ps.peers) == 2
-			})
+			waitProviders(t, c, "io.acme.orders.work", 2)
 			var wg sync.WaitGroup
 			errs := make(chan error, 200)
 			for i := 0; i < 200; i++ {
@@ -393,9 +400,12 @@ func TestOverloadedCallee(t *testing.T) {
 	<-held
 	<-held
 	var re *RemoteError
-	waitFor(t, "an overloaded answer", func() bool {
+	testnet.Eventually(t, 20*time.Second, func() error {
 		_, err := b.rpc.Call(context.Background(), "io.acme.orders.hold", []byte("y"), WithTimeout(time.Second))
-		return errors.As(err, &re) && re.Code == CodeOverloaded
+		if errors.As(err, &re) && re.Code == CodeOverloaded {
+			return nil
+		}
+		return fmt.Errorf("a third call answered %v, want a remote error %s", err, CodeOverloaded)
 	})
 	close(release)
 	if _, err := p1.Result(); err != nil {

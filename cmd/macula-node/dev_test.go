@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // devRow matches a node's row of dev's table: NAME DID PEER-ID QUIC-ADDR API.
@@ -25,7 +26,8 @@ func TestDev(t *testing.T) {
 	p := startProc(t, "dev", nil, "dev", "--nodes", "3")
 
 	apis := map[string]string{}
-	eventually(t, 30*time.Second, "dev prints its table", func() error {
+	// Until dev prints its table.
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if p.exited() {
 			t.Fatalf("dev exited (%v); stderr:\n%s", p.err, p.stderr.String())
 		}
@@ -54,13 +56,14 @@ func TestDev(t *testing.T) {
 		if !ok {
 			t.Fatalf("no row for %s", name)
 		}
-		eventually(t, 10*time.Second, name+" has 2 peers", func() error {
+		// Until the node has 2 peers.
+		testnet.Eventually(t, 10*time.Second, func() error {
 			var peers []api.Peer
 			if err := cliJSON(t, addr, &peers, "peers"); err != nil {
 				return err
 			}
 			if len(peers) != 2 {
-				return fmt.Errorf("%d peers: %v", len(peers), peerIDs(peers))
+				return fmt.Errorf("%s has %d peers: %v", name, len(peers), peerIDs(peers))
 			}
 			return nil
 		})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 )
 
@@ -51,7 +52,8 @@ func startRunNodeIn(t *testing.T, dir, realmName, name string, bootstrap ...stri
 func (n *runNode) waitReady(t *testing.T) {
 	t.Helper()
 	path := filepath.Join(n.dir, stateFile)
-	eventually(t, 20*time.Second, n.name+" writes "+stateFile, func() error {
+	// Until the node writes its state file.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if n.exited() {
 			t.Fatalf("%s exited (%v) before it was ready; stderr:\n%s", n.name, n.err, n.stderr.String())
 		}
@@ -114,13 +116,14 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		slices.Sort(want)
-		eventually(t, 30*time.Second, n.name+" sees the 4 others", func() error {
+		// Until the node sees the 4 others.
+		testnet.Eventually(t, 30*time.Second, func() error {
 			var peers []api.Peer
 			if err := cliJSON(t, n.st.API, &peers, "peers"); err != nil {
 				return err
 			}
 			if got := peerIDs(peers); !slices.Equal(got, want) {
-				return fmt.Errorf("peers %v, want %v", got, want)
+				return fmt.Errorf("%s: peers %v, want %v", n.name, got, want)
 			}
 			var st dht.Stats
 			if err := cliJSON(t, n.st.API, &st, "dht", "stats"); err != nil {
@@ -143,7 +146,8 @@ func TestEndToEnd(t *testing.T) {
 		if n == n3 {
 			continue
 		}
-		eventually(t, 20*time.Second, n.name+" finds the provider of "+key, func() error {
+		// Until the node finds the provider of the key.
+		testnet.Eventually(t, 20*time.Second, func() error {
 			var res api.LookupResult
 			if err := cliJSON(t, n.st.API, &res, "dht", "lookup", key, "--timeout", "5s"); err != nil {
 				return err
@@ -156,14 +160,15 @@ func TestEndToEnd(t *testing.T) {
 					return nil
 				}
 			}
-			return fmt.Errorf("providers %+v, want %s", res.Providers, n3.st.PeerID)
+			return fmt.Errorf("%s finds the providers %+v of %s, want %s", n.name, res.Providers, key, n3.st.PeerID)
 		})
 	}
 	t.Logf("lookups done after %v", time.Since(start).Round(time.Millisecond))
 
 	// Node 5 resolves node 2's alias to node 2's did:key.
 	n2, n5 := nodes[1], nodes[4]
-	eventually(t, 20*time.Second, "n5 resolves n2's alias", func() error {
+	// Until n5 resolves n2's alias.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		var res node.Resolution
 		if err := cliJSON(t, n5.st.API, &res, "resolve", n2.st.Alias); err != nil {
 			return err
@@ -184,7 +189,8 @@ func TestEndToEnd(t *testing.T) {
 	// The realm handshake fails on n6's dial of n1. Whichever side sees it
 	// first refuses the other and hangs up, so the refusal is in n6's log or
 	// in n1's (naming n6).
-	eventually(t, 15*time.Second, "n6 is refused", func() error {
+	// Until n6 is refused.
+	testnet.Eventually(t, 15*time.Second, func() error {
 		if strings.Contains(n6.stderr.String(), "not in this realm") {
 			return nil
 		}

@@ -209,20 +209,3 @@ func cliJSON(t *testing.T, api string, out any, args ...string) error {
 	}
 	return nil
 }
-
-// eventually polls cond until it returns nil or timeout passes; then it
-// fails the test with cond's last error.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // TestUpperCaseNamesEndToEnd runs real macula-node processes of a secure
@@ -49,7 +51,8 @@ func TestUpperCaseNamesEndToEnd(t *testing.T) {
 		t.Errorf("advertise %s: exit %d, want %d; %s", procLower, r.code, exitUnauthorized, r.stderr)
 	}
 
-	eventually(t, 20*time.Second, "the call of "+procGetUp, func() error {
+	// Waiting for the call of procGetUp.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		r := runCmd(t, 20*time.Second, nil, "--api", client.st.API, "call", procGetUp, "--data", `{"id":12}`, "--timeout", "5s")
 		if r.code != 0 {
 			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
@@ -72,7 +75,8 @@ func TestUpperCaseNamesEndToEnd(t *testing.T) {
 	// case of a literal segment of the pattern is not delivered.
 	sub := startSubscriber(t, client, rpcRealm+".devices.*.telemetry", "--json")
 	peerTopic := rpcRealm + ".devices." + prov.st.PeerID + ".telemetry"
-	eventually(t, 20*time.Second, "telemetry to reach the client", func() error {
+	// Waiting for telemetry to reach the client.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		for _, topic := range []string{device + ".Telemetry", telemetry, peerTopic} {
 			if r := runCmd(t, 20*time.Second, nil, "--api", prov.st.API, "publish", topic, "--data", `{"t":1}`); r.code != 0 {
 				t.Fatalf("publish %s: exit %d: %s", topic, r.code, r.stderr)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 )
@@ -42,12 +43,13 @@ func startSubscriber(t *testing.T, n *runNode, pattern string, extra ...string) 
 	name := "subscribe " + pattern + " on " + n.name
 	args := append([]string{"--api", n.st.API, "subscribe", pattern}, extra...)
 	s := &subscriber{proc: startProc(t, name, nil, args...), pattern: pattern}
-	eventually(t, 20*time.Second, name, func() error {
+	// Until the subscriber says it subscribed.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if s.exited() {
 			t.Fatalf("%s exited (%v): %s", name, s.err, s.stderr.String())
 		}
 		if got := s.stderr.String(); got != "macula-node: subscribed to "+pattern+"\n" {
-			return fmt.Errorf("stderr %q", got)
+			return fmt.Errorf("%s: stderr %q", name, got)
 		}
 		return nil
 	})
@@ -114,7 +116,8 @@ func TestPubSubEndToEnd(t *testing.T) {
 		n.waitReady(t)
 	}
 	cp := apiClient(t, p)
-	eventually(t, 20*time.Second, "p sees the 4 others", func() error {
+	// Until p sees the 4 others.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		ps, err := cp.Peers(context.Background())
 		if err != nil || len(ps) != 4 {
 			return fmt.Errorf("%d peers, %v", len(ps), err)
@@ -133,7 +136,8 @@ func TestPubSubEndToEnd(t *testing.T) {
 	for name, pat := range patterns {
 		subs[name] = startSubscriber(t, nodes[name], pat, "--json")
 	}
-	eventually(t, 20*time.Second, "p learns the interest of the 4 subscriber nodes", func() error {
+	// Until p learns the interest of the 4 subscriber nodes.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		st, err := cp.PubSubStats(context.Background())
 		if err != nil || st.InterestedPeers != 4 {
 			return fmt.Errorf("%+v, %v", st, err)
@@ -143,7 +147,8 @@ func TestPubSubEndToEnd(t *testing.T) {
 	// Interest known is not yet a link to send on: publish warm-ups until
 	// each matching subscriber printed one.
 	const warmup = `{"warmup":true}`
-	eventually(t, 20*time.Second, "warm-up messages reach s1, s2 and s3", func() error {
+	// Until warm-up messages reach s1, s2 and s3.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if err := cp.Publish(context.Background(), topicPlaced, []byte(warmup), api.ContentTypeJSON); err != nil {
 			return err
 		}
@@ -185,10 +190,11 @@ func TestPubSubEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"s1", "s2", "s3"} {
-		eventually(t, 20*time.Second, name+" gets the end marker", func() error {
+		// Until the subscriber gets the end marker.
+		testnet.Eventually(t, 20*time.Second, func() error {
 			evs := subs[name].events(t)
 			if len(evs) == 0 || string(evs[len(evs)-1].Payload) != end {
-				return fmt.Errorf("%d events, none the end marker yet", len(evs))
+				return fmt.Errorf("%s: %d events, none the end marker yet", name, len(evs))
 			}
 			return nil
 		})
@@ -327,7 +333,8 @@ func TestPubSubEndToEnd(t *testing.T) {
 		sub := startSubscriber(t, again, patterns["s2"], "--json")
 		restarted := time.Now()
 		k := 0
-		eventually(t, 30*time.Second, "the restarted s2 receives again", func() error {
+		// Until the restarted s2 receives again.
+		testnet.Eventually(t, 30*time.Second, func() error {
 			k++
 			if err := cp.Publish(context.Background(), topicCanceled, fmt.Appendf(nil, `{"again":%d}`, k), api.ContentTypeJSON); err != nil {
 				return err
@@ -352,7 +359,8 @@ func TestPubSubEndToEnd(t *testing.T) {
 			t.Errorf("subscribe on %s exited %d after SIGINT; stderr %q", name, code, subs[name].stderr.String())
 		}
 	}
-	eventually(t, 10*time.Second, "s1's node to drop the subscription", func() error {
+	// Waiting for s1's node to drop the subscription.
+	testnet.Eventually(t, 10*time.Second, func() error {
 		if st := pubsubStats(t, nodes["s1"]); st.Subscriptions != 0 {
 			return fmt.Errorf("%d subscriptions", st.Subscriptions)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // The procedures of the rpc end-to-end test.
@@ -96,12 +97,13 @@ func startAdvertiser(t *testing.T, n *runNode, procedure, url, lease string) *pr
 	name := "advertise " + procedure + " on " + n.name
 	p := startProc(t, name, nil, "--api", n.st.API, "advertise", procedure, "--url", url, "--lease", lease)
 	want := fmt.Sprintf("advertised %s -> %s\n", procedure, url)
-	eventually(t, 20*time.Second, name, func() error {
+	// Until the advertiser says it advertised.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if p.exited() {
 			t.Fatalf("%s exited (%v): %s", name, p.err, p.stderr.String())
 		}
 		if got := p.stdout.String(); got != want {
-			return fmt.Errorf("stdout %q, want %q", got, want)
+			return fmt.Errorf("%s: stdout %q, want %q", name, got, want)
 		}
 		return nil
 	})
@@ -179,10 +181,11 @@ func TestRPCEndToEnd(t *testing.T) {
 		name string
 		c    *api.Client
 	}{{"a", ca}, {"b", cb}, {"c", cc}} {
-		eventually(t, 20*time.Second, n.name+" sees 2 peers", func() error {
+		// Until the node sees 2 peers.
+		testnet.Eventually(t, 20*time.Second, func() error {
 			ps, err := n.c.Peers(context.Background())
 			if err != nil || len(ps) != 2 {
-				return fmt.Errorf("%d peers, %v", len(ps), err)
+				return fmt.Errorf("%s: %d peers, %v", n.name, len(ps), err)
 			}
 			return nil
 		})
@@ -200,7 +203,8 @@ func TestRPCEndToEnd(t *testing.T) {
 	// c finds both providers (its first lookup may see only one; the
 	// provider list is refreshed within rpc's ProviderTTL).
 	seen := map[string]bool{}
-	eventually(t, 30*time.Second, "calls from c served by both a and b", func() error {
+	// Waiting for calls from c served by both a and b.
+	testnet.Eventually(t, 30*time.Second, func() error {
 		by, err := getOrder(context.Background(), cc, 0, 5*time.Second)
 		if err != nil {
 			return err
@@ -372,7 +376,8 @@ func TestRPCEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		t0 := time.Now()
-		eventually(t, 10*time.Second, procInvalid+" withdrawn after its advertiser died", func() error {
+		// Waiting for procInvalid withdrawn after its advertiser died.
+		testnet.Eventually(t, 10*time.Second, func() error {
 			ads, err := cb.Advertised(context.Background())
 			if err != nil {
 				return err
@@ -455,7 +460,8 @@ func checkFailover(t *testing.T, a *runNode, cc *api.Client, apiAddr string, ha 
 		_, err := cc.Call(context.Background(), procHang, nil, api.CallOptions{Timeout: callTimeout})
 		hangAPI <- err
 	}()
-	eventually(t, 15*time.Second, "two calls waiting on a's webhook", func() error {
+	// Waiting for two calls waiting on a's webhook.
+	testnet.Eventually(t, 15*time.Second, func() error {
 		if n := ha.waiting.Load(); n != 2 {
 			return fmt.Errorf("%d waiting", n)
 		}
@@ -484,7 +490,8 @@ func checkFailover(t *testing.T, a *runNode, cc *api.Client, apiAddr string, ha 
 			}
 		})
 	}
-	eventually(t, 30*time.Second, "300 calls before the kill", func() error {
+	// Waiting for 300 calls before the kill.
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if n := done.Load(); n < 300 {
 			return fmt.Errorf("%d done", n)
 		}

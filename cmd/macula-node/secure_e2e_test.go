@@ -15,6 +15,7 @@ import (
 
 	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/api/ucantoken"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -102,7 +103,8 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	intruder := startRunNode(t, rpcRealm, "intruder", prov.st.Addrs[0])
 	intruder.waitReady(t)
 
-	eventually(t, 20*time.Second, "the members to meet", func() error {
+	// Waiting for the members to meet.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		var peers []api.Peer
 		if err := cliJSON(t, prov.st.API, &peers, "peers"); err != nil {
 			return err
@@ -126,7 +128,8 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	sub := startSubscriber(t, client, "io.acme.orders.*", "--json")
 
 	// The client calls and receives.
-	eventually(t, 20*time.Second, "the client's call", func() error {
+	// Waiting for the client's call.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		r := runCmd(t, 20*time.Second, nil, "--api", client.st.API, "call", procGet, "--data", `{"id":1}`, "--timeout", "5s")
 		if r.code != 0 {
 			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
@@ -136,7 +139,8 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	if g, _ := hook.grant.Load().(string); !strings.Contains(g, "/macula/call on io.acme.orders.*") {
 		t.Errorf("the webhook saw the caller's grant %q", g)
 	}
-	eventually(t, 20*time.Second, "a message to reach the client", func() error {
+	// Waiting for a message to reach the client.
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if r := runCmd(t, 20*time.Second, nil, "--api", prov.st.API, "publish", "io.acme.orders.placed", "--data", `{"n":1}`); r.code != 0 {
 			t.Fatalf("provider's publish: exit %d: %s", r.code, r.stderr)
 		}
@@ -201,7 +205,8 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 	if err := member.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the member's call after SIGHUP", func() error {
+	// Waiting for the member's call after SIGHUP.
+	testnet.Eventually(t, 10*time.Second, func() error {
 		r := runCmd(t, 20*time.Second, nil, "--api", member.st.API, "call", procGet, "--data", `{"id":6}`, "--timeout", "5s")
 		if r.code != 0 {
 			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
@@ -259,7 +264,8 @@ func TestSecureRealmEndToEnd(t *testing.T) {
 		t.Fatalf("ucan revoke: exit %d: %s", r.code, r.stderr)
 	}
 	var refusedAfter time.Duration
-	eventually(t, 10*time.Second, "the client to be refused after the revocation", func() error {
+	// Waiting for the client to be refused after the revocation.
+	testnet.Eventually(t, 10*time.Second, func() error {
 		r := runCmd(t, 20*time.Second, nil, "--api", client.st.API, "call", procGet, "--data", `{"id":5}`, "--timeout", "5s")
 		if r.code != exitUnauthorized {
 			return fmt.Errorf("exit %d: %s", r.code, r.stderr)

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 )
@@ -35,5 +36,12 @@ func Eventually(t testing.TB, wait time.Duration, f func() error) {
 }
 
 // QuietLogger returns a logger that discards everything, for the services
-// of a test (their logs would bury the test's own).
-func QuietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+// of a test (their logs would bury the test's own). With MACULA_TEST_LOG
+// set in the environment it logs everything, Debug included, to stderr
+// instead: for a test being debugged.
+func QuietLogger() *slog.Logger {
+	if os.Getenv("MACULA_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
