@@ -1,0 +1,2 @@
+// Package member is the membership of a realm.
+package member

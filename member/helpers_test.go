@@ -1,0 +1,118 @@
+package member
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
+)
+
+const testRealm = "io.acme.orders"
+
+func TestMain(m *testing.M) {
+	testnet.VerifyTestMain(m)
+}
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("MEMBER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// fastConfig is a Config with timers short enough for tests to see
+// failures and lingering links in a second or two, and long enough that a
+// loaded test machine (the race detector, other tests) does not make a
+// live member look failed.
+func fastConfig(name string) Config {
+	c := DefaultConfig(testRealm, name)
+	c.ProbeInterval = 250 * time.Millisecond
+	c.ProbeTimeout = 1500 * time.Millisecond
+	c.SuspicionTimeout = 2 * time.Second
+	c.LinkLinger = 500 * time.Millisecond
+	c.ReconnectInterval = 300 * time.Millisecond
+	c.Logger = quietLogger()
+	return c
+}
+
+// testMember is a host with its membership.
+type testMember struct {
+	h   host.Host
+	m   *Members
+	bus *event.Bus
+}
+
+func newMember(t testing.TB, name string, mod func(*Config)) *testMember {
+	t.Helper()
+	return newMemberOn(t, testnet.Host(t), name, mod)
+}
+
+func newMemberOn(t testing.TB, h host.Host, name string, mod func(*Config)) *testMember {
+	t.Helper()
+	cfg := fastConfig(name)
+	if mod != nil {
+		mod(&cfg)
+	}
+	bus := event.NewBus()
+	t.Cleanup(bus.Close)
+	m, err := New(h, bus, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return &testMember{h: h, m: m, bus: bus}
+}
+
+func connect(t testing.TB, a, b host.Host) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ids returns the IDs of members.
+func ids(ms []Member) []peer.ID {
+	out := make([]peer.ID, len(ms))
+	for i, x := range ms {
+		out[i] = x.ID
+	}
+	return out
+}
+
+// sees reports whether every member of ms lists exactly the peers want.
+func sees(ms []*testMember, want ...*testMember) bool {
+	var w []peer.ID
+	for _, x := range want {
+		w = append(w, x.h.ID())
+	}
+	slices.Sort(w)
+	for _, x := range ms {
+		if !slices.Equal(ids(x.m.List()), w) {
+			return false
+		}
+	}
+	return true
+}

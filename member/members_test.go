@@ -1,0 +1,166 @@
+package member
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/macula-io/macula/event"
+)
+
+// TestJoinChangeLeave: members linked only through a chain of connections
+// learn each other, see a change of capabilities and a clean departure.
+func TestJoinChangeLeave(t *testing.T) {
+	a := newMember(t, "a", func(c *Config) { c.Capabilities = []string{"game"} })
+	b := newMember(t, "b", nil)
+	c := newMember(t, "c", func(c *Config) { c.Capabilities = []string{"chat", "game"} })
+	connect(t, b.h, a.h)
+	connect(t, c.h, b.h)
+	all := []*testMember{a, b, c}
+	eventually(t, 5*time.Second, "every member sees every member", func() bool { return sees(all, a, b, c) })
+	for _, x := range all {
+		got := ids(x.m.WithCapability("game"))
+		want := []string{a.h.ID().String(), c.h.ID().String()}
+		slices.Sort(want)
+		if len(got) != 2 || got[0].String() != want[0] || got[1].String() != want[1] {
+			t.Fatalf("%s: game served by %v, want %v", x.m.Self().Name, got, want)
+		}
+	}
+	w := a.m.Watch(context.Background())
+	for i := 0; i < 3; i++ {
+		if ch := <-w; ch.Kind != Joined {
+			t.Fatalf("first changes of a watch: %+v", ch)
+		}
+	}
+
+	if err := b.m.SetCapabilities(context.Background(), []string{"payment"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b's capability seen everywhere", func() bool {
+		for _, x := range all {
+			if len(x.m.WithCapability("payment")) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	ch := <-w
+	if ch.Kind != Updated || ch.Member.ID != b.h.ID() || !slices.Equal(ch.Member.Capabilities, []string{"payment"}) || len(ch.Previous.Capabilities) != 0 {
+		t.Fatalf("change: %+v", ch)
+	}
+	if err := c.m.JoinCluster(context.Background(), "eu"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "c in cluster eu everywhere", func() bool {
+		return len(a.m.InCluster("eu")) == 1 && len(b.m.InCluster("eu")) == 1
+	})
+	if ch := <-w; ch.Kind != Updated || !slices.Equal(ch.Member.Clusters, []string{"eu"}) {
+		t.Fatalf("change: %+v", ch)
+	}
+
+	sub := a.bus.Subscribe(16, event.MemberLeft)
+	defer sub.Close()
+	c.m.Close()
+	eventually(t, 5*time.Second, "c's departure seen", func() bool { return sees([]*testMember{a, b}, a, b) })
+	if ch := <-w; ch.Kind != Left || ch.Member.ID != c.h.ID() {
+		t.Fatalf("change: %+v", ch)
+	}
+	select {
+	case e := <-sub.C:
+		if e.Peer != c.h.ID().String() || e.Name != "c" {
+			t.Fatalf("event: %+v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no member_left event")
+	}
+}
+
+// star starts n members, each connected only to the first, and waits
+// until every one sees all.
+func star(t *testing.T, n int, mod func(*Config)) []*testMember {
+	t.Helper()
+	var ms []*testMember
+	for i := 0; i < n; i++ {
+		ms = append(ms, newMember(t, string(rune('a'+i)), mod))
+		if i > 0 {
+			connect(t, ms[i].h, ms[0].h)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !sees(ms, ms...) {
+		if time.Now().After(deadline) {
+			for _, x := range ms {
+				t.Logf("%s sees %d: %+v", x.m.Self().Name, len(x.m.List()), x.m.Stats())
+			}
+			t.Fatal("not every member sees every member")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ms
+}
+
+// TestSilentFailure: a member that stops answering (frozen, as after
+// kill -9 or a cut cable) is declared failed by the others once its links
+// are silent for ProbeTimeout and its watchers agree; when it wakes up, it
+// refutes and is a member again.
+func TestSilentFailure(t *testing.T) {
+	ms := star(t, 5, nil)
+	victim := ms[3]
+	subs := make([]*event.Subscription, len(ms))
+	for i, x := range ms {
+		subs[i] = x.bus.Subscribe(16, event.MemberFailed, event.MemberJoined)
+		defer subs[i].Close()
+	}
+	start := time.Now()
+	victim.m.mu.Lock() // frozen: no heartbeat, nothing read
+	frozen := true
+	defer func() {
+		if frozen {
+			victim.m.mu.Unlock()
+		}
+	}()
+	others := []*testMember{ms[0], ms[1], ms[2], ms[4]}
+	eventually(t, 10*time.Second, "the frozen member failed everywhere", func() bool { return sees(others, others...) })
+	t.Logf("silent member declared failed by all others after %v (ProbeTimeout %v)", time.Since(start).Round(time.Millisecond), fastConfig("x").ProbeTimeout)
+	for i, x := range ms {
+		if x == victim {
+			continue
+		}
+		select {
+		case e := <-subs[i].C:
+			if e.Kind != event.MemberFailed || e.Peer != victim.h.ID().String() || e.Reason == "" {
+				t.Fatalf("event: %+v", e)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("no member_failed event")
+		}
+	}
+	victim.m.mu.Unlock()
+	frozen = false
+	eventually(t, 10*time.Second, "the woken member is a member again", func() bool { return sees(ms, ms...) })
+}
+
+// TestManyMembers: members joined through one bootstrap all learn each
+// other, and each keeps only its overlay's links once the join is over.
+func TestManyMembers(t *testing.T) {
+	ms := star(t, 16, nil)
+	eventually(t, 10*time.Second, "links trimmed to the overlay", func() bool {
+		for _, x := range ms {
+			st := x.m.Stats()
+			if st.Links > 2*DefaultRings || st.Links < st.Neighbours {
+				return false
+			}
+		}
+		return true
+	})
+	for _, x := range ms {
+		st := x.m.Stats()
+		t.Logf("%s: %d links, %d neighbours, %d syncs, %d frames in", x.m.Self().Name, st.Links, st.Neighbours, st.Syncs, st.FramesIn)
+	}
+	// A member that leaves is gone everywhere, although most were not
+	// linked to it.
+	ms[7].m.Close()
+	rest := append(append([]*testMember{}, ms[:7]...), ms[8:]...)
+	eventually(t, 5*time.Second, "departure seen everywhere", func() bool { return sees(rest, rest...) })
+}

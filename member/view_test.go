@@ -1,0 +1,306 @@
+package member
+
+import (
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// principal is a key for making records and alerts in view tests.
+type principal struct {
+	key crypto.PrivKey
+	id  peer.ID
+}
+
+func newPrincipal(t testing.TB) principal {
+	k, id := testKey(t)
+	return principal{key: k, id: id}
+}
+
+func (p principal) record(t testing.TB, inc uint64, caps ...string) (*record, []byte) {
+	t.Helper()
+	r := &record{ID: p.id, Incarnation: inc, Boot: 1, Name: "n", Capabilities: caps}
+	if err := r.sign(testRealm, p.key); err != nil {
+		t.Fatal(err)
+	}
+	return r, r.encode()
+}
+
+func (p principal) alert(t testing.TB, kind alertKind, subject peer.ID, inc uint64) (*alert, []byte) {
+	t.Helper()
+	a := &alert{Kind: kind, Subject: subject, Incarnation: inc, Author: p.id}
+	if err := a.sign(testRealm, p.key); err != nil {
+		t.Fatal(err)
+	}
+	return a, a.encode()
+}
+
+func newTestView(t testing.TB, self principal, maxEntries int) *view {
+	v := newView(self.id, 3, maxEntries, time.Second, 2)
+	r, w := self.record(t, 10)
+	v.setSelf(r, w)
+	return v
+}
+
+func kinds(res result) []ChangeKind {
+	var out []ChangeKind
+	for _, c := range res.changes {
+		out = append(out, c.Kind)
+	}
+	return out
+}
+
+func TestViewRules(t *testing.T) {
+	now := time.Now()
+	self, x, w1, w2 := newPrincipal(t), newPrincipal(t), newPrincipal(t), newPrincipal(t)
+	v := newTestView(t, self, 100)
+	for _, p := range []principal{w1, w2} {
+		r, wire := p.record(t, 1)
+		v.applyRecord(r, wire, now)
+	}
+
+	r5, w5 := x.record(t, 5, "game")
+	if res := v.applyRecord(r5, w5, now); !res.accepted || len(res.changes) != 1 || res.changes[0].Kind != Joined {
+		t.Fatalf("join: %+v", res)
+	}
+	if res := v.applyRecord(r5, w5, now); res.accepted {
+		t.Fatal("the same record twice")
+	}
+	r4, w4 := x.record(t, 4, "chat")
+	if res := v.applyRecord(r4, w4, now); res.accepted {
+		t.Fatal("an older record")
+	}
+	r6, w6 := x.record(t, 6, "chat")
+	if res := v.applyRecord(r6, w6, now); !res.accepted || kinds(res)[0] != Updated || res.changes[0].Previous.Capabilities[0] != "game" {
+		t.Fatalf("update: %+v", res)
+	}
+	// A bump with nothing visible changed (a refutation, new addresses) is
+	// accepted and forwarded, but no watcher hears of it.
+	r7, w7 := x.record(t, 7, "chat")
+	if res := v.applyRecord(r7, w7, now); !res.accepted || len(res.changes) != 0 {
+		t.Fatalf("bump: %+v", res)
+	}
+
+	// Suspicion: stale ones are ignored; one does not conclude, two do.
+	a, aw := w1.alert(t, alertSuspect, x.id, 6)
+	if res := v.applyAlert(a, aw, now); res.accepted {
+		t.Fatal("a suspicion of an old incarnation")
+	}
+	a, aw = w1.alert(t, alertSuspect, x.id, 7)
+	if res := v.applyAlert(a, aw, now); !res.accepted || res.conclude || v.entries[x.id].st != stateSuspect {
+		t.Fatalf("first suspicion: %+v", res)
+	}
+	if res := v.applyAlert(a, aw, now); res.accepted {
+		t.Fatal("the same suspicion twice")
+	}
+	if got := v.members(); len(got) != 4 {
+		t.Fatalf("a suspect is still a member: %d", len(got))
+	}
+	// A refutation (a later record) clears it.
+	r8, w8 := x.record(t, 8, "chat")
+	if res := v.applyRecord(r8, w8, now); !res.accepted || v.entries[x.id].st != stateAlive || len(v.suspects) != 0 {
+		t.Fatalf("refutation: %+v", res)
+	}
+	a, aw = w1.alert(t, alertSuspect, x.id, 8)
+	v.applyAlert(a, aw, now)
+	b, bw := w2.alert(t, alertSuspect, x.id, 8)
+	res := v.applyAlert(b, bw, now)
+	if !res.conclude {
+		t.Fatalf("two suspicions: %+v", res)
+	}
+	f, fw := self.alert(t, alertFailed, x.id, 8)
+	if res := v.applyAlert(f, fw, now); !res.accepted || kinds(res)[0] != Failed {
+		t.Fatalf("failed: %+v", res)
+	}
+	if got := v.members(); len(got) != 3 {
+		t.Fatalf("members after a failure: %d", len(got))
+	}
+	// The tombstone refuses the record it buried; a later one comes back.
+	if res := v.applyRecord(r8, w8, now); res.accepted {
+		t.Fatal("a buried record came back")
+	}
+	r9, w9 := x.record(t, 9)
+	if res := v.applyRecord(r9, w9, now); kinds(res)[0] != Joined {
+		t.Fatalf("return: %+v", res)
+	}
+
+	// A failure heard of a member we saw alive is only a suspicion:
+	// the member gets its time to refute (a healed split).
+	f, fw = w1.alert(t, alertFailed, x.id, 9)
+	if res := v.applyAlert(f, fw, now); !res.accepted || len(res.changes) != 0 || v.entries[x.id].st != stateSuspect {
+		t.Fatalf("failure of a live member: %+v", res)
+	}
+	// The same news again, by another way, or another's, does not end it.
+	if res := v.applyAlert(f, fw, now); res.accepted || v.entries[x.id].st != stateSuspect {
+		t.Fatalf("hearsay twice: %+v", res)
+	}
+	f2, fw2 := w2.alert(t, alertFailed, x.id, 9)
+	if res := v.applyAlert(f2, fw2, now); res.accepted || v.entries[x.id].st != stateSuspect {
+		t.Fatalf("hearsay from another: %+v", res)
+	}
+	if exp := v.expired(now.Add(2 * time.Second)); len(exp) != 1 || exp[0].id != x.id {
+		t.Fatalf("expired: %v", exp)
+	}
+	// A departure is final at its incarnation, and beats a failure.
+	l, lw := x.alert(t, alertLeft, x.id, 9)
+	if res := v.applyAlert(l, lw, now); kinds(res)[0] != Left {
+		t.Fatalf("left: %+v", res)
+	}
+	f, fw = w2.alert(t, alertFailed, x.id, 9)
+	if res := v.applyAlert(f, fw, now); res.accepted {
+		t.Fatal("a failure after a departure")
+	}
+
+	// News of ourselves: refute.
+	s, sw := w1.alert(t, alertSuspect, self.id, 10)
+	if res := v.applyAlert(s, sw, now); !res.refute {
+		t.Fatal("no refutation of a suspicion of self")
+	}
+	s, sw = w1.alert(t, alertSuspect, self.id, 9)
+	if res := v.applyAlert(s, sw, now); res.refute {
+		t.Fatal("refuted an old suspicion")
+	}
+
+	// Tombstones go after their time.
+	v.reap(now.Add(time.Hour), time.Minute)
+	if _, ok := v.entries[x.id]; ok {
+		t.Fatal("tombstone kept")
+	}
+}
+
+func TestViewHashAndDigest(t *testing.T) {
+	now := time.Now()
+	self, x, y := newPrincipal(t), newPrincipal(t), newPrincipal(t)
+	a := newTestView(t, self, 100)
+	b := newView(x.id, 3, 100, time.Second, 2)
+	rx, wx := x.record(t, 3)
+	b.setSelf(rx, wx)
+	rs, ws := self.record(t, 10)
+	b.applyRecord(rs, ws, now)
+	a.applyRecord(rx, wx, now)
+	if a.hash != b.hash {
+		t.Fatal("equal views, different hashes")
+	}
+	// Suspicion is not exchanged: it does not change the hash.
+	s, sw := y.alert(t, alertSuspect, x.id, 3)
+	a.applyAlert(s, sw, now)
+	if a.hash != b.hash {
+		t.Fatal("a suspicion changed the hash")
+	}
+	ry, wy := y.record(t, 1)
+	a.applyRecord(ry, wy, now)
+	if a.hash == b.hash {
+		t.Fatal("different views, equal hashes")
+	}
+	for _, d := range b.digestEntries() {
+		if a.newer(d) {
+			t.Fatalf("a is newer than b on %v", d)
+		}
+	}
+	if typ, w := a.fact(y.id); typ != typeRecord || string(w) != string(wy) {
+		t.Fatal("fact")
+	}
+}
+
+func TestViewFull(t *testing.T) {
+	now := time.Now()
+	self := newPrincipal(t)
+	v := newTestView(t, self, 2)
+	for i := 0; i < 2; i++ {
+		r, w := newPrincipal(t).record(t, 1)
+		if res := v.applyRecord(r, w, now); !res.accepted {
+			t.Fatal("refused under the limit")
+		}
+	}
+	r, w := newPrincipal(t).record(t, 1)
+	if res := v.applyRecord(r, w, now); !res.full || res.accepted {
+		t.Fatalf("over the limit: %+v", res)
+	}
+	// A tombstone makes room.
+	var first peer.ID
+	for id := range v.entries {
+		first = id
+		break
+	}
+	v.applyAlert(&alert{Kind: alertLeft, Subject: first, Incarnation: 1, Author: first}, []byte("x"), now)
+	if res := v.applyRecord(r, w, now); !res.accepted {
+		t.Fatalf("no room made: %+v", res)
+	}
+}
+
+func TestWatchMerge(t *testing.T) {
+	m := func(caps ...string) Member { return Member{ID: "p", Capabilities: caps} }
+	cases := []struct {
+		in   []ChangeKind
+		want []ChangeKind
+	}{
+		{[]ChangeKind{Joined, Updated}, []ChangeKind{Joined}},
+		{[]ChangeKind{Joined, Left}, nil},
+		{[]ChangeKind{Updated, Updated}, []ChangeKind{Updated}},
+		{[]ChangeKind{Updated, Failed}, []ChangeKind{Failed}},
+		{[]ChangeKind{Left, Joined, Updated}, []ChangeKind{Left, Joined}},
+		{[]ChangeKind{Left, Joined, Failed}, []ChangeKind{Left}},
+	}
+	for _, c := range cases {
+		var list []Change
+		for i, k := range c.in {
+			list = merge(list, Change{Kind: k, Member: m(string(rune('a' + i)))})
+		}
+		var got []ChangeKind
+		for _, x := range list {
+			got = append(got, x.Kind)
+		}
+		if len(got) != len(c.want) {
+			t.Fatalf("%v -> %v, want %v", c.in, got, c.want)
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Fatalf("%v -> %v, want %v", c.in, got, c.want)
+			}
+		}
+	}
+}
+
+func TestNeighboursAndWatchers(t *testing.T) {
+	now := time.Now()
+	self := newPrincipal(t)
+	v := newTestView(t, self, 100)
+	if n := v.neighbours(); len(n) != 0 {
+		t.Fatalf("alone: %v", n)
+	}
+	var ps []principal
+	for i := 0; i < 20; i++ {
+		p := newPrincipal(t)
+		ps = append(ps, p)
+		r, w := p.record(t, 1)
+		v.applyRecord(r, w, now)
+	}
+	n := v.neighbours()
+	if len(n) < 2 || len(n) > 6 {
+		t.Fatalf("neighbours: %d", len(n))
+	}
+	// Neighbourhood is symmetric: every neighbour counts us among its
+	// watchers or we count among its successors.
+	for _, p := range n {
+		e := v.entries[p]
+		w := v.watchersOf(p, e.keys)
+		succ := false
+		for _, q := range w {
+			if q == self.id {
+				succ = true
+			}
+		}
+		// or p watches us
+		sw := v.watchersOf(self.id, v.selfKeys)
+		for _, q := range sw {
+			if q == p {
+				succ = true
+			}
+		}
+		if !succ {
+			t.Fatalf("%s is a neighbour but neither watches the other", p)
+		}
+	}
+}
