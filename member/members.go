@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -77,29 +77,29 @@ type Members struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	framesIn, framesOut, syncs, suspicions, refutations atomic.Uint64
-	droppedUnauth, droppedInvalid, refusedFull, overflows  atomic.Uint64
-	unauthLogged, invalidLogged                            atomic.Int64 // unix ns of the last line
+	framesIn, framesOut, syncs, suspicions, refutations   atomic.Uint64
+	droppedUnauth, droppedInvalid, refusedFull, overflows atomic.Uint64
+	unauthLogged, invalidLogged                           atomic.Int64 // unix ns of the last line
 
 	// mu guards the fields below it. Lock order: mu, then an outStream's
 	// mu or a watcher's mu (each taken alone).
-	mu        sync.Mutex
-	closing   bool
-	v         *view
-	wantCaps  []string // the capabilities asked for; the record claims those granted
-	clusters  []string
-	addrs     []ma.Multiaddr // in the current record
-	links     map[peer.ID]*link
-	wanted    map[peer.ID]bool // the overlay's neighbours
-	dirty     bool             // the live set changed: recompute wanted
-	opening   int              // links being opened
-	retry     map[peer.ID]*retryState
-	watchers  map[*watcher]struct{}
-	addrsDue  bool // the host's addresses changed
+	mu       sync.Mutex
+	closing  bool
+	v        *view
+	wantCaps []string // the capabilities asked for; the record claims those granted
+	clusters []string
+	addrs    []ma.Multiaddr // in the current record
+	links    map[peer.ID]*link
+	wanted   map[peer.ID]bool // the overlay's neighbours
+	dirty    bool             // the live set changed: recompute wanted
+	opening  int              // links being opened
+	retry    map[peer.ID]*retryState
+	watchers map[*watcher]struct{}
+	addrsDue bool // the host's addresses changed
 	// stalledUntil: this node's tick loop ran late; silent links are not
 	// judged before then (see tickLoop).
 	stalledUntil time.Time
-	reconnect int  // round robin over failed members
+	reconnect    int // round robin over failed members
 }
 
 // retryState delays reopening a link to a peer after failures.
