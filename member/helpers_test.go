@@ -74,7 +74,7 @@ func newMemberOn(t testing.TB, h host.Host, name string, mod func(*Config)) *tes
 
 func connect(t testing.TB, a, b host.Host) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 		t.Fatal(err)

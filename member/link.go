@@ -171,7 +171,7 @@ func (m *Members) handleStream(s network.Stream) {
 		l.in = nil
 		_ = old.s.Reset()
 	}
-	in := &inStream{s: s, link: l}
+	in := &inStream{s: s, link: l, done: make(chan struct{})}
 	in.lastRecv.Store(time.Now().UnixNano())
 	l.in = in
 	m.wg.Add(1)
@@ -187,7 +187,8 @@ func (m *Members) handleStream(s network.Stream) {
 type inStream struct {
 	s        network.Stream
 	link     *link
-	lastRecv atomic.Int64 // unix ns of the last frame
+	lastRecv atomic.Int64  // unix ns of the last frame
+	done     chan struct{} // closed when the read loop has returned
 
 	// Owned by the read loop.
 	seen    map[peer.ID]struct{} // members named in the peer's digest so far
@@ -215,10 +216,12 @@ func (m *Members) readLoop(in *inStream) {
 			break
 		}
 	}
+	defer close(in.done)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if in.link.in != in {
-		return // replaced by a newer stream
+		_ = in.s.Reset()
+		return // replaced by a newer stream, or closed
 	}
 	in.link.in = nil
 	_ = in.s.Reset()
@@ -256,7 +259,22 @@ func (m *Members) handleFrame(in *inStream, h frame.Header, body []byte) error {
 	case typeRecord:
 		return m.handleRecord(in.link.peer, body)
 	case typeAlert:
-		return m.handleAlert(in.link.peer, body)
+		left, err := m.handleAlert(in.link.peer, body)
+		if err != nil {
+			return err
+		}
+		if left {
+			// The peer leaves: closing the link tells it that its
+			// departure arrived (it waits for that before it stops).
+			m.mu.Lock()
+			if in.link.in == in {
+				in.link.in = nil
+				_ = in.s.Reset()
+				m.lostLocked(in.link, "left", false)
+			}
+			m.mu.Unlock()
+			return io.EOF
+		}
 	case typePing:
 		if len(body) != 0 {
 			return malformed("ping with a body")

@@ -376,13 +376,25 @@ func (m *Members) close() {
 	}
 	m.mu.Unlock()
 
-	// The departure goes out first (each writer drains its queue, for at
-	// most leaveFlush), then everything stops.
+	// The departure goes out first: each writer drains its queue, and
+	// each peer, once it has read the departure, closes its stream to us.
+	// That is the acknowledgment: a stream closed here may still lose its
+	// last frames when the node closes the connection right after. All of
+	// it within leaveFlush.
+	deadline := time.Now().Add(leaveFlush)
 	for _, o := range outs {
 		o.drain(leaveFlush)
 	}
 	for _, o := range outs {
-		o.waitDrained(leaveFlush)
+		o.waitDrained(time.Until(deadline))
+	}
+	for _, in := range ins {
+		wait := time.NewTimer(max(time.Until(deadline), 0))
+		select {
+		case <-in.done:
+		case <-wait.C:
+		}
+		wait.Stop()
 	}
 	m.cancel()
 	for _, o := range outs {
@@ -564,27 +576,29 @@ func (m *Members) handleRecord(from peer.ID, body []byte) error {
 	return nil
 }
 
-// handleAlert applies an alert frame received from peer from.
-func (m *Members) handleAlert(from peer.ID, body []byte) error {
+// handleAlert applies an alert frame received from peer from, and reports
+// whether it was from's own departure.
+func (m *Members) handleAlert(from peer.ID, body []byte) (left bool, err error) {
 	a, err := decodeAlert(body)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := a.verify(m.cfg.Realm); err != nil {
-		return err
+		return false, err
 	}
+	left = a.Kind == alertLeft && a.Subject == from
 	wire := append([]byte(nil), body...)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closing {
-		return nil
+		return left, nil
 	}
 	res := m.v.applyAlert(a, wire, time.Now())
 	m.afterLocked(res, typeAlert, wire, from, a.Incarnation)
 	if res.conclude {
 		m.declareFailedLocked(a.Subject, "suspected by its watchers")
 	}
-	return nil
+	return left, nil
 }
 
 // afterLocked does what applying news calls for: forward it, refute it,

@@ -87,7 +87,7 @@ func star(t *testing.T, n int, mod func(*Config)) []*testMember {
 			connect(t, ms[i].h, ms[0].h)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !sees(ms, ms...) {
 		if time.Now().After(deadline) {
 			for _, x := range ms {
@@ -144,7 +144,7 @@ func TestSilentFailure(t *testing.T) {
 // TestManyMembers: members joined through one bootstrap all learn each
 // other, and each keeps only its overlay's links once the join is over.
 func TestManyMembers(t *testing.T) {
-	ms := star(t, 16, nil)
+	ms := star(t, 12, nil)
 	eventually(t, 10*time.Second, "links trimmed to the overlay", func() bool {
 		for _, x := range ms {
 			st := x.m.Stats()

@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
@@ -115,6 +116,10 @@ type Config struct {
 	// PubSub tunes the publish/subscribe service; its Realm and Logger are
 	// the node's.
 	PubSub pubsub.Config
+	// Members tunes the realm's membership and names the capabilities and
+	// clusters the node starts with; its Realm, Name, Access and Logger
+	// are the node's.
+	Members member.Config
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/nat/punch"
 	"github.com/macula-io/macula/pubsub"
@@ -50,6 +51,7 @@ type Node struct {
 	dht        *dht.DHT
 	rpc        *rpc.RPC
 	pubsub     *pubsub.PubSub
+	members    *member.Members
 	events     *event.Bus
 	aliasV     *aliasValidator
 	keyCreated bool
@@ -154,6 +156,11 @@ func New(cfg Config) (_ *Node, err error) {
 	pcfg.Realm, pcfg.Logger, pcfg.Access = s.Realm, n.log, n.sec.pol
 	if n.pubsub, err = pubsub.New(h, n.dht, n.events, pcfg); err != nil {
 		return nil, fmt.Errorf("%w: pubsub: %w", ErrConfig, err)
+	}
+	mcfg := s.Members
+	mcfg.Realm, mcfg.Name, mcfg.Logger, mcfg.Access = s.Realm, s.Name, n.log, n.sec.pol
+	if n.members, err = member.New(dhtHost, n.events, mcfg); err != nil {
+		return nil, fmt.Errorf("%w: members: %w", ErrConfig, err)
 	}
 	if n.keyCreated, err = id.persist(); err != nil {
 		return nil, err
@@ -310,6 +317,10 @@ func (n *Node) RPC() *rpc.RPC { return n.rpc }
 // PubSub returns the node's publish/subscribe service.
 func (n *Node) PubSub() *pubsub.PubSub { return n.pubsub }
 
+// Members returns the realm's membership as this node sees it: every
+// member's name, capabilities and clusters.
+func (n *Node) Members() *member.Members { return n.members }
+
 // DHT returns the realm's DHT.
 func (n *Node) DHT() *dht.DHT { return n.dht }
 
@@ -371,6 +382,9 @@ func (n *Node) Close() error {
 	// Services in reverse order of start: pubsub and rpc before the DHT
 	// they announce through; NAT before the host, since it holds a
 	// reference to the host's QUIC socket.
+	if n.members != nil {
+		errs = append(errs, n.members.Close()) // tells the realm first
+	}
 	errs = append(errs, n.closePunch())
 	if n.pubsub != nil {
 		errs = append(errs, n.pubsub.Close())

@@ -3,6 +3,7 @@ package node
 import (
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -13,7 +14,12 @@ func TestMain(m *testing.M) {
 	testnet.VerifyTestMain(m)
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger {
+	if os.Getenv("NODE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // startNode starts a node on loopback and closes it when the test ends.
 func startNode(t *testing.T, realmName, name string, mod func(*Config)) *Node {

@@ -1,0 +1,117 @@
+package member
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// relayOnly is the gater of a node behind a NAT that nobody can dial: it
+// takes direct connections only with its relay, everything else through
+// the relay's circuits.
+type relayOnly struct{ relay peer.ID }
+
+func relayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+func (g relayOnly) InterceptPeerDial(peer.ID) bool { return true }
+func (g relayOnly) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return p == g.relay || relayed(a)
+}
+func (g relayOnly) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (g relayOnly) InterceptSecured(_ network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	return p == g.relay || relayed(c.RemoteMultiaddr())
+}
+func (g relayOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+func relayHost(t *testing.T, opts ...libp2p.Option) host.Host {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.DisableMetrics(),
+	}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// TestThroughRelay: a member that others can reach only through a relay
+// is learnt by all, its links to its ring neighbours run over relayed
+// connections, it changes its capabilities, and its failure is detected.
+func TestThroughRelay(t *testing.T) {
+	r := relayHost(t, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
+	rInfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
+	circuit := r.Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + r.ID().String() + "/p2p-circuit"))
+	hidden := relayHost(t,
+		libp2p.ConnectionGater(relayOnly{relay: r.ID()}),
+		libp2p.EnableRelay(),
+		// What autorelay advertises behind a real NAT: the relayed
+		// address only.
+		libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return []ma.Multiaddr{circuit} }),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hidden.Connect(ctx, rInfo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Reserve(ctx, hidden, rInfo); err != nil {
+		t.Fatal(err)
+	}
+	mr := newMemberOn(t, r, "relay", nil)
+	mh := newMemberOn(t, hidden, "hidden", nil)
+	ma1 := newMemberOn(t, relayHost(t), "a", nil)
+	mb := newMemberOn(t, relayHost(t), "b", nil)
+	for _, x := range []*testMember{ma1, mb} {
+		connect(t, x.h, r)
+	}
+	all := []*testMember{mr, mh, ma1, mb}
+	eventually(t, 30*time.Second, "every member sees every member", func() bool { return sees(all, all...) })
+	// In a realm of four everyone is everyone's ring neighbour, so a and b
+	// linked to the hidden member, through the relay.
+	for _, x := range []*testMember{ma1, mb} {
+		eventually(t, 30*time.Second, "a relayed link to the hidden member", func() bool {
+			x.m.mu.Lock()
+			l := x.m.links[hidden.ID()]
+			up := l != nil && l.up()
+			x.m.mu.Unlock()
+			if !up {
+				return false
+			}
+			for _, c := range x.h.Network().ConnsToPeer(hidden.ID()) {
+				if !relayed(c.RemoteMultiaddr()) {
+					t.Fatalf("a direct connection to the hidden member: %s", c.RemoteMultiaddr())
+				}
+			}
+			return true
+		})
+	}
+	if err := mh.m.SetCapabilities(ctx, []string{"game"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the hidden member's capability everywhere", func() bool {
+		for _, x := range all {
+			if len(x.m.WithCapability("game")) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	mh.m.mu.Lock() // frozen
+	defer mh.m.mu.Unlock()
+	rest := []*testMember{mr, ma1, mb}
+	eventually(t, 30*time.Second, "the frozen hidden member failed everywhere", func() bool { return sees(rest, rest...) })
+}
