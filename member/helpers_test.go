@@ -2,9 +2,8 @@ package member
 
 import (
 	"context"
-	"io"
+	"errors"
 	"log/slog"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -22,12 +21,7 @@ func TestMain(m *testing.M) {
 	testnet.VerifyTestMain(m)
 }
 
-func quietLogger() *slog.Logger {
-	if os.Getenv("MEMBER_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func quietLogger() *slog.Logger { return testnet.QuietLogger() }
 
 // fastConfig is a Config with timers short enough for tests to see
 // failures and lingering links in a second or two, and long enough that a
@@ -72,6 +66,7 @@ func newMemberOn(t testing.TB, h host.Host, name string, mod func(*Config)) *tes
 	return &testMember{h: h, m: m, bus: bus}
 }
 
+// connect connects a to b, with room for a loaded machine.
 func connect(t testing.TB, a, b host.Host) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -81,16 +76,15 @@ func connect(t testing.TB, a, b host.Host) {
 	}
 }
 
-// eventually polls cond until it holds or d passes.
+// eventually waits until cond holds, at most d (testnet.Eventually).
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
+	testnet.Eventually(t, d, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("waiting for " + what)
+	})
 }
 
 // ids returns the IDs of members.

@@ -18,38 +18,28 @@ import (
 // secureRealm hands out verdicts as a node's realm handshake would: a
 // membership and the serve grants of each host.
 type secureRealm struct {
-	t   *testing.T
-	key []byte
-	v   *ucan.Validator
-	vds map[peer.ID]*ucan.Verdict
+	t    *testing.T
+	auth *testnet.Authority
+	v    *ucan.Validator
+	vds  map[peer.ID]*ucan.Verdict
 }
 
 func newSecureRealm(t *testing.T) *secureRealm {
-	k, err := ucan.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: ucan.KeyDID(k), Logger: quietLogger()})
+	auth := testnet.NewAuthority(t)
+	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: auth.DID, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Close() })
-	return &secureRealm{t: t, key: k, v: v, vds: make(map[peer.ID]*ucan.Verdict)}
+	return &secureRealm{t: t, auth: auth, v: v, vds: make(map[peer.ID]*ucan.Verdict)}
 }
 
 // grant gives h a membership and the right to serve caps.
 func (s *secureRealm) grant(h host.Host, caps ...string) {
 	did := peerdid.Of(h.ID())
-	issue := func(cmd ucan.Command, res string) ucan.Chain {
-		c, err := ucan.Issue(s.key, ucan.IssueOptions{Audience: did, Command: cmd, Resource: res, Expires: time.Now().Add(time.Hour)})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		return c
-	}
-	chains := []ucan.Chain{issue(ucan.Member, "")}
+	chains := []ucan.Chain{s.auth.Grant(s.t, did, ucan.Member, "")}
 	for _, c := range caps {
-		chains = append(chains, issue(ucan.Serve, ucan.ServeResource(testRealm, c)))
+		chains = append(chains, s.auth.Grant(s.t, did, ucan.Serve, ucan.ServeResource(testRealm, c)))
 	}
 	vd, err := s.v.Validate(context.Background(), did, chains)
 	if err != nil {
