@@ -144,7 +144,7 @@ func TestSilentFailure(t *testing.T) {
 // TestManyMembers: members joined through one bootstrap all learn each
 // other, and each keeps only its overlay's links once the join is over.
 func TestManyMembers(t *testing.T) {
-	ms := star(t, 12, nil)
+	ms := star(t, 10, nil)
 	eventually(t, 10*time.Second, "links trimmed to the overlay", func() bool {
 		for _, x := range ms {
 			st := x.m.Stats()
