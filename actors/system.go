@@ -15,6 +15,7 @@ import (
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/ring"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
 )
@@ -384,4 +385,16 @@ func (s *System) stopped(a *actor, reason StopReason) {
 
 func (s *System) crashedEvent(a *actor, why string) {
 	s.bus.Emit(event.Event{Kind: event.ActorCrashed, Capability: a.kt.key.capability, ActorKind: a.kt.key.kind, Actor: a.id, Incarnation: a.inc, Reason: why})
+}
+
+// Placements returns the placement of every capability some live node
+// serves, in this node's current view, sorted by capability.
+func (s *System) Placements() []*ring.Placement {
+	v := s.route.view.Load()
+	out := make([]*ring.Placement, 0, len(v.caps))
+	for _, p := range v.caps {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *ring.Placement) int { return compareStrings(a.Capability(), b.Capability()) })
+	return out
 }

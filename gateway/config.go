@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+
+	"github.com/macula-io/macula/actors"
 )
 
 // Default listen addresses: loopback only, since in an open realm the API
@@ -52,6 +54,9 @@ type Config struct {
 	LogLevel *slog.LevelVar
 	// Logger receives the gateway's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Actors is the node's actor system, served under /v1/actors and
+	// /v1/ring; nil: those routes answer 404 not_enabled.
+	Actors *actors.System
 }
 
 // DefaultConfig returns the defaults: HTTP/1.1 and HTTP/3 both on

@@ -61,6 +61,27 @@
 //	                        text in either alphabet) in force and pass it on to the realm: 204; 400
 //	                        bad_request for a record that is not the authority's, 409 open_realm
 //	                        in an open realm
+//	POST /v1/actors/{capability}/{kind}/{id}
+//	                        send the body to the actor (package actors) and answer with its reply
+//	                        (200, Content-Type as the request's, the incarnation in
+//	                        Macula-Actor-Node and Macula-Actor-Incarnation); ?cast=true: a cast,
+//	                        202 once its owner accepted it. The init argument is the
+//	                        Macula-Init-Arg header or ?init=; the timeout as for calls
+//	GET  /v1/actors         api.ActorList: the actors active on this node (?limit=, default 1000)
+//	                        and its actor counters
+//	GET  /v1/actors/log     api.ActivationLog: this node's activation log (started and stopped
+//	                        incarnations), for the single-activation checker
+//	GET  /v1/ring           api.Ring: every capability's nodes, their shard counts and the
+//	                        placement's digest; ?owners=true adds the owner of every shard
+//
+// The actor routes answer 404 not_enabled when the gateway has no actor
+// system (Config.Actors). Their own errors: 404 not_served (no node serves
+// the capability), 404 unknown_kind (its owner has no such kind), 429
+// mailbox_full, 422 actor_crashed, 422 actor_init, 422 remote_error (the
+// actor returned an error: Remote holds its code and message), 503
+// restart_limit, 503 unavailable (the owner could not be reached, or its
+// shard was moving, within the timeout), 502 disconnected (lost after it was
+// sent), 504 timeout.
 //
 // A ?timeout= is a Go duration (5s, 1500ms); values over 60s count as 60s,
 // except for calls. Request bodies are limited to 64 KiB, except for calls
@@ -199,6 +220,8 @@
 //	                                 cover P whole (ucan.CheckPattern)
 //	POST, DELETE /v1/advertise/{procedure}
 //	                                 /macula/advertise on the procedure
+//	POST /v1/actors/{capability}/{kind}/{id}
+//	                                 /macula/actor on <realm>.<capability>.<kind>
 //	every other route                /macula, the root command, with no resource, from a
 //	                                 chain granting it on every name of the realm
 //

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/macula-io/macula/actors"
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/node"
@@ -70,6 +71,9 @@ type api struct {
 	// serving, read-only after.
 	allowRemoteWebhooks bool
 	wh                  *webhooks // webhook advertisements; set at construction
+	// actors is the node's actor system (nil: the actor routes answer
+	// not_enabled); set before serving, read-only after.
+	actors *actors.System
 }
 
 // NewHandler returns the node's API as one http.Handler, with the routes
@@ -111,6 +115,7 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 	a.handle("GET /v1/pubsub/stats", adminScope, a.getPubSubStats)
 	a.handle("GET /v1/ucan/revocations", adminScope, a.getRevocations)
 	a.handle("POST /v1/ucan/revocations", adminScope, a.postRevocation)
+	a.actorRoutes()
 	return a
 }
 

@@ -18,6 +18,7 @@ func TestCommands(t *testing.T) {
 		{api.CommandPublish, ucan.Publish},
 		{api.CommandSubscribe, ucan.Subscribe},
 		{api.CommandAdvertise, ucan.Advertise},
+		{api.CommandActor, ucan.Actor},
 	} {
 		if c.api != string(c.ucan) {
 			t.Errorf("api command %q, ucan's %q", c.api, c.ucan)

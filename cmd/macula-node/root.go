@@ -40,6 +40,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
                                publish a message to a topic of the realm
   macula-node subscribe PATTERN [--json]
                                print the messages matching a pattern as they come
+  macula-node actors call|cast|ls, ring
+                               talk to the realm's virtual actors; who owns their shards
 
 Flags can also be given as MACULA_<FLAG> environment variables (MACULA_API,
 MACULA_REALM, ...); the command line wins.
@@ -86,6 +88,8 @@ found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
 		newUCANCmd(),
 		newRealmCmd(),
 		newVersionCmd(),
+		newActorsCmd(),
+		newRingCmd(),
 	)
 	return root
 }
