@@ -91,9 +91,14 @@ func newCluster(t testing.TB) *cluster { return &cluster{t: t} }
 func (c *cluster) add(name string, mod func(*Config), caps ...string) *tnode {
 	t := c.t
 	t.Helper()
+	cfg := Config{Realm: testRealm, Logger: quiet(), Settle: -1, HandoffTimeout: 3 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
 	h := testnet.Host(t)
 	bus := event.NewBus()
-	r, err := rpc.New(h, nil, bus, rpc.Config{Realm: testRealm, Logger: quiet()})
+	// rpc shares the system's access policy, as a node wires them.
+	r, err := rpc.New(h, nil, bus, rpc.Config{Realm: testRealm, Logger: quiet(), Access: cfg.Access})
 	must(t, err)
 	n := &tnode{name: name, caps: caps, h: h, rpc: r, bus: bus, mem: &fakeMembers{self: h.ID()}}
 	for _, o := range c.nodes {
@@ -103,10 +108,6 @@ func (c *cluster) add(name string, mod func(*Config), caps ...string) *tnode {
 	}
 	c.nodes = append(c.nodes, n)
 	n.mem.set(c.view())
-	cfg := Config{Realm: testRealm, Logger: quiet(), Settle: -1, HandoffTimeout: 3 * time.Second}
-	if mod != nil {
-		mod(&cfg)
-	}
 	s, err := New(cfg, n.mem, r, bus)
 	must(t, err)
 	n.sys = s
