@@ -279,3 +279,39 @@ type callFunc func(context.Context, []byte) ([]byte, error)
 
 func (f callFunc) HandleCall(ctx context.Context, msg []byte) ([]byte, error) { return f(ctx, msg) }
 func (f callFunc) HandleCast(ctx context.Context, msg []byte)                 { _, _ = f(ctx, msg) }
+
+// TestCounterKind: the demo kind, registered for every capability.
+func TestCounterKind(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", nil, "game", "chat")
+	c.sync()
+	c.waitView()
+	must(t, a.sys.RegisterAll("demo", NewCounter))
+	if err := a.sys.RegisterAll("demo", NewCounter); !errors.Is(err, ErrAlreadyRegistered) {
+		t.Fatalf("second RegisterAll: %v", err)
+	}
+	ctx := context.Background()
+	send := func(capability, id, msg string, init []byte) string {
+		t.Helper()
+		_, reply, err := a.sys.Call(ctx, Request{Capability: capability, Kind: "demo", ID: id, Payload: []byte(msg), InitArg: init})
+		must(t, err)
+		return string(reply)
+	}
+	if got := send("game", "p1", "inc", []byte(`{"start":10}`)); got != `{"id":"p1","count":11}` {
+		t.Fatal(got)
+	}
+	if got := send("game", "p1", `"get"`, nil); got != `{"id":"p1","count":11}` {
+		t.Fatal(got)
+	}
+	must(t, a.sys.Cast(ctx, Request{Capability: "game", Kind: "demo", ID: "p1", Payload: []byte("reset")}))
+	if got := send("game", "p1", "get", nil); got != `{"id":"p1","count":0}` {
+		t.Fatal(got)
+	}
+	if got := send("chat", "p1", "", nil); got != `{"id":"p1","count":1}` {
+		t.Fatalf("the same id in another capability is another actor: %s", got)
+	}
+	_, _, err := a.sys.Call(ctx, Request{Capability: "game", Kind: "demo", ID: "bad", InitArg: []byte(`{}`)})
+	if !errors.Is(err, ErrInit) {
+		t.Fatalf("bad init argument: %v", err)
+	}
+}

@@ -233,7 +233,7 @@ func (r *router) install(kt *kindTable, shard int, id string, snap []byte) bool 
 		st.m = make(map[string]*actor)
 	}
 	// Not yet published: the entry is ours to fill.
-	a := &actor{kt: kt, id: id, snapshot: slices.Clone(snap), restored: true, last: nowNano()}
+	a := &actor{kt: kt, id: id, snapshot: slices.Clone(snap), restored: true, last: r.s.clock.Load()}
 	if a.snapshot == nil {
 		a.snapshot = []byte{}
 	}

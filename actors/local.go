@@ -156,7 +156,11 @@ type local struct {
 
 	// kinds is the registered kinds (copy on write under regMu).
 	kinds atomic.Pointer[map[kindKey]*kindTable]
-	regMu sync.Mutex
+	// anyCap holds the kinds registered for every capability
+	// (RegisterAll), by kind (copy on write under regMu); kind makes
+	// their tables on first use.
+	anyCap atomic.Pointer[map[string]Factory]
+	regMu  sync.Mutex
 
 	incs   atomic.Uint64 // the last incarnation handed out
 	active atomic.Int64  // started actors
@@ -171,6 +175,7 @@ type local struct {
 func (l *local) init(s *System) {
 	l.s = s
 	l.kinds.Store(&map[kindKey]*kindTable{})
+	l.anyCap.Store(&map[string]Factory{})
 	// Incarnations are unique across restarts of the node too: they start
 	// from the clock.
 	l.incs.Store(uint64(time.Now().UnixNano()))
@@ -194,7 +199,31 @@ func (l *local) register(capability, kind string, f Factory) error {
 }
 
 func (l *local) kind(capability, kind string) *kindTable {
+	if kt := (*l.kinds.Load())[kindKey{capability, kind}]; kt != nil {
+		return kt
+	}
+	f := (*l.anyCap.Load())[kind]
+	if f == nil {
+		return nil
+	}
+	_ = l.register(capability, kind, f) // ErrAlreadyRegistered: another goroutine did
 	return (*l.kinds.Load())[kindKey{capability, kind}]
+}
+
+func (l *local) registerAll(kind string, f Factory) error {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	old := *l.anyCap.Load()
+	if _, ok := old[kind]; ok {
+		return fmt.Errorf("%w: %s for every capability", ErrAlreadyRegistered, kind)
+	}
+	m := make(map[string]Factory, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[kind] = f
+	l.anyCap.Store(&m)
+	return nil
 }
 
 // lookup returns the entry of id in st, creating an idle one.
@@ -227,7 +256,7 @@ func (l *local) admit(cc *callCtx, kt *kindTable, shard int, id string, cast boo
 		}
 		a.mu.Unlock()
 	}
-	a.last = nowNano()
+	a.last = l.s.clock.Load()
 	if !cast && a.state == idle {
 		// The common case: nobody runs the actor. The caller runs the
 		// call in its own goroutine.

@@ -606,7 +606,7 @@ func (r *router) remote(cc *callCtx, p peer.ID, req *Request, cast bool) (inc ui
 	m := msgRequest{cast: cast, capability: req.Capability, kind: req.Kind, id: req.ID, initArg: req.InitArg, payload: req.Payload}
 	buf := getBuf()
 	*buf = appendMsgRequest((*buf)[:0], &m)
-	out, err := r.s.tr.CallPeer(ctx, p, procMessage, *buf, rpc.WithTimeout(time.Until(cc.dl)))
+	out, err := r.s.tr.CallPeer(ctx, p, procMessage, *buf, rpc.WithTimeout(time.Until(cc.deadline())))
 	putBuf(buf)
 	if err == nil {
 		inc, reply, err := parseMsgReply(out)
@@ -675,11 +675,10 @@ func (s *System) handleMessage(ctx context.Context, req *rpc.Request) ([]byte, e
 		return nil, toRemote(ErrClosed)
 	}
 	shard := ring.ShardOf(r.ID)
-	cc := callCtx{ctx: ctx, bctx: ctx}
+	cc := callCtx{ctx: ctx, timeout: s.cfg.CallTimeout}
 	if dl, ok := ctx.Deadline(); ok {
-		cc.dl = dl
+		cc.dl, cc.bctx = dl, ctx
 	} else {
-		cc.dl, cc.bctx = time.Now().Add(s.cfg.CallTimeout), nil
 		defer cc.release()
 	}
 	inc, reply, redirect, err := s.route.deliverHere(&cc, &r, shard, m.cast)

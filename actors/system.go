@@ -68,6 +68,14 @@ type System struct {
 	ctx    context.Context // lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// clock is a coarse time (unix ns) for the idle times of actors, set
+	// by the sweeper every clockTick: reading the time on every message
+	// costs more than the message.
+	clock atomic.Int64
+	// names caches the capability and kind names that passed validation
+	// (bounded by maxNames).
+	names  sync.Map // string -> struct{}
+	nNames atomic.Int64
 	// closing: Close has begun; no new messages are accepted.
 	closing atomic.Bool
 	// closeMu serializes Close.
@@ -95,6 +103,7 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 		s.self = members.SelfID()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.clock.Store(nowNano())
 	s.local.init(s)
 	s.alog.init(cfg.LogSize)
 	s.route.init(s)
@@ -110,10 +119,8 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 		}
 	}
 	s.route.start()
-	if cfg.IdleTimeout > 0 {
-		s.wg.Add(1)
-		go s.sweep()
-	}
+	s.wg.Add(1)
+	go s.sweep()
 	return s, nil
 }
 
@@ -141,6 +148,23 @@ func (s *System) Register(capability, kind string, f Factory) error {
 		s.route.kick() // alone: the capability is served now
 	}
 	return nil
+}
+
+// RegisterAll serves the actor kind on every capability this node serves
+// (now or later); a kind registered for one capability with Register takes
+// precedence there. With no membership (alone), it serves no capability by
+// itself: Register one kind of it first.
+func (s *System) RegisterAll(kind string, f Factory) error {
+	if err := ValidateName("kind", kind); err != nil {
+		return err
+	}
+	if f == nil {
+		return fmt.Errorf("%w: RegisterAll %s: nil factory", ErrInvalid, kind)
+	}
+	if s.closing.Load() {
+		return ErrClosed
+	}
+	return s.local.registerAll(kind, f)
 }
 
 // Call sends req to its actor and waits for the reply. The actor starts on
@@ -171,13 +195,13 @@ func (s *System) send(ctx context.Context, req Request, cast bool) (Ref, []byte,
 			return ref, nil, fmt.Errorf("%w: calling %s.%s: %w", ErrUnauthorized, req.Capability, req.Kind, err)
 		}
 	}
-	cc := callCtx{ctx: ctx}
+	cc := callCtx{ctx: ctx, timeout: s.cfg.CallTimeout}
 	if dl, ok := ctx.Deadline(); ok {
 		cc.dl, cc.bctx = dl, ctx
 	} else {
-		// A context with a timer only if the message has to wait: a call
-		// to an idle actor here runs in this goroutine at once.
-		cc.dl = time.Now().Add(s.cfg.CallTimeout)
+		// A deadline, and a context with a timer, only if the message has
+		// to wait or travel: a call to an idle actor here runs in this
+		// goroutine at once.
 		defer cc.release()
 	}
 	if cast {
@@ -188,19 +212,28 @@ func (s *System) send(ctx context.Context, req Request, cast bool) (Ref, []byte,
 	return s.route.send(&cc, &req, cast)
 }
 
-// callCtx is a message's context and its deadline (the context's, or
-// CallTimeout from the start).
+// callCtx is a message's context and its deadline: the context's, or
+// timeout from the first time the deadline is needed.
 type callCtx struct {
-	ctx    context.Context
-	dl     time.Time
-	bctx   context.Context // ctx bounded by dl, made on first use
-	cancel context.CancelFunc
+	ctx     context.Context
+	timeout time.Duration
+	dl      time.Time       // zero until needed
+	bctx    context.Context // ctx bounded by dl, made on first use
+	cancel  context.CancelFunc
+}
+
+// deadline returns the message's deadline.
+func (c *callCtx) deadline() time.Time {
+	if c.dl.IsZero() {
+		c.dl = time.Now().Add(c.timeout)
+	}
+	return c.dl
 }
 
 // bounded returns the context bounded by the deadline.
 func (c *callCtx) bounded() context.Context {
 	if c.bctx == nil {
-		c.bctx, c.cancel = context.WithDeadline(c.ctx, c.dl)
+		c.bctx, c.cancel = context.WithDeadline(c.ctx, c.deadline())
 	}
 	return c.bctx
 }
@@ -211,12 +244,30 @@ func (c *callCtx) release() {
 	}
 }
 
-// validate checks the names and sizes of a request.
-func (s *System) validate(req *Request) error {
-	if err := ValidateName("capability", req.Capability); err != nil {
+// maxNames bounds System.names.
+const maxNames = 4096
+
+// validName is ValidateName, remembering good names: a node sees few
+// capabilities and kinds, and checking a name costs more than a message.
+func (s *System) validName(what, name string) error {
+	if _, ok := s.names.Load(name); ok {
+		return nil
+	}
+	if err := ValidateName(what, name); err != nil {
 		return err
 	}
-	if err := ValidateName("kind", req.Kind); err != nil {
+	if s.nNames.Add(1) <= maxNames {
+		s.names.Store(name, struct{}{})
+	}
+	return nil
+}
+
+// validate checks the names and sizes of a request.
+func (s *System) validate(req *Request) error {
+	if err := s.validName("capability", req.Capability); err != nil {
+		return err
+	}
+	if err := s.validName("kind", req.Kind); err != nil {
 		return err
 	}
 	if req.ID == "" || len(req.ID) > MaxIDLen || !utf8.ValidString(req.ID) {
@@ -251,7 +302,7 @@ type ActorInfo struct {
 // sorted by capability, kind and id.
 func (s *System) Actors(limit int) []ActorInfo {
 	var out []ActorInfo
-	now := nowNano()
+	now := s.clock.Load()
 	for _, kt := range *s.local.kinds.Load() {
 		for shard := range kt.shards {
 			st := &kt.shards[shard]
@@ -355,18 +406,32 @@ func (s *System) Close() error {
 	return nil
 }
 
-// sweep passivates idle actors.
+// clockTick bounds how stale System.clock gets.
+const clockTick = 100 * time.Millisecond
+
+// sweep keeps the coarse clock and passivates idle actors, every quarter of
+// IdleTimeout (so an actor idles between IdleTimeout and 1.25 IdleTimeout,
+// plus a tick, before it is passivated).
 func (s *System) sweep() {
 	defer s.wg.Done()
-	every := min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), time.Minute)
-	t := time.NewTicker(every)
+	tick := clockTick
+	if s.cfg.IdleTimeout > 0 {
+		tick = min(tick, max(s.cfg.IdleTimeout/4, 5*time.Millisecond))
+	}
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	var next int64
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			s.local.passivate(nowNano() - int64(s.cfg.IdleTimeout))
+			now := nowNano()
+			s.clock.Store(now)
+			if s.cfg.IdleTimeout > 0 && now >= next {
+				s.local.passivate(now - int64(s.cfg.IdleTimeout))
+				next = now + int64(max(s.cfg.IdleTimeout/4, 5*time.Millisecond))
+			}
 		}
 	}
 }
