@@ -128,6 +128,7 @@ func checkLogs(t testing.TB, c *cluster, extra ...Activation) CheckReport {
 // previous count plus one (delivered once, in order) unless reset is
 // allowed (a crash). It stops when stop closes and returns the failures.
 type loadResult struct {
+	wg     sync.WaitGroup // the callers
 	mu     sync.Mutex
 	calls  int
 	errs   map[string]int
@@ -138,7 +139,7 @@ type loadResult struct {
 
 func runLoad(t testing.TB, from []*System, capability string, ids []string, stop <-chan struct{}, allowReset func() bool) *loadResult {
 	res := &loadResult{errs: map[string]int{}, counts: map[string]int{}}
-	var wg sync.WaitGroup
+	wg := &res.wg
 	for i, id := range ids {
 		wg.Add(1)
 		go func() {
@@ -185,8 +186,20 @@ func runLoad(t testing.TB, from []*System, capability string, ids []string, stop
 		}()
 	}
 	t.Cleanup(wg.Wait)
-	go func() { <-stop; wg.Wait() }()
 	return res
+}
+
+// waitCalls waits until n more calls were made.
+func (res *loadResult) waitCalls(t testing.TB, n int) {
+	t.Helper()
+	res.mu.Lock()
+	target := res.calls + n
+	res.mu.Unlock()
+	waitUntil(t, fmt.Sprintf("%d more calls", n), func() bool {
+		res.mu.Lock()
+		defer res.mu.Unlock()
+		return res.calls >= target
+	})
 }
 
 func errClass(err error) string {
@@ -213,18 +226,17 @@ func TestJoinAndLeaveMoveActorsWithState(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	res := runLoad(t, []*System{a.sys, b.sys}, "game", ids, stop, nil)
-	time.Sleep(200 * time.Millisecond)
+	res.waitCalls(t, 500)
 
 	// D joins: it learns the view first, then the others, one by one (a
 	// window where views disagree).
 	d := c.add("d", nil, "game")
 	for _, n := range c.nodes {
 		n.mem.set(c.view())
-		time.Sleep(20 * time.Millisecond)
+		waitUntil(t, n.name+"'s view", func() bool { return len(n.sys.route.view.Load().live) == 4 })
 	}
-	c.waitView()
 	waitUntil(t, "actors on d", func() bool { return d.sys.Stats().MovedIn > 0 })
-	time.Sleep(300 * time.Millisecond)
+	res.waitCalls(t, 1000)
 
 	// C leaves cleanly: Close hands its actors over, then it leaves the
 	// membership.
@@ -232,9 +244,9 @@ func TestJoinAndLeaveMoveActorsWithState(t *testing.T) {
 	cc.down = true
 	c.sync()
 	c.waitView()
-	time.Sleep(300 * time.Millisecond)
+	res.waitCalls(t, 1000)
 	close(stop)
-	time.Sleep(50 * time.Millisecond)
+	res.wg.Wait()
 	res.mu.Lock()
 	defer res.mu.Unlock()
 	t.Logf("%d calls under load, errors %v, moved out: a %d, c %d; moved in: d %d, a %d; handoff timeouts d %d",

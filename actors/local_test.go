@@ -291,14 +291,3 @@ func TestIdleActorMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(ids)
 }
-
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/macula-io/macula/actors"
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // counter counts its calls; "fail" answers an actor error, "crash" panics.
@@ -30,7 +31,7 @@ func (c *counter) HandleCast(context.Context, []byte) { c.n++ }
 
 func TestActorRoutes(t *testing.T) {
 	n := startNode(t, testRealm, "a")
-	sys, err := actors.New(actors.Config{Logger: quietLogger()}, nil, nil, nil)
+	sys, err := actors.New(actors.Config{Logger: testnet.QuietLogger()}, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
