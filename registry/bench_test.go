@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkLookup looks names up from GOMAXPROCS goroutines (b.RunParallel),
@@ -147,4 +148,38 @@ func BenchmarkMembers10k(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 	})
+}
+
+// BenchmarkReplicate100k writes 100,000 names on one node of three (linked
+// over loopback QUIC) and measures until both others hold all of them.
+func BenchmarkReplicate100k(b *testing.B) {
+	const n = 100_000
+	ns := newNodes(b, 3, func(c *Config) { c.MaxLocalEntries = 1 << 30; c.MaxOriginEntries = 1 << 30 })
+	p := spawn(b, ns[0].r)
+	meta := []byte(`{"v":1}`)
+	count := func(r *Registry, _ string) int { return r.Stats().Names }
+	var total float64
+	b.ResetTimer()
+	for i := range b.N {
+		prefix := "it" + strconv.Itoa(i) + "/"
+		keys := make([]string, n)
+		for j := range keys {
+			keys[j] = prefix + strconv.Itoa(j)
+		}
+		start := time.Now()
+		for _, k := range keys {
+			if err := p.Register(k, meta); err != nil {
+				b.Fatal(err)
+			}
+		}
+		written := time.Since(start)
+		for count(ns[1].r, prefix) < (i+1)*n || count(ns[2].r, prefix) < (i+1)*n {
+			time.Sleep(5 * time.Millisecond)
+		}
+		d := time.Since(start)
+		total += d.Seconds()
+		b.Logf("100k names: written in %v, on both other nodes after %v", written.Round(time.Millisecond), d.Round(time.Millisecond))
+	}
+	b.ReportMetric(total/float64(b.N)*1000, "ms/100k")
+	b.ReportMetric(float64(n)*float64(b.N)/total, "entries/s")
 }

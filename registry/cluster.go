@@ -77,6 +77,14 @@ type batch struct {
 	lost   []lostNote
 }
 
+// emit adds events, unless the cluster has no monitor (then nobody could
+// see them: building them would only cost).
+func (c *cluster) emit(b *batch, evs ...Event) {
+	if c.mon.n.Load() > 0 {
+		b.events = append(b.events, evs...)
+	}
+}
+
 type lostNote struct {
 	proc   uint64
 	key    string
@@ -254,21 +262,21 @@ func (c *cluster) nameDiff(b *batch, before, after *entry, reason Reason, detail
 	switch {
 	case before == after:
 	case before == nil:
-		b.events = append(b.events, c.event(Registered, after))
+		c.emit(b, c.event(Registered, after))
 	case after == nil:
 		ev := c.event(Unregistered, before)
 		ev.Reason, ev.Detail = reason, detail
-		b.events = append(b.events, ev)
+		c.emit(b, ev)
 	case before.addr() == after.addr():
 		if !bytes.Equal(before.meta, after.meta) {
 			ev := c.event(Registered, after)
 			ev.Update, ev.PreviousMeta = true, before.meta
-			b.events = append(b.events, ev)
+			c.emit(b, ev)
 		}
 	default:
 		ev := c.event(Unregistered, before)
 		ev.Reason, ev.Detail = reason, detail
-		b.events = append(b.events, ev, c.event(Registered, after))
+		c.emit(b, ev, c.event(Registered, after))
 	}
 }
 
@@ -364,11 +372,11 @@ func (c *cluster) memberPutLocked(b *batch, e *entry) {
 	}
 	switch {
 	case prev == nil:
-		b.events = append(b.events, c.event(Joined, e))
+		c.emit(b, c.event(Joined, e))
 	case !bytes.Equal(prev.meta, e.meta):
 		ev := c.event(Joined, e)
 		ev.Update, ev.PreviousMeta = true, prev.meta
-		b.events = append(b.events, ev)
+		c.emit(b, ev)
 	}
 }
 
@@ -393,7 +401,7 @@ func (c *cluster) memberDelLocked(b *batch, old *entry, reason Reason, detail st
 	}
 	ev := c.event(Left, old)
 	ev.Reason, ev.Detail = reason, detail
-	b.events = append(b.events, ev)
+	c.emit(b, ev)
 }
 
 func (c *cluster) event(k EventKind, e *entry) Event {

@@ -61,17 +61,30 @@ type op struct {
 	detail string
 }
 
-// opLog is a ring of a stream's latest changes. It covers every change
-// with a version in (base, the stream's version]: a peer at a version >=
-// base can get a delta from it; one further behind gets a full copy.
+// opLog is a ring of a stream's latest changes, in increasing version
+// order. It covers every change with a version in (base, the stream's
+// version]. A peer at a version v >= base gets a delta from the log alone.
+// A peer further behind gets the entries changed since v from the
+// stream's state, and the removals since v from the log, as long as no
+// removal newer than v has left the log (v >= delBase); otherwise it gets
+// a full copy.
 type opLog struct {
-	ops  []op
-	head int // index of the oldest op
-	n    int
-	base uint64
+	ops     []op
+	head    int // index of the oldest op
+	n       int
+	base    uint64
+	delBase uint64 // the newest removal that left the log
+	last    uint64 // the version of the newest op (or base)
 }
 
+// add appends an op; an op not newer than the newest is already in the
+// log (a delta received again after an interrupted one) and is skipped,
+// so the log stays sorted.
 func (l *opLog) add(o op, limit int) {
+	if o.ver <= l.last {
+		return
+	}
+	l.last = o.ver
 	if l.ops == nil {
 		l.ops = make([]op, 0, min(limit, 64))
 	}
@@ -86,23 +99,34 @@ func (l *opLog) add(o op, limit int) {
 	}
 	// Full: the oldest op goes, and with it the log's coverage of its
 	// version.
-	l.base = l.ops[l.head].ver
+	old := l.ops[l.head]
+	l.base = old.ver
+	if old.del {
+		l.delBase = old.ver
+	}
 	l.ops[l.head] = o
 	l.head = (l.head + 1) % len(l.ops)
 }
 
 // reset empties the log; it then covers nothing before base.
 func (l *opLog) reset(base uint64) {
-	l.ops, l.head, l.n, l.base = nil, 0, 0, base
+	l.ops, l.head, l.n, l.base, l.delBase, l.last = nil, 0, 0, base, base, base
 }
 
 // since calls f for each op with a version > v, oldest first.
 func (l *opLog) since(v uint64, f func(op)) {
-	for i := 0; i < l.n; i++ {
-		o := l.ops[(l.head+i)%len(l.ops)]
-		if o.ver > v {
-			f(o)
+	at := func(i int) op { return l.ops[(l.head+i)%len(l.ops)] }
+	lo, hi := 0, l.n // the first op newer than v, by binary search
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if at(mid).ver <= v {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
+	}
+	for i := lo; i < l.n; i++ {
+		f(at(i))
 	}
 }
 

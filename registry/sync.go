@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -308,23 +309,40 @@ func (l *peerLink) nextPush(c *cluster) *push {
 func (l *peerLink) takeLocked(c *cluster, st *stream, k skey) *push {
 	m := l.sent[k]
 	p := &push{hdr: delta{cluster: c.name, origin: st.origin, epoch: st.epoch, to: st.ver}}
-	if m.epoch != st.epoch || m.ver < st.log.base {
+	switch {
+	case m.epoch != st.epoch || m.ver < st.log.delBase:
+		// Another life of the stream, or a removal the peer needs has
+		// left the log: a full copy.
 		p.hdr.flags = flagFull
 		p.puts = make([]*entry, 0, len(st.entries))
 		for _, e := range st.entries {
 			p.puts = append(p.puts, e)
 		}
-	} else {
+	default:
 		p.hdr.from = m.ver
-		latest := make(map[entryID]op)
-		st.log.since(m.ver, func(o op) {
-			if cur, ok := latest[o.id]; !ok || o.ver > cur.ver {
-				latest[o.id] = o
-			}
-		})
-		for id, o := range latest {
-			if e := st.entries[id]; e != nil {
+		// The log is in version order; an entry changed several times
+		// goes once, as it is now (a put), or as its last removal.
+		var ops []op
+		st.log.since(m.ver, func(o op) { ops = append(ops, o) })
+		fromState := m.ver < st.log.base
+		if fromState {
+			// The log does not reach back to the peer's version: the
+			// entries changed since come from the state.
+			for _, e := range st.entries {
 				if e.ver > m.ver {
+					p.puts = append(p.puts, e)
+				}
+			}
+		}
+		seen := make(map[entryID]bool, len(ops))
+		for i := len(ops) - 1; i >= 0; i-- {
+			o := ops[i]
+			if seen[o.id] {
+				continue
+			}
+			seen[o.id] = true
+			if e := st.entries[o.id]; e != nil {
+				if e.ver > m.ver && !fromState {
 					p.puts = append(p.puts, e)
 				}
 			} else if o.del {
@@ -362,13 +380,23 @@ func (l *peerLink) writePush(s network.Stream, p *push) error {
 		}
 		return nil
 	}
-	for _, e := range p.puts {
-		if err := add(item{op: itemPut, kind: e.id.kind, key: e.id.key, proc: e.id.proc, ver: e.ver, since: e.since, meta: e.meta}); err != nil {
-			return err
+	// In version order, puts and removals merged, so that the receiver's
+	// log stays sorted.
+	slices.SortFunc(p.puts, func(a, b *entry) int { return cmp.Compare(a.ver, b.ver) })
+	slices.SortFunc(p.dels, func(a, b op) int { return cmp.Compare(a.ver, b.ver) })
+	pi, di := 0, 0
+	for pi < len(p.puts) || di < len(p.dels) {
+		var it item
+		if di == len(p.dels) || pi < len(p.puts) && p.puts[pi].ver < p.dels[di].ver {
+			e := p.puts[pi]
+			pi++
+			it = item{op: itemPut, kind: e.id.kind, key: e.id.key, proc: e.id.proc, ver: e.ver, since: e.since, meta: e.meta}
+		} else {
+			o := p.dels[di]
+			di++
+			it = item{op: itemDel, kind: o.id.kind, key: o.id.key, proc: o.id.proc, ver: o.ver, reason: o.reason, detail: o.detail}
 		}
-	}
-	for _, o := range p.dels {
-		if err := add(item{op: itemDel, kind: o.id.kind, key: o.id.key, proc: o.id.proc, ver: o.ver, reason: o.reason, detail: o.detail}); err != nil {
+		if err := add(it); err != nil {
 			return err
 		}
 	}
