@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
@@ -57,6 +58,9 @@ type Client struct {
 	base  string // "http://host:port" or "https://host:port"
 	hc    *http.Client
 	close func() error
+	// realm is the node's realm, learnt by the registry methods the first
+	// time they need a token (see regScope).
+	realm atomic.Pointer[string]
 }
 
 // TokenRequest is what one request of a Client needs a bearer token for.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/macula-io/macula/actors"
+	"github.com/macula-io/macula/registry"
 )
 
 // Default listen addresses: loopback only, since in an open realm the API
@@ -57,6 +58,10 @@ type Config struct {
 	// Actors is the node's actor system, served under /v1/actors and
 	// /v1/ring; nil: those routes answer 404 not_enabled.
 	Actors *actors.System
+	// Registry is the node's registry, served under /v1/registry,
+	// /v1/groups, /v1/dispatch, /v1/send, /v1/clusters and /v1/processes;
+	// nil: those routes answer 404 not_enabled.
+	Registry *registry.Registry
 }
 
 // DefaultConfig returns the defaults: HTTP/1.1 and HTTP/3 both on

@@ -83,6 +83,28 @@
 // shard was moving, within the timeout), 502 disconnected (lost after it was
 // sent), 504 timeout.
 //
+// The registry's routes (404 not_enabled on a node without a registry; see
+// Registry, and registry.go for each route's detail):
+//
+//	GET    /v1/registry                api.RegistryInfo: clusters and their nodes, log level, counters
+//	PUT    /v1/registry                api.RegistryLogLevel: the registry's own log level
+//	GET    /v1/registry/watch          ?prefix=: server-sent events of the registry's changes
+//	GET    /v1/registry/{key...}       api.RegistryEntry of a name; []api.RegistryEntry for a prefix
+//	POST   /v1/registry/{key...}       api.RegisterRequest: register a process made through the API
+//	DELETE /v1/registry/{key...}       ?process=: unregister it
+//	GET    /v1/groups/{key...}         []api.RegistryMember of a group, or of a prefix's groups
+//	POST   /v1/groups/{key...}         api.RegisterRequest: join a group
+//	DELETE /v1/groups/{key...}         ?process=: leave it
+//	POST   /v1/dispatch/{key...}       the body to every process under the key: api.DispatchResult
+//	POST   /v1/send/{addr...}          the body to the process at <peer ID>/<number>
+//	PUT    /v1/clusters/{name}         connect the node to a named cluster
+//	DELETE /v1/clusters/{name}         disconnect it
+//	GET    /v1/processes               []api.ProcessInfo: the processes made through this API
+//	POST   /v1/processes               api.ProcessRequest: a process served by a webhook
+//	GET    /v1/processes/stream        a process that lives as long as this event stream
+//	PUT    /v1/processes/{id}          renew a webhook process's lease
+//	DELETE /v1/processes/{id}          end a process
+//
 // A ?timeout= is a Go duration (5s, 1500ms); values over 60s count as 60s,
 // except for calls. Request bodies are limited to 64 KiB, except for calls
 // and publishes.
@@ -218,6 +240,9 @@
 //	POST /v1/publish/{topic}         /macula/publish on the topic
 //	GET  /v1/subscribe?pattern=P     /macula/subscribe on P, and the chain's pattern must
 //	                                 cover P whole (ucan.CheckPattern)
+//	POST, DELETE /v1/registry/{key}  /macula/register on the key's resource (registry.Resource)
+//	POST, DELETE /v1/groups/{key}    /macula/join on the key's resource
+//	POST /v1/dispatch/{key}          /macula/dispatch on the key's resource, or a prefix's pattern
 //	POST, DELETE /v1/advertise/{procedure}
 //	                                 /macula/advertise on the procedure
 //	POST /v1/actors/{capability}/{kind}/{id}

@@ -91,6 +91,7 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.api = newAPI(n, s.LogLevel, s.Logger, wire.APIAddrs{HTTP: g.addr, HTTP3: g.addr3})
 	g.api.actors = s.Actors
+	g.api.reg = s.Registry
 	g.api.allowRemoteWebhooks = s.AllowRemoteWebhooks
 	h := g.track(g.api)
 	g.srv = &http.Server{

@@ -20,6 +20,7 @@ import (
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/registry"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
 )
@@ -74,6 +75,11 @@ type api struct {
 	// actors is the node's actor system (nil: the actor routes answer
 	// not_enabled); set before serving, read-only after.
 	actors *actors.System
+	// reg is the node's registry (nil: the registry routes answer
+	// not_enabled); set before serving, read-only after.
+	reg *registry.Registry
+	// procs are the processes made through the API; set at construction.
+	procs *apiProcs
 }
 
 // NewHandler returns the node's API as one http.Handler, with the routes
@@ -116,12 +122,17 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 	a.handle("GET /v1/ucan/revocations", adminScope, a.getRevocations)
 	a.handle("POST /v1/ucan/revocations", adminScope, a.postRevocation)
 	a.actorRoutes()
+	a.registryRoutes()
 	return a
 }
 
 // close withdraws the webhook advertisements and waits for their timers
-// and requests. The Gateway calls it once its servers have stopped.
-func (a *api) close() { a.wh.close() }
+// and requests, and ends the processes made through the API. The Gateway
+// calls it once its servers have stopped.
+func (a *api) close() {
+	a.wh.close()
+	a.procs.close()
+}
 
 // apiFunc is a route's handler: it returns the status and the value to send
 // as JSON, or an error that writeError turns into an error answer.

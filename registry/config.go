@@ -47,8 +47,9 @@ const (
 	// node's hybrid clock may be for this node to follow it.
 	DefaultMaxClockDrift = time.Minute
 
-	maxMetaSizeLimit    = 64 << 10
-	maxMessageSizeLimit = 16 << 20
+	maxMetaSizeLimit = 64 << 10
+	// MaxMessageSizeLimit is the largest MaxMessageSize: 16 MiB.
+	MaxMessageSizeLimit = 16 << 20
 )
 
 // Config tunes a Registry. The zero value works except for Realm. New does
@@ -178,7 +179,7 @@ func (cfg Config) validate() (Config, error) {
 		d, max int
 	}{
 		{"MaxMetaSize", &cfg.MaxMetaSize, def.MaxMetaSize, maxMetaSizeLimit},
-		{"MaxMessageSize", &cfg.MaxMessageSize, def.MaxMessageSize, maxMessageSizeLimit},
+		{"MaxMessageSize", &cfg.MaxMessageSize, def.MaxMessageSize, MaxMessageSizeLimit},
 		{"Mailbox", &cfg.Mailbox, def.Mailbox, 0},
 		{"MonitorBuffer", &cfg.MonitorBuffer, def.MonitorBuffer, 0},
 		{"MaxLocalEntries", &cfg.MaxLocalEntries, def.MaxLocalEntries, 0},

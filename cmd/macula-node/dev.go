@@ -18,6 +18,7 @@ import (
 
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/registry"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -70,8 +71,9 @@ dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 
 // devNode is one node of the dev mesh and its API.
 type devNode struct {
-	n *node.Node
-	g *gateway.Gateway
+	n   *node.Node
+	reg *registry.Registry
+	g   *gateway.Gateway
 }
 
 func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.Writer) (err error) {
@@ -85,6 +87,9 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 		var errs []error
 		for _, d := range nodes {
 			errs = append(errs, d.g.Close())
+		}
+		for _, d := range nodes {
+			errs = append(errs, d.reg.Close())
 		}
 		for _, d := range nodes {
 			errs = append(errs, d.n.Close())
@@ -115,12 +120,18 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 		if err != nil {
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		g, err := devGateway(n, devFirstPort+i-1, lg)
+		reg, err := registry.Start(n, registry.Config{Logger: lg.logger})
 		if err != nil {
 			n.Close()
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		nodes = append(nodes, devNode{n: n, g: g})
+		g, err := devGateway(n, reg, devFirstPort+i-1, lg)
+		if err != nil {
+			reg.Close()
+			n.Close()
+			return fmt.Errorf("node%d: %w", i, err)
+		}
+		nodes = append(nodes, devNode{n: n, reg: reg, g: g})
 		if i == 1 {
 			for _, a := range n.Addrs() {
 				bootstrap = append(bootstrap, a.String())
@@ -143,12 +154,13 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 
 // devGateway serves n's API on port (TCP and UDP) of 127.0.0.1, or on random
 // ports if that one is taken, so that dev always starts.
-func devGateway(n *node.Node, port int, lg *logging) (*gateway.Gateway, error) {
+func devGateway(n *node.Node, reg *registry.Registry, port int, lg *logging) (*gateway.Gateway, error) {
 	cfg := gateway.Config{
 		Addr:      fmt.Sprintf("127.0.0.1:%d", port),
 		HTTP3Addr: fmt.Sprintf("127.0.0.1:%d", port),
 		LogLevel:  lg.level,
 		Logger:    lg.logger,
+		Registry:  reg,
 	}
 	g, err := gateway.New(cfg, n)
 	if errors.Is(err, gateway.ErrListen) {

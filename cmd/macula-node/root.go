@@ -42,6 +42,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
                                print the messages matching a pattern as they come
   macula-node actors call|cast|ls, ring
                                talk to the realm's virtual actors; who owns their shards
+  macula-node registry ls|watch [PREFIX], groups ls [PREFIX]
+                               the realm's registry of names and groups
 
 Flags can also be given as MACULA_<FLAG> environment variables (MACULA_API,
 MACULA_REALM, ...); the command line wins.
@@ -90,6 +92,8 @@ found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
 		newVersionCmd(),
 		newActorsCmd(),
 		newRingCmd(),
+		newRegistryCmd(stderr),
+		newGroupsCmd(),
 	)
 	return root
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/registry"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/ucan"
 )
@@ -306,8 +307,15 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	if err != nil {
 		return failed(err)
 	}
+	reg, err := registry.Start(n, registry.Config{Logger: lg.logger})
+	if err != nil {
+		n.Close()
+		return failed(err)
+	}
+	p.gwCfg.Registry = reg
 	g, err := gateway.New(p.gwCfg, n)
 	if err != nil {
+		reg.Close()
 		n.Close()
 		return failed(err)
 	}
@@ -333,6 +341,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	statePath := filepath.Join(p.dataDir, stateFile)
 	if err := writeJSONAtomic(statePath, st); err != nil {
 		g.Close()
+		reg.Close()
 		n.Close()
 		return failed(fmt.Errorf("writing %s: %w", statePath, err))
 	}
@@ -366,13 +375,16 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	<-ctx.Done()
 	stop()
 	lg.logger.Info("stopping")
-	// The API first, so no request reaches a closing node; then the node.
+	// The API first, so no request reaches a closing node; then the
+	// services on the node (the registry says goodbye to its peers); then
+	// the node.
 	gerr := g.Close()
+	rerr := reg.Close()
 	nerr := n.Close()
 	if err := os.Remove(statePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		lg.logger.Warn("cannot remove state file", "path", statePath, "err", err)
 	}
-	if err := errors.Join(gerr, nerr); err != nil {
+	if err := errors.Join(gerr, rerr, nerr); err != nil {
 		return fmt.Errorf("stopping: %w", err)
 	}
 	return nil

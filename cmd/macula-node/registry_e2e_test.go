@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/macula-io/macula/api"
+)
+
+// TestRegistryEndToEnd runs three macula-node processes on loopback and
+// uses the registry through their APIs and the CLI: names and groups
+// replicate, prefix queries, monitors (registry watch), dispatch with one
+// message per node, a named cluster that only its nodes see, a process
+// whose API stream closes, a node that stops cleanly and one that is
+// killed, and a node that comes back.
+func TestRegistryEndToEnd(t *testing.T) {
+	t.Parallel()
+	const realmName = "io.e2e.registry"
+	a := startRunNode(t, realmName, "a")
+	a.waitReady(t)
+	boot := a.st.Addrs[0]
+	b := startRunNode(t, realmName, "b", boot)
+	c := startRunNode(t, realmName, "c", boot)
+	b.waitReady(t)
+	c.waitReady(t)
+	nodes := []*runNode{a, b, c}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	clients := map[*runNode]*api.Client{}
+	for _, n := range nodes {
+		clients[n] = apiClient(t, n)
+	}
+	// Every registry links to the two others.
+	for _, n := range nodes {
+		eventually(t, 30*time.Second, n.name+"'s registry sees 3 nodes", func() error {
+			info, err := clients[n].Registry(ctx)
+			if err != nil {
+				return err
+			}
+			if got := len(info.Clusters[0].Nodes); got != 3 {
+				return fmt.Errorf("%d nodes", got)
+			}
+			return nil
+		})
+	}
+	procs := map[*runNode]*api.ProcessStream{}
+	for _, n := range nodes {
+		p, err := clients[n].OpenProcess(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		procs[n] = p
+	}
+
+	// A watch on c, through the CLI.
+	watch := startProc(t, "watch on c", nil, "--api", c.st.API, "registry", "watch", "svc/", "--count", "2")
+	eventually(t, 20*time.Second, "the watch to start", func() error {
+		if !strings.Contains(watch.stderr.String(), "watching svc/") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+
+	// A name on a reaches b and c; a second registration is refused.
+	if _, err := clients[a].Register(ctx, procs[a].Info().ID, "svc/leader", json.RawMessage(`{"v":1}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes[1:] {
+		eventually(t, 20*time.Second, n.name+" sees svc/leader", func() error {
+			e, err := clients[n].Lookup(ctx, "svc/leader", "")
+			if err != nil {
+				return err
+			}
+			if e.Addr != procs[a].Info().Addr {
+				return fmt.Errorf("owner %s", e.Addr)
+			}
+			return nil
+		})
+	}
+	_, err := clients[b].Register(ctx, procs[b].Info().ID, "svc/leader", nil, "")
+	if apiCode(err) != api.CodeTaken {
+		t.Fatalf("a second registration on b: %v", err)
+	}
+	if r := runCmd(t, 20*time.Second, nil, "--api", c.st.API, "registry", "ls", "svc/"); r.code != 0 || !strings.Contains(r.stdout, "svc/leader") || !strings.Contains(r.stdout, procs[a].Info().Addr) {
+		t.Fatalf("registry ls on c: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Groups: b and c join, everyone sees both under the prefix.
+	for _, n := range nodes[1:] {
+		if err := clients[n].Join(ctx, procs[n].Info().ID, "chat/"+n.name, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "a sees both members", func() error {
+		r := runCmd(t, 20*time.Second, nil, "--api", a.st.API, "groups", "ls", "chat/", "--json")
+		var ms []api.RegistryMember
+		if err := json.Unmarshal([]byte(r.stdout), &ms); err != nil {
+			return fmt.Errorf("%v: %s%s", err, r.stdout, r.stderr)
+		}
+		if len(ms) != 2 {
+			return fmt.Errorf("%d members", len(ms))
+		}
+		return nil
+	})
+	// Dispatch from a: b and c get it.
+	if r := runCmd(t, 20*time.Second, nil, "--api", a.st.API, "registry", "dispatch", "chat/", "--data", `{"hi":1}`); r.code != 0 || !strings.Contains(r.stdout, "dispatched to 2") {
+		t.Fatalf("dispatch: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, n := range nodes[1:] {
+		m, err := procs[n].Next()
+		if err != nil || string(m.Payload) != `{"hi":1}` {
+			t.Fatalf("%s got %+v, %v", n.name, m, err)
+		}
+	}
+
+	// A named cluster of b and c only.
+	for _, n := range nodes[1:] {
+		if r := runCmd(t, 20*time.Second, nil, "--api", n.st.API, "registry", "connect", "game"); r.code != 0 {
+			t.Fatalf("connect on %s: exit %d %s", n.name, r.code, r.stderr)
+		}
+	}
+	if err := clients[b].Join(ctx, procs[b].Info().ID, "room/1", json.RawMessage(`"b"`), "game"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "c sees b in game", func() error {
+		ms, err := clients[c].Members(ctx, "room/1", "game", 0)
+		if err != nil || len(ms) != 1 {
+			return fmt.Errorf("%v, %v", ms, err)
+		}
+		return nil
+	})
+	if _, err := clients[a].Members(ctx, "room/1", "game", 0); apiCode(err) != api.CodeNotConnected {
+		t.Fatalf("a, not in game: %v", err)
+	}
+
+	// The registration and the end of a's process stream show in the
+	// watch on c: one batch, reason process_ended.
+	procs[a].Close()
+	watch.wait(t, 30*time.Second)
+	out := watch.stdout.String()
+	if !strings.Contains(out, "registered svc/leader") || !strings.Contains(out, "unregistered svc/leader") || !strings.Contains(out, "process_ended") {
+		t.Fatalf("watch printed:\n%s", out)
+	}
+
+	// b stops cleanly: its entries go from a and c at once.
+	if code := b.stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
+		t.Fatalf("b exited %d", code)
+	}
+	for _, n := range []*runNode{a, c} {
+		eventually(t, 10*time.Second, n.name+" drops b's entries", func() error {
+			ms, err := clients[n].Members(ctx, "chat/", "", 0)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(ms, func(m api.RegistryMember) bool { return m.Key == "chat/b" }) {
+				return errors.New("chat/b is still there")
+			}
+			return nil
+		})
+	}
+
+	// c is killed: a notices (its liveness check closes the connection)
+	// and drops c's entries.
+	c.cmd.Process.Kill()
+	eventually(t, 30*time.Second, "a drops the killed node's entries", func() error {
+		ms, err := clients[a].Members(ctx, "chat/", "", 0)
+		if err != nil {
+			return err
+		}
+		if len(ms) != 0 {
+			return fmt.Errorf("%d members left", len(ms))
+		}
+		return nil
+	})
+
+	// c comes back (same identity): its new entries reach a.
+	c2 := startRunNodeIn(t, c.dir, realmName, "c", boot)
+	c2.waitReady(t)
+	cl := apiClient(t, c2)
+	p2, err := cl.OpenProcess(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if err := cl.Join(ctx, p2.Info().ID, "chat/back", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a sees the restarted node's entry", func() error {
+		ms, err := clients[a].Members(ctx, "chat/", "", 0)
+		if err != nil {
+			return err
+		}
+		if len(ms) != 1 || ms[0].Key != "chat/back" {
+			return fmt.Errorf("members %+v", ms)
+		}
+		return nil
+	})
+}
