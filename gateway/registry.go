@@ -549,7 +549,7 @@ func (a *api) getProcessStream(w http.ResponseWriter, r *http.Request) error {
 // by DELETE, their lease, or close).
 type apiProcs struct {
 	a      *api
-	client *http.Client   // webhook requests; read-only
+	client *http.Client    // webhook requests; read-only
 	ctx    context.Context // lifetime: cancelled by close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // lease timers armed

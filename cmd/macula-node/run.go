@@ -23,8 +23,8 @@ import (
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/node"
-	"github.com/macula-io/macula/registry"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/registry"
 	"github.com/macula-io/macula/ucan"
 )
 
