@@ -11,6 +11,7 @@ import (
 	"time"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/registry"
 )
@@ -19,7 +20,7 @@ import (
 // (after the gateway: cleanups run last-in first-out).
 func startRegistry(t *testing.T, n *node.Node) *registry.Registry {
 	t.Helper()
-	r, err := registry.New(n.Host(), nil, registry.Config{Realm: n.Realm(), Logger: quietLogger(), AntiEntropy: 50 * time.Millisecond})
+	r, err := registry.New(n.Host(), nil, registry.Config{Realm: n.Realm(), Logger: testnet.QuietLogger(), AntiEntropy: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestWebhookProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The lease runs out: the process ends and leaves its group.
-	eventually(t, 10*time.Second, "the lease to end the process", func() error {
+	testnet.Eventually(t, 10*time.Second, func() error {
 		if ms, _ := r.Members("hooks/a"); len(ms) != 0 {
 			return errors.New("still a member")
 		}

@@ -2,7 +2,7 @@ package registry
 
 import (
 	"context"
-	"io"
+	"errors"
 	"log/slog"
 	"os"
 	"testing"
@@ -17,12 +17,7 @@ func TestMain(m *testing.M) {
 	testnet.VerifyTestMain(m)
 }
 
-func quietLogger() *slog.Logger {
-	if os.Getenv("REGISTRY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func quietLogger() *slog.Logger { return testnet.QuietLogger() }
 
 // newRegistry starts a registry on a fresh loopback host, without a
 // membership, and closes it when the test ends.
@@ -35,7 +30,7 @@ func newRegistryWith(t testing.TB, m Membership, mod func(*Config)) *Registry {
 	t.Helper()
 	h := testnet.Host(t)
 	cfg := Config{Realm: testRealm, Logger: quietLogger(), AntiEntropy: 100 * time.Millisecond}
-	if os.Getenv("REGISTRY_TEST_LOG") != "" {
+	if os.Getenv("MACULA_TEST_LOG") != "" {
 		cfg.LogLevel = LogVerbose
 	}
 	if mod != nil {
@@ -99,16 +94,15 @@ func quiet(t testing.TB, m *Monitor) {
 	}
 }
 
-// eventually polls cond until it holds or d passes.
+// eventually waits until cond holds, for at most d.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+	testnet.Eventually(t, d, func() error {
+		if !cond() {
+			return errors.New("waiting for " + what)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func mustJoin(t testing.TB, p *Process, key, meta string, opts ...Option) {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"testing"
 	"time"
@@ -18,22 +17,20 @@ import (
 // A secure realm: registering, joining and dispatching are UCAN commands
 // on the key (the key as a realm name, or a prefix's pattern).
 
+// authority issues grants and validates them as a node of the realm does.
 type authority struct {
-	key ed25519.PrivateKey
-	v   *ucan.Validator
+	*testnet.Authority
+	v *ucan.Validator
 }
 
 func newAuthority(t testing.TB) *authority {
 	t.Helper()
-	key, err := ucan.GenerateKey()
+	a := testnet.NewAuthority(t)
+	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: a.DID, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ucan.New(ucan.Config{Realm: testRealm, Authority: ucan.KeyDID(key), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &authority{key: key, v: v}
+	return &authority{Authority: a, v: v}
 }
 
 // verdict issues p the grants (command, pattern) and validates them.
@@ -41,11 +38,7 @@ func (a *authority) verdict(t testing.TB, p peer.ID, grants ...grant) *ucan.Verd
 	t.Helper()
 	var chains []ucan.Chain
 	for _, g := range grants {
-		c, err := ucan.Issue(a.key, ucan.IssueOptions{Audience: peerdid.Of(p), Command: g.cmd, Resource: g.res, Expires: time.Now().Add(time.Hour)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		chains = append(chains, c)
+		chains = append(chains, a.Grant(t, peerdid.Of(p), g.cmd, g.res))
 	}
 	vd, err := a.v.Validate(context.Background(), peerdid.Of(p), chains)
 	if err != nil {

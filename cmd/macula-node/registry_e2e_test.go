@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // TestRegistryEndToEnd runs three macula-node processes on loopback and
@@ -39,7 +40,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	}
 	// Every registry links to the two others.
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, n.name+"'s registry sees 3 nodes", func() error {
+		testnet.Eventually(t, 30*time.Second, func() error {
 			info, err := clients[n].Registry(ctx)
 			if err != nil {
 				return err
@@ -62,7 +63,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 
 	// A watch on c, through the CLI.
 	watch := startProc(t, "watch on c", nil, "--api", c.st.API, "registry", "watch", "svc/", "--count", "2")
-	eventually(t, 20*time.Second, "the watch to start", func() error {
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if !strings.Contains(watch.stderr.String(), "watching svc/") {
 			return errors.New("not yet")
 		}
@@ -74,7 +75,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes[1:] {
-		eventually(t, 20*time.Second, n.name+" sees svc/leader", func() error {
+		testnet.Eventually(t, 20*time.Second, func() error {
 			e, err := clients[n].Lookup(ctx, "svc/leader", "")
 			if err != nil {
 				return err
@@ -99,7 +100,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, "a sees both members", func() error {
+	testnet.Eventually(t, 20*time.Second, func() error {
 		r := runCmd(t, 20*time.Second, nil, "--api", a.st.API, "groups", "ls", "chat/", "--json")
 		var ms []api.RegistryMember
 		if err := json.Unmarshal([]byte(r.stdout), &ms); err != nil {
@@ -130,7 +131,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	if err := clients[b].Join(ctx, procs[b].Info().ID, "room/1", json.RawMessage(`"b"`), "game"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "c sees b in game", func() error {
+	testnet.Eventually(t, 20*time.Second, func() error {
 		ms, err := clients[c].Members(ctx, "room/1", "game", 0)
 		if err != nil || len(ms) != 1 {
 			return fmt.Errorf("%v, %v", ms, err)
@@ -155,7 +156,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Fatalf("b exited %d", code)
 	}
 	for _, n := range []*runNode{a, c} {
-		eventually(t, 10*time.Second, n.name+" drops b's entries", func() error {
+		testnet.Eventually(t, 10*time.Second, func() error {
 			ms, err := clients[n].Members(ctx, "chat/", "", 0)
 			if err != nil {
 				return err
@@ -170,7 +171,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	// c is killed: a notices (its liveness check closes the connection)
 	// and drops c's entries.
 	c.cmd.Process.Kill()
-	eventually(t, 30*time.Second, "a drops the killed node's entries", func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		ms, err := clients[a].Members(ctx, "chat/", "", 0)
 		if err != nil {
 			return err
@@ -193,7 +194,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	if err := cl.Join(ctx, p2.Info().ID, "chat/back", nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "a sees the restarted node's entry", func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		ms, err := clients[a].Members(ctx, "chat/", "", 0)
 		if err != nil {
 			return err
