@@ -74,6 +74,8 @@
 //	macula-node subscribe PATTERN  print the messages whose topic matches, as they come
 //	macula-node pubsub stats       pub/sub counters: published, delivered, dropped, frames
 //	macula-node nat info           the node's NAT: type, mapping, filtering, public address
+//	macula-node registry ls|watch  the registry's names, and its changes as they come
+//	macula-node groups ls          the members of the registry's groups
 //	macula-node version            the version of this binary
 //
 // # Calling and serving procedures
@@ -150,6 +152,22 @@
 // segment, outside the realm) and a payload over the node's limit are
 // errors of the API (400, 413): exit code 1. A --data that is not JSON is a
 // wrong command line: exit code 2.
+//
+// # The registry
+//
+//	macula-node registry ls [PREFIX] [--cluster C] [--json]
+//	macula-node groups ls [PREFIX] [--cluster C] [--limit N] [--json]
+//	macula-node registry watch [PREFIX] [--cluster C] [--json] [--count N]
+//	macula-node registry info | log-level [off|info|verbose]
+//	macula-node registry connect|disconnect CLUSTER
+//	macula-node registry dispatch KEY [--data JSON | --data-file FILE | --data -] [--raw]
+//
+// list the realm's registered names and group members as the node sees them
+// (KEY PROCESS META; a PREFIX ends in "/", a key without one lists that key and
+// every key under it), print its changes as they come (TIME KIND KEY PROCESS
+// META [REASON: DETAIL]), show its clusters, nodes and counters, set its own
+// log level, connect the node to a named cluster, and send a message to every
+// process under a key. See docs/registry.md.
 //
 // # Errors and exit codes
 //
