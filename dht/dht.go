@@ -47,6 +47,11 @@ var (
 	ErrInvalidKey = errors.New("dht: invalid key")
 	// ErrClosed: the DHT was closed. It matches net.ErrClosed.
 	ErrClosed = closed.Error("dht")
+	// ErrPending: a provided key is not announced to the realm yet (no peer
+	// to announce it to, the announcement failed, or the caller stopped
+	// waiting). The key is provided all the same: the announcement goes on
+	// in the background and is retried until it is done.
+	ErrPending = errors.New("dht: announcement pending")
 )
 
 // MaxKeyLen bounds a key's length in bytes.
@@ -68,6 +73,20 @@ type Config struct {
 	// MaxTrackedKeys bounds how many provider keys stored for other peers
 	// are counted in Stats. Default: 100000.
 	MaxTrackedKeys int
+	// Gone reports the peers the node knows are gone: they said goodbye,
+	// or stopped answering. Queries never dial them, and the routing table
+	// does not take them back until Gone says otherwise. Nil: none.
+	Gone func(peer.ID) bool
+	// DialTimeout bounds a query's dial of one peer. A routing-table entry
+	// that cannot be reached costs a query at most this long, and is then
+	// evicted, not retried by the next query. Default: 3s.
+	DialTimeout time.Duration
+	// AnnounceTimeout bounds one announcement of a provided key (finding
+	// the closest peers and storing the record with them). Default: 30s.
+	AnnounceTimeout time.Duration
+	// RetryInterval is the wait before a failed announcement is tried
+	// again; it doubles on each failure up to a minute. Default: 2s.
+	RetryInterval time.Duration
 	// Logger gets the DHT's own log lines. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -101,11 +120,25 @@ type DHT struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// wakeRetry is signalled (never blocking) when an announcement failed,
+	// so the retry loop schedules it.
+	wakeRetry chan struct{}
+
 	// mu guards the fields below it.
 	mu        sync.Mutex
-	providing map[string]struct{}  // keys this node provides
-	seen      map[string]time.Time // provider keys other peers stored here, by multihash bytes
+	providing map[string]*announcement // keys this node provides
+	seen      map[string]time.Time     // provider keys other peers stored here, by multihash bytes
 	closed    bool
+}
+
+// announcement is where a provided key's announcement to the realm stands.
+// Guarded by DHT.mu.
+type announcement struct {
+	done     bool          // the last attempt succeeded
+	err      error         // why the last attempt failed
+	running  chan struct{} // closed when the attempt in flight ends; nil when none runs
+	failures int           // attempts failed in a row
+	retryAt  time.Time     // when to try again after a failure
 }
 
 // ProtocolPrefix returns the DHT protocol prefix of a realm.
@@ -128,6 +161,15 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	if cfg.MaxTrackedKeys <= 0 {
 		cfg.MaxTrackedKeys = 100000
 	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 3 * time.Second
+	}
+	if cfg.AnnounceTimeout <= 0 {
+		cfg.AnnounceTimeout = 30 * time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 2 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -148,14 +190,20 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		realm:     cfg.Realm,
 		cfg:       cfg,
 		log:       log,
-		providing: make(map[string]struct{}),
+		providing: make(map[string]*announcement),
 		seen:      make(map[string]time.Time),
+		wakeRetry: make(chan struct{}, 1),
 	}
 	opts := []kad.Option{
 		kad.ProtocolPrefix(ProtocolPrefix(cfg.Realm)),
 		kad.Mode(mode),
 		kad.Datastore(d.store),
 		kad.OnRequestHook(d.onRequest),
+	}
+	if gone := cfg.Gone; gone != nil {
+		opts = append(opts,
+			kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !gone(ai.ID) }),
+			kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return !gone(p) }))
 	}
 	for ns, v := range cfg.Validators {
 		opts = append(opts, kad.NamespacedValidator(ns, v))
@@ -166,9 +214,23 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	}
 	d.kad = k
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.reprovideLoop()
+	go d.retryLoop()
 	return d, nil
+}
+
+// bound gives ctx the DHT's per-peer dial limit: the swarm gives up on
+// the peer after DialTimeout without cancelling the query, so kad-dht counts
+// the peer as unreachable and drops it from its routing table.
+func (d *DHT) bound(ctx context.Context) context.Context {
+	return network.WithDialPeerTimeout(ctx, d.cfg.DialTimeout)
+}
+
+// ForgetPeer drops p from the routing table now: the node knows it is gone.
+// (Gone keeps it from coming back through a query.)
+func (d *DHT) ForgetPeer(p peer.ID) {
+	d.kad.RoutingTable().RemovePeer(p)
 }
 
 // onRequest counts the keys other peers ask us to hold provider records for,
@@ -206,10 +268,14 @@ func checkKey(key string) error {
 	return nil
 }
 
-// Provide announces that this node provides key, and keeps announcing it
-// every ReprovideInterval until StopProviding. The announcement reaches the
-// peers closest to the key; with an empty routing table it is only local,
-// and the next reprovide spreads it.
+// Provide makes this node a provider of key from now on and announces it
+// to the peers closest to the key; the announcement is repeated every
+// ReprovideInterval until StopProviding. It returns nil once the
+// announcement is done. When it cannot be done yet (no peer in the routing
+// table, a failure, or ctx ended first) it returns an error wrapping
+// ErrPending and the cause: the key is provided all the same, and the
+// announcement goes on in the background, retried until it is done
+// (Announced reports it).
 func (d *DHT) Provide(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -219,17 +285,135 @@ func (d *DHT) Provide(ctx context.Context, key string) error {
 		d.mu.Unlock()
 		return ErrClosed
 	}
-	d.providing[key] = struct{}{}
+	a := d.providing[key]
+	if a == nil {
+		a = &announcement{}
+		d.providing[key] = a
+	}
+	running := d.startLocked(key, a)
 	d.mu.Unlock()
-	return d.announce(ctx, key)
+	select {
+	case <-running:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %s: %w", ErrPending, key, ctx.Err())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a.done {
+		return nil
+	}
+	if a.err == nil {
+		return fmt.Errorf("%w: %s", ErrPending, key) // withdrawn meanwhile
+	}
+	return fmt.Errorf("%w: %s: %w", ErrPending, key, a.err)
 }
 
+// Announced reports whether key is provided and its last announcement to
+// the realm succeeded.
+func (d *DHT) Announced(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := d.providing[key]
+	return a != nil && a.done
+}
+
+// startLocked starts an announcement of key unless one runs, and returns
+// the channel that closes when it ends.
+func (d *DHT) startLocked(key string, a *announcement) <-chan struct{} {
+	if a.running != nil {
+		return a.running
+	}
+	running := make(chan struct{})
+	a.running = running
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.AnnounceTimeout)
+		err := d.announce(ctx, key)
+		cancel()
+		d.mu.Lock()
+		a.running = nil
+		a.done, a.err = err == nil, err
+		if err != nil {
+			a.failures++
+			a.retryAt = time.Now().Add(d.retryWait(a.failures))
+		} else {
+			a.failures = 0
+		}
+		failures := a.failures
+		d.mu.Unlock()
+		close(running)
+		if err != nil && d.ctx.Err() == nil {
+			d.log.Debug("provided key not announced yet; retrying", "key", key, "failures", failures, "err", err)
+			select {
+			case d.wakeRetry <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return running
+}
+
+// errNoPeers: the routing table is empty, so the record is only local.
+var errNoPeers = errors.New("no peer in the routing table to announce it to")
+
 func (d *DHT) announce(ctx context.Context, key string) error {
-	broadcast := d.kad.RoutingTable().Size() > 0
-	if err := d.kad.Provide(ctx, KeyCID(d.realm, key), broadcast); err != nil {
+	if d.kad.RoutingTable().Size() == 0 {
+		// Stored locally (Lookup here finds it); announced once a peer
+		// comes (a retry, or Reprovide when the node joins).
+		_ = d.kad.Provide(ctx, KeyCID(d.realm, key), false)
+		return errNoPeers
+	}
+	if err := d.kad.Provide(d.bound(ctx), KeyCID(d.realm, key), true); err != nil {
 		return fmt.Errorf("dht: provide %q: %w", key, err)
 	}
 	return nil
+}
+
+// retryWait is the wait before retry number failures (1-based):
+// RetryInterval doubled per failure, at most a minute.
+func (d *DHT) retryWait(failures int) time.Duration {
+	w := d.cfg.RetryInterval
+	for i := 1; i < failures && w < time.Minute; i++ {
+		w *= 2
+	}
+	return min(w, time.Minute)
+}
+
+// retryLoop starts the announcements that failed when their wait is over.
+func (d *DHT) retryLoop() {
+	defer d.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+		case <-d.wakeRetry:
+		}
+		now := time.Now()
+		next := now.Add(time.Hour)
+		d.mu.Lock()
+		for k, a := range d.providing {
+			if a.done || a.running != nil {
+				continue
+			}
+			if !now.Before(a.retryAt) {
+				d.startLocked(k, a)
+			} else if a.retryAt.Before(next) {
+				next = a.retryAt
+			}
+		}
+		d.mu.Unlock()
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(next.Sub(now))
+	}
 }
 
 // StopProviding stops re-announcing key. Records already stored by other
@@ -238,6 +422,9 @@ func (d *DHT) announce(ctx context.Context, key string) error {
 func (d *DHT) StopProviding(key string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if a := d.providing[key]; a != nil {
+		a.done, a.err = false, nil
+	}
 	delete(d.providing, key)
 }
 
@@ -254,11 +441,22 @@ func (d *DHT) Providing() []string {
 }
 
 // Reprovide announces every provided key again now, for example after the
-// routing table went from empty to not empty.
+// routing table went from empty to not empty, and waits for the
+// announcements (or ctx). Keys whose announcement fails are retried later.
 func (d *DHT) Reprovide(ctx context.Context) {
-	for _, k := range d.Providing() {
-		if err := d.announce(ctx, k); err != nil && ctx.Err() == nil {
-			d.log.Debug("reprovide failed", "key", k, "err", err)
+	d.mu.Lock()
+	var running []<-chan struct{}
+	if !d.closed {
+		for k, a := range d.providing {
+			running = append(running, d.startLocked(k, a))
+		}
+	}
+	d.mu.Unlock()
+	for _, r := range running {
+		select {
+		case <-r:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -304,7 +502,7 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 		count = 0 // kad: 0 means no limit
 	}
 	var out []peer.AddrInfo
-	for ai := range d.kad.FindProvidersAsync(ctx, KeyCID(d.realm, key), count) {
+	for ai := range d.kad.FindProvidersAsync(d.bound(ctx), KeyCID(d.realm, key), count) {
 		if ai.ID == d.kad.PeerID() {
 			ai.Addrs = d.kad.Host().Addrs()
 		} else if len(ai.Addrs) == 0 {
@@ -321,16 +519,16 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 // PutValue stores a value record under "/<namespace>/<key>"; its namespace
 // must have a validator in Config.
 func (d *DHT) PutValue(ctx context.Context, key string, value []byte) error {
-	return d.kad.PutValue(ctx, key, value)
+	return d.kad.PutValue(d.bound(ctx), key, value)
 }
 
 // GetValue returns the best value record for key, as its validator selects.
 func (d *DHT) GetValue(ctx context.Context, key string) ([]byte, error) {
-	return d.kad.GetValue(ctx, key)
+	return d.kad.GetValue(d.bound(ctx), key)
 }
 
 // Bootstrap refreshes the routing table now.
-func (d *DHT) Bootstrap(ctx context.Context) error { return d.kad.Bootstrap(ctx) }
+func (d *DHT) Bootstrap(ctx context.Context) error { return d.kad.Bootstrap(d.bound(ctx)) }
 
 // RefreshRoutingTable asks the DHT to refresh its routing table and returns
 // when the refresh is done.

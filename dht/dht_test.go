@@ -7,12 +7,18 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/internal/testnet"
 )
@@ -109,7 +115,8 @@ func TestRealmsDoNotShareARoutingTable(t *testing.T) {
 	connect(t, hb, ha)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := b.Provide(ctx, "k"); err != nil {
+	// Nobody to announce it to: pending.
+	if err := b.Provide(ctx, "k"); !errors.Is(err, ErrPending) {
 		t.Fatal(err)
 	}
 	// Each DHT takes peers from its host's identify events, in order: once
@@ -187,4 +194,169 @@ func TestBadKeysAndConfig(t *testing.T) {
 	if err := d.Provide(ctx, "k"); !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Provide after Close: %v, want ErrClosed and net.ErrClosed", err)
 	}
+}
+
+// A key provided with nobody to announce it to is pending, and announced by
+// a retry once a peer is there.
+func TestProvidePendingThenAnnounced(t *testing.T) {
+	ha, hb := newHost(t), newHost(t)
+	a := newDHTWith(t, ha, Config{Realm: "io.acme.orders", RetryInterval: 50 * time.Millisecond})
+	b := newDHT(t, hb, "io.acme.orders")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := a.Provide(ctx, "k")
+	if !errors.Is(err, ErrPending) || a.Announced("k") {
+		t.Fatalf("Provide alone: %v, announced %v", err, a.Announced("k"))
+	}
+	if got := a.Providing(); len(got) != 1 || got[0] != "k" {
+		t.Fatalf("a pending key is not provided: %v", got)
+	}
+	connect(t, ha, hb)
+	testnet.Eventually(t, 15*time.Second, func() error {
+		if a.Announced("k") {
+			return nil
+		}
+		return errors.New("the retry to announce k")
+	})
+	provs, err := b.Lookup(ctx, "k", 0)
+	if err != nil || len(provs) != 1 || provs[0].ID != ha.ID() {
+		t.Fatalf("b's lookup: %v %v", provs, err)
+	}
+	// A caller that stops waiting gets ErrPending with its own reason; the
+	// key stays provided.
+	done, stop := context.WithCancel(ctx)
+	stop()
+	if err := a.Provide(done, "k2"); !errors.Is(err, ErrPending) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Provide with a cancelled context: %v", err)
+	}
+	a.StopProviding("k")
+	if a.Announced("k") {
+		t.Fatal("a withdrawn key still counts as announced")
+	}
+}
+
+// dialCounter is a connection gater that counts the dials to one peer.
+type dialCounter struct {
+	mu     sync.Mutex
+	target peer.ID
+	dials  int
+}
+
+func (g *dialCounter) count() int { g.mu.Lock(); defer g.mu.Unlock(); return g.dials }
+func (g *dialCounter) InterceptPeerDial(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p == g.target {
+		g.dials++
+	}
+	return true
+}
+func (g *dialCounter) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *dialCounter) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
+func (g *dialCounter) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (g *dialCounter) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// churn starts a, b and c, lets them fill their routing tables, and stops
+// c without a word (its port closes; a keeps it in its routing table). a
+// counts its dials to c.
+func churn(t *testing.T, cfg Config) (a, b *DHT, c peer.ID, dials *dialCounter) {
+	t.Helper()
+	dials = &dialCounter{}
+	ha, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"), libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.DisableRelay(), libp2p.DisableMetrics(), libp2p.ConnectionGater(dials))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ha.Close() })
+	hb, hc := newHost(t), newHost(t)
+	cfg.Realm = "io.acme.orders"
+	a, b = newDHTWith(t, ha, cfg), newDHT(t, hb, "io.acme.orders")
+	dc := newDHT(t, hc, "io.acme.orders")
+	connect(t, ha, hb)
+	connect(t, hc, ha)
+	connect(t, hc, hb)
+	waitRoutingTable(t, a, hb.ID(), hc.ID())
+	waitRoutingTable(t, b, ha.ID(), hc.ID())
+	waitRoutingTable(t, dc, ha.ID(), hb.ID())
+	dials.mu.Lock()
+	dials.target = hc.ID()
+	dials.mu.Unlock()
+	c = hc.ID()
+	dc.Close()
+	hc.Close()
+	testnet.Eventually(t, 15*time.Second, func() error {
+		if ha.Network().Connectedness(c) != network.Connected {
+			return nil
+		}
+		return errors.New("a to lose its connection to c")
+	})
+	if !slices.Contains(a.RoutingTablePeers(), c) {
+		t.Fatal("c left a's routing table on disconnect; the test needs it there")
+	}
+	return a, b, c, dials
+}
+
+// A routing-table entry that cannot be reached costs one query at most
+// DialTimeout and is then evicted: the query's own deadline (longer) does
+// not cancel the dial first, as it did when the swarm's 5 s local dial
+// timeout was the only bound.
+func TestUnreachableEntryEvicted(t *testing.T) {
+	a, _, c, dials := churn(t, Config{DialTimeout: 500 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := a.Lookup(ctx, "some-key", 0); err != nil {
+		t.Fatal(err)
+	}
+	if dials.count() == 0 {
+		t.Fatal("the lookup did not try c")
+	}
+	if slices.Contains(a.RoutingTablePeers(), c) {
+		t.Fatal("c, unreachable, is still in a's routing table after a query tried it")
+	}
+}
+
+// A peer the node knows is gone is never dialed by a query, though b still
+// has it in its routing table and names it to a.
+func TestGonePeerNotDialed(t *testing.T) {
+	var mu sync.Mutex
+	gone := map[peer.ID]bool{}
+	a, b, c, dials := churn(t, Config{Gone: func(p peer.ID) bool { mu.Lock(); defer mu.Unlock(); return gone[p] }})
+	mu.Lock()
+	gone[c] = true
+	mu.Unlock()
+	a.ForgetPeer(c)
+	if slices.Contains(a.RoutingTablePeers(), c) {
+		t.Fatal("ForgetPeer left c in the routing table")
+	}
+	if !slices.Contains(b.RoutingTablePeers(), c) {
+		t.Fatal("b forgot c; the test needs b to name it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if _, err := a.Lookup(ctx, fmt.Sprint("key-", i), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Provide(ctx, fmt.Sprint("key-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dials.count(); n != 0 {
+		t.Fatalf("a dialed the gone peer %d times", n)
+	}
+}
+
+func newDHTWith(t *testing.T, h host.Host, cfg Config) *DHT {
+	t.Helper()
+	cfg.Logger = testnet.QuietLogger()
+	d, err := New(h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }

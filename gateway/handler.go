@@ -511,8 +511,8 @@ func (a *api) postDHTProvide(r *http.Request) (int, any, error) {
 	switch {
 	case err == nil:
 		return http.StatusOK, wire.ProvideResult{Key: key}, nil
-	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-		a.log.Info("provided key not announced within the timeout; it is announced again later", "key", key, "timeout", timeout)
+	case errors.Is(err, dht.ErrPending) && r.Context().Err() == nil:
+		a.log.Info("provided key not announced yet; the node retries until it is", "key", key, "err", err)
 		return http.StatusAccepted, wire.ProvideResult{Key: key}, nil
 	}
 	return 0, nil, err
