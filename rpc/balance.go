@@ -14,21 +14,55 @@ import (
 // lookupLimit bounds the providers one DHT lookup collects.
 const lookupLimit = 32
 
-// providerSet is the cached provider list of one procedure.
+// providerSet is what a caller knows of the providers of one procedure:
+// the connected peers that advertise it on their links (ads.go) and the
+// providers its last DHT lookup found. Replaced, never changed, under
+// RPC.mu (but for the round robin position and refreshing).
 type providerSet struct {
-	peers      []peer.ID // never contains this node
-	fetched    time.Time
+	peers      []peer.ID // linked, then found: what pick chooses among; never this node
+	found      []peer.ID // from the last DHT lookup
+	fetched    time.Time // when found was looked up; zero: never
 	refreshing bool
 	next       atomic.Uint64 // round robin position
 }
 
-// knownProviderLocked reports whether p is in any cached provider list.
+// setProvidersLocked makes procedure's provider set from its linked
+// providers and found, the providers of a DHT lookup made at fetched (zero:
+// none yet). A found provider whose link says it does not advertise the
+// procedure is left out: its DHT record outlived its advertisement. The
+// round robin position is kept. With nobody left the set is removed, so
+// that the next call looks the procedure up again.
+func (x *RPC) setProvidersLocked(procedure string, found []peer.ID, fetched time.Time) {
+	old := x.providers[procedure]
+	linked := x.linked[procedure]
+	peers := make([]peer.ID, 0, len(linked)+len(found))
+	peers = append(peers, linked...)
+	for _, q := range found {
+		if q == x.self.PeerID || slices.Contains(linked, q) || x.goneLocked(q) {
+			continue
+		}
+		if ads := x.peerAds[q]; ads != nil && ads.known {
+			continue // its link lists what it advertises, and this is not among it
+		}
+		peers = append(peers, q)
+	}
+	if len(peers) == 0 {
+		delete(x.providers, procedure)
+		return
+	}
+	ps := &providerSet{peers: peers, found: found, fetched: fetched}
+	if old != nil {
+		ps.next.Store(old.next.Load())
+		ps.refreshing = old.refreshing
+	}
+	x.providers[procedure] = ps
+}
+
+// knownProviderLocked reports whether p is in any provider list.
 func (x *RPC) knownProviderLocked(p peer.ID) (string, bool) {
 	for proc, ps := range x.providers {
-		for _, q := range ps.peers {
-			if q == p {
-				return proc, true
-			}
+		if slices.Contains(ps.peers, p) {
+			return proc, true
 		}
 	}
 	return "", false
@@ -218,16 +252,10 @@ func (x *RPC) lookupNow(ctx context.Context, procedure string) error {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	old := x.providers[procedure]
-	ps := &providerSet{peers: peers, fetched: time.Now()}
-	if old != nil {
-		ps.next.Store(old.next.Load())
-	}
-	if len(peers) == 0 {
-		delete(x.providers, procedure)
+	x.setProvidersLocked(procedure, peers, time.Now())
+	if x.providers[procedure] == nil {
 		return fmt.Errorf("%w: %s", ErrNotFound, procedure)
 	}
-	x.providers[procedure] = ps
 	return nil
 }
 
@@ -252,19 +280,11 @@ func (x *RPC) forget(procedure string, p peer.ID) {
 	if ps == nil {
 		return
 	}
-	kept := ps.peers[:0:0]
-	for _, q := range ps.peers {
-		if q != p {
-			kept = append(kept, q)
-		}
+	if linked := x.linked[procedure]; slices.Contains(linked, p) {
+		// Its link will say so too (it withdrew while we called).
+		x.linked[procedure] = slices.DeleteFunc(slices.Clone(linked), func(q peer.ID) bool { return q == p })
 	}
-	if len(kept) == 0 {
-		delete(x.providers, procedure)
-		return
-	}
-	nps := &providerSet{peers: kept, fetched: ps.fetched}
-	nps.next.Store(ps.next.Load())
-	x.providers[procedure] = nps
+	x.setProvidersLocked(procedure, slices.DeleteFunc(slices.Clone(ps.found), func(q peer.ID) bool { return q == p }), ps.fetched)
 }
 
 // markUnreachable keeps p out of the choice for AvoidFor.

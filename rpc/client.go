@@ -297,6 +297,11 @@ type clientConn struct {
 	// draining: a direct connection replaced the relayed one this stream
 	// runs on; no new calls, and the stream closes when the last one ends.
 	draining atomic.Bool
+	// adsMu serialises the sending of our procedure list (ads.go).
+	adsMu sync.Mutex
+	// adsSent is the generation of our list the stream had last; written
+	// under both adsMu and RPC.mu, so either suffices to read it.
+	adsSent uint64
 
 	// mu guards pending, err and nextSweep.
 	mu      sync.Mutex
@@ -572,6 +577,9 @@ func (x *RPC) conn(ctx context.Context, p peer.ID) (*clientConn, error) {
 			x.conns[p] = c
 			x.wg.Add(1)
 			go c.readLoop()
+			if x.adsGen != 0 {
+				x.wakeAds() // the new stream gets our procedures
+			}
 		}
 		x.mu.Unlock()
 		return c, err

@@ -5,15 +5,36 @@
 //
 // # Finding a callee
 //
-// Advertise registers the handler locally and provides the procedure's name
-// in the realm's DHT; the record is re-announced while it lives. A caller
-// uses a local handler directly (no network path at all), else the providers
-// in its cache, else a DHT lookup. Among several providers a Policy chooses
-// (round robin by default, random, least in flight). A provider that cannot be
-// reached, or that answers "not advertised here", leaves the cache at once and
-// is avoided for AvoidFor; the call goes to the next provider, because it has
-// not run anywhere. A call that was sent and then lost its connection fails
-// with ErrDisconnected, unless it is marked Idempotent: then it is retried.
+// Advertise registers the handler locally, tells every connected peer at
+// once on its link, and provides the procedure's name in the realm's DHT for
+// the others; the record is re-announced while it lives. Advertise waits for
+// the DHT announcement until its context ends; one that is not done by then
+// (no peer yet, a failure) goes on in the background, retried until it is,
+// and Announced says which it is.
+//
+// A node that advertises procedures keeps a stream to every connected peer
+// that speaks the protocol (the same stream its calls to that peer use) and
+// sends its whole list on it, again whenever the list changes (ads.go). A
+// caller therefore knows the procedures of its connected peers from their
+// links: a call to one goes out at once, with no DHT round trip, a
+// withdrawal is known at once, and a peer whose stream ends takes its
+// procedures with it. The DHT serves the providers that are not connected:
+// a caller uses a local handler directly (no network path at all), else the
+// providers its links and its last DHT lookup gave, else a DHT lookup; when
+// the links gave providers, the lookup that finds the others runs in the
+// background. A DHT record names a provider that withdrew until it expires;
+// a caller whose link to that provider lists what it advertises leaves it
+// out. Among several providers a Policy chooses (round robin by default,
+// random, least in flight). A provider that cannot be reached, or that
+// answers "not advertised here", leaves the cache at once and is avoided for
+// AvoidFor; the call goes to the next provider, because it has not run
+// anywhere. A call that was sent and then lost its connection fails with
+// ErrDisconnected, unless it is marked Idempotent: then it is retried.
+//
+// A peer that the node declares gone (PeerGone: it said goodbye, or stopped
+// answering) leaves every provider list at once, and a DHT lookup that
+// names it again (its records outlive it) does not bring it back until it
+// connects again.
 //
 // # Authorization
 //
@@ -55,6 +76,13 @@
 //	              ok:    payload
 //	              error: code length uint8 | code | message length uint16 | message | data
 //	cancel   (3): id uint64
+//	advertised set (4): procedures   (the sender's whole list; replaces what it said before)
+//	advertised add (5): procedures   (more of the same list, when it does not fit one frame)
+//
+// where procedures are a sequence of (length uint8 | procedure). The lists
+// go from the stream's opener to its acceptor only, and a stream's first
+// list is a set frame; an add frame before it, a name that is not a valid
+// procedure of the realm, or more than 65536 procedures close the stream.
 //
 // All integers are big endian. Frame types are append-only. A frame over
 // MaxPayload plus the header room is refused before it is read and closes the
@@ -69,5 +97,10 @@
 // past that, so a slow handler never blocks calls to other procedures.
 // Frames out of a stream go through one writer goroutine per stream that
 // drains a bounded queue into a buffered writer and flushes when the queue is
-// empty: under load many calls share one write.
+// empty: under load many calls share one write. Besides those, the service
+// runs one reader per stream, one goroutine that sends the procedure list
+// (adsLoop) and one that watches the host for new peers, and short lived
+// lookups and link openings; Close waits for all of them. Locks: RPC.mu
+// and a stream's mu are never held together; a clientConn's adsMu is taken
+// before RPC.mu.
 package rpc

@@ -10,10 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/access"
@@ -25,7 +27,12 @@ import (
 
 // Router is what rpc needs of the realm's DHT; *dht.DHT is one.
 type Router interface {
+	// Provide makes this node a provider of key and announces it; it
+	// returns nil once announced, an error while the announcement is
+	// pending (the router keeps trying) or refused.
 	Provide(ctx context.Context, key string) error
+	// Announced reports whether key's announcement is done.
+	Announced(key string) bool
 	StopProviding(key string)
 	Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInfo, error)
 }
@@ -173,8 +180,17 @@ type RPC struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// adsWake wakes adsLoop (ads.go).
+	adsWake chan struct{}
+
 	// mu guards the fields below it.
-	mu        sync.Mutex
+	mu sync.Mutex
+	// adsGen bumps whenever this node's procedure list changes.
+	adsGen uint64
+	// peerAds is what each linked peer advertises; linked is, by
+	// procedure, the peers that advertise it there (sorted).
+	peerAds   map[peer.ID]*peerAds
+	linked    map[string][]peer.ID
 	conns     map[peer.ID]*clientConn   // one outgoing stream per callee
 	draining  map[*clientConn]struct{}  // replaced streams finishing their calls
 	dialing   map[peer.ID]chan struct{} // closed when a dial ends
@@ -182,6 +198,7 @@ type RPC struct {
 	providers map[string]*providerSet
 	lookups   map[string]chan struct{} // DHT lookups in progress, by procedure
 	avoid     map[peer.ID]time.Time
+	gone      map[peer.ID]time.Time // peers declared gone (PeerGone), until when
 	closed    bool
 }
 
@@ -202,6 +219,10 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 		providers: make(map[string]*providerSet),
 		lookups:   make(map[string]chan struct{}),
 		avoid:     make(map[peer.ID]time.Time),
+		gone:      make(map[peer.ID]time.Time),
+		peerAds:   make(map[peer.ID]*peerAds),
+		linked:    make(map[string][]peer.ID),
+		adsWake:   make(chan struct{}, 1),
 	}
 	x.self = Caller{PeerID: h.ID(), DID: peerdid.Of(h.ID())}
 	x.selfStr = h.ID().String()
@@ -210,9 +231,17 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 		x.openSelf = ucan.OpenVerdict(x.self.DID)
 	}
 	x.handlers.Store(&map[string]Handler{})
+	sub, err := h.EventBus().Subscribe([]any{new(p2pevent.EvtPeerIdentificationCompleted), new(p2pevent.EvtPeerProtocolsUpdated)},
+		eventbus.Name("macula-rpc"), eventbus.BufSize(256))
+	if err != nil {
+		return nil, fmt.Errorf("rpc: host events: %w", err)
+	}
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(x.proto, x.handleStream)
 	h.Network().Notify(x.notifiee())
+	x.wg.Add(2)
+	go x.adsLoop()
+	go x.watchPeers(sub)
 	return x, nil
 }
 
@@ -222,6 +251,7 @@ func (x *RPC) notifiee() *network.NotifyBundle {
 			x.mu.Lock()
 			p := c.RemotePeer()
 			delete(x.avoid, p)
+			delete(x.gone, p) // back
 			// A direct connection next to the relayed one our stream uses
 			// (hole punching worked): new calls go on a new stream, which
 			// the host opens on the direct connection; the old one closes
@@ -256,10 +286,15 @@ func (x *RPC) notifiee() *network.NotifyBundle {
 // providerKey is the DHT key under which a procedure's providers are found.
 func providerKey(procedure string) string { return "rpc:" + procedure }
 
-// Advertise serves procedure with h here and announces it in the realm's
-// DHT. The procedure must be a valid name inside the realm. In a secure
-// realm the node's own verdict must grant ucan.Advertise on it; otherwise
-// Advertise returns an error wrapping ErrUnauthorized and advertises nothing.
+// Advertise serves procedure with h here, tells the connected peers at once
+// (on their links), and announces it in the realm's DHT for the others. It
+// waits for the DHT announcement until ctx ends, but the procedure is
+// advertised either way: an announcement that is not done (no peer yet, a
+// failure, or ctx ended first) goes on in the background and is retried
+// until it is, and Announced says which it is. The procedure must be a
+// valid name inside the realm. In a secure realm the node's own verdict must
+// grant ucan.Advertise on it; otherwise Advertise returns an error wrapping
+// ErrUnauthorized and advertises nothing.
 func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error {
 	if err := realm.ValidateProcedure(x.cfg.Realm, procedure); err != nil {
 		return err
@@ -288,20 +323,32 @@ func (x *RPC) Advertise(ctx context.Context, procedure string, h Handler) error 
 	m := maps.Clone(old)
 	m[procedure] = h
 	x.handlers.Store(&m)
+	x.adsGen++
 	x.mu.Unlock()
+	x.wakeAds()
 	if x.router == nil {
 		return nil
 	}
 	if err := x.router.Provide(ctx, providerKey(procedure)); err != nil {
-		// The handler stays: local calls work, and the router re-announces
-		// the key when the routing table fills.
-		x.log.Warn("advertised locally; DHT announcement failed", "procedure", procedure, "err", err)
+		// The handler stays and the linked peers know it; the router
+		// keeps announcing it.
+		x.log.Info("procedure advertised; its DHT announcement is pending and retried", "procedure", procedure, "err", err)
 	}
 	return nil
 }
 
+// Announced reports whether procedure is advertised here and its DHT
+// announcement is done (connected peers know it from their links before).
+func (x *RPC) Announced(procedure string) bool {
+	if x.handler(procedure) == nil {
+		return false
+	}
+	return x.router == nil || x.router.Announced(providerKey(procedure))
+}
+
 // Unadvertise stops serving procedure. Calls that arrive later are answered
-// "not advertised", and their callers move to other providers.
+// "not advertised", and their callers move to other providers; linked
+// peers learn it at once.
 func (x *RPC) Unadvertise(procedure string) error {
 	x.mu.Lock()
 	old := *x.handlers.Load()
@@ -311,11 +358,13 @@ func (x *RPC) Unadvertise(procedure string) error {
 		m := maps.Clone(old)
 		delete(m, procedure)
 		x.handlers.Store(&m)
+		x.adsGen++
 	}
 	x.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s is not advertised here", ErrNotFound, procedure)
 	}
+	x.wakeAds()
 	if x.router != nil {
 		x.router.StopProviding(providerKey(procedure))
 	}

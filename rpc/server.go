@@ -55,6 +55,7 @@ func (x *RPC) handleStream(s network.Stream) {
 	if err != nil && !errors.Is(err, errStreamClosed) {
 		x.log.Debug("rpc stream closed", "peer", p, "err", err)
 	}
+	x.dropAds(sc)
 	// Calls still running lose their caller: cancel them, then wait.
 	sc.mu.Lock()
 	for _, c := range sc.running {
@@ -121,6 +122,14 @@ func (sc *serverConn) readLoop() error {
 				defer func() { <-sc.sem }()
 				sc.serve(ctx, req, vd)
 			}()
+		case frameAdsSet, frameAdsAdd:
+			procs, err := parseProcedures(body)
+			if err != nil {
+				return err
+			}
+			if err := x.onAds(sc, procs, h.Type == frameAdsSet); err != nil {
+				return err
+			}
 		case frameCancel:
 			id, err := parseCancel(body)
 			if err != nil {

@@ -11,6 +11,11 @@ const (
 	frameRequest  uint8 = 1
 	frameResponse uint8 = 2
 	frameCancel   uint8 = 3
+	// frameAdsSet carries the sender's advertised procedures, replacing
+	// what it said before on the stream; frameAdsAdd carries more of the
+	// same list, when it did not fit one frame (ads.go).
+	frameAdsSet uint8 = 4
+	frameAdsAdd uint8 = 5
 )
 
 const wireVersion = 1
@@ -131,4 +136,34 @@ func parseCancel(b []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: cancel of %d bytes", errMalformed, len(b))
 	}
 	return binary.BigEndian.Uint64(b), nil
+}
+
+// appendProcedures appends procedures as (length uint8 | name) until the
+// body would pass max bytes, and returns the ones left over.
+func appendProcedures(dst []byte, procs []string, max int) ([]byte, []string) {
+	size := 0
+	for i, p := range procs {
+		if size+1+len(p) > max {
+			return dst, procs[i:]
+		}
+		size += 1 + len(p)
+		dst = append(dst, uint8(len(p)))
+		dst = append(dst, p...)
+	}
+	return dst, nil
+}
+
+// parseProcedures decodes a list of procedures. Their names are checked by
+// the caller.
+func parseProcedures(b []byte) ([]string, error) {
+	var out []string
+	for len(b) > 0 {
+		n := int(b[0])
+		if n == 0 || len(b) < 1+n {
+			return nil, fmt.Errorf("%w: procedure list cut short", errMalformed)
+		}
+		out = append(out, string(b[1:1+n]))
+		b = b[1+n:]
+	}
+	return out, nil
 }
