@@ -31,15 +31,24 @@
 //  3. A peer whose handshake fails is disconnected and refused by the
 //     connection gater for RefuseFor, so it cannot come back in the meantime.
 //
-// # Peers
+// # Peers, leaving and dying
 //
 // A peer is a peer of the realm from the first connection whose handshake
-// succeeded (event connection_up) until its last such connection closes
-// (event connection_down). awaitPeer is the one way code waits for a peer's
-// state (verified, a verdict, refused, gone): it sleeps on a channel that
-// every change closes, never polls. Each peer is pinged every second
-// (liveness.go); one that misses two pings in a row has its connections
-// closed, so every service sees it go within about three seconds.
+// succeeded (event connection_up) until it is gone (event connection_down,
+// whose Reason says how: ReasonLeft, ReasonUnresponsive, ReasonDisconnected).
+// awaitPeer is the one way code waits for a peer's state (verified, a
+// verdict, refused, gone): it sleeps on a channel that every change closes,
+// never polls.
+//
+// A node that closes says goodbye first: a goodbye frame on the handshake
+// protocol, on the connection it has to each peer, all at once and for at
+// most a second; each peer closes the stream once it has dropped the node.
+// Each peer is pinged every second (liveness.go); one that misses two pings
+// in a row has its connections closed. Either way the peer is declared gone
+// at once (leave.go): no peer any more, out of the DHT's routing table and
+// of every query (dht.Config.Gone), out of rpc's provider lists, pubsub's
+// links and the peerstore, and not dialed for a minute unless it connects
+// again. A bootstrap peer that left is still redialed by its reconnect loop.
 //
 // # Goroutines
 //
@@ -48,18 +57,19 @@
 // and which Close removes first), one liveness watcher per peer, one
 // reconnect loop per bootstrap peer, the alias publisher, the membership
 // expiry loop of a secure realm, the NAT prober's address watcher, and short
-// lived senders (revocations). Close removes the stream handlers,
-// cancels the lifetime context, closes the services in reverse order of
-// start (pubsub, rpc, dht, nat, host) and waits for all of them. New uses
-// the same Close to undo a start that failed half way.
+// lived ones (revocation senders, the closer of a peer that said goodbye).
+// Close removes the stream handlers, says goodbye, cancels the lifetime
+// context, closes the services in reverse order of start (pubsub, rpc, dht,
+// nat, host) and waits for all of them. New uses the same Close to undo a
+// start that failed half way.
 //
 // # Locks
 //
 // Node.mu guards the peer table, the bootstrap redial channels, the change
 // channel and the handler list. It is taken before the locks of the access
 // table (verdicts) and of libp2p's swarm (Connectedness), never after, and
-// it is never held while calling something that may wait for the swarm's
-// notifications (ClosePeer, Connect, NewStream). gater.mu and security.mu
-// are leaves: nothing else is locked while one of them is
+// it is never held while calling into a service or something that may wait
+// for the swarm's notifications (ClosePeer, Connect, NewStream). gater.mu
+// and security.mu are leaves: nothing else is locked while one of them is
 // held. security.persistMu is taken before the UCAN validator's lock.
 package node

@@ -22,6 +22,9 @@ const (
 	// frameRefused answers a hello that was refused, with the reason as
 	// text, so that the refused side can say why.
 	frameRefused uint8 = 2
+	// frameGoodbye opens a stream of a node that is closing: it is leaving
+	// the realm (empty body). See leave.go.
+	frameGoodbye uint8 = 3
 )
 
 const (
@@ -66,6 +69,12 @@ func readHello(s network.Stream, want string) (hello, error) {
 	if err != nil {
 		return hello{}, fmt.Errorf("reading hello: %w", err)
 	}
+	return helloFrame(hdr, p, want)
+}
+
+// helloFrame checks the first frame of a handshake stream and decodes its
+// hello.
+func helloFrame(hdr frame.Header, p []byte, want string) (hello, error) {
 	if hdr.Type == frameRefused {
 		if len(p) > 512 {
 			p = p[:512]
@@ -97,11 +106,20 @@ func parseHello(p []byte, want string) (hello, error) {
 }
 
 // handleHandshake answers a peer's handshake: read its hello, check it,
-// answer with ours.
+// answer with ours. A stream that opens with a goodbye instead is a peer
+// leaving the realm.
 func (n *Node) handleHandshake(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(n.cfg.HandshakeTimeout))
-	h, err := readHello(s, n.cfg.Realm)
+	hdr, body, err := frame.NewReader(s, maxHello).Next()
+	if err == nil && hdr.Type == frameGoodbye && hdr.Version == helloVersion {
+		n.onGoodbye(s.Conn().RemotePeer())
+		return // closing the stream tells the peer it was heard
+	}
+	var h hello
+	if err == nil {
+		h, err = helloFrame(hdr, body, n.cfg.Realm)
+	}
 	if err != nil {
 		n.log.Debug("refusing handshake", "peer", s.Conn().RemotePeer(), "err", err)
 		_ = s.Reset()

@@ -14,9 +14,10 @@ import (
 // cable) is only noticed by QUIC's idle timeout, 30s in libp2p. The node pings
 // each realm peer every livenessInterval; one that misses livenessMisses
 // pings in a row (each waited for livenessTimeout) has its connections
-// closed, so that every service sees it go at once: rpc moves its calls to
-// other providers, pubsub stops queueing for it. Two misses, not one, so that
-// a node stalled for a moment (a GC pause, a loaded machine) keeps its peers.
+// closed and is declared gone (leave.go), so that every service drops it at
+// once: rpc moves its calls to other providers, pubsub stops queueing for
+// it, the DHT stops asking it. Two misses, not one, so that a node stalled
+// for a moment (a GC pause, a loaded machine) keeps its peers.
 const (
 	livenessInterval = time.Second
 	livenessTimeout  = 2 * time.Second
@@ -46,6 +47,7 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID) {
 		}
 		if misses++; misses >= livenessMisses {
 			n.log.Warn("peer does not answer pings; closing its connections", "peer", p, "misses", misses)
+			n.declareGone(p, ReasonUnresponsive)
 			_ = n.host.Network().ClosePeer(p)
 			n.forgetRelay(p)
 			return

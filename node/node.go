@@ -143,6 +143,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Realm:      s.Realm,
 		Mode:       s.DHTMode,
 		Validators: map[string]record.Validator{AliasNamespace: n.aliasV},
+		Gone:       n.gater.gone,
 		Logger:     n.log,
 	}); err != nil {
 		return nil, err
@@ -371,11 +372,13 @@ func (n *Node) Close() error {
 	protocols := n.protocols
 	n.mu.Unlock()
 	// Stop accepting work first (a stream that gets in anyway is refused by
-	// enter), then cancel the loops.
+	// enter); tell the peers we leave, so they drop us now rather than when
+	// their pings fail; then cancel the loops.
 	if n.host != nil {
 		for _, p := range protocols {
 			n.host.RemoveStreamHandler(p)
 		}
+		n.sayGoodbye()
 	}
 	n.cancel()
 	var errs []error

@@ -25,7 +25,14 @@ type peerState struct {
 	since    time.Time
 	// stopWatch ends watchPeer; nil when none runs.
 	stopWatch context.CancelFunc
+	// gone says why the peer is no peer any more although connections to
+	// it may be left: ReasonLeft (it said goodbye) or ReasonUnresponsive
+	// (it stopped answering pings). "" while it is a peer.
+	gone string
 }
+
+// up reports whether the peer counts as a peer of the realm.
+func (ps *peerState) up() bool { return len(ps.verified) > 0 && ps.gone == "" }
 
 // PeerInfo describes a connected peer of the realm.
 type PeerInfo struct {
@@ -50,7 +57,7 @@ func (n *Node) Peers() []PeerInfo {
 	n.mu.Lock()
 	var out []PeerInfo
 	for id, ps := range n.peers {
-		if len(ps.verified) == 0 {
+		if !ps.up() {
 			continue
 		}
 		out = append(out, PeerInfo{ID: id, Name: ps.name, Agent: ps.agent, Since: ps.since})
@@ -94,7 +101,7 @@ func (n *Node) IsPeer(p peer.ID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ps, ok := n.peers[p]
-	return ok && len(ps.verified) > 0
+	return ok && ps.up()
 }
 
 func (n *Node) onConnected(c network.Conn) {
@@ -198,7 +205,17 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		ps = &peerState{verified: map[network.Conn]bool{}}
 		n.peers[p] = ps
 	}
-	first := len(ps.verified) == 0
+	// A peer that left or was declared dead and is back on a new
+	// connection is a new arrival.
+	first := !ps.up()
+	if ps.gone != "" {
+		for vc := range ps.verified {
+			if vc.IsClosed() {
+				delete(ps.verified, vc)
+			}
+		}
+		ps.gone = ""
+	}
 	ps.verified[c] = true
 	ps.name, ps.agent = h.Name, h.Agent
 	n.peerChangedLocked()
@@ -212,6 +229,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		}
 	}
 	n.mu.Unlock()
+	n.gater.returned(p) // dialable again, if it had gone
 	if !first {
 		return
 	}
@@ -254,7 +272,8 @@ func (n *Node) onDisconnected(c network.Conn) {
 		// closed before ours verified it.
 		n.forgetVerdict(p)
 	}
-	down := wasUp && (ps == nil || len(ps.verified) == 0)
+	// A peer already declared gone had its connection_down then.
+	down := wasUp && ps != nil && ps.gone == "" && len(ps.verified) == 0
 	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
 		select {
 		case ch <- struct{}{}:
@@ -266,7 +285,7 @@ func (n *Node) onDisconnected(c network.Conn) {
 	n.mu.Unlock()
 	if down && !closed {
 		n.log.Info("peer disconnected", "peer", p)
-		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String()})
+		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: ReasonDisconnected})
 	}
 }
 

@@ -27,7 +27,9 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 		}
 		if n.host.Network().Connectedness(ai.ID) != network.Connected {
 			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+			allowed := n.gater.allowDial(ai.ID) // also when it left: it may be back
 			err := n.Connect(ctx, ai)
+			allowed()
 			cancel()
 			if n.ctx.Err() != nil {
 				return

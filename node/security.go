@@ -371,7 +371,7 @@ func (n *Node) verifiedPeers() []peer.ID {
 	defer n.mu.Unlock()
 	var out []peer.ID
 	for p, ps := range n.peers {
-		if len(ps.verified) > 0 {
+		if ps.up() {
 			out = append(out, p)
 		}
 	}

@@ -391,6 +391,29 @@ func (ps *PubSub) peerGone(p peer.ID) {
 	ps.gcLocked(r)
 }
 
+// PeerGone stops sending to p, which left the realm or stopped answering,
+// at once: its link closes and its interest is forgotten. What p still
+// sends on its own stream is read until that stream ends (a leaving node
+// flushes its queue before it closes).
+func (ps *PubSub) PeerGone(p peer.ID) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	r := ps.remotes[p]
+	if r == nil {
+		return
+	}
+	if r.out != nil {
+		r.out.close()
+		r.out = nil
+	}
+	if len(r.patterns) > 0 {
+		ps.h.ConnManager().UntagPeer(r.id, connTag)
+		r.patterns = nil
+	}
+	ps.gen.Add(1)
+	ps.gcLocked(r)
+}
+
 // handoverWait bounds how long a peer's new stream waits for its old one
 // to be read to the end when the peer moves from a relayed connection to a
 // direct one.

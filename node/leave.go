@@ -1,0 +1,161 @@
+package node
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/frame"
+)
+
+// Leaving and dying.
+//
+// A node that closes says goodbye first: on the connection it has to each
+// peer of the realm it opens a handshake stream that starts with a goodbye
+// frame, and waits (at most goodbyeTimeout for all of them) for the peer to
+// close the stream, which it does once it has dropped the node. Only then
+// do the node's services close (pubsub still flushes what it queued: the
+// peers keep reading what the leaving node sends until its connections
+// close).
+//
+// A peer that gets a goodbye, or whose liveness pings fail (liveness.go),
+// declares the peer gone at once: it is no peer any more (event
+// connection_down with reason left or unresponsive), it leaves the DHT's
+// routing table and no DHT query dials it, rpc forgets it as a provider,
+// pubsub stops sending to it, its addresses leave the peerstore (so provider
+// records held here are served without them), and the gater refuses to dial
+// it for departedFor. It comes back as a new arrival when it connects again
+// and passes the handshake, which ends the refusal.
+
+// Reasons of a connection_down event (event.Event.Reason).
+const (
+	// ReasonLeft: the peer said goodbye; it closed cleanly.
+	ReasonLeft = "left"
+	// ReasonUnresponsive: the peer stopped answering pings (killed, cut
+	// off, or frozen): the node closed its connections.
+	ReasonUnresponsive = "unresponsive"
+	// ReasonDisconnected: the peer's last connection closed without a
+	// goodbye (a network error, a refusal, a revoked membership).
+	ReasonDisconnected = "disconnected"
+)
+
+const (
+	// goodbyeTimeout bounds the goodbyes of a closing node, all peers
+	// together.
+	goodbyeTimeout = time.Second
+	// leaveGrace is how long a peer that said goodbye may keep its
+	// connections open (the leaving node flushes pubsub for up to 2 s)
+	// before this node closes them.
+	leaveGrace = 5 * time.Second
+	// departedFor is how long a peer that left or died is not dialed,
+	// unless it connects first. It is short because a peer declared dead
+	// by mistake (frozen for a few seconds) must become reachable again;
+	// by then every routing table that held it has dropped it.
+	departedFor = time.Minute
+)
+
+// sayGoodbye tells every peer of the realm that this node leaves, and waits
+// until each has dropped it, for at most goodbyeTimeout in all. It runs in
+// Close, before the services close.
+func (n *Node) sayGoodbye() {
+	peers := n.verifiedPeers()
+	if len(peers) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), goodbyeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.goodbye(ctx, p); err != nil {
+				n.log.Debug("goodbye not confirmed", "peer", p, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// goodbye says goodbye to p on an existing connection and waits for p to
+// close the stream.
+func (n *Node) goodbye(ctx context.Context, p peer.ID) error {
+	ctx = network.WithNoDial(network.WithAllowLimitedConn(ctx, "macula goodbye"), "macula goodbye")
+	s, err := n.host.NewStream(ctx, p, HandshakeProtocol(n.cfg.Realm))
+	if err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := frame.Write(s, frameGoodbye, helloVersion, nil); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	_ = s.CloseWrite()
+	// The peer closes its side once it has dropped us; it sends nothing.
+	_, err = io.Copy(io.Discard, io.LimitReader(s, 1))
+	_ = s.Close()
+	return err
+}
+
+// onGoodbye handles a peer's goodbye.
+func (n *Node) onGoodbye(p peer.ID) {
+	if n.declareGone(p, ReasonLeft) {
+		n.log.Info("peer left", "peer", p)
+	}
+	// It closes its connections itself once its services have closed;
+	// should it not, they are closed here.
+	n.spawn(func() {
+		t := time.NewTimer(leaveGrace)
+		defer t.Stop()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		ps := n.peers[p]
+		still := ps != nil && ps.gone == ReasonLeft
+		n.mu.Unlock()
+		if still {
+			_ = n.host.Network().ClosePeer(p)
+		}
+	})
+}
+
+// declareGone makes p no peer of the realm any more, for reason, and drops
+// it from every service at once (see above). It reports whether p was a
+// peer until now; its connection_down event is emitted then.
+func (n *Node) declareGone(p peer.ID, reason string) bool {
+	n.mu.Lock()
+	ps := n.peers[p]
+	wasUp := ps != nil && ps.up()
+	if ps != nil {
+		ps.gone = reason
+		if ps.stopWatch != nil {
+			ps.stopWatch()
+			ps.stopWatch = nil
+		}
+	}
+	n.peerChangedLocked()
+	closed := n.closed
+	n.mu.Unlock()
+	if closed {
+		return false
+	}
+	n.gater.depart(p, departedFor)
+	n.host.Peerstore().ClearAddrs(p)
+	n.dht.ForgetPeer(p)
+	n.rpc.PeerGone(p)
+	n.pubsub.PeerGone(p)
+	if wasUp {
+		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Reason: reason})
+	}
+	return wasUp
+}
