@@ -41,6 +41,11 @@ type LookupResult struct {
 // ProvideResult is the answer of POST /v1/dht/provide.
 type ProvideResult struct {
 	Key string `json:"key"`
+	// Announced is true once the key's announcement to the realm is done,
+	// false while it is pending (no peer yet, or it failed): the node
+	// provides the key either way, and retries the announcement until it
+	// is done.
+	Announced bool `json:"announced"`
 }
 
 // DHTStats returns the node's DHT statistics.
@@ -67,6 +72,10 @@ func (c *Client) DHTLookup(ctx context.Context, key string) (*LookupResult, erro
 }
 
 // DHTProvide makes the node provide key from now on.
-func (c *Client) DHTProvide(ctx context.Context, key string) error {
-	return c.do(ctx, adminScope, http.MethodPost, "/v1/dht/provide", timeoutQuery(ctx, url.Values{"key": {key}}), nil, nil)
+func (c *Client) DHTProvide(ctx context.Context, key string) (*ProvideResult, error) {
+	var out ProvideResult
+	if err := c.do(ctx, adminScope, http.MethodPost, "/v1/dht/provide", timeoutQuery(ctx, url.Values{"key": {key}}), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -84,6 +84,11 @@ type Advertisement struct {
 	Lease   string `json:"lease,omitempty"`
 	// Expires is when the lease ends unless renewed.
 	Expires *time.Time `json:"expires,omitempty"`
+	// Announced is true once the procedure's DHT announcement is done,
+	// false while it is pending (no peer yet, or it failed; the node
+	// retries it). The node's connected peers know the procedure at once
+	// either way, from their links.
+	Announced bool `json:"announced"`
 }
 
 // CallOptions tune one Call.

@@ -113,8 +113,9 @@ func TestAPI(t *testing.T) {
 				}},
 				{"dht provide and lookup", func(t *testing.T) {
 					key := "gateway-test-" + proto
-					if err := cb.DHTProvide(ctxFor(t, 10*time.Second), key); err != nil {
-						t.Fatal(err)
+					res, err := cb.DHTProvide(ctxFor(t, 10*time.Second), key)
+					if err != nil || res.Key != key || !res.Announced {
+						t.Fatalf("provide: %+v, %v (b has a peer: the announcement is done)", res, err)
 					}
 					// Waiting for a to find b providing key.
 					testnet.Eventually(t, 15*time.Second, func() error {
@@ -149,7 +150,7 @@ func TestAPI(t *testing.T) {
 					_, err := ca.DHTLookup(ctxFor(t, 5*time.Second), "")
 					wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidKey)
 					long := string(make([]byte, 600))
-					err = ca.DHTProvide(ctxFor(t, 5*time.Second), long)
+					_, err = ca.DHTProvide(ctxFor(t, 5*time.Second), long)
 					wantAPIError(t, err, http.StatusBadRequest, wire.CodeInvalidKey)
 					err = ca.raw(ctxFor(t, 5*time.Second), http.MethodGet, "/v1/dht/lookup", nil, nil)
 					wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)

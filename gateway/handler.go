@@ -34,8 +34,10 @@ const (
 	// DefaultLookupTimeout bounds GET /v1/dht/lookup; the providers found by
 	// then are the answer.
 	DefaultLookupTimeout = 5 * time.Second
-	// DefaultProvideTimeout bounds the announcement of POST /v1/dht/provide.
-	DefaultProvideTimeout = 10 * time.Second
+	// DefaultProvideTimeout bounds the wait for the announcement of POST
+	// /v1/dht/provide; one not done by then goes on in the background,
+	// retried until it is, and the answer says so (202, announced false).
+	DefaultProvideTimeout = 2 * time.Second
 	// DefaultLookupLimit is the number of providers a lookup stops at.
 	DefaultLookupLimit = 20
 	// MaxLookupLimit caps ?limit= of a lookup.
@@ -510,7 +512,7 @@ func (a *api) postDHTProvide(r *http.Request) (int, any, error) {
 	err = a.n.DHT().Provide(ctx, key)
 	switch {
 	case err == nil:
-		return http.StatusOK, wire.ProvideResult{Key: key}, nil
+		return http.StatusOK, wire.ProvideResult{Key: key, Announced: true}, nil
 	case errors.Is(err, dht.ErrPending) && r.Context().Err() == nil:
 		a.log.Info("provided key not announced yet; the node retries until it is", "key", key, "err", err)
 		return http.StatusAccepted, wire.ProvideResult{Key: key}, nil

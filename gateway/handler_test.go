@@ -118,8 +118,9 @@ func TestHandler(t *testing.T) {
 		}
 	})
 	t.Run("provide alone", func(t *testing.T) {
+		// Nobody to announce it to: accepted, and said to be pending.
 		w := serve(t, h, "POST", "/v1/dht/provide?key=solo", "")
-		if w.Code != 200 || strings.TrimSpace(w.Body.String()) != `{"key":"solo"}` {
+		if w.Code != 202 || strings.TrimSpace(w.Body.String()) != `{"key":"solo","announced":false}` {
 			t.Errorf("provide = %d %s", w.Code, w.Body)
 		}
 		w = serve(t, h, "GET", "/v1/dht/lookup?key=solo", "")

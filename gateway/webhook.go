@@ -25,11 +25,12 @@ const (
 	MinLease = time.Second
 	// MaxLease is the longest lease of an advertisement.
 	MaxLease = time.Hour
-	// DefaultAdvertiseTimeout bounds the DHT announcement of a new
-	// advertisement. The advertisement stands once the handler is
-	// registered; an announcement that is not done by then goes on in the
-	// background (rpc's router re-announces).
-	DefaultAdvertiseTimeout = 5 * time.Second
+	// DefaultAdvertiseTimeout bounds the wait for the DHT announcement of a
+	// new advertisement. The advertisement stands once the handler is
+	// registered (connected peers know it at once); an announcement that is
+	// not done by then goes on in the background, retried until it is, and
+	// the answer says so (Advertisement.Announced false).
+	DefaultAdvertiseTimeout = 2 * time.Second
 	// maxWebhookErrorBody bounds the error answer read from a webhook.
 	maxWebhookErrorBody = 64 << 10
 	// maxWebhookMessage bounds the message of a webhook's error, and the
@@ -303,11 +304,12 @@ func (w *webhooks) list() []wire.Advertisement {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, p := range procs {
+		ad := wire.Advertisement{Procedure: p}
 		if e := w.entries[p]; e != nil {
-			out = append(out, e.advertisement())
-		} else {
-			out = append(out, wire.Advertisement{Procedure: p})
+			ad = e.advertisement()
 		}
+		ad.Announced = w.a.n.RPC().Announced(p)
+		out = append(out, ad)
 	}
 	return out
 }
@@ -509,6 +511,7 @@ func (a *api) postAdvertise(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	ad.Announced = a.n.RPC().Announced(procedure)
 	if res == advertisedNew {
 		return http.StatusCreated, ad, nil
 	}

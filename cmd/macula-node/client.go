@@ -289,13 +289,14 @@ func newDHTCmd() *cobra.Command {
 			Short: "Make the node provide KEY from now on",
 			Args:  argsN(1, 1),
 		}, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
-			if err := c.DHTProvide(ctx, args[0]); err != nil {
+			res, err := c.DHTProvide(ctx, args[0])
+			if err != nil {
 				return err
 			}
 			if cc.json {
-				return printJSON(w, api.ProvideResult{Key: args[0]})
+				return printJSON(w, res)
 			}
-			_, err := fmt.Fprintf(w, "providing %s\n", args[0])
+			_, err = fmt.Fprintf(w, "providing %s (%s)\n", args[0], announceState(res.Announced))
 			return err
 		}),
 	)

@@ -230,14 +230,26 @@ func durationFlag(d time.Duration) string {
 	return d.String()
 }
 
+// announceState says where a DHT announcement stands, for the CLI's output.
+func announceState(announced bool) string {
+	if announced {
+		return "announced in the DHT"
+	}
+	return "DHT announcement pending; the node retries it"
+}
+
 // advertiseLoop advertises, renews every lease/3 until ctx ends, then
 // withdraws the advertisement.
 func advertiseLoop(ctx context.Context, stop func(), c *api.Client, addr, procedure string, req api.AdvertiseRequest,
 	lease time.Duration, stdout, stderr io.Writer) error {
+	announced := false
 	post := func(d time.Duration) error {
 		pctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
-		_, err := c.AdvertiseWebhook(pctx, procedure, req)
+		ad, err := c.AdvertiseWebhook(pctx, procedure, req)
+		if err == nil {
+			announced = ad.Announced
+		}
 		return err
 	}
 	if err := post(gateway.DefaultAdvertiseTimeout + 5*time.Second); err != nil {
@@ -246,7 +258,11 @@ func advertiseLoop(ctx context.Context, stop func(), c *api.Client, addr, proced
 		}
 		return clientError(addr, err)
 	}
-	if _, err := fmt.Fprintf(stdout, "advertised %s -> %s\n", procedure, req.URL); err != nil {
+	state := announceState(announced)
+	if !announced {
+		state += "; connected nodes know it already"
+	}
+	if _, err := fmt.Fprintf(stdout, "advertised %s -> %s (%s)\n", procedure, req.URL, state); err != nil {
 		return err
 	}
 	var tick <-chan time.Time
@@ -262,10 +278,14 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-tick:
+			was := announced
 			err := post(gateway.DefaultAdvertiseTimeout + 5*time.Second)
 			var ae *api.APIError
 			switch {
 			case err == nil:
+				if announced && !was {
+					fmt.Fprintf(stdout, "announced %s in the DHT\n", procedure)
+				}
 				if failing {
 					fmt.Fprintf(stderr, "macula-node: %s advertised again\n", procedure)
 					failing = false

@@ -96,14 +96,14 @@ func startAdvertiser(t *testing.T, n *runNode, procedure, url, lease string) *pr
 	t.Helper()
 	name := "advertise " + procedure + " on " + n.name
 	p := startProc(t, name, nil, "--api", n.st.API, "advertise", procedure, "--url", url, "--lease", lease)
-	want := fmt.Sprintf("advertised %s -> %s\n", procedure, url)
+	want := fmt.Sprintf("advertised %s -> %s (", procedure, url)
 	// Until the advertiser says it advertised.
 	testnet.Eventually(t, 20*time.Second, func() error {
 		if p.exited() {
 			t.Fatalf("%s exited (%v): %s", name, p.err, p.stderr.String())
 		}
-		if got := p.stdout.String(); got != want {
-			return fmt.Errorf("%s: stdout %q, want %q", name, got, want)
+		if got := p.stdout.String(); !strings.HasPrefix(got, want) || !strings.HasSuffix(got, ")\n") {
+			return fmt.Errorf("%s: stdout %q, want %q...", name, got, want)
 		}
 		return nil
 	})
