@@ -82,13 +82,10 @@ func (x *RPC) adsLoop() {
 	}
 }
 
-// adsSet returns this node's procedures, sorted.
+// adsSet returns this node's advertised procedures (internal ones are
+// not announced), sorted.
 func (x *RPC) adsSet() []string {
-	hs := *x.handlers.Load()
-	out := make([]string, 0, len(hs))
-	for p := range hs {
-		out = append(out, p)
-	}
+	out := x.Advertised()
 	slices.Sort(out)
 	return out
 }
@@ -165,7 +162,7 @@ func (x *RPC) watchPeers(sub p2pevent.Subscription) {
 			case p2pevent.EvtPeerProtocolsUpdated:
 				protos = e.Added
 			}
-			if slices.Contains(protos, x.proto) && len(*x.handlers.Load()) > 0 {
+			if slices.Contains(protos, x.proto) && len(x.Advertised()) > 0 {
 				x.wakeAds()
 			}
 		}

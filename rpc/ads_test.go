@@ -91,6 +91,11 @@ func TestProceduresFromLinks(t *testing.T) {
 	b := newNode(t, nil)
 	mesh(t, a, b)
 	ra.set(routerHang)
+	// An internal procedure is not announced (a peer would refuse the name
+	// and close the stream).
+	if err := b.rpc.Handle("/test/internal", echo); err != nil {
+		t.Fatal(err)
+	}
 	advertise(t, b, "io.acme.orders.first", echo)
 	waitFor(t, "a to learn b's procedure from the link", func() bool { return linkedTo(a, "io.acme.orders.first", b.h.ID()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -104,6 +109,12 @@ func TestProceduresFromLinks(t *testing.T) {
 	waitFor(t, "a to learn the second procedure", func() bool { return linkedTo(a, "io.acme.orders.second", b.h.ID()) })
 	if _, err := a.rpc.Call(ctx, "io.acme.orders.second", nil); err != nil {
 		t.Fatal(err)
+	}
+	a.rpc.mu.Lock()
+	_, internalSeen := a.rpc.peerAds[b.h.ID()].procs["/test/internal"]
+	a.rpc.mu.Unlock()
+	if internalSeen {
+		t.Fatal("b announced its internal procedure")
 	}
 	// Withdrawn: a knows without asking anyone.
 	if err := b.rpc.Unadvertise("io.acme.orders.first"); err != nil {
