@@ -4,7 +4,7 @@ BIN     := bin/macula-node
 PKGS    := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-short bench lint fuzz dev clean
+.PHONY: all build test test-short bench lint fuzz dev clean churn
 
 all: build
 
@@ -40,3 +40,10 @@ dev:
 
 clean:
 	rm -rf bin
+
+# The churn test with 20 macula-node run processes on loopback: one stopped
+# cleanly, one killed, calls from a third; it prints the failures and
+# latencies per second (docs/churn.md). CI runs it after the suite, alone,
+# so that 20 nodes have the machine to themselves.
+churn:
+	MACULA_CHURN_NODES=20 $(GO) test -count=1 -run '^TestChurn20EndToEnd$$' -v -timeout 5m ./cmd/macula-node
