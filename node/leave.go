@@ -23,14 +23,22 @@ import (
 // peers keep reading what the leaving node sends until its connections
 // close).
 //
-// A peer that gets a goodbye, or whose liveness pings fail (liveness.go),
-// declares the peer gone at once: it is no peer any more (event
-// connection_down with reason left or unresponsive), it leaves the DHT's
-// routing table and no DHT query dials it, rpc forgets it as a provider,
-// pubsub stops sending to it, its addresses leave the peerstore (so provider
-// records held here are served without them), and the gater refuses to dial
-// it for departedFor. It comes back as a new arrival when it connects again
-// and passes the handshake, which ends the refusal.
+// A peer that gets a goodbye, or whose liveness pings fail on a direct
+// connection (liveness.go), declares the peer gone at once: it is no peer
+// any more (event connection_down with reason left or unresponsive), it
+// leaves the DHT's routing table and no DHT query dials it, rpc forgets it
+// as a provider, pubsub stops sending to it, its addresses leave the
+// peerstore (so provider records held here are served without them), and
+// the gater refuses to dial it for departedFor. It comes back as a new
+// arrival when it connects again and passes the handshake, which ends the
+// refusal. A peer declared dead by mistake (a network blip of several
+// seconds) is therefore reachable again by the first connection either side
+// makes, at most departedFor later.
+//
+// Pings that fail over relayed connections only say that the path failed
+// (the relay died, most often), not the peer: its connections are closed
+// and it is no peer any more, but it is not declared departed, since it may
+// be reachable through another relay at once.
 
 // Reasons of a connection_down event (event.Event.Reason).
 const (
@@ -63,7 +71,9 @@ const (
 // until each has dropped it, for at most goodbyeTimeout in all. It runs in
 // Close, before the services close.
 func (n *Node) sayGoodbye() {
-	peers := n.verifiedPeers()
+	// Every connected peer, not only those verified here: a peer may have
+	// admitted this node before this node's side of the handshake ended.
+	peers := n.host.Network().Peers()
 	if len(peers) == 0 {
 		return
 	}
@@ -71,6 +81,11 @@ func (n *Node) sayGoodbye() {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, p := range peers {
+		if ok, err := n.host.Peerstore().SupportsProtocols(p, HandshakeProtocol(n.cfg.Realm)); err != nil || len(ok) == 0 {
+			if !n.IsPeer(p) {
+				continue // of no realm of ours (a relay of another realm, say)
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -106,7 +121,7 @@ func (n *Node) goodbye(ctx context.Context, p peer.ID) error {
 
 // onGoodbye handles a peer's goodbye.
 func (n *Node) onGoodbye(p peer.ID) {
-	if n.declareGone(p, ReasonLeft) {
+	if n.declareGone(p, ReasonLeft, true) {
 		n.log.Info("peer left", "peer", p)
 	}
 	// It closes its connections itself once its services have closed;
@@ -129,10 +144,11 @@ func (n *Node) onGoodbye(p peer.ID) {
 	})
 }
 
-// declareGone makes p no peer of the realm any more, for reason, and drops
-// it from every service at once (see above). It reports whether p was a
-// peer until now; its connection_down event is emitted then.
-func (n *Node) declareGone(p peer.ID, reason string) bool {
+// declareGone makes p no peer of the realm any more, for reason; with
+// departed, it also drops p from every service at once (see above). It
+// reports whether p was a peer until now; its connection_down event is
+// emitted then.
+func (n *Node) declareGone(p peer.ID, reason string, departed bool) bool {
 	n.mu.Lock()
 	ps := n.peers[p]
 	wasUp := ps != nil && ps.up()
@@ -148,6 +164,12 @@ func (n *Node) declareGone(p peer.ID, reason string) bool {
 	n.mu.Unlock()
 	if closed {
 		return false
+	}
+	if !departed {
+		if wasUp {
+			n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Reason: reason})
+		}
+		return wasUp
 	}
 	n.gater.depart(p, departedFor)
 	n.host.Peerstore().ClearAddrs(p)

@@ -46,8 +46,18 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID) {
 			continue
 		}
 		if misses++; misses >= livenessMisses {
-			n.log.Warn("peer does not answer pings; closing its connections", "peer", p, "misses", misses)
-			n.declareGone(p, ReasonUnresponsive)
+			// Over relayed connections only, it is the path that failed
+			// (often the relay died), not necessarily the peer: it may be
+			// reachable through another relay, so it is not declared
+			// departed, only disconnected.
+			relayedOnly := true
+			for _, c := range n.host.Network().ConnsToPeer(p) {
+				if !isRelayed(c.RemoteMultiaddr()) {
+					relayedOnly = false
+				}
+			}
+			n.log.Warn("peer does not answer pings; closing its connections", "peer", p, "misses", misses, "relayed", relayedOnly)
+			n.declareGone(p, ReasonUnresponsive, !relayedOnly)
 			_ = n.host.Network().ClosePeer(p)
 			n.forgetRelay(p)
 			return

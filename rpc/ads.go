@@ -310,8 +310,10 @@ func (x *RPC) PeerGone(p peer.ID) {
 
 const (
 	// goneFor is how long a peer declared gone (PeerGone) is left out of
-	// every provider list, unless it connects again first.
-	goneFor = 10 * time.Minute
+	// every provider list, unless it connects again first: long enough for
+	// its DHT records not to bring it back at once, short enough that a
+	// peer declared dead by mistake (a network blip) is called again.
+	goneFor = time.Minute
 	// maxGone bounds the peers remembered as gone.
 	maxGone = 4096
 )

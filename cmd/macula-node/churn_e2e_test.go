@@ -84,6 +84,13 @@ type churnCall struct {
 	err     error
 }
 
+// inWindow reports whether the call was in flight at some moment between
+// the kill and the moment the caller dropped the killed node: it may have
+// been sent to the killed node.
+func (c churnCall) inWindow(killAt, detectAt time.Duration) bool {
+	return c.at < detectAt && c.at+c.latency >= killAt
+}
+
 // churnLoad calls from one node until stopped and records every call.
 type churnLoad struct {
 	mu    sync.Mutex
@@ -259,8 +266,8 @@ func runChurn(t *testing.T, size int) {
 			t.Errorf("call to a live node's procedure at %v failed: %v", c.at.Round(time.Millisecond), c.err)
 		case c.kind == "notfound":
 			t.Errorf("not-found probe at %v: %v", c.at.Round(time.Millisecond), c.err)
-		case c.kind == "shared" && (c.at < killAt || c.at >= detectAt):
-			t.Errorf("call to the shared procedure at %v (outside the liveness window %v-%v) failed: %v",
+		case c.kind == "shared" && !c.inWindow(killAt, detectAt):
+			t.Errorf("call to the shared procedure at %v (not in flight in the liveness window %v-%v) failed: %v",
 				c.at.Round(time.Millisecond), killAt.Round(time.Millisecond), detectAt.Round(time.Millisecond), c.err)
 		}
 	}
@@ -352,18 +359,19 @@ func ms(d time.Duration) string {
 }
 
 // summarize counts the calls and failures of each kind before the stop,
-// from the stop to the kill, in the liveness window, and after it.
+// from the stop to the kill, in flight in the liveness window, and after
+// it.
 func summarize(calls []churnCall, killAt, detectAt time.Duration) map[string]map[string][2]int {
 	out := map[string]map[string][2]int{}
 	for _, c := range calls {
 		phase := "after_detect"
 		switch {
+		case c.inWindow(killAt, detectAt):
+			phase = "liveness_window"
 		case c.at < 0:
 			phase = "before_stop"
 		case c.at < killAt:
 			phase = "stop_to_kill"
-		case c.at < detectAt:
-			phase = "liveness_window"
 		}
 		if out[phase] == nil {
 			out[phase] = map[string][2]int{}
