@@ -105,8 +105,12 @@ type Config struct {
 	// Chains are the node's delegation chains (ucan.ParseChain), presented
 	// to every peer in the realm handshake. In a secure realm one of them
 	// must grant the node membership (the authority's /macula/member, with
-	// the node's name for its alias to count).
+	// the node's name for its alias to count). A chain that does not hold
+	// (revoked, expired, for another key) is left out with a warning.
 	Chains []ucan.Chain
+	// ChainSources, when set, names where each of Chains came from (such
+	// as a file and line), for that warning. Default: "chain N".
+	ChainSources []string
 	// UCAN tunes the validator (clock leeway, limits, caches); its Realm,
 	// Authority, Self and Logger are the node's, and its ReplayFile is
 	// DataDir's ReplayFile unless set.

@@ -15,7 +15,10 @@ import (
 const maxRefused = 4096
 
 // gater refuses, for a while, peers that failed the realm handshake: they are
-// neither dialed nor accepted until their refusal expires.
+// neither dialed nor accepted until their refusal expires. A peer refused
+// for want of membership may still connect (it may have been given a grant
+// since); a bootstrap loop may still dial a peer refused for repeated
+// failures or membership (allowDial), since only another realm is final.
 //
 // It also keeps the peers the node knows are gone (they said goodbye or
 // stopped answering): those are not dialed until they connect again (an
@@ -26,15 +29,28 @@ type gater struct {
 
 	// mu guards the fields below.
 	mu       sync.Mutex
-	refused  map[peer.ID]time.Time // until when
+	refused  map[peer.ID]refusal
 	strikes  map[peer.ID]strike    // failed handshakes not yet refused
-	members  map[peer.ID]bool      // refused peers that are of the realm but have no membership
 	departed map[peer.ID]time.Time // gone peers, until when they are not dialed
-	allowed  map[peer.ID]int       // departed peers dialed anyway (bootstrap redials in flight)
+	allowed  map[peer.ID]int       // peers dialed anyway (bootstrap redials in flight)
 }
 
+// refusal is why and until when a peer is refused.
+type refusal struct {
+	until time.Time
+	why   refusalKind
+}
+
+type refusalKind uint8
+
+const (
+	refusedOtherRealm refusalKind = iota // it said so, or does not speak our realm's handshake
+	refusedNonMember                     // no valid membership grant (secure realm)
+	refusedStrikes                       // maxStrikes failed handshakes, cause unknown
+)
+
 func newGater() *gater {
-	return &gater{refused: make(map[peer.ID]time.Time), strikes: make(map[peer.ID]strike), members: make(map[peer.ID]bool),
+	return &gater{refused: make(map[peer.ID]refusal), strikes: make(map[peer.ID]strike),
 		departed: make(map[peer.ID]time.Time), allowed: make(map[peer.ID]int), now: time.Now}
 }
 
@@ -76,9 +92,9 @@ func (g *gater) goneLocked(p peer.ID) bool {
 	return ok
 }
 
-// allowDial lets the dials to p through while it is gone, until the
-// returned function is called: a bootstrap loop redials a bootstrap peer
-// that left, in case it is back.
+// allowDial lets the dials to p through while it is gone or refused for a
+// reason other than another realm, until the returned function is called:
+// a bootstrap loop redials its peer whatever happened, in case it is back.
 func (g *gater) allowDial(p peer.ID) (done func()) {
 	g.mu.Lock()
 	g.allowed[p]++
@@ -92,15 +108,15 @@ func (g *gater) allowDial(p peer.ID) (done func()) {
 	}
 }
 
-// dialable reports whether p may be dialed: not refused, and not gone
-// unless allowed.
+// dialable reports whether p may be dialed.
 func (g *gater) dialable(p peer.ID) bool {
-	if g.isRefused(p) {
-		return false
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return !g.goneLocked(p) || g.allowed[p] > 0
+	allowed := g.allowed[p] > 0
+	if r, ok := g.refusalLocked(p); ok && (r.why == refusedOtherRealm || !allowed) {
+		return false
+	}
+	return !g.goneLocked(p) || allowed
 }
 
 type strike struct {
@@ -133,72 +149,80 @@ func (g *gater) strike(p peer.ID, d time.Duration) bool {
 	}
 	delete(g.strikes, p)
 	g.mu.Unlock()
-	g.refuse(p, d)
+	g.refuse(p, d, refusedStrikes)
 	return true
 }
 
-// refuseNonMember refuses p for d as a peer without a membership grant.
-func (g *gater) refuseNonMember(p peer.ID, d time.Duration) {
-	g.refuse(p, d)
-	g.mu.Lock()
-	if _, ok := g.refused[p]; ok {
-		g.members[p] = true
-	}
-	g.mu.Unlock()
-}
-
-// refusedNonMember reports whether p is refused for want of membership.
-func (g *gater) refusedNonMember(p peer.ID) bool {
+// refuse refuses p for d, for why.
+func (g *gater) refuse(p peer.ID, d time.Duration, why refusalKind) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.members[p]
-}
-
-func (g *gater) refuse(p peer.ID, d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.members, p)
 	now := g.now()
 	if _, ok := g.refused[p]; !ok && len(g.refused) >= maxRefused {
 		var oldest peer.ID
 		var oldestT time.Time
-		for q, t := range g.refused {
-			if t.Before(now) {
+		for q, r := range g.refused {
+			if r.until.Before(now) {
 				delete(g.refused, q)
-				delete(g.members, q)
 				continue
 			}
-			if oldest == "" || t.Before(oldestT) {
-				oldest, oldestT = q, t
+			if oldest == "" || r.until.Before(oldestT) {
+				oldest, oldestT = q, r.until
 			}
 		}
 		if len(g.refused) >= maxRefused {
 			delete(g.refused, oldest)
-			delete(g.members, oldest)
 		}
 	}
-	g.refused[p] = now.Add(d)
+	g.refused[p] = refusal{until: now.Add(d), why: why}
+}
+
+// forgive ends the refusals of every peer refused for repeated failures or
+// membership: this node's own membership was renewed, and those failures
+// may have been its own.
+func (g *gater) forgive() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for p, r := range g.refused {
+		if r.why != refusedOtherRealm {
+			delete(g.refused, p)
+		}
+	}
+	clear(g.strikes)
+}
+
+// refusalOf returns p's refusal, if it is refused.
+func (g *gater) refusalOf(p peer.ID) (refusal, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refusalLocked(p)
+}
+
+func (g *gater) refusalLocked(p peer.ID) (refusal, bool) {
+	r, ok := g.refused[p]
+	if ok && g.now().After(r.until) {
+		delete(g.refused, p)
+		return refusal{}, false
+	}
+	return r, ok
 }
 
 func (g *gater) isRefused(p peer.ID) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	until, ok := g.refused[p]
-	if !ok {
-		return false
-	}
-	if g.now().After(until) {
-		delete(g.refused, p)
-		delete(g.members, p)
-		return false
-	}
-	return true
+	_, ok := g.refusalOf(p)
+	return ok
 }
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool                                { return g.dialable(p) }
 func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool                { return g.dialable(p) }
 func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool                     { return true }
 func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
-func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return !g.isRefused(p)
+
+// InterceptSecured accepts a peer refused for want of membership when it
+// dials us: it may present a grant given since (the handshake checks it).
+func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	if dir == network.DirOutbound {
+		return g.dialable(p)
+	}
+	r, ok := g.refusalOf(p)
+	return !ok || r.why == refusedNonMember
 }

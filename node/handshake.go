@@ -36,6 +36,10 @@ const (
 	Agent = "macula-go/0.1"
 )
 
+// errRefusedByPeer: the peer refused this node's hello (in a secure realm:
+// this node's membership). Its errors wrap ErrNotMember too.
+var errRefusedByPeer = errors.New("the peer refused this node")
+
 // errWrongRealm: the peer does not speak our realm's handshake.
 var errWrongRealm = fmt.Errorf("%w: peer is not in this realm", ErrOtherRealm)
 
@@ -79,7 +83,7 @@ func helloFrame(hdr frame.Header, p []byte, want string) (hello, error) {
 		if len(p) > 512 {
 			p = p[:512]
 		}
-		return hello{}, fmt.Errorf("%w: the peer refused this node: %s", ErrNotMember, strings.ToValidUTF8(string(p), "?"))
+		return hello{}, fmt.Errorf("%w: %w: %s", ErrNotMember, errRefusedByPeer, strings.ToValidUTF8(string(p), "?"))
 	}
 	if hdr.Type != frameHello || hdr.Version != helloVersion {
 		return hello{}, fmt.Errorf("unexpected frame type %d version %d", hdr.Type, hdr.Version)

@@ -78,7 +78,13 @@ type Node struct {
 	// refused or lost its last connection.
 	changed   chan struct{}
 	protocols []protocol.ID // stream handlers to remove on Close
-	closed    bool
+	// refusedBy holds, for the peers that refused this node's own
+	// membership, why (cleared when one admits it, or its chains change).
+	refusedBy map[peer.ID]error
+	// rejoin is closed and replaced when the node's chains change: the
+	// bootstrap loops waiting to redial go at once.
+	rejoin chan struct{}
+	closed bool
 }
 
 // New validates cfg, loads or creates the node's identity, starts the libp2p
@@ -110,6 +116,9 @@ func New(cfg Config) (_ *Node, err error) {
 		peers:   make(map[peer.ID]*peerState),
 		redial:  make(map[peer.ID]chan struct{}),
 		changed: make(chan struct{}),
+
+		refusedBy: make(map[peer.ID]error),
+		rejoin:    make(chan struct{}),
 	}
 	n.aliasV = newAliasValidator(s.Realm, n.alias, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

@@ -148,12 +148,19 @@ func (n *Node) spawn(f func()) bool {
 // failures otherwise (it may have closed first, hiding why).
 func (n *Node) handshakeFailed(c network.Conn, err error) {
 	p := c.RemotePeer()
+	if errors.Is(err, errRefusedByPeer) {
+		// The peer is fine: it refused this node, whose own membership is
+		// missing, expired or revoked.
+		n.refusedByPeer(p, err)
+		_ = c.Close()
+		return
+	}
 	refused := false
 	if errors.Is(err, ErrNotMember) {
-		n.gater.refuseNonMember(p, nonMemberRefuseFor)
+		n.gater.refuse(p, nonMemberRefuseFor, refusedNonMember)
 		refused = true
 	} else if errors.Is(err, ErrOtherRealm) {
-		n.gater.refuse(p, n.cfg.RefuseFor)
+		n.gater.refuse(p, n.cfg.RefuseFor, refusedOtherRealm)
 		refused = true
 	} else {
 		refused = n.gater.strike(p, n.cfg.RefuseFor)
@@ -218,6 +225,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 	}
 	ps.verified[c] = true
 	ps.name, ps.agent = h.Name, h.Agent
+	delete(n.refusedBy, p)
 	n.peerChangedLocked()
 	if first {
 		ps.since = time.Now()
@@ -314,11 +322,8 @@ func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, conn
 		if ready() {
 			return nil
 		}
-		if n.gater.isRefused(p) {
-			if n.gater.refusedNonMember(p) {
-				return fmt.Errorf("%w: %s presented no valid membership grant", ErrNotMember, p)
-			}
-			return fmt.Errorf("%w: %s refused the realm handshake", ErrOtherRealm, p)
+		if err := n.refusalOf(p); err != nil {
+			return err
 		}
 		if connected && n.host.Network().Connectedness(p) != network.Connected {
 			return fmt.Errorf("%s: %w", p, errHandshakeLost)
@@ -331,6 +336,31 @@ func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, conn
 			return ErrClosed
 		}
 	}
+}
+
+// errHandshakesFailing: the peer is refused after repeated failed
+// handshakes whose cause could not be told.
+var errHandshakesFailing = errors.New("realm handshake failed repeatedly")
+
+// refusalOf returns why p is refused (by this node's gater, or p refused
+// this node), nil when it is not.
+func (n *Node) refusalOf(p peer.ID) error {
+	n.mu.Lock()
+	err := n.refusedBy[p]
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	r, ok := n.gater.refusalOf(p)
+	switch {
+	case !ok:
+		return nil
+	case r.why == refusedNonMember:
+		return fmt.Errorf("%w: %s presented no valid membership grant", ErrNotMember, p)
+	case r.why == refusedStrikes:
+		return fmt.Errorf("%s: %w", p, errHandshakesFailing)
+	}
+	return fmt.Errorf("%w: %s refused the realm handshake", ErrOtherRealm, p)
 }
 
 // peerChanged wakes every awaitPeer.

@@ -15,9 +15,12 @@ const dialTimeout = 15 * time.Second
 
 // maintain keeps the node connected to one bootstrap peer: it dials at
 // start, and again after each disconnect, waiting ReconnectInterval doubled
-// per failure (with jitter, capped at ReconnectMaxInterval). It gives up after
-// MaxReconnectAttempts failures in a row (0: never), at once when the peer is
-// of another realm, and after the first failure when DisableReconnect is set.
+// per failure (with jitter, capped at ReconnectMaxInterval); new chains
+// (SetChains) end the wait at once. It gives up after MaxReconnectAttempts
+// failures in a row (0: never), at once when the peer is of another realm,
+// and after the first failure when DisableReconnect is set. A peer that
+// refuses this node's membership is no reason to stop: the membership may
+// be renewed.
 func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 	defer n.wg.Done()
 	failures := 0
@@ -27,7 +30,10 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 		}
 		if n.host.Network().Connectedness(ai.ID) != network.Connected {
 			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
-			allowed := n.gater.allowDial(ai.ID) // also when it left: it may be back
+			allowed := n.gater.allowDial(ai.ID) // also when it left or was refused: it may be back
+			n.mu.Lock()
+			rejoin := n.rejoin
+			n.mu.Unlock()
 			err := n.Connect(ctx, ai)
 			allowed()
 			cancel()
@@ -37,7 +43,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 			if err != nil {
 				failures++
 				if errors.Is(err, ErrOtherRealm) {
-					n.log.Error("bootstrap peer is not in this realm; not dialing it again", "peer", ai.ID, "err", err)
+					n.log.Error("bootstrap peer is of another realm; not dialing it again (check its --realm, and the --bootstrap address)", "peer", ai.ID, "err", err)
 					return
 				}
 				if n.cfg.DisableReconnect || (n.cfg.MaxReconnectAttempts > 0 && failures >= n.cfg.MaxReconnectAttempts) {
@@ -45,11 +51,17 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 					return
 				}
 				wait := backoff(n.cfg.ReconnectInterval, n.cfg.ReconnectMaxInterval, failures)
-				n.log.Info("bootstrap peer unreachable", "peer", ai.ID, "failures", failures, "retry_in", wait.Round(time.Millisecond), "err", err)
+				msg := "bootstrap peer unreachable"
+				if errors.Is(err, errRefusedByPeer) {
+					msg = "bootstrap peer refuses this node's membership; redialing when the node's --ucan chains change (SIGHUP) or after the wait"
+				}
+				n.log.Info(msg, "peer", ai.ID, "failures", failures, "retry_in", wait.Round(time.Millisecond), "err", err)
 				select {
 				case <-n.ctx.Done():
 					return
 				case <-time.After(wait):
+				case <-rejoin:
+					failures = 0
 				}
 				continue
 			}

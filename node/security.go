@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,9 @@ type security struct {
 	wire    []byte            // MarshalChains(chains)
 	member  string            // text of the chain granting our name, for alias records
 	seenRev map[[32]byte]bool // revocation records already handled
+	// refusedWarned: a peer's refusal of this node was logged since the
+	// chains last changed (it is logged once, not per redial).
+	refusedWarned bool
 	// persistMu serialises writes of the revocations file.
 	persistMu sync.Mutex
 }
@@ -105,20 +109,17 @@ func (n *Node) initSecurity(self peer.ID) error {
 	if err := n.loadRevocations(); err != nil {
 		return err
 	}
-	return n.setOwnChains(n.cfg.Chains)
+	return n.setOwnChains(n.cfg.Chains, n.cfg.ChainSources)
 }
 
 // setOwnChains validates the node's own chains and makes them the ones it
-// presents. The node must hold a membership grant.
-func (n *Node) setOwnChains(chains []ucan.Chain) error {
+// presents. A chain that does not hold (revoked, expired, not rooted at the
+// authority, for another key) is left out with a warning that names it by
+// its source (sources[i] names chains[i], such as a file and line, when
+// given): one bad capability never stops the node. It fails when no chain
+// left grants the node membership, naming the chains left out.
+func (n *Node) setOwnChains(chains []ucan.Chain, sources []string) error {
 	v := n.sec.v
-	wire, err := ucan.MarshalChains(chains)
-	if err != nil {
-		return fmt.Errorf("%w: chains: %w", ErrConfig, err)
-	}
-	if len(wire) > maxChainsWire {
-		return fmt.Errorf("%w: chains: %d bytes, at most %d", ErrConfig, len(wire), maxChainsWire)
-	}
 	who := "this node (" + n.did + ")"
 	if n.id.unsaved {
 		who = "this node (a new key, not kept since the start fails)"
@@ -127,42 +128,81 @@ func (n *Node) setOwnChains(chains []ucan.Chain) error {
 		return fmt.Errorf("%w: the realm %s is secure (authority %s) and %s was given no chains: %w",
 			ErrConfig, n.cfg.Realm, n.cfg.Authority, who, ErrNotMember)
 	}
-	vd, err := v.Validate(context.Background(), n.did, chains)
+	name := func(i int) string {
+		if i < len(sources) && sources[i] != "" {
+			return sources[i]
+		}
+		return fmt.Sprintf("chain %d", i+1)
+	}
+	var kept []ucan.Chain
+	var skipped []string
+	member := ""
+	for i, c := range chains {
+		cvd, err := v.Validate(context.Background(), n.did, []ucan.Chain{c})
+		if err != nil {
+			n.log.Warn("skipping a delegation chain that does not hold", "chain", name(i), "err", ucan.Reason(err))
+			skipped = append(skipped, name(i)+": "+ucan.Reason(err))
+			continue
+		}
+		kept = append(kept, c)
+		if member == "" && ucan.CheckMember(cvd, n.cfg.Name) == nil {
+			member = c.String()
+		}
+	}
+	leftOut := ""
+	if len(skipped) > 0 {
+		leftOut = " (left out: " + strings.Join(skipped, "; ") + ")"
+	}
+	if len(kept) == 0 {
+		return fmt.Errorf("%w: the realm %s is secure (authority %s) and no chain of %s holds%s: %w",
+			ErrConfig, n.cfg.Realm, n.cfg.Authority, who, leftOut, ErrNotMember)
+	}
+	wire, err := ucan.MarshalChains(kept)
+	if err != nil {
+		return fmt.Errorf("%w: chains: %w", ErrConfig, err)
+	}
+	if len(wire) > maxChainsWire {
+		return fmt.Errorf("%w: chains: %d bytes, at most %d", ErrConfig, len(wire), maxChainsWire)
+	}
+	vd, err := v.Validate(context.Background(), n.did, kept)
 	if err != nil {
 		return fmt.Errorf("%w: chains: %w", ErrConfig, err)
 	}
 	if err := ucan.CheckMember(vd, ""); err != nil {
-		return fmt.Errorf("%w: the realm %s is secure (authority %s) and %s holds no membership grant: %w",
-			ErrConfig, n.cfg.Realm, n.cfg.Authority, who, err)
-	}
-	member := ""
-	for _, c := range chains {
-		cvd, err := v.Validate(context.Background(), n.did, []ucan.Chain{c})
-		if err == nil && ucan.CheckMember(cvd, n.cfg.Name) == nil {
-			member = c.String()
-			break
-		}
+		return fmt.Errorf("%w: the realm %s is secure (authority %s) and %s holds no membership grant%s: %w",
+			ErrConfig, n.cfg.Realm, n.cfg.Authority, who, leftOut, err)
 	}
 	if member == "" {
 		n.log.Warn("the authority did not grant this node its name: its alias will not count in the realm", "alias", n.alias, "did", n.did)
 	}
 	n.sec.mu.Lock()
-	n.sec.chains, n.sec.wire, n.sec.member = chains, wire, member
+	n.sec.chains, n.sec.wire, n.sec.member = kept, wire, member
+	n.sec.refusedWarned = false
 	n.sec.mu.Unlock()
 	n.sec.table.SetSelf(vd)
 	return nil
 }
 
-// SetChains replaces the chains the node presents and presents them again on
-// every connection, so that peers see a new grant at once. In an open realm
-// it fails with ErrConfig.
-func (n *Node) SetChains(ctx context.Context, chains []ucan.Chain) error {
+// SetChains replaces the chains the node presents (as setOwnChains keeps
+// them: those that do not hold are left out with a warning naming
+// sources[i] for chains[i]) and presents them again on every connection, so
+// that peers see a new grant at once. A node that peers refused for its
+// membership (expired or revoked, now renewed) redials its bootstrap peers
+// at once. In an open realm it fails with ErrConfig.
+func (n *Node) SetChains(ctx context.Context, chains []ucan.Chain, sources ...string) error {
 	if n.sec.v == nil {
 		return fmt.Errorf("%w: the realm is open: there are no chains to present", ErrConfig)
 	}
-	if err := n.setOwnChains(chains); err != nil {
+	if err := n.setOwnChains(chains, sources); err != nil {
 		return err
 	}
+	// Refusals that may have been this node's own fault end: peers that
+	// refused it, and peers it refused after failed handshakes.
+	n.mu.Lock()
+	clear(n.refusedBy)
+	n.rejoinLocked()
+	n.mu.Unlock()
+	n.gater.forgive()
 	var errs []error
 	for _, c := range n.host.Network().Conns() {
 		if !n.IsPeer(c.RemotePeer()) {
@@ -174,6 +214,39 @@ func (n *Node) SetChains(ctx context.Context, chains []ucan.Chain) error {
 	}
 	return errors.Join(errs...)
 }
+
+// rejoinLocked wakes the bootstrap loops waiting to redial.
+func (n *Node) rejoinLocked() {
+	close(n.rejoin)
+	n.rejoin = make(chan struct{})
+}
+
+// refusedByPeer records that p refused this node (its membership), for
+// Connect to say, and tells the operator what to do, once per change of
+// chains.
+func (n *Node) refusedByPeer(p peer.ID, err error) {
+	n.mu.Lock()
+	if len(n.refusedBy) >= maxRefused {
+		clear(n.refusedBy)
+	}
+	n.refusedBy[p] = err
+	n.peerChangedLocked()
+	n.mu.Unlock()
+	n.sec.mu.Lock()
+	warn := !n.sec.refusedWarned
+	n.sec.refusedWarned = true
+	n.sec.mu.Unlock()
+	if warn {
+		n.log.Error("a peer refused this node: its membership grant is missing, expired or revoked; "+
+			renewHint, "peer", p, "err", ucan.Reason(err))
+	} else {
+		n.log.Debug("a peer refused this node", "peer", p, "err", err)
+	}
+}
+
+// renewHint says, in the CLI's terms, how an operator renews a node's
+// membership.
+const renewHint = "have the realm authority issue a new one ('macula-node ucan issue --as AUTHORITY.key --realm REALM --to DID --can member --name NAME --out member.ucan'), put it in the node's --ucan file and send the node SIGHUP (or restart it); it then rejoins its bootstrap peers by itself"
 
 func (n *Node) ownChainsWire() []byte {
 	n.sec.mu.Lock()
@@ -359,7 +432,7 @@ func (n *Node) dropRevokedMembers() {
 	for p, vd := range n.sec.table.Peers() {
 		if err := ucan.CheckMember(vd, ""); err != nil {
 			n.log.Warn("peer refused: membership revoked or expired", "peer", p, "err", err)
-			n.gater.refuseNonMember(p, nonMemberRefuseFor)
+			n.gater.refuse(p, nonMemberRefuseFor, refusedNonMember)
 			n.sec.table.Delete(p)
 			_ = n.host.Network().ClosePeer(p)
 		}
@@ -563,7 +636,7 @@ func (n *Node) expiryLoop() {
 		g := n.sec.pol.Self().Grant()
 		switch {
 		case !g.Member && !warned:
-			n.log.Error("this node's own membership grant has expired or was revoked: peers will refuse it; give it a new one (SetChains, or restart with --ucan)")
+			n.log.Error("this node's own membership grant has expired or was revoked: peers will refuse it; "+renewHint, "did", n.did)
 			warned = true
 		case g.Member:
 			warned = false

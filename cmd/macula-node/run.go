@@ -203,11 +203,12 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	}
 	nc.Authority = o.Authority
 	for _, f := range o.UCAN {
-		cs, err := readChainFile(f)
+		cs, srcs, err := readChainFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("--ucan %v", err)
 		}
 		nc.Chains = append(nc.Chains, cs...)
+		nc.ChainSources = append(nc.ChainSources, srcs...)
 	}
 	return &daemonPlan{
 		nodeCfg: nc,
@@ -438,20 +439,23 @@ func (u *undo) run() {
 
 // reloadChains reads the chain files again and has the node present them.
 // A file that no longer reads, or chains without a membership, leave the
-// node with the chains it had.
+// node with the chains it had; a chain that does not hold is left out with
+// a warning naming its file and line.
 func reloadChains(ctx context.Context, n *node.Node, files []string, log *slog.Logger) {
 	var chains []ucan.Chain
+	var sources []string
 	for _, f := range files {
-		cs, err := readChainFile(f)
+		cs, srcs, err := readChainFile(f)
 		if err != nil {
 			log.Error("SIGHUP: keeping the chains the node has", "err", err)
 			return
 		}
 		chains = append(chains, cs...)
+		sources = append(sources, srcs...)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := n.SetChains(ctx, chains); err != nil {
+	if err := n.SetChains(ctx, chains, sources...); err != nil {
 		log.Error("SIGHUP: presenting the chains again", "err", err)
 		return
 	}
@@ -459,28 +463,32 @@ func reloadChains(ctx context.Context, n *node.Node, files []string, log *slog.L
 }
 
 // readChainFile reads the chains of a --ucan file: one chain in any form
-// ucan.ParseChain reads, or several in text, one per line.
-func readChainFile(path string) ([]ucan.Chain, error) {
+// ucan.ParseChain reads, or several in text, one per line. It returns, for
+// each chain, where it came from (the file, and the line when there are
+// several), for the node's warnings.
+func readChainFile(path string) ([]ucan.Chain, []string, error) {
 	data, err := ucanReadLimited(path, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if c, err := ucan.ParseChain(data); err == nil {
-		return []ucan.Chain{c}, nil
+		return []ucan.Chain{c}, []string{path}, nil
 	}
 	var out []ucan.Chain
+	var srcs []string
 	for i, line := range strings.Split(string(data), "\n") {
 		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		c, err := ucan.ParseChain([]byte(line))
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %v", path, i+1, cleanUCANError(err))
+			return nil, nil, fmt.Errorf("%s:%d: %v", path, i+1, cleanUCANError(err))
 		}
 		out = append(out, c)
+		srcs = append(srcs, fmt.Sprintf("%s:%d", path, i+1))
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no chain in it", path)
+		return nil, nil, fmt.Errorf("%s: no chain in it", path)
 	}
-	return out, nil
+	return out, srcs, nil
 }
