@@ -61,13 +61,13 @@ func (r *slowRouter) Lookup(ctx context.Context, key string, limit int) ([]peer.
 func newRoutedNode(t *testing.T) (*tnode, *slowRouter) {
 	t.Helper()
 	h := testnet.Host(t)
-	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: quiet()})
+	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &slowRouter{DHT: d}
 	bus := event.NewBus()
-	x, err := New(h, r, bus, Config{Realm: testRealm, Logger: quiet()})
+	x, err := New(h, r, bus, Config{Realm: testRealm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,12 @@ func TestProceduresFromLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	advertise(t, b, "io.acme.orders.first", echo)
-	waitFor(t, "a to learn b's procedure from the link", func() bool { return linkedTo(a, "io.acme.orders.first", b.h.ID()) })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if linkedTo(a, "io.acme.orders.first", b.h.ID()) {
+			return nil
+		}
+		return errors.New("a to learn b's procedure from the link")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	reply, err := a.rpc.Call(ctx, "io.acme.orders.first", []byte("hi"))
@@ -106,7 +111,12 @@ func TestProceduresFromLinks(t *testing.T) {
 	}
 	// Another procedure, advertised after the link exists.
 	advertise(t, b, "io.acme.orders.second", echo)
-	waitFor(t, "a to learn the second procedure", func() bool { return linkedTo(a, "io.acme.orders.second", b.h.ID()) })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if linkedTo(a, "io.acme.orders.second", b.h.ID()) {
+			return nil
+		}
+		return errors.New("a to learn the second procedure")
+	})
 	if _, err := a.rpc.Call(ctx, "io.acme.orders.second", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -120,14 +130,24 @@ func TestProceduresFromLinks(t *testing.T) {
 	if err := b.rpc.Unadvertise("io.acme.orders.first"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a to learn of the withdrawal", func() bool { return !linkedTo(a, "io.acme.orders.first", b.h.ID()) })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if !linkedTo(a, "io.acme.orders.first", b.h.ID()) {
+			return nil
+		}
+		return errors.New("a to learn of the withdrawal")
+	})
 	ra.set(routerEmpty)
 	if _, err := a.rpc.Call(ctx, "io.acme.orders.first", nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("call to a withdrawn procedure: %v", err)
 	}
 	// b's stream closes: its procedures go with it.
 	b.close()
-	waitFor(t, "a to forget b's procedures", func() bool { return !linkedTo(a, "io.acme.orders.second", b.h.ID()) })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if !linkedTo(a, "io.acme.orders.second", b.h.ID()) {
+			return nil
+		}
+		return errors.New("a to forget b's procedures")
+	})
 }
 
 // A DHT record outlives its advertisement; a caller linked to the provider
@@ -138,11 +158,21 @@ func TestLinkOverridesStaleRecord(t *testing.T) {
 	mesh(t, a, b)
 	advertise(t, b, "io.acme.orders.keep", echo)
 	advertise(t, b, "io.acme.orders.stale", echo)
-	waitFor(t, "a to link to b", func() bool { return linkedTo(a, "io.acme.orders.keep", b.h.ID()) })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if linkedTo(a, "io.acme.orders.keep", b.h.ID()) {
+			return nil
+		}
+		return errors.New("a to link to b")
+	})
 	if err := b.rpc.Unadvertise("io.acme.orders.stale"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a to learn of the withdrawal", func() bool { return !linkedTo(a, "io.acme.orders.stale", b.h.ID()) })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if !linkedTo(a, "io.acme.orders.stale", b.h.ID()) {
+			return nil
+		}
+		return errors.New("a to learn of the withdrawal")
+	})
 	// The DHT still names b (records are withdrawn by expiry only).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -167,8 +197,11 @@ func TestPeerGone(t *testing.T) {
 	mesh(t, a, b, c)
 	advertise(t, b, "io.acme.orders.shared", echo)
 	advertise(t, c, "io.acme.orders.shared", echo)
-	waitFor(t, "a to link to both", func() bool {
-		return linkedTo(a, "io.acme.orders.shared", b.h.ID()) && linkedTo(a, "io.acme.orders.shared", c.h.ID())
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if linkedTo(a, "io.acme.orders.shared", b.h.ID()) && linkedTo(a, "io.acme.orders.shared", c.h.ID()) {
+			return nil
+		}
+		return errors.New("a is not linked to both")
 	})
 	a.rpc.PeerGone(b.h.ID())
 	ra.set(routerReal)
@@ -200,7 +233,12 @@ func TestAdvertisePendingThenAnnounced(t *testing.T) {
 	}
 	b := newNode(t, nil)
 	mesh(t, a, b)
-	waitFor(t, "the announcement", func() bool { return a.rpc.Announced("io.acme.orders.lonely") })
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if a.rpc.Announced("io.acme.orders.lonely") {
+			return nil
+		}
+		return errors.New("the announcement")
+	})
 	if a.rpc.Announced("io.acme.orders.nothing") {
 		t.Fatal("a procedure never advertised counts as announced")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // TestMembershipLifecycleEndToEnd runs macula-node processes of a secure
@@ -69,7 +70,7 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 		}
 		return fmt.Errorf("%s is no peer", id)
 	}
-	eventually(t, 20*time.Second, "m to join boot", func() error { return isPeer(bootClient, m.st.PeerID) })
+	testnet.Eventually(t, 20*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
 
 	// The call chain (line 2) revoked; m learns it at once.
 	callFile := filepath.Join(mn.dir, "call")
@@ -85,7 +86,7 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the reload to skip the revoked chain", func() error { return warned(m.proc) })
+	testnet.Eventually(t, 20*time.Second, func() error { return warned(m.proc) })
 	if !strings.Contains(m.stderr.String(), "SIGHUP: chains read again") || m.exited() {
 		t.Fatalf("the reload failed:\n%s", m.stderr.String())
 	}
@@ -97,14 +98,14 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	if err := warned(m.proc); err != nil {
 		t.Fatalf("restart: %v\n%s", err, m.stderr.String())
 	}
-	eventually(t, 20*time.Second, "m to rejoin boot after its restart", func() error { return isPeer(bootClient, m.st.PeerID) })
+	testnet.Eventually(t, 20*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
 
 	// m's membership revoked: boot drops it, and m is refused.
 	memberFile := filepath.Join(mn.dir, "member")
 	if r := runCmd(t, 20*time.Second, nil, "--api", boot.st.API, "ucan", "revoke", "--as", authKey, "@"+memberFile, "--send"); r.code != 0 {
 		t.Fatalf("ucan revoke (member): exit %d: %s", r.code, r.stderr)
 	}
-	eventually(t, 20*time.Second, "boot to drop m", func() error {
+	testnet.Eventually(t, 20*time.Second, func() error {
 		if isPeer(bootClient, m.st.PeerID) == nil {
 			return fmt.Errorf("m still a peer")
 		}
@@ -125,7 +126,7 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "m to rejoin boot after the renewal", func() error { return isPeer(bootClient, m.st.PeerID) })
+	testnet.Eventually(t, 30*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
 	out := m.stderr.String()
 	if strings.Contains(out, "not in this realm") || strings.Contains(out, "another realm") {
 		t.Errorf("m's log calls its bootstrap peer another realm:\n%s", out)
@@ -134,7 +135,20 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 		t.Errorf("m's log does not say how to renew in the CLI's terms:\n%s", out)
 	}
 
-	// Only the revoked membership: a clear refusal to start.
+	// Only the revoked membership: a clear refusal to start. m learns the
+	// revocation of its membership when it rejoins (boot sends what it
+	// holds after the handshake), and keeps it on disk.
+	mClient := apiClient(t, m)
+	testnet.Eventually(t, 20*time.Second, func() error {
+		recs, err := mClient.Revocations(churnCtx(t, 5*time.Second))
+		if err != nil {
+			return err
+		}
+		if len(recs) != 2 {
+			return fmt.Errorf("m holds %d revocations, want 2", len(recs))
+		}
+		return nil
+	})
 	if code := m.stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 		t.Fatalf("m exited %d on SIGTERM", code)
 	}
