@@ -29,6 +29,10 @@ const (
 	// openRetry is the least wait between two attempts to open our stream
 	// to a peer that keeps failing.
 	openRetry = 2 * time.Second
+	// maxDials bounds the dials of unconnected members in flight.
+	maxDials = 4
+	// dialBackoffMax caps the wait between two dials of one member.
+	dialBackoffMax = 30 * time.Second
 )
 
 // skey names a stream: a node's entries in a cluster.
@@ -49,7 +53,16 @@ type replication struct {
 	mu       sync.Mutex
 	links    map[peer.ID]*peerLink
 	live     map[peer.ID]bool // live nodes by the membership
+	dials    map[peer.ID]*dialState
+	dialing  int // dials in flight
 	stopping bool
+}
+
+// dialState paces the dials of a live member this node is not connected
+// to.
+type dialState struct {
+	next     time.Time
+	failures int
 }
 
 // peerLink is everything between this node and one peer: our stream to it
@@ -102,6 +115,7 @@ func (l *peerLink) signal() {
 func (r *Registry) startReplication() error {
 	r.repl.links = make(map[peer.ID]*peerLink)
 	r.repl.live = make(map[peer.ID]bool)
+	r.repl.dials = make(map[peer.ID]*dialState)
 	sub, err := r.h.EventBus().Subscribe([]any{
 		new(p2pevent.EvtPeerIdentificationCompleted),
 		new(p2pevent.EvtPeerProtocolsUpdated),

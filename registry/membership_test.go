@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/macula-io/macula/member"
 )
 
 // With a membership, a node's liveness comes from the membership, and
@@ -52,8 +54,8 @@ func TestMembershipDecidesLiveness(t *testing.T) {
 	}
 	quiet(t, m)
 	// The membership says it failed: they go, as one batch.
-	a.m.drop(c.h.ID(), NodeFailed)
-	b.m.drop(c.h.ID(), NodeFailed)
+	a.m.drop(c.h.ID(), member.Failed)
+	b.m.drop(c.h.ID(), member.Failed)
 	bt := next(t, m)
 	if len(bt.Events) != 2 || bt.Events[0].Reason != ReasonNodeDown {
 		t.Fatalf("batch %v", bt.Events)
@@ -68,7 +70,7 @@ func TestMembershipDecidesLiveness(t *testing.T) {
 	mustJoin(t, spawn(t, b.r), "room/b", "")
 	memberCount(t, a.r, "room/b", 1)
 	next(t, m) // the join
-	a.m.drop(b.h.ID(), NodeLeft)
+	a.m.drop(b.h.ID(), member.Left)
 	if bt := next(t, m); bt.Events[len(bt.Events)-1].Reason != ReasonNodeLeft {
 		t.Fatalf("batch %v", bt.Events)
 	}
@@ -84,11 +86,11 @@ func TestMembershipFailureWithLiveLink(t *testing.T) {
 	mustRegister(t, p, "user/b", "")
 	hasName(t, a.r, "user/b", p.Addr())
 	m := monitor(t, a.r, "user/")
-	a.m.drop(b.h.ID(), NodeFailed)
+	a.m.drop(b.h.ID(), member.Failed)
 	if bt := next(t, m); bt.Events[0].Kind != Unregistered || bt.Events[0].Reason != ReasonNodeDown {
 		t.Fatalf("batch %v", bt.Events)
 	}
-	a.m.set(NodeInfo{ID: b.h.ID()})
+	a.m.set(member.Member{ID: b.h.ID()})
 	if bt := next(t, m); bt.Events[0].Kind != Registered || bt.Events[0].Addr != p.Addr() {
 		t.Fatalf("batch %v", bt.Events)
 	}
@@ -131,10 +133,10 @@ func TestPartitionHealWithMembership(t *testing.T) {
 	converged(t, ns)
 	cut(a, b)
 	cut(a, c)
-	a.m.drop(b.h.ID(), NodeFailed)
-	a.m.drop(c.h.ID(), NodeFailed)
-	b.m.drop(a.h.ID(), NodeFailed)
-	c.m.drop(a.h.ID(), NodeFailed)
+	a.m.drop(b.h.ID(), member.Failed)
+	a.m.drop(c.h.ID(), member.Failed)
+	b.m.drop(a.h.ID(), member.Failed)
+	c.m.drop(a.h.ID(), member.Failed)
 	mustRegister(t, pa, "cut/a", "")
 	mustRegister(t, pa, "both", "a")
 	time.Sleep(5 * time.Millisecond)
@@ -145,10 +147,10 @@ func TestPartitionHealWithMembership(t *testing.T) {
 	}
 	hasName(t, c.r, "cut/b", pb.Addr())
 	// Heal.
-	a.m.set(NodeInfo{ID: b.h.ID()})
-	a.m.set(NodeInfo{ID: c.h.ID()})
-	b.m.set(NodeInfo{ID: a.h.ID()})
-	c.m.set(NodeInfo{ID: a.h.ID()})
+	a.m.set(member.Member{ID: b.h.ID()})
+	a.m.set(member.Member{ID: c.h.ID()})
+	b.m.set(member.Member{ID: a.h.ID()})
+	c.m.set(member.Member{ID: a.h.ID()})
 	link(t, a, b)
 	link(t, a, c)
 	s := converged(t, ns)
@@ -176,4 +178,17 @@ func TestRelayedStateIsBounded(t *testing.T) {
 	if ms, _ := ns[1].r.Members("many/"); len(ms) > 50 {
 		t.Fatalf("%d entries kept", len(ms))
 	}
+}
+
+func TestDialsUnlinkedMembers(t *testing.T) {
+	// a - b - c: a knows c from the membership (and c's addresses, as the
+	// DHT would give them) and connects to it, so that c's entries come
+	// from c itself.
+	ns := newMemberNodes(t, 3, [][2]int{{0, 1}, {1, 2}}, nil)
+	a, c := ns[0], ns[2]
+	a.h.Peerstore().AddAddrs(c.h.ID(), c.h.Addrs(), time.Hour)
+	waitLinked(t, a, c)
+	p := spawn(t, c.r)
+	mustRegister(t, p, "direct/c", "")
+	hasName(t, a.r, "direct/c", p.Addr())
 }

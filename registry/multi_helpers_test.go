@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/member"
 )
 
 // tnode is a registry on its own loopback host.
@@ -150,27 +151,27 @@ type fakeMembers struct {
 	self peer.ID
 
 	mu       sync.Mutex
-	nodes    map[peer.ID]NodeInfo
-	watchers []chan NodeChange
+	nodes    map[peer.ID]member.Member
+	watchers []chan member.Change
 	peers    []*fakeMembers // the other nodes' fakes, told of our cluster changes
 }
 
 func newFakeMembers(self peer.ID) *fakeMembers {
-	return &fakeMembers{self: self, nodes: map[peer.ID]NodeInfo{self: {ID: self}}}
+	return &fakeMembers{self: self, nodes: map[peer.ID]member.Member{self: {ID: self}}}
 }
 
-func (f *fakeMembers) List() []NodeInfo {
+func (f *fakeMembers) List() []member.Member {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]NodeInfo, 0, len(f.nodes))
+	out := make([]member.Member, 0, len(f.nodes))
 	for _, n := range f.nodes {
 		out = append(out, n)
 	}
 	return out
 }
 
-func (f *fakeMembers) Watch(ctx context.Context) <-chan NodeChange {
-	ch := make(chan NodeChange, 64)
+func (f *fakeMembers) Watch(ctx context.Context) <-chan member.Change {
+	ch := make(chan member.Change, 64)
 	f.mu.Lock()
 	f.watchers = append(f.watchers, ch)
 	f.mu.Unlock()
@@ -188,7 +189,7 @@ func (f *fakeMembers) Watch(ctx context.Context) <-chan NodeChange {
 	return ch
 }
 
-func (f *fakeMembers) emit(c NodeChange) {
+func (f *fakeMembers) emit(c member.Change) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, w := range f.watchers {
@@ -197,26 +198,26 @@ func (f *fakeMembers) emit(c NodeChange) {
 }
 
 // set records a node's record, as a join or an update.
-func (f *fakeMembers) set(n NodeInfo) {
+func (f *fakeMembers) set(n member.Member) {
 	f.mu.Lock()
 	prev, ok := f.nodes[n.ID]
 	f.nodes[n.ID] = n
 	f.mu.Unlock()
 	if ok {
-		f.emit(NodeChange{Kind: NodeUpdated, Node: n, Previous: prev})
+		f.emit(member.Change{Kind: member.Updated, Member: n, Previous: prev})
 	} else {
-		f.emit(NodeChange{Kind: NodeJoined, Node: n})
+		f.emit(member.Change{Kind: member.Joined, Member: n})
 	}
 }
 
 // drop removes a node (left or failed).
-func (f *fakeMembers) drop(id peer.ID, k ChangeKind) {
+func (f *fakeMembers) drop(id peer.ID, k member.ChangeKind) {
 	f.mu.Lock()
 	n, ok := f.nodes[id]
 	delete(f.nodes, id)
 	f.mu.Unlock()
 	if ok {
-		f.emit(NodeChange{Kind: k, Node: n})
+		f.emit(member.Change{Kind: k, Member: n, Previous: n})
 	}
 }
 
@@ -263,7 +264,7 @@ func newMemberNodes(t testing.TB, n int, links [][2]int, mod func(*Config)) []*t
 	for i := range n {
 		for j := range n {
 			if i != j {
-				fakes[i].nodes[hosts[j].ID()] = NodeInfo{ID: hosts[j].ID()}
+				fakes[i].nodes[hosts[j].ID()] = member.Member{ID: hosts[j].ID()}
 				fakes[i].peers = append(fakes[i].peers, fakes[j])
 			}
 		}

@@ -831,7 +831,7 @@ func (r *Registry) Nodes(opts ...Option) ([]peer.ID, error) {
 	var out []peer.ID
 	if r.members != nil {
 		for _, m := range r.members.List() {
-			if o.cluster == "" || slices.Contains(m.Clusters, o.cluster) || (m.ID == r.self && r.Connected(o.cluster)) {
+			if o.cluster == "" || m.InCluster(o.cluster) || (m.ID == r.self && r.Connected(o.cluster)) {
 				out = append(out, m.ID)
 			}
 		}

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -167,6 +168,7 @@ func (r *Registry) antiEntropy() {
 			return
 		case <-t.C:
 			r.askDigests()
+			r.dialMembers()
 			// A peer we know but have no stream to (its identify came
 			// before we started, or opening failed): try again.
 			for _, l := range r.allLinks() {
@@ -178,6 +180,67 @@ func (r *Registry) antiEntropy() {
 				}
 			}
 		}
+	}
+}
+
+// dialMembers connects to live members this node is not connected to (at
+// most maxDials at once, each with a backoff up to dialBackoffMax): the
+// registry replicates over direct links, and a secure realm accepts a
+// node's entries from that node only. The membership's overlay alone does
+// not connect every pair of nodes.
+func (r *Registry) dialMembers() {
+	if r.members == nil {
+		return
+	}
+	now := time.Now()
+	r.repl.mu.Lock()
+	var todo []peer.ID
+	for p := range r.repl.live {
+		if r.repl.dialing+len(todo) >= maxDials {
+			break
+		}
+		if r.h.Network().Connectedness(p) == network.Connected {
+			delete(r.repl.dials, p)
+			continue
+		}
+		d := r.repl.dials[p]
+		if d == nil {
+			d = &dialState{}
+			r.repl.dials[p] = d
+		}
+		if now.Before(d.next) {
+			continue
+		}
+		d.failures++
+		d.next = now.Add(min(r.cfg.AntiEntropy<<min(d.failures, 10), dialBackoffMax))
+		todo = append(todo, p)
+	}
+	for p := range r.repl.dials {
+		if !r.repl.live[p] {
+			delete(r.repl.dials, p)
+		}
+	}
+	r.repl.dialing += len(todo)
+	r.repl.mu.Unlock()
+	for _, p := range todo {
+		if !r.enter() {
+			r.repl.mu.Lock()
+			r.repl.dialing--
+			r.repl.mu.Unlock()
+			continue
+		}
+		go func() {
+			defer r.wg.Done()
+			ctx, cancel := context.WithTimeout(r.ctx, openTimeout)
+			err := r.h.Connect(ctx, peer.AddrInfo{ID: p})
+			cancel()
+			r.repl.mu.Lock()
+			r.repl.dialing--
+			r.repl.mu.Unlock()
+			if err != nil {
+				r.log.debug("registry: cannot connect to a member", "peer", p, "err", err)
+			}
+		}()
 	}
 }
 
