@@ -53,7 +53,9 @@ func TestMembershipDecidesLiveness(t *testing.T) {
 		t.Fatalf("entries went with the links: %v", err)
 	}
 	quiet(t, m)
-	// The membership says it failed: they go, as one batch.
+	// c crashes (its host goes, its registry says nothing), and the
+	// membership says it failed: its entries go, as one batch.
+	c.h.Close()
 	a.m.drop(c.h.ID(), member.Failed)
 	b.m.drop(c.h.ID(), member.Failed)
 	bt := next(t, m)
