@@ -54,8 +54,20 @@ type Client struct {
 	// ucantoken.InvocationTokens makes such a function. Set it before the
 	// first request and leave it after. nil, or "" returned: no token.
 	Token TokenFunc
+	// Credential is the node's local credential (ReadLocalCredential):
+	// sent as "Authorization: Macula-Local <Credential>" with every request
+	// that has no bearer token, it makes a secure realm's API on loopback
+	// act as the node. Set it only for the address it is For.
+	Credential string
+	// Local lets the client find the credential itself: when the node
+	// answers 401 naming its credential file (on loopback, in a secure
+	// realm), the client reads it, if it can (it must run as the node's
+	// user) and the file is For the client's address, and sends the request
+	// again with it, and every later one.
+	Local bool
 
-	base  string // "http://host:port" or "https://host:port"
+	found atomic.Pointer[string] // the credential learnt from a 401 (Local)
+	base  string                 // "http://host:port" or "https://host:port"
 	hc    *http.Client
 	close func() error
 	// realm is the node's realm, learnt by the registry methods the first
@@ -180,7 +192,7 @@ func (c *Client) do(ctx context.Context, sc scope, method, path string, q url.Va
 	if err := c.authorize(ctx, req, sc); err != nil {
 		return err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
@@ -216,7 +228,7 @@ func (c *Client) doRaw(ctx context.Context, sc scope, method, path string, q url
 	if err := c.authorize(ctx, req, sc); err != nil {
 		return nil, err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
@@ -231,17 +243,21 @@ func (c *Client) doRaw(ctx context.Context, sc scope, method, path string, q url
 	return raw, nil
 }
 
-// authorize sets the request's bearer token, when the client has a Token.
+// authorize sets the request's bearer token, when the client has a Token,
+// or else its local credential, when it has one.
 func (c *Client) authorize(ctx context.Context, req *http.Request, sc scope) error {
-	if c.Token == nil {
-		return nil
+	if c.Token != nil {
+		tok, err := c.Token(ctx, TokenRequest{Method: req.Method, Path: req.URL.Path, Command: sc.cmd, Resource: sc.res})
+		if err != nil {
+			return fmt.Errorf("api: %s %s: token: %w", req.Method, req.URL.Path, err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", BearerScheme+" "+tok)
+			return nil
+		}
 	}
-	tok, err := c.Token(ctx, TokenRequest{Method: req.Method, Path: req.URL.Path, Command: sc.cmd, Resource: sc.res})
-	if err != nil {
-		return fmt.Errorf("api: %s %s: token: %w", req.Method, req.URL.Path, err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", BearerScheme+" "+tok)
+	if cred := c.credential(); cred != "" {
+		req.Header.Set("Authorization", LocalScheme+" "+cred)
 	}
 	return nil
 }

@@ -11,11 +11,14 @@
 // wire's own, not the node's: gateway converts the node's values into them,
 // so a change inside a service never changes the API by accident.
 //
-// In a secure realm a request from off loopback needs a UCAN bearer token:
-// set Client.Token, for instance to the TokenFunc of package
-// api/ucantoken, which signs one invocation per request.
+// In a secure realm a request needs a UCAN bearer token: set Client.Token,
+// for instance to the TokenFunc of package api/ucantoken, which signs one
+// invocation per request. A program running as the node's user, on its
+// host, may act as the node instead, with the node's local credential
+// (local.go): set Client.Local to let the client read it from the file the
+// node names, or Client.Credential.
 //
 // Each feature's client methods and bodies live in their own file (node.go,
-// nat.go, dht.go, rpc.go, pubsub.go, ucan.go); client.go holds what they
-// share.
+// nat.go, dht.go, rpc.go, pubsub.go, ucan.go, local.go); client.go holds
+// what they share.
 package api

@@ -178,7 +178,7 @@ func (c *Client) Subscribe(ctx context.Context, pattern string) (*Subscription, 
 		cancel()
 		return nil, err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
