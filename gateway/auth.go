@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -75,14 +76,18 @@ func (a *api) authorizeVerdict(r *http.Request, sf scopeFunc) (*ucan.Verdict, er
 
 func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) (*ucan.Verdict, error) {
 	s, serr := sf(r)
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		if isLoopbackAddr(r.RemoteAddr) {
-			// The loopback API is the node itself: its own grant applies
-			// (the services check it).
-			return nil, serr
+	h := strings.TrimSpace(r.Header.Get("Authorization"))
+	scheme, cred, _ := strings.Cut(h, " ")
+	switch {
+	case h == "":
+		return nil, a.unauthenticated(r, s, "")
+	case strings.EqualFold(scheme, wire.LocalScheme):
+		if err := a.checkLocal(r, cred); err != nil {
+			return nil, a.unauthenticated(r, s, "local credential refused: "+err.Error())
 		}
-		return nil, a.unauthenticated(s, "")
+		// The node's own user: the node's own grant applies (the
+		// services check it).
+		return nil, serr
 	}
 	if serr != nil {
 		return nil, serr
@@ -94,7 +99,7 @@ func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) 
 	}
 	inv, proofs, err := parseBearer(h)
 	if err != nil {
-		return nil, a.unauthenticated(s, err.Error())
+		return nil, a.unauthenticated(r, s, "unreadable Authorization header: "+err.Error())
 	}
 	vd, err := v.ValidateInvocation(r.Context(), inv, proofs, s.cmd, s.res)
 	if err == nil {
@@ -115,6 +120,13 @@ func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) 
 		if s.res != "" {
 			what += " on " + s.res
 		}
+		if errors.Is(err, ucan.ErrBusy) {
+			// Not the token's fault: the node cannot record it now (its
+			// replay cache is full of live invocations, or its file
+			// cannot be written). Retrying later may work.
+			return nil, newAPIError(http.StatusServiceUnavailable, wire.CodeUnavailable,
+				fmt.Sprintf("token not accepted for %s now: %s", what, ucan.Reason(err)))
+		}
 		return nil, newAPIError(http.StatusForbidden, wire.CodeUnauthorized,
 			fmt.Sprintf("token refused for %s: %s", what, ucan.Reason(err)))
 	}
@@ -122,20 +134,58 @@ func (a *api) authorizeSecure(r *http.Request, sf scopeFunc, v *ucan.Validator) 
 }
 
 // unauthenticated is the 401 answer: what to send, and why the header sent
-// (if any) could not be read.
-func (a *api) unauthenticated(s scope, why string) error {
+// (if any) was no good. On loopback it names the credential file.
+func (a *api) unauthenticated(r *http.Request, s scope, why string) error {
 	what := string(s.cmd)
 	if s.res != "" {
 		what += " on " + s.res
 	}
-	msg := fmt.Sprintf("the realm %s is secure: a request from off loopback needs the header "+
-		"\"Authorization: Bearer <chain>\", the text (ucan.Chain.String) of a UCAN invocation of %s "+
-		"addressed to this node (%s), after its proofs, root first; make a new invocation per request",
-		a.n.Realm(), what, a.n.DID())
-	if why != "" {
-		msg = "unreadable Authorization header: " + why + "; " + msg
+	token := fmt.Sprintf("\"Authorization: Bearer <chain>\", the text (ucan.Chain.String) of a UCAN invocation of %s "+
+		"addressed to this node (%s), after its proofs, root first; make a new invocation per request", what, a.n.DID())
+	var msg string
+	challenges := []string{wire.BearerScheme + ` realm="macula"`}
+	switch {
+	case !isLoopbackAddr(r.RemoteAddr):
+		msg = fmt.Sprintf("the realm %s is secure: a request from off loopback needs the header %s", a.n.Realm(), token)
+	case a.credFile != "":
+		msg = fmt.Sprintf("the realm %s is secure: on loopback, a request acts as the node only with the node's local credential, "+
+			"\"Authorization: %s <credential>\" with the credential of %s (readable by the node's user only; macula-node reads it itself), "+
+			"or else it needs the header %s", a.n.Realm(), wire.LocalScheme, a.credFile, token)
+		challenges = append(challenges, fmt.Sprintf(`%s realm="macula", file=%q`, wire.LocalScheme, a.credFile))
+	default:
+		msg = fmt.Sprintf("the realm %s is secure and this API keeps no local credential: a request needs the header %s", a.n.Realm(), token)
 	}
-	return &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthenticated, message: msg, authenticate: true}
+	if why != "" {
+		msg = why + "; " + msg
+	}
+	return &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthenticated, message: msg, challenges: challenges}
+}
+
+// checkLocal checks a local credential: from loopback, and the one this
+// API made at its start.
+func (a *api) checkLocal(r *http.Request, cred string) error {
+	if !isLoopbackAddr(r.RemoteAddr) {
+		return errors.New("the local credential is accepted from loopback only")
+	}
+	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(a.cred)) != 1 {
+		if a.credFile != "" {
+			return fmt.Errorf("not this node's local credential (it changes at every start: read %s again)", a.credFile)
+		}
+		return errors.New("not this node's local credential")
+	}
+	return nil
+}
+
+// isLocal reports whether a request comes from the node's own user: in a
+// secure realm, one with the local credential (from loopback); in an open
+// realm, one from loopback (where the API is the node, for whoever reaches
+// it). Only such requests may register loopback webhooks by default.
+func (a *api) isLocal(r *http.Request) bool {
+	if a.n.Validator() == nil {
+		return isLoopbackAddr(r.RemoteAddr)
+	}
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	return strings.EqualFold(scheme, wire.LocalScheme) && a.checkLocal(r, cred) == nil
 }
 
 // parseBearer reads "Bearer <chain>" and splits the chain into the

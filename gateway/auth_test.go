@@ -39,6 +39,7 @@ type secureRealm struct {
 	n    *node.Node
 	did  string // the node's did:key
 	h    http.Handler
+	cred string // h's local credential
 }
 
 // startSecure starts a node of a secure test realm. It is a member and
@@ -47,6 +48,12 @@ type secureRealm struct {
 // io.acme.orders.place and io.acme.orders.deep.place, echoing the payload.
 // Its validator has no clock leeway, so that a chain expires on time.
 func startSecure(t *testing.T) *secureRealm {
+	t.Helper()
+	return startSecureWith(t, nil)
+}
+
+// startSecureWith is startSecure with mod applied to the node's Config.
+func startSecureWith(t *testing.T, mod func(*node.Config)) *secureRealm {
 	t.Helper()
 	auth, err := ucan.GenerateKey()
 	if err != nil {
@@ -73,6 +80,9 @@ func startSecure(t *testing.T) *secureRealm {
 	cfg.Logger = testnet.QuietLogger()
 	cfg.Key, cfg.Authority, cfg.Chains = key, ucan.KeyDID(auth), chains
 	cfg.UCAN.Leeway = -1
+	if mod != nil {
+		mod(&cfg)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
@@ -92,9 +102,15 @@ func startSecure(t *testing.T) *secureRealm {
 		}
 	}
 	s.n = n
-	s.h = newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
+	a := newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
+	a.credFile = "/run/test/api-credential" // only named in answers
+	s.h, s.cred = a, a.cred
 	return s
 }
+
+// local is the Authorization value of the node's local credential, for
+// request.
+func (s *secureRealm) local() string { return wire.LocalScheme + " " + s.cred }
 
 // grant issues a root delegation of cmd on resource to did.
 func (s *secureRealm) grant(did string, cmd ucan.Command, resource string, ttl time.Duration) ucan.Chain {
@@ -137,11 +153,15 @@ func (p *program) token(t *testing.T, executor string, cmd ucan.Command, resourc
 }
 
 // request runs one request through h from addr, with the bearer token tok
-// if not empty.
+// if not empty (or tok as the whole header when it is a local credential's,
+// secureRealm.local).
 func request(h http.Handler, method, target, body, addr, tok string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
 	r.RemoteAddr = addr
-	if tok != "" {
+	switch {
+	case strings.HasPrefix(tok, wire.LocalScheme+" "):
+		r.Header.Set("Authorization", tok)
+	case tok != "":
 		r.Header.Set("Authorization", "Bearer "+tok)
 	}
 	w := httptest.NewRecorder()
@@ -234,20 +254,43 @@ func TestBearerTokens(t *testing.T) {
 			wantError(t, w, 401, wire.CodeUnauthenticated, "unreadable")
 		}
 	})
-	t.Run("no token from loopback", func(t *testing.T) {
+	t.Run("local credential from loopback", func(t *testing.T) {
 		// The node itself: it may call io.acme.orders.* ...
-		w := request(s.h, "POST", callPath, "me", loopbackAddr, "")
+		w := request(s.h, "POST", callPath, "me", loopbackAddr, s.local())
 		if w.Code != 200 || w.Body.String() != "me" {
 			t.Fatalf("call from loopback: %d %q", w.Code, w.Body)
 		}
 		for _, addr := range []string{"[::1]:5555", "127.1.2.3:80"} {
-			if w := request(s.h, "GET", "/v1/node", "", addr, ""); w.Code != 200 {
+			if w := request(s.h, "GET", "/v1/node", "", addr, s.local()); w.Code != 200 {
 				t.Fatalf("GET /v1/node from %s: %d %s", addr, w.Code, w.Body)
 			}
 		}
 		// ... but not a name two segments down, nor publish there.
-		wantError(t, request(s.h, "POST", "/v1/call/"+testRealm+".deep.place", "x", loopbackAddr, ""), 403, wire.CodeUnauthorized)
-		wantError(t, request(s.h, "POST", "/v1/publish/"+testRealm+".deep.topic", "x", loopbackAddr, ""), 403, wire.CodeUnauthorized)
+		wantError(t, request(s.h, "POST", "/v1/call/"+testRealm+".deep.place", "x", loopbackAddr, s.local()), 403, wire.CodeUnauthorized)
+		wantError(t, request(s.h, "POST", "/v1/publish/"+testRealm+".deep.topic", "x", loopbackAddr, s.local()), 403, wire.CodeUnauthorized)
+	})
+	t.Run("loopback without the credential", func(t *testing.T) {
+		// Loopback alone proves nothing: any local program, or a webhook
+		// request of a node, comes from there.
+		for _, r := range []struct{ method, target string }{
+			{"POST", callPath}, {"GET", "/v1/node"}, {"PUT", "/v1/log/level"},
+			{"POST", "/v1/ucan/revocations"}, {"POST", "/v1/advertise/" + place},
+		} {
+			w := request(s.h, r.method, r.target, "", loopbackAddr, "")
+			wantError(t, w, 401, wire.CodeUnauthenticated, "local credential", "/run/test/api-credential", "Authorization: Bearer")
+			got := w.Header().Values("WWW-Authenticate")
+			if len(got) != 2 || !strings.HasPrefix(got[0], "Bearer") || got[1] != `Macula-Local realm="macula", file="/run/test/api-credential"` {
+				t.Errorf("%s %s: WWW-Authenticate %q", r.method, r.target, got)
+			}
+		}
+		// A wrong credential; the right one off loopback.
+		wantError(t, request(s.h, "GET", "/v1/node", "", loopbackAddr, wire.LocalScheme+" "+strings.ToUpper(s.cred)+"x"), 401, wire.CodeUnauthenticated,
+			"not this node's local credential", "read /run/test/api-credential again")
+		w := request(s.h, "GET", "/v1/node", "", remoteAddr, s.local())
+		wantError(t, w, 401, wire.CodeUnauthenticated, "from loopback only")
+		if got := w.Header().Values("WWW-Authenticate"); len(got) != 1 {
+			t.Errorf("off loopback: WWW-Authenticate %q names the credential file", got)
+		}
 	})
 	t.Run("admin", func(t *testing.T) {
 		// A call-only chain cannot invoke the root command ...
@@ -377,7 +420,7 @@ func TestRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The loopback API acts as the node; the record is the authority's.
-	w := request(s.h, "POST", "/v1/ucan/revocations", base64.RawURLEncoding.EncodeToString(rec)+"\n", loopbackAddr, "")
+	w := request(s.h, "POST", "/v1/ucan/revocations", base64.RawURLEncoding.EncodeToString(rec)+"\n", loopbackAddr, s.local())
 	if w.Code != 204 || w.Body.Len() != 0 {
 		t.Fatalf("POST /v1/ucan/revocations: %d %q", w.Code, w.Body)
 	}
@@ -389,9 +432,9 @@ func TestRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", string(forged), loopbackAddr, ""), 400, wire.CodeBadRequest, "authority")
-	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "garbage", loopbackAddr, ""), 400, wire.CodeBadRequest)
-	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "", loopbackAddr, ""), 400, wire.CodeBadRequest)
+	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", string(forged), loopbackAddr, s.local()), 400, wire.CodeBadRequest, "authority")
+	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "garbage", loopbackAddr, s.local()), 400, wire.CodeBadRequest)
+	wantError(t, request(s.h, "POST", "/v1/ucan/revocations", "", loopbackAddr, s.local()), 400, wire.CodeBadRequest)
 	// Revoking is the root command's.
 	w = request(s.h, "POST", "/v1/ucan/revocations", string(rec), remoteAddr, prog.token(t, s.did, ucan.All, ""))
 	wantError(t, w, 403, wire.CodeUnauthorized)

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 
 	"github.com/macula-io/macula/actors"
+	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/registry"
 )
 
@@ -44,11 +46,22 @@ type Config struct {
 	// HTTP/3 with instead of the self-signed one: both or neither.
 	TLSCertFile string
 	TLSKeyFile  string
-	// AllowRemoteWebhooks lets POST /v1/advertise/{procedure} take a
-	// webhook URL off loopback. Off by default: a webhook anywhere would
-	// let whoever may advertise through the API (anyone who reaches it, in
-	// an open realm) make the node send requests to any host it can reach.
-	AllowRemoteWebhooks bool
+	// WebhookAllow lists where webhooks may point besides the node's
+	// loopback (which only the node's own user may name): entries of an
+	// IP address or prefix, or a host name ("*.example.com" for the names
+	// under it), each with an optional port ("10.0.0.0/8",
+	// "192.0.2.7:8080", "[fd00::/8]:443", "hooks.example.com:443"). An
+	// entry admits loopback and link-local addresses only when it lies
+	// within them ("127.0.0.1:9000", not "0.0.0.0/0"); a name entry never
+	// does. Empty by default: webhooks on loopback, registered by the
+	// node's own user, and nothing else. See the package doc, Webhook
+	// targets.
+	WebhookAllow []string
+	// CredentialFile is where a secure realm's gateway writes its local
+	// credential (api.LocalCredential, mode 0600) at every start, and
+	// removes it at Close. "" means DataDir/api-credential, or none without
+	// a DataDir (then only bearer tokens authenticate).
+	CredentialFile string
 	// LogLevel is the level the API reads and sets (GET and PUT
 	// /v1/log/level), normally the one the process's slog handler uses.
 	// nil: the endpoint answers 501.
@@ -98,6 +111,12 @@ func validate(cfg Config) (*settings, error) {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if _, err := newTargetPolicy(s.WebhookAllow, nil); err != nil {
+		return nil, err
+	}
+	if s.CredentialFile == "" && s.DataDir != "" {
+		s.CredentialFile = filepath.Join(s.DataDir, wire.CredentialFile)
 	}
 	return s, nil
 }

@@ -143,8 +143,8 @@
 //
 // POST /v1/advertise/{procedure} lets a program in any language serve a
 // procedure: the node advertises it in the realm and POSTs each call to the
-// webhook URL, which must be on loopback (127.0.0.1, ::1, localhost) unless
-// Config.AllowRemoteWebhooks. The webhook request has the payload as its
+// webhook URL, which must be a place the registrant may aim the node at
+// (see Webhook targets). The webhook request has the payload as its
 // body, the Content-Type of the call's codec, and the headers
 // Macula-Procedure, Macula-Caller-DID, Macula-Caller-Peer and, when the call
 // has a deadline, Macula-Deadline (RFC 3339 with nanoseconds, UTC). It ends
@@ -168,6 +168,47 @@
 // set; the Gateway counts the timers and stops them in Close. A handler
 // from NewHandler, which has no Close, keeps its webhook advertisements as
 // long as the node lives.
+//
+// # Webhook targets
+//
+// A webhook makes the node send requests where the registrant says, from
+// the node's host and network position. So who registers decides where:
+//
+//   - The node's own user (a request with the local credential, see
+//     Loopback; in an open realm, any request from loopback) may name the
+//     node's loopback: 127.0.0.0/8, ::1, and names such as localhost that
+//     resolve there. Everyone else may not: a program with a bearer token,
+//     even one on the same host, could otherwise aim the node at any local
+//     service (another node's API, a database, a cloud agent).
+//   - Anywhere else needs the operator's allow-list, Config.WebhookAllow
+//     (macula-node run --webhook-allow, MACULA_WEBHOOK_ALLOW,
+//     webhook_allow): entries of an IP address or prefix, or a host name
+//     (*.example.com for the names under it), each with an optional port
+//     (10.0.0.0/8, 192.0.2.7:8080, [fd00::/8]:443, hooks.example.com:443).
+//     Empty by default: loopback webhooks of the node's own user, nothing
+//     else. An entry also lets programs name loopback, and link-local and
+//     cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
+//     100.100.100.200), only when it lies within them (127.0.0.1:9000, not
+//     0.0.0.0/0); a name entry never admits them.
+//   - Nobody, whatever the list says: the API's own listen address (every
+//     local address at its port when it listens on 0.0.0.0 or ::), and
+//     addresses no webhook has: unspecified (0.0.0.0, ::, 0.0.0.0/8, which
+//     reach the host itself), multicast, broadcast, IPv4-compatible IPv6.
+//
+// IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) count as the IPv4 address
+// they map. The rules are applied to every address the URL's host resolves
+// to when it is registered (403 unauthorized, naming the address and the
+// rule; 400 when it does not resolve), and again to each address the node
+// dials for every call: the node resolves the name itself and dials only
+// admitted addresses, so a name that later resolves elsewhere (DNS
+// rebinding) gains nothing. Redirects are never followed (a 3xx is the
+// remote error webhook_3xx); proxies from the environment are not used; the
+// webhooks of the node's own user and of others never share connections.
+//
+// And a request a node makes to a webhook is never served by a Macula API:
+// one that carries Macula-Procedure or Macula-Caller-DID is 403
+// unauthorized, so that a webhook aimed at an API (another node's on the
+// host, where in an open realm loopback is that node) cannot act there.
 //
 // # Pub/sub
 //
@@ -250,19 +291,49 @@
 //	every other route                /macula, the root command, with no resource, from a
 //	                                 chain granting it on every name of the realm
 //
-// A request without an Authorization header is accepted only from loopback
-// (127.0.0.0/8, ::1), where the API acts as the node itself: the node's own
-// grant applies, and a call, publication, subscription or advertisement it
-// does not hold is 403 unauthorized. From anywhere else it is 401
-// unauthenticated (with WWW-Authenticate: Bearer), whose message says what to
-// send. A request with a header is checked against it wherever it comes from:
-// a header other than "Bearer " and a chain that ParseChain reads is 401
-// unauthenticated; an invocation that ValidateInvocation refuses (expired,
-// replayed, another node's, another command or name, a revoked or broken
+// A request with "Authorization: Macula-Local <credential>" from loopback
+// acts as the node itself (see Loopback). Any other request needs a token:
+// from off loopback without an Authorization header it is 401
+// unauthenticated (with WWW-Authenticate: Bearer), whose message says what
+// to send; from loopback, too, and the answer names the credential file as
+// well. A request with a header is checked against it wherever it comes
+// from: a header other than "Bearer " or "Macula-Local ", a chain that
+// ParseChain cannot read, or a wrong credential is 401 unauthenticated; an
+// invocation that ValidateInvocation refuses (expired, replayed, issued in
+// the future, another node's, another command or name, a revoked or broken
 // chain, a bad signature, an undecodable token) is 403 unauthorized, with
-// the reason in the message. A token says what the program may ask of the
-// node; the node must also hold the right itself, since its services and
-// its peers check the node's own grant.
+// the reason in the message; one the node cannot record now (its replay
+// cache full of live invocations, or its file not writable: ucan.ErrBusy)
+// is 503 unavailable. A token says what the program may ask of the node;
+// the node must also hold the right itself, since its services and its
+// peers check the node's own grant. Used invocations stay refused across
+// restarts of a node with a data directory (ucan.Config.ReplayFile).
+//
+// # Loopback
+//
+// In a secure realm, being on loopback proves nothing: any local program of
+// any user, and any request the node itself is made to send (a webhook),
+// comes from there. A local process acts as the node only if it proves it
+// runs as the node's user, with the node's local credential: a random
+// secret a Gateway makes at every start and writes, with the address it is
+// for, into Config.CredentialFile (DataDir/api-credential by default; JSON
+// api.LocalCredential; mode 0600, so only the node's user and root read
+// it), and removes at Close. It is accepted only from loopback (127.0.0.0/8,
+// ::1), and grants exactly what the node holds: the node's own grant
+// applies to calls, publications, subscriptions and advertisements (a right
+// the node lacks is 403), the node's routes (log level, DHT, NAT probe,
+// revocations, ...) are open to it, and its advertisements may name
+// loopback webhooks. It grants nothing the node's user could not do with
+// the node's key anyway. A 401 on loopback names the file in its challenge,
+//
+//	WWW-Authenticate: Macula-Local realm="macula", file="/home/u/.macula/n1/api-credential"
+//
+// so that a client running as that user can read it and try again
+// (api.Client.Local; macula-node does): a client sends a credential only to
+// the address it was made for (api.LocalCredential.For), so a program that
+// takes a node's port while it is down learns nothing of use. A handler
+// from NewHandler has a credential nobody can read: it takes bearer tokens
+// only.
 //
 // In an open realm tokens are neither needed nor read: a request with one is
 // served as one without.
@@ -273,9 +344,15 @@
 // ({"reason": "..."}; api.Subscription's Next returns an error matching
 // api.ErrUnauthorized).
 //
+// In an open realm the API has no authentication at all: from loopback it
+// acts as the node for whoever reaches it (keep it on loopback), and off
+// loopback too when it listens there. Webhook targets apply all the same.
+//
 // Known limit: the loopback rule trusts the socket's peer address, so a
-// reverse proxy on the same host makes every request "loopback" (put one in
-// front only with tokens enforced by the proxy, or not at all).
+// reverse proxy on the same host makes every request "loopback": in a
+// secure realm that only matters with the credential, which a proxy does
+// not have; in an open realm it makes every request the node's (put a proxy
+// in front only with tokens enforced by the proxy, or not at all).
 //
 // # Errors
 //
@@ -292,9 +369,11 @@
 //	400 invalid_level       a log level other than debug, info, warn, error
 //	400 invalid_name        not a concrete procedure or topic name of the node's realm, or not a
 //	                        pattern that can match a topic of the realm
-//	401 unauthenticated     a secure realm's API reached from off loopback without a bearer
-//	                        token, or with an unreadable Authorization header
-//	403 unauthorized        the token, or the node's own grant, does not allow the request
+//	401 unauthenticated     a secure realm's API reached without a bearer token or (on
+//	                        loopback) the local credential, or with an unusable
+//	                        Authorization header
+//	403 unauthorized        the token, or the node's own grant, does not allow the request; a
+//	                        webhook URL the registrant may not name; a node's webhook request
 //	404 not_found           no such route, no record for the alias, no advertiser of the
 //	                        procedure, or (DELETE /v1/advertise) not advertised here
 //	405 method_not_allowed  the route exists for other methods (listed in Allow)
@@ -308,8 +387,9 @@
 //	501 not_implemented     the log level endpoints of a gateway without a LevelVar
 //	502 bad_record          a record from the DHT failed its checks
 //	502 disconnected        the connection to a call's callee was lost, or none could be reached
-//	503 unavailable         the node or gateway is closing, or the node holds pubsub.MaxPatterns
-//	                        distinct patterns already
+//	503 unavailable         the node or gateway is closing, the node holds pubsub.MaxPatterns
+//	                        distinct patterns already, or it cannot record a bearer
+//	                        invocation now (ucan.ErrBusy)
 //	504 timeout             the operation did not finish within its timeout
 //
 // api.Client returns an error answer as an *api.APIError, and a network

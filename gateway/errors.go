@@ -12,4 +12,6 @@ var (
 	// ErrCert: the HTTP/3 certificate kept in the data directory cannot be
 	// read or written.
 	ErrCert = errors.New("gateway: API certificate")
+	// ErrCredential: the local credential's file cannot be written.
+	ErrCredential = errors.New("gateway: local credential")
 )

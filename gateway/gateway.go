@@ -2,12 +2,17 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -56,6 +61,8 @@ type Gateway struct {
 // cannot be bound is an error wrapping ErrListen that names the address. On
 // any error nothing is left listening and nothing is written to disk; a new
 // certificate for Config.DataDir is saved only once both listeners are bound.
+// In a secure realm it writes the local credential to Config.CredentialFile
+// (see Loopback in the package doc).
 func New(cfg Config, n *node.Node) (*Gateway, error) {
 	if n == nil {
 		return nil, fmt.Errorf("%w: no node", ErrConfig)
@@ -75,16 +82,31 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 		return nil, listenError("tcp", s.Addr, err)
 	}
 	g := &Gateway{log: s.Logger, ln: ln, addr: ln.Addr().String()}
+	// The local credential, in a file only once the address it is for is
+	// bound; the file goes again if the start fails after.
+	cred, credFile := rand.Text(), ""
+	if n.Secure() && s.CredentialFile != "" {
+		credFile = s.CredentialFile
+		if err := writeCredential(credFile, wire.LocalCredential{API: g.addr, Credential: cred}); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("%w: %s: %v", ErrCredential, credFile, err)
+		}
+	}
 	if s.http3 {
 		pc, err := net.ListenPacket("udp", s.HTTP3Addr)
+		if err == nil {
+			g.pc, g.addr3, g.certPEM = pc, pc.LocalAddr().String(), cert.pem
+			if err = cert.persist(); err != nil {
+				pc.Close()
+			}
+		} else {
+			err = listenError("udp", s.HTTP3Addr, err)
+		}
 		if err != nil {
 			ln.Close()
-			return nil, listenError("udp", s.HTTP3Addr, err)
-		}
-		g.pc, g.addr3, g.certPEM = pc, pc.LocalAddr().String(), cert.pem
-		if err := cert.persist(); err != nil {
-			pc.Close()
-			ln.Close()
+			if credFile != "" {
+				removeCredential(credFile, cred)
+			}
 			return nil, err
 		}
 	}
@@ -92,7 +114,8 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 	g.api = newAPI(n, s.LogLevel, s.Logger, wire.APIAddrs{HTTP: g.addr, HTTP3: g.addr3})
 	g.api.actors = s.Actors
 	g.api.reg = s.Registry
-	g.api.allowRemoteWebhooks = s.AllowRemoteWebhooks
+	g.api.cred, g.api.credFile = cred, credFile
+	g.api.wh.policy, _ = newTargetPolicy(s.WebhookAllow, func() string { return g.addr }) // validated
 	h := g.track(g.api)
 	g.srv = &http.Server{
 		Handler:           h,
@@ -235,6 +258,51 @@ func (g *Gateway) Close() error {
 	// Then the webhook advertisements: the node stops serving them, and
 	// their calls in flight end with an "unavailable" remote error.
 	g.api.close()
+	if f := g.api.credFile; f != "" {
+		if err := removeCredential(f, g.api.cred); err != nil {
+			errs = append(errs, fmt.Errorf("gateway: %w", err))
+		}
+	}
 	g.log.Info("API stopped", "http", g.addr, "http3", g.addr3)
 	return errors.Join(errs...)
+}
+
+// writeCredential writes the local credential's file, mode 0600 from its
+// creation, through a temporary file and a rename: a reader sees the old
+// file or the whole new one.
+func writeCredential(path string, lc wire.LocalCredential) error {
+	b, err := json.Marshal(lc)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// removeCredential removes the credential's file if it still holds cred
+// (another gateway may have replaced it since).
+func removeCredential(path, cred string) error {
+	lc, err := wire.ReadLocalCredential(path)
+	if err != nil || lc.Credential != cred {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("local credential: %w", err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,10 +71,11 @@ type api struct {
 	// comment line: HeartbeatInterval, or less in tests. Set at
 	// construction, read-only after.
 	heartbeat time.Duration
-	// allowRemoteWebhooks lets webhook URLs leave loopback; set before
+	// cred is the local credential (see Loopback in the package doc);
+	// credFile the file a Gateway keeps it in, "" when none. Set before
 	// serving, read-only after.
-	allowRemoteWebhooks bool
-	wh                  *webhooks // webhook advertisements; set at construction
+	cred, credFile string
+	wh             *webhooks // webhook advertisements; set at construction
 	// actors is the node's actor system (nil: the actor routes answer
 	// not_enabled); set before serving, read-only after.
 	actors *actors.System
@@ -89,10 +91,12 @@ type api struct {
 // nil makes /v1/log/level answer 501. The handler logs through
 // slog.Default(), and its NodeInfo has no API addresses. It has no Close:
 // procedures advertised through it with a webhook stay until DELETE, their
-// lease, or the node's Close; webhook URLs must be on loopback. A Gateway
-// withdraws its own in Close. In a secure realm it enforces the rules of
-// Authentication (package doc), taking the request's RemoteAddr as the
-// client's address: serve it only where that address is the real one.
+// lease, or the node's Close; webhook URLs follow the rules of Webhook
+// targets with an empty allow-list. A Gateway withdraws its own in Close.
+// In a secure realm it enforces the rules of Authentication (package doc),
+// taking the request's RemoteAddr as the client's address: serve it only
+// where that address is the real one. It has no local credential that
+// anyone could read, so there every request needs a bearer token.
 func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
 	return newAPI(n, levels, slog.Default(), wire.APIAddrs{})
 }
@@ -101,7 +105,9 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux(),
 		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n),
 		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval}
-	a.wh = newWebhooks(a)
+	a.cred = rand.Text()
+	policy, _ := newTargetPolicy(nil, func() string { return a.addrs.HTTP }) // no entries: no error
+	a.wh = newWebhooks(a, policy)
 	a.handle("GET /v1/node", adminScope, a.getNode)
 	a.handle("GET /v1/peers", adminScope, a.getPeers)
 	a.handle("GET /v1/resolve/{did}", adminScope, a.getResolve)
@@ -191,6 +197,10 @@ func (a *api) handleRaw(pattern string, sf scopeFunc, f func(w http.ResponseWrit
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if err := refuseWebhookRequest(r); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	h, pattern := a.mux.Handler(r)
 	if r.Body != nil {
 		limit := int64(MaxBodyBytes)
@@ -242,8 +252,8 @@ type apiError struct {
 	code    string
 	message string
 	remote  *wire.RemoteDetail // set for CodeRemoteError only
-	// authenticate adds the WWW-Authenticate header of a 401 answer.
-	authenticate bool
+	// challenges are the WWW-Authenticate values of a 401 answer.
+	challenges []string
 }
 
 func newAPIError(status int, code, message string) *apiError {
@@ -313,8 +323,8 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		msg, remote = ae.message, ae.remote
-		if ae.authenticate {
-			w.Header().Set("WWW-Authenticate", wire.BearerScheme+` realm="macula"`)
+		for _, c := range ae.challenges {
+			w.Header().Add("WWW-Authenticate", c)
 		}
 	}
 	switch {

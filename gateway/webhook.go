@@ -64,11 +64,17 @@ const (
 // webhooks holds the procedures advertised through the API, each served by
 // POSTing its calls to a URL. Lock order: opMu before mu.
 type webhooks struct {
-	a      *api
-	client *http.Client    // set in newWebhooks, read-only after
-	tr     *http.Transport // client's; its idle connections are closed by close
-	ctx    context.Context // lifetime: cancelled by close, which aborts webhook requests
-	cancel context.CancelFunc
+	a *api
+	// policy says where webhooks may point; set before serving, read-only
+	// after.
+	policy *targetPolicy
+	// The clients of the webhooks of the node's own user and of other
+	// registrants, each with its transport, whose dialer applies policy
+	// (so that a connection to a loopback webhook is never reused for
+	// another registrant's). Set in newWebhooks, read-only after.
+	local, other *http.Client
+	ctx          context.Context // lifetime: cancelled by close, which aborts webhook requests
+	cancel       context.CancelFunc
 	// wg counts the webhook requests in flight and the armed lease timers.
 	wg sync.WaitGroup
 
@@ -90,31 +96,33 @@ type webhooks struct {
 type webhook struct {
 	proc    string
 	url     string
+	local   bool          // registered by the node's own user (see api.isLocal)
 	timeout time.Duration // 0: the call's deadline alone
 	lease   time.Duration // 0: no lease
 	expires time.Time     // zero without a lease
 	timer   *time.Timer   // the armed lease timer; nil when none
 }
 
-func newWebhooks(a *api) *webhooks {
+func newWebhooks(a *api, policy *targetPolicy) *webhooks {
+	w := &webhooks{a: a, policy: policy, entries: make(map[string]*webhook)}
+	w.local, w.other = w.newClient(true), w.newClient(false)
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	return w
+}
+
+func (w *webhooks) newClient(local bool) *http.Client {
 	tr := &http.Transport{
-		Proxy:               nil, // webhooks are local; never through a proxy
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		Proxy:               nil, // never through a proxy: the node dials the target itself, after checking it
+		DialContext:         func(ctx context.Context, n, addr string) (net.Conn, error) { return w.policy.dial(ctx, local, n, addr) },
 		MaxIdleConnsPerHost: 64, // calls run concurrently; keep their connections
 		IdleConnTimeout:     30 * time.Second,
 	}
-	w := &webhooks{
-		a:  a,
-		tr: tr,
-		client: &http.Client{
-			Transport: tr,
-			// A redirect is an answer like any other non-2xx.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		entries: make(map[string]*webhook),
+	return &http.Client{
+		Transport: tr,
+		// A redirect is an answer like any other non-2xx: never followed,
+		// so it cannot lead the node anywhere the policy did not check.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
-	return w
 }
 
 // close withdraws every webhook advertisement, aborts the webhook requests
@@ -143,7 +151,8 @@ func (w *webhooks) close() {
 	}
 	w.opMu.Unlock()
 	w.wg.Wait()
-	w.tr.CloseIdleConnections()
+	w.local.CloseIdleConnections()
+	w.other.CloseIdleConnections()
 }
 
 func (w *webhooks) stopTimerLocked(e *webhook) {
@@ -341,11 +350,15 @@ func (w *webhooks) handler(e *webhook) rpc.Handler {
 		w.wg.Add(1)
 		w.mu.Unlock()
 		defer w.wg.Done()
-		return w.forward(ctx, e.url, timeout, req)
+		return w.forward(ctx, e, timeout, req)
 	}
 }
 
-func (w *webhooks) forward(ctx context.Context, target string, timeout time.Duration, req *rpc.Request) ([]byte, error) {
+func (w *webhooks) forward(ctx context.Context, e *webhook, timeout time.Duration, req *rpc.Request) ([]byte, error) {
+	target, client := e.url, w.other
+	if e.local {
+		client = w.local
+	}
 	// The call's context bounds the request, and so do the webhook's own
 	// timeout and the gateway's life.
 	rctx, cancel := context.WithCancel(ctx)
@@ -375,7 +388,7 @@ func (w *webhooks) forward(ctx context.Context, target string, timeout time.Dura
 	if dl, ok := ctx.Deadline(); ok {
 		hr.Header.Set(HeaderDeadline, dl.UTC().Format(time.RFC3339Nano))
 	}
-	resp, err := w.client.Do(hr)
+	resp, err := client.Do(hr)
 	if err != nil {
 		return nil, w.failed(ctx, rctx, target, timeout, err)
 	}
@@ -454,21 +467,18 @@ func cut(s string, n int) string {
 	return s[:n]
 }
 
-// checkWebhookURL accepts an absolute http or https URL whose host is a
-// loopback address or "localhost", or any host when remote is true.
-func checkWebhookURL(raw string, remote bool) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", badRequest("webhook URL %q: want an absolute http:// or https:// URL", raw)
+// refuseWebhookRequest refuses a request that a Macula node made to a
+// webhook: aimed at a Macula API, it would act there with whatever that API
+// grants its caller (on loopback in an open realm: the node's own rights),
+// not the rights of whoever registered the webhook. Every webhook request
+// carries Macula-Procedure and Macula-Caller-DID, and a program using the
+// API has no reason to send either.
+func refuseWebhookRequest(r *http.Request) error {
+	if r.Header.Get(HeaderProcedure) == "" && r.Header.Get(HeaderCallerDID) == "" {
+		return nil
 	}
-	if remote {
-		return u.String(), nil
-	}
-	host := u.Hostname()
-	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(host, "localhost") {
-		return "", badRequest("webhook URL %q: webhook URL must be on loopback (127.0.0.1, ::1 or localhost)", raw)
-	}
-	return u.String(), nil
+	return newAPIError(http.StatusForbidden, wire.CodeUnauthorized,
+		"a Macula node's webhook request (it carries "+HeaderProcedure+") is never served by a Macula API: it would act with this API's rights, not its sender's")
 }
 
 // durationField reads an optional duration of a JSON body ("" is 0).
@@ -495,7 +505,8 @@ func (a *api) postAdvertise(r *http.Request) (int, any, error) {
 	if err := decodeBody(r, &body, `{"url":"http://127.0.0.1:8080/path","timeout":"30s","lease":"15s"}`); err != nil {
 		return 0, nil, err
 	}
-	target, err := checkWebhookURL(body.URL, a.allowRemoteWebhooks)
+	local := a.isLocal(r)
+	target, err := a.wh.policy.checkURL(r.Context(), body.URL, local)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -507,7 +518,7 @@ func (a *api) postAdvertise(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	ad, res, err := a.wh.advertise(r.Context(), &webhook{proc: procedure, url: target, timeout: timeout, lease: lease})
+	ad, res, err := a.wh.advertise(r.Context(), &webhook{proc: procedure, url: target, local: local, timeout: timeout, lease: lease})
 	if err != nil {
 		return 0, nil, err
 	}
