@@ -171,8 +171,10 @@
 //
 // # Webhook targets
 //
-// A webhook makes the node send requests where the registrant says, from
-// the node's host and network position. So who registers decides where:
+// A webhook (an advertisement's, POST /v1/advertise, or a registry
+// process's, POST /v1/processes) makes the node send requests where the
+// registrant says, from the node's host and network position. So who
+// registers decides where:
 //
 //   - The node's own user (a request with the local credential, see
 //     Loopback; in an open realm, any request from loopback) may name the
@@ -206,7 +208,7 @@
 // webhooks of the node's own user and of others never share connections.
 //
 // And a request a node makes to a webhook is never served by a Macula API:
-// one that carries Macula-Procedure or Macula-Caller-DID is 403
+// one that carries Macula-Procedure, Macula-Caller-DID or Macula-Process is 403
 // unauthorized, so that a webhook aimed at an API (another node's on the
 // host, where in an open realm loopback is that node) cannot act there.
 //

@@ -138,8 +138,10 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 // and requests, and ends the processes made through the API. The Gateway
 // calls it once its servers have stopped.
 func (a *api) close() {
-	a.wh.close()
+	// Processes first: their webhook requests use wh's clients, whose idle
+	// connections wh.close closes.
 	a.procs.close()
+	a.wh.close()
 }
 
 // apiFunc is a route's handler: it returns the status and the value to send

@@ -549,7 +549,6 @@ func (a *api) getProcessStream(w http.ResponseWriter, r *http.Request) error {
 // by DELETE, their lease, or close).
 type apiProcs struct {
 	a      *api
-	client *http.Client    // webhook requests; read-only
 	ctx    context.Context // lifetime: cancelled by close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // lease timers armed
@@ -563,6 +562,7 @@ type apiProcs struct {
 type apiProc struct {
 	p       *registry.Process
 	webhook string        // "" for a stream process
+	local   bool          // the webhook was named by the node's own user (api.isLocal)
 	lease   time.Duration // webhook processes
 	timeout time.Duration
 	expires time.Time
@@ -570,8 +570,7 @@ type apiProc struct {
 }
 
 func newAPIProcs(a *api) *apiProcs {
-	ps := &apiProcs{a: a, m: make(map[uint64]*apiProc),
-		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}}
+	ps := &apiProcs{a: a, m: make(map[uint64]*apiProc)}
 	ps.ctx, ps.cancel = context.WithCancel(context.Background())
 	return ps
 }
@@ -675,8 +674,10 @@ func (ps *apiProcs) forward(ctx context.Context, ap *apiProc, m registry.Message
 		return
 	}
 	req.Header.Set("Content-Type", wire.ContentTypeJSON)
-	req.Header.Set("Macula-Process", ap.p.Addr().String())
-	resp, err := ps.client.Do(req)
+	req.Header.Set(headerProcess, ap.p.Addr().String())
+	// The webhooks' clients: the rules of Webhook targets for the address
+	// dialled, no redirects.
+	resp, err := ps.a.wh.clientFor(ap.local).Do(req)
 	if err != nil {
 		ps.a.log.Debug("process webhook unreachable", "process", ap.p.Addr(), "webhook", ap.webhook, "err", err)
 		return
@@ -702,7 +703,6 @@ func (ps *apiProcs) close() {
 		ps.end(ap)
 	}
 	ps.wg.Wait()
-	ps.client.CloseIdleConnections()
 }
 
 func (a *api) getProcesses(_ *http.Request) (int, any, error) {
@@ -729,7 +729,8 @@ func (a *api) postProcess(r *http.Request) (int, any, error) {
 	if err := decodeBody(r, &body, `{"webhook":"http://127.0.0.1:8080/inbox","lease":"30s","timeout":"10s"}`); err != nil {
 		return 0, nil, err
 	}
-	target, err := checkWebhookURL(body.Webhook, a.allowRemoteWebhooks)
+	local := a.isLocal(r)
+	target, err := a.wh.policy.checkURL(r.Context(), body.Webhook, local)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -741,7 +742,7 @@ func (a *api) postProcess(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	ap := &apiProc{webhook: target, lease: cmpOr(lease, DefaultProcessLease), timeout: cmpOr(timeout, DefaultProcessTimeout)}
+	ap := &apiProc{webhook: target, local: local, lease: cmpOr(lease, DefaultProcessLease), timeout: cmpOr(timeout, DefaultProcessTimeout)}
 	if _, err := a.procs.spawn(r.Context(), ap); err != nil {
 		return 0, nil, err
 	}

@@ -282,9 +282,10 @@ func TestWebhookProcess(t *testing.T) {
 	})
 	_, err = c.RenewProcess(ctx, info.ID)
 	wantAPIError(t, err, http.StatusNotFound, wire.CodeNoProcess)
-	// A remote webhook is refused by default; DELETE ends one at once.
+	// A remote webhook is refused by default (Webhook targets); DELETE
+	// ends one at once.
 	_, err = c.NewWebhookProcess(ctx, wire.ProcessRequest{Webhook: "http://192.0.2.1/x"})
-	wantAPIError(t, err, http.StatusBadRequest, wire.CodeBadRequest)
+	wantAPIError(t, err, http.StatusForbidden, wire.CodeUnauthorized)
 	info, err = c.NewWebhookProcess(ctx, wire.ProcessRequest{Webhook: hook.URL})
 	if err != nil {
 		t.Fatal(err)

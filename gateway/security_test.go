@@ -15,6 +15,7 @@ import (
 
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/api/ucantoken"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/ucan"
 )
@@ -256,4 +257,38 @@ func TestReplayCacheFull(t *testing.T) {
 	}
 	w := request(s.h, "POST", "/v1/call/"+place, "x", remoteAddr, prog.token(t, s.did, ucan.Call, place))
 	wantError(t, w, http.StatusServiceUnavailable, wire.CodeUnavailable, "replay cache holds 1 live invocations")
+}
+
+// Every header a node sets on its webhook requests (an advertisement's, a
+// registry process's) makes a Macula API refuse the request, whatever else
+// it carries.
+func TestWebhookMarkersRefused(t *testing.T) {
+	n := startNode(t, testRealm, "marked")
+	h := newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
+	for _, hdr := range []string{HeaderProcedure, HeaderCallerDID, headerProcess} {
+		r := httptest.NewRequest("POST", "/v1/publish/"+testRealm+".secret", strings.NewReader("x"))
+		r.RemoteAddr = loopbackAddr
+		r.Header.Set(hdr, "anything")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		wantError(t, w, http.StatusForbidden, wire.CodeUnauthorized, "never served by a Macula API")
+	}
+	if st := n.PubSub().Stats(); st.Published != 0 {
+		t.Fatalf("published %d", st.Published)
+	}
+}
+
+// Registry processes served by webhooks follow the same rules as
+// advertisements: from off loopback (an open realm's API there), no loopback
+// webhook without the allow-list.
+func TestProcessWebhookTargets(t *testing.T) {
+	n := startNode(t, testRealm, "procs")
+	a := newAPI(n, nil, testnet.QuietLogger(), wire.APIAddrs{})
+	a.reg = startRegistry(t, n)
+	t.Cleanup(a.close)
+	body := `{"webhook":"http://127.0.0.1:9/inbox","lease":"5s"}`
+	wantError(t, request(a, "POST", "/v1/processes", body, remoteAddr, ""), http.StatusForbidden, wire.CodeUnauthorized, "loopback")
+	if w := request(a, "POST", "/v1/processes", body, loopbackAddr, ""); w.Code != http.StatusCreated {
+		t.Fatalf("from loopback in an open realm: %d %s", w.Code, w.Body)
+	}
 }

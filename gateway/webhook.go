@@ -49,6 +49,9 @@ const (
 	// absent in an open realm. The node has checked the call; a webhook
 	// may check one more thing against it.
 	HeaderCallerGrant = "Macula-Caller-Grant"
+	// headerProcess names the registry process a process webhook's
+	// message is for (gateway/registry.go).
+	headerProcess = "Macula-Process"
 )
 
 // Codes of the remote errors a webhook-advertised procedure answers with
@@ -354,11 +357,17 @@ func (w *webhooks) handler(e *webhook) rpc.Handler {
 	}
 }
 
-func (w *webhooks) forward(ctx context.Context, e *webhook, timeout time.Duration, req *rpc.Request) ([]byte, error) {
-	target, client := e.url, w.other
-	if e.local {
-		client = w.local
+// clientFor returns the client of the webhooks of the node's own user
+// (local) or of other registrants.
+func (w *webhooks) clientFor(local bool) *http.Client {
+	if local {
+		return w.local
 	}
+	return w.other
+}
+
+func (w *webhooks) forward(ctx context.Context, e *webhook, timeout time.Duration, req *rpc.Request) ([]byte, error) {
+	target, client := e.url, w.clientFor(e.local)
 	// The call's context bounds the request, and so do the webhook's own
 	// timeout and the gateway's life.
 	rctx, cancel := context.WithCancel(ctx)
@@ -471,10 +480,10 @@ func cut(s string, n int) string {
 // webhook: aimed at a Macula API, it would act there with whatever that API
 // grants its caller (on loopback in an open realm: the node's own rights),
 // not the rights of whoever registered the webhook. Every webhook request
-// carries Macula-Procedure and Macula-Caller-DID, and a program using the
-// API has no reason to send either.
+// carries Macula-Procedure and Macula-Caller-DID, and a registry process's
+// Macula-Process; a program using the API has no reason to send any.
 func refuseWebhookRequest(r *http.Request) error {
-	if r.Header.Get(HeaderProcedure) == "" && r.Header.Get(HeaderCallerDID) == "" {
+	if r.Header.Get(HeaderProcedure) == "" && r.Header.Get(HeaderCallerDID) == "" && r.Header.Get(headerProcess) == "" {
 		return nil
 	}
 	return newAPIError(http.StatusForbidden, wire.CodeUnauthorized,
