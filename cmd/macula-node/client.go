@@ -44,7 +44,10 @@ func newClientCmd(cmd *cobra.Command, run func(ctx context.Context, c *api.Clien
 			ctx, cancel = context.WithTimeout(ctx, cc.timeout)
 			defer cancel()
 		}
-		c := api.NewClient(addr)
+		c, err := newAPIClient(cmd, addr)
+		if err != nil {
+			return err
+		}
 		defer c.Close()
 		if err := run(ctx, c, cc, cmd.OutOrStdout(), args); err != nil {
 			return clientError(addr, err)

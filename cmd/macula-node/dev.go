@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/spf13/cobra"
 
+	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/registry"
@@ -99,6 +101,14 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 		}
 	}()
 
+	// The nodes' local credentials (a secure realm's APIs on loopback ask
+	// for them; the client commands find them through the API's answer), in
+	// a directory of this user's alone, gone with the mesh.
+	creds, err := os.MkdirTemp("", "macula-dev-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(creds)
 	var authority ed25519.PrivateKey
 	if o.secure {
 		if authority, err = ucan.GenerateKey(); err != nil {
@@ -125,7 +135,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 			n.Close()
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		g, err := devGateway(n, reg, devFirstPort+i-1, lg)
+		g, err := devGateway(n, reg, devFirstPort+i-1, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
 		if err != nil {
 			reg.Close()
 			n.Close()
@@ -154,13 +164,14 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 
 // devGateway serves n's API on port (TCP and UDP) of 127.0.0.1, or on random
 // ports if that one is taken, so that dev always starts.
-func devGateway(n *node.Node, reg *registry.Registry, port int, lg *logging) (*gateway.Gateway, error) {
+func devGateway(n *node.Node, reg *registry.Registry, port int, credFile string, lg *logging) (*gateway.Gateway, error) {
 	cfg := gateway.Config{
-		Addr:      fmt.Sprintf("127.0.0.1:%d", port),
-		HTTP3Addr: fmt.Sprintf("127.0.0.1:%d", port),
-		LogLevel:  lg.level,
-		Logger:    lg.logger,
-		Registry:  reg,
+		Addr:           fmt.Sprintf("127.0.0.1:%d", port),
+		HTTP3Addr:      fmt.Sprintf("127.0.0.1:%d", port),
+		LogLevel:       lg.level,
+		Logger:         lg.logger,
+		Registry:       reg,
+		CredentialFile: credFile,
 	}
 	g, err := gateway.New(cfg, n)
 	if errors.Is(err, gateway.ErrListen) {

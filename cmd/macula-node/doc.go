@@ -34,6 +34,7 @@
 //	--relay-service                serve as a circuit relay for nodes behind NAT (public nodes)
 //	--hole-punching                upgrade relayed connections to direct ones (default true)
 //	--reachability public|private  force what the node believes of its reachability
+//	--webhook-allow ENTRY          where webhooks may point besides loopback: IP, prefix or host name, optional :port; repeatable
 //
 // Every flag can also be given as an environment variable, MACULA_ and the
 // flag's name upper-cased with '-' as '_' (MACULA_REALM, MACULA_DATA_DIR;
@@ -59,7 +60,11 @@
 //
 // The client commands talk to a node through its HTTP API, at --api (or
 // MACULA_API; default 127.0.0.1:7401). They print text, or with --json the
-// API's JSON answer; --timeout bounds the request.
+// API's JSON answer; --timeout bounds the request. In a secure realm they
+// act as the node with its local credential, which they find themselves
+// (--api-credential FILE, else <--data-dir>/api-credential, else the file
+// the node's answer names; they must run as the node's user): see
+// docs/security.md.
 //
 //	macula-node id                 DIDs (did:key and alias), peer ID, realm, addresses
 //	macula-node peers              connected peers of the realm

@@ -111,7 +111,10 @@ subscribe exits 1.`,
 			addr, _ := cmd.Flags().GetString("api")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := api.NewClient(addr)
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			return subscribeLoop(ctx, c, addr, args[0], asJSON, count, cmd.OutOrStdout(), stderr)
 		},

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/ucan"
 )
@@ -79,7 +78,10 @@ node later (POST /v1/ucan/revocations).`,
 				return nil
 			}
 			addr, _ := cmd.Flags().GetString("api")
-			c := api.NewClient(addr)
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			if err := c.Revoke(context.Background(), rec); err != nil {
 				return clientError(addr, err)

@@ -71,6 +71,7 @@ found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
 		return &usageError{err: err, hint: cmd.CommandPath()}
 	})
 	root.PersistentFlags().String("api", defaultAPI, "address of the node API the client commands talk to")
+	addCredentialFlags(root)
 
 	root.AddCommand(
 		newDevCmd(stderr),

@@ -71,7 +71,10 @@ lost, 7 the caller may not call it.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout+callGrace)
 				defer cancel()
 			}
-			c := api.NewClient(addr)
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			reply, err := c.Call(ctx, procedure, payload, api.CallOptions{Timeout: timeout, ContentType: ct, Idempotent: idempotent})
 			if err != nil {
@@ -208,7 +211,10 @@ tried again: a node that lost the advertisement gets it back.`,
 			addr, _ := cmd.Flags().GetString("api")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := api.NewClient(addr)
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			return advertiseLoop(ctx, stop, c, addr, procedure, api.AdvertiseRequest{
 				URL: url, Timeout: durationFlag(timeout), Lease: durationFlag(lease),

@@ -353,15 +353,17 @@ func TestRPCEndToEnd(t *testing.T) {
 			_, err = rawCall(c.st.API, procGet, bad)
 			check("timeout "+bad, err, 400, api.CodeBadRequest)
 		}
-		for _, u := range []string{"http://10.1.2.3:8080/x", "http://example.com/x"} {
+		// Off loopback, without the operator's --webhook-allow: a target
+		// the node may not be aimed at.
+		for _, u := range []string{"http://10.1.2.3:8080/x", "http://192.0.2.1/x"} {
 			err = cc.Advertise(ctx, rpcRealm+".elsewhere", u, 0)
-			check("webhook "+u, err, 400, api.CodeBadRequest)
-			if err == nil || !strings.Contains(err.Error(), "webhook URL must be on loopback") {
+			check("webhook "+u, err, 403, api.CodeUnauthorized)
+			if err == nil || !strings.Contains(err.Error(), "webhook allow-list") {
 				t.Errorf("webhook %s: %v", u, err)
 			}
 		}
-		r := runCmd(t, 30*time.Second, nil, "--api", c.st.API, "advertise", rpcRealm+".elsewhere", "--url", "http://example.com/x")
-		if r.code != exitError || !strings.Contains(r.stderr, "webhook URL must be on loopback") || strings.Count(r.stderr, "\n") != 1 {
+		r := runCmd(t, 30*time.Second, nil, "--api", c.st.API, "advertise", rpcRealm+".elsewhere", "--url", "http://192.0.2.1/x")
+		if r.code != exitUnauthorized || !strings.Contains(r.stderr, "webhook allow-list") || strings.Count(r.stderr, "\n") != 1 {
 			t.Errorf("advertise off loopback: exit %d, stderr %q", r.code, r.stderr)
 		}
 		r = runCmd(t, 30*time.Second, nil, "--api", c.st.API, "call", "io.other.realm.get_order")

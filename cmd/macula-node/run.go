@@ -59,6 +59,7 @@ type runOptions struct {
 	DHTMode              string
 	Authority            string
 	UCAN                 []string
+	WebhookAllow         []string
 }
 
 // addFlags defines run's flags on fs, bound to o: the one definition of
@@ -84,6 +85,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxReconnectAttempts, "max-reconnect-attempts", 0, "failures in a row after which a bootstrap peer is given up (0: never)")
 	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeServer), "DHT mode: server, client or auto")
 	fs.StringVar(&o.Authority, "authority", "", "did:key of the realm authority: makes the realm secure (default: none, an OPEN realm for development)")
+	fs.StringArrayVar(&o.WebhookAllow, "webhook-allow", nil, "where webhooks registered by programs may point besides the node's own user's loopback ones: an IP, a prefix or a host name, with an optional :port (repeatable; e.g. 10.0.0.0/8, 127.0.0.1:9000, hooks.example.com:443)")
 	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of delegation chains (one per line) granting this node membership or capabilities (repeatable; see 'macula-node ucan issue'); SIGHUP reads them again")
 }
 
@@ -210,9 +212,12 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 		nc.Chains = append(nc.Chains, cs...)
 		nc.ChainSources = append(nc.ChainSources, srcs...)
 	}
+	if err := gateway.CheckWebhookAllow(o.WebhookAllow); err != nil {
+		return nil, fmt.Errorf("--webhook-allow %v", err)
+	}
 	return &daemonPlan{
 		nodeCfg: nc,
-		gwCfg:   gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir},
+		gwCfg:   gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir, WebhookAllow: append([]string(nil), o.WebhookAllow...)},
 		dataDir: dir,
 	}, nil
 }
