@@ -21,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/node"
 )
 
@@ -267,31 +268,17 @@ func (g *Gateway) Close() error {
 	return errors.Join(errs...)
 }
 
-// writeCredential writes the local credential's file, mode 0600 from its
-// creation, through a temporary file and a rename: a reader sees the old
-// file or the whole new one.
+// writeCredential writes the local credential's file, mode 0600, whole or
+// not at all.
 func writeCredential(path string, lc wire.LocalCredential) error {
 	b, err := json.Marshal(lc)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // removeCredential removes the credential's file if it still holds cred
