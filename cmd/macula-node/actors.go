@@ -87,7 +87,10 @@ func newActorSendCmd(cast bool) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout+callGrace)
 				defer cancel()
 			}
-			c := api.NewClient(addr)
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			what := strings.Join(args, "/")
 			if cast {
