@@ -110,10 +110,13 @@ func startAdvertiser(t *testing.T, n *runNode, procedure, url, lease string) *pr
 	return p
 }
 
-// apiClient is a client of n's API, closed when the test ends.
+// apiClient is a client of n's API, closed when the test ends. Like the
+// CLI, it runs as the node's user and, in a secure realm, acts as the node
+// with its local credential unless given a Token.
 func apiClient(t *testing.T, n *runNode) *api.Client {
 	t.Helper()
 	c := api.NewClient(n.st.API)
+	c.Local = true
 	t.Cleanup(func() { c.Close() })
 	return c
 }
