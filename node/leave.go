@@ -67,9 +67,28 @@ const (
 	departedFor = time.Minute
 )
 
+// Leave tells the realm that this node leaves: every connected peer drops
+// it at once, as when it closes, so that no new call or message comes; then
+// it waits, until ctx ends, for the calls it is serving to end. The node
+// runs on (its connections stay open, its bootstrap loops stop) until
+// Close, which says no second goodbye. A program that stops a node calls
+// Leave, closes what it built on the node (its API), then calls Close:
+// calls in flight when it stops then end normally.
+func (n *Node) Leave(ctx context.Context) error {
+	n.mu.Lock()
+	if n.closed || n.leaving {
+		n.mu.Unlock()
+		return nil
+	}
+	n.leaving = true
+	n.mu.Unlock()
+	n.sayGoodbye()
+	return n.rpc.Drain(ctx)
+}
+
 // sayGoodbye tells every peer of the realm that this node leaves, and waits
 // until each has dropped it, for at most goodbyeTimeout in all. It runs in
-// Close, before the services close.
+// Leave, or in Close before the services close.
 func (n *Node) sayGoodbye() {
 	// Every connected peer, not only those verified here: a peer may have
 	// admitted this node before this node's side of the handshake ended.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +141,70 @@ func TestLeftPeerComesBack(t *testing.T) {
 		t.Fatal("b came back with another identity")
 	}
 	eventually(t, 10*time.Second, "b to be a peer again", func() bool { return a.IsPeer(bid) && !a.gater.gone(bid) })
+}
+
+// Leave says goodbye first and waits for the calls being served: a call in
+// flight when its provider leaves ends normally, and new calls go to the
+// other provider at once.
+func TestLeaveDrainsCalls(t *testing.T) {
+	a, b, c := trio(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	release := make(chan struct{})
+	var finished atomic.Bool
+	slow := func(ctx context.Context, r *rpc.Request) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		finished.Store(true)
+		return []byte("b"), nil
+	}
+	if err := b.RPC().Advertise(ctx, "io.acme.orders.slow", slow); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RPC().Advertise(ctx, "io.acme.orders.slow", func(context.Context, *rpc.Request) ([]byte, error) { return []byte("c"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	// A call that b serves, in flight.
+	served := make(chan error, 1)
+	go func() {
+		for {
+			reply, err := a.RPC().Call(ctx, "io.acme.orders.slow", nil, rpc.WithTimeout(10*time.Second))
+			if err != nil || string(reply) == "b" {
+				served <- err
+				return
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, "b to serve a call", func() bool {
+		return b.RPC().Stats().Served > 0
+	})
+	sub := a.Events().Subscribe(64, event.ConnectionDown)
+	defer sub.Close()
+	left := make(chan error, 1)
+	go func() { left <- b.Leave(ctx) }()
+	if e := waitDown(t, sub, b.ID()); e.Reason != ReasonLeft {
+		t.Fatalf("connection_down %+v", e)
+	}
+	// b is gone for a: new calls go to c, while b's call goes on.
+	if reply, err := a.RPC().Call(ctx, "io.acme.orders.slow", nil, rpc.WithTimeout(5*time.Second)); err != nil || string(reply) != "c" {
+		t.Fatalf("a call after b left: %q, %v", reply, err)
+	}
+	select {
+	case err := <-left:
+		t.Fatalf("Leave returned (%v) while b served a call", err)
+	default:
+	}
+	close(release)
+	if err := <-left; err != nil || !finished.Load() {
+		t.Fatalf("Leave: %v, the call finished: %v", err, finished.Load())
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("the call in flight when b left: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

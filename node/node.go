@@ -78,13 +78,14 @@ type Node struct {
 	// refused or lost its last connection.
 	changed   chan struct{}
 	protocols []protocol.ID // stream handlers to remove on Close
+	leaving   bool          // Leave said goodbye
+	closed    bool
 	// refusedBy holds, for the peers that refused this node's own
 	// membership, why (cleared when one admits it, or its chains change).
 	refusedBy map[peer.ID]error
 	// rejoin is closed and replaced when the node's chains change: the
 	// bootstrap loops waiting to redial go at once.
 	rejoin chan struct{}
-	closed bool
 }
 
 // New validates cfg, loads or creates the node's identity, starts the libp2p
@@ -378,7 +379,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
-	protocols := n.protocols
+	protocols, left := n.protocols, n.leaving
 	n.mu.Unlock()
 	// Stop accepting work first (a stream that gets in anyway is refused by
 	// enter); tell the peers we leave, so they drop us now rather than when
@@ -387,7 +388,9 @@ func (n *Node) Close() error {
 		for _, p := range protocols {
 			n.host.RemoveStreamHandler(p)
 		}
-		n.sayGoodbye()
+		if !left {
+			n.sayGoodbye()
+		}
 	}
 	n.cancel()
 	var errs []error

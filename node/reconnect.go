@@ -25,7 +25,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 	defer n.wg.Done()
 	failures := 0
 	for {
-		if n.ctx.Err() != nil {
+		if n.ctx.Err() != nil || n.isLeaving() {
 			return
 		}
 		if n.host.Network().Connectedness(ai.ID) != network.Connected {
@@ -80,6 +80,13 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 			n.log.Info("bootstrap peer dropped; reconnecting", "peer", ai.ID)
 		}
 	}
+}
+
+// isLeaving reports whether Leave was called.
+func (n *Node) isLeaving() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaving
 }
 
 // refreshAfterJoin fills the routing table through a newly joined bootstrap

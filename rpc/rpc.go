@@ -182,6 +182,8 @@ type RPC struct {
 
 	// adsWake wakes adsLoop (ads.go).
 	adsWake chan struct{}
+	// drain counts the handlers running for remote callers, for Drain.
+	drain drainer
 
 	// mu guards the fields below it.
 	mu sync.Mutex
@@ -444,6 +446,54 @@ func addrStrings(as []ma.Multiaddr) []string {
 		out[i] = a.String()
 	}
 	return out
+}
+
+// Drain waits until no handler runs for a remote caller, or until ctx
+// ends. It does not refuse new calls: a node that leaves tells its peers
+// first (they stop calling it), then drains, then closes.
+func (x *RPC) Drain(ctx context.Context) error { return x.drain.wait(ctx) }
+
+// drainer counts running handlers and wakes Drain's waiters when none is
+// left.
+type drainer struct {
+	// mu guards the fields below.
+	mu      sync.Mutex
+	running int
+	idle    []chan struct{} // closed when running reaches zero
+}
+
+func (d *drainer) enter() {
+	d.mu.Lock()
+	d.running++
+	d.mu.Unlock()
+}
+
+func (d *drainer) exit() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running--; d.running == 0 {
+		for _, ch := range d.idle {
+			close(ch)
+		}
+		d.idle = nil
+	}
+}
+
+func (d *drainer) wait(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running == 0 {
+		d.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	d.idle = append(d.idle, ch)
+	d.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // MaxPayload returns the payload limit of calls and replies, in bytes.

@@ -117,8 +117,10 @@ func (sc *serverConn) readLoop() error {
 			sc.running[req.id] = ctx
 			sc.mu.Unlock()
 			sc.wg.Add(1)
+			x.drain.enter()
 			go func() {
 				defer sc.wg.Done()
+				defer x.drain.exit()
 				defer func() { <-sc.sem }()
 				sc.serve(ctx, req, vd)
 			}()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -86,10 +87,15 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error { return warned(m.proc) })
-	if !strings.Contains(m.stderr.String(), "SIGHUP: chains read again") || m.exited() {
-		t.Fatalf("the reload failed:\n%s", m.stderr.String())
-	}
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if m.exited() {
+			t.Fatalf("m exited on SIGHUP:\n%s", m.stderr.String())
+		}
+		if !strings.Contains(m.stderr.String(), "SIGHUP: chains read again") {
+			return errors.New("the reload has not ended")
+		}
+		return warned(m.proc)
+	})
 	// A restart with the same file starts, and says the same.
 	if code := m.stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 		t.Fatalf("m exited %d on SIGTERM", code)

@@ -381,9 +381,15 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	<-ctx.Done()
 	stop()
 	lg.logger.Info("stopping")
-	// The API first, so no request reaches a closing node; then the
-	// services on the node (the registry says goodbye to its peers); then
-	// the node.
+	// Leave the realm first: the peers stop sending calls here, and the
+	// calls being served (webhooks included) end. Then the API, so no
+	// request reaches a closing node; then the services on the node (the
+	// registry says goodbye to its peers); then the node.
+	lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
+	if err := n.Leave(lctx); err != nil {
+		lg.logger.Warn("stopping with calls still being served", "after", leaveTimeout, "err", err)
+	}
+	lcancel()
 	gerr := g.Close()
 	rerr := reg.Close()
 	nerr := n.Close()
@@ -395,6 +401,10 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	}
 	return nil
 }
+
+// leaveTimeout bounds the wait, when the node stops, for the calls it
+// serves to end.
+const leaveTimeout = 5 * time.Second
 
 // writeJSONAtomic writes v as indented JSON to path, whole or not at all: a
 // reader sees the old file or the whole new one.
