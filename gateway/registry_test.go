@@ -30,6 +30,12 @@ func startRegistry(t *testing.T, n *node.Node) *registry.Registry {
 
 func registryGateway(t *testing.T, mod func(*Config)) (*node.Node, *registry.Registry, *testClient) {
 	t.Helper()
+	n, r, g := registryGatewayOnly(t, mod)
+	return n, r, clientFor(t, g, "http")
+}
+
+func registryGatewayOnly(t *testing.T, mod func(*Config)) (*node.Node, *registry.Registry, *Gateway) {
+	t.Helper()
 	n := startNode(t, testRealm, "a")
 	r := startRegistry(t, n)
 	g := startGateway(t, n, func(c *Config) {
@@ -38,7 +44,7 @@ func registryGateway(t *testing.T, mod func(*Config)) (*node.Node, *registry.Reg
 			mod(c)
 		}
 	})
-	return n, r, clientFor(t, g, "http")
+	return n, r, g
 }
 
 func TestRegistryNotEnabled(t *testing.T) {
@@ -299,7 +305,11 @@ func TestWebhookProcess(t *testing.T) {
 }
 
 func TestRegistryRawRoutes(t *testing.T) {
-	_, _, c := registryGateway(t, nil)
+	// Over HTTP/3: an HTTP/1.1 server lingers half a second on a
+	// connection it closes after a body over the limit, longer than the
+	// leak check waits.
+	_, _, g := registryGatewayOnly(t, nil)
+	c := clientFor(t, g, "http3")
 	ctx := ctxFor(t, 10*time.Second)
 	// A path with an escaped segment, a body that is not JSON, a body too
 	// big for a register.
