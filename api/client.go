@@ -57,7 +57,8 @@ type Client struct {
 	// Credential is the node's local credential (ReadLocalCredential):
 	// sent as "Authorization: Macula-Local <Credential>" with every request
 	// that has no bearer token, it makes a secure realm's API on loopback
-	// act as the node. Set it only for the address it is For.
+	// act as the node. Set it only for the address it is For (ForHTTP3
+	// for a client of NewHTTP3Client).
 	Credential string
 	// Local lets the client find the credential itself: when the node
 	// answers 401 naming its credential file (on loopback, in a secure
@@ -68,6 +69,7 @@ type Client struct {
 
 	found atomic.Pointer[string] // the credential learnt from a 401 (Local)
 	base  string                 // "http://host:port" or "https://host:port"
+	http3 bool                   // over HTTP/3 (UDP); set by NewHTTP3Client
 	hc    *http.Client
 	close func() error
 	// realm is the node's realm, learnt by the registry methods the first
@@ -132,6 +134,7 @@ func NewHTTP3Client(addr string, tlsConf *tls.Config) *Client {
 	tr := &http3.Transport{TLSClientConfig: tlsConf}
 	return &Client{
 		base:  "https://" + base,
+		http3: true,
 		hc:    &http.Client{Transport: tr},
 		close: tr.Close,
 	}

@@ -33,6 +33,9 @@ type LocalCredential struct {
 	// API is the HTTP/1.1 address the node's API listens on, host:port,
 	// the one the credential is for: a client sends it only there.
 	API string `json:"api"`
+	// HTTP3 is the API's HTTP/3 address (UDP), "" when it has none: an
+	// HTTP/3 client sends the credential only there.
+	HTTP3 string `json:"http3,omitempty"`
 	// Credential is the secret, sent as "Macula-Local <Credential>".
 	Credential string `json:"credential"`
 }
@@ -60,7 +63,12 @@ func ReadLocalCredential(path string) (LocalCredential, error) {
 // loopback. A node listening on every address (0.0.0.0, ::) owns its port
 // on each loopback address; "localhost" counts only then, since it may
 // resolve to an address where another program listens on the same port.
-func (lc LocalCredential) For(addr string) bool {
+func (lc LocalCredential) For(addr string) bool { return forAddr(lc.API, addr) }
+
+// ForHTTP3 is For, for the API's HTTP/3 address.
+func (lc LocalCredential) ForHTTP3(addr string) bool { return forAddr(lc.HTTP3, addr) }
+
+func forAddr(listen, addr string) bool {
 	if u, err := url.Parse(addr); err == nil && u.Host != "" {
 		addr = u.Host
 	}
@@ -68,7 +76,7 @@ func (lc LocalCredential) For(addr string) bool {
 	if err != nil {
 		return false
 	}
-	lhost, lport, err := net.SplitHostPort(lc.API)
+	lhost, lport, err := net.SplitHostPort(listen)
 	if err != nil || lport != port {
 		return false
 	}
@@ -122,7 +130,10 @@ func (c *Client) learnCredential(resp *http.Response) bool {
 		return false
 	}
 	lc, err := ReadLocalCredential(path)
-	if err != nil || !lc.For(c.base) || lc.Credential == c.credential() {
+	if err != nil || lc.Credential == c.credential() {
+		return false
+	}
+	if (c.http3 && !lc.ForHTTP3(c.base)) || (!c.http3 && !lc.For(c.base)) {
 		return false
 	}
 	c.found.Store(&lc.Credential)

@@ -83,32 +83,37 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 		return nil, listenError("tcp", s.Addr, err)
 	}
 	g := &Gateway{log: s.Logger, ln: ln, addr: ln.Addr().String()}
-	// The local credential, in a file only once the address it is for is
-	// bound; the file goes again if the start fails after.
+	if s.http3 {
+		pc, err := net.ListenPacket("udp", s.HTTP3Addr)
+		if err != nil {
+			ln.Close()
+			return nil, listenError("udp", s.HTTP3Addr, err)
+		}
+		g.pc, g.addr3, g.certPEM = pc, pc.LocalAddr().String(), cert.pem
+	}
+	// Files only once the addresses are bound: the local credential (for
+	// those addresses), then the certificate; the first goes again if the
+	// second cannot be written.
+	fail := func(err error) (*Gateway, error) {
+		if g.pc != nil {
+			g.pc.Close()
+		}
+		ln.Close()
+		return nil, err
+	}
 	cred, credFile := rand.Text(), ""
 	if n.Secure() && s.CredentialFile != "" {
 		credFile = s.CredentialFile
-		if err := writeCredential(credFile, wire.LocalCredential{API: g.addr, Credential: cred}); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("%w: %s: %v", ErrCredential, credFile, err)
+		if err := writeCredential(credFile, wire.LocalCredential{API: g.addr, HTTP3: g.addr3, Credential: cred}); err != nil {
+			return fail(fmt.Errorf("%w: %s: %v", ErrCredential, credFile, err))
 		}
 	}
 	if s.http3 {
-		pc, err := net.ListenPacket("udp", s.HTTP3Addr)
-		if err == nil {
-			g.pc, g.addr3, g.certPEM = pc, pc.LocalAddr().String(), cert.pem
-			if err = cert.persist(); err != nil {
-				pc.Close()
-			}
-		} else {
-			err = listenError("udp", s.HTTP3Addr, err)
-		}
-		if err != nil {
-			ln.Close()
+		if err := cert.persist(); err != nil {
 			if credFile != "" {
 				removeCredential(credFile, cred)
 			}
-			return nil, err
+			return fail(err)
 		}
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())

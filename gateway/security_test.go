@@ -47,7 +47,7 @@ func TestLocalCredential(t *testing.T) {
 		t.Errorf("credential file mode %v, want 0600", fi.Mode().Perm())
 	}
 	lc, err := wire.ReadLocalCredential(path)
-	if err != nil || lc.API != g.Addr() || len(lc.Credential) < 20 {
+	if err != nil || lc.API != g.Addr() || lc.HTTP3 != g.HTTP3Addr() || len(lc.Credential) < 20 {
 		t.Fatalf("credential file: %+v, %v", lc, err)
 	}
 
@@ -68,6 +68,17 @@ func TestLocalCredential(t *testing.T) {
 	reply, err := c.Call(ctx, testRealm+".place", []byte("mine"), wire.CallOptions{})
 	if err != nil || string(reply) != "mine" {
 		t.Fatalf("a call finding the credential: %q, %v", reply, err)
+	}
+
+	// Over HTTP/3 too, for its own address.
+	h3 := wire.NewHTTP3Client(g.HTTP3Addr(), pinned(t, g))
+	defer h3.Close()
+	h3.Local = true
+	if _, err := h3.Node(ctx); err != nil {
+		t.Fatalf("over HTTP/3, finding the credential: %v", err)
+	}
+	if !lc.ForHTTP3(g.HTTP3Addr()) || lc.ForHTTP3("127.0.0.1:1") {
+		t.Error("ForHTTP3")
 	}
 
 	// A server elsewhere that names this file gets nothing: the file is

@@ -206,7 +206,10 @@ many on stderr. If the node stops, watch exits 1.`,
 			addr, _ := cmd.Flags().GetString("api")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := api.NewClient(addr)
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			return watchLoop(ctx, c, addr, keyArg(args), cluster, asJSON, count, cmd.OutOrStdout(), stderr)
 		},
