@@ -89,6 +89,15 @@ func newCluster(t testing.TB) *cluster { return &cluster{t: t} }
 // add starts a node serving caps; it knows the members of the cluster's
 // current view (the others learn of it with sync).
 func (c *cluster) add(name string, mod func(*Config), caps ...string) *tnode {
+	n, cfg := c.prepare(name, mod, caps...)
+	n.mem.set(c.view())
+	c.start(n, cfg)
+	return n
+}
+
+// prepare makes a node's host and rpc and joins it to the cluster's view;
+// start starts its actor system.
+func (c *cluster) prepare(name string, mod func(*Config), caps ...string) (*tnode, Config) {
 	t := c.t
 	t.Helper()
 	cfg := Config{Realm: testRealm, Logger: quiet(), Settle: -1, HandoffTimeout: 3 * time.Second}
@@ -107,14 +116,17 @@ func (c *cluster) add(name string, mod func(*Config), caps ...string) *tnode {
 		}
 	}
 	c.nodes = append(c.nodes, n)
-	n.mem.set(c.view())
-	s, err := New(cfg, n.mem, r, bus)
+	return n, cfg
+}
+
+func (c *cluster) start(n *tnode, cfg Config) {
+	t := c.t
+	t.Helper()
+	s, err := New(cfg, n.mem, n.rpc, n.bus)
 	must(t, err)
 	n.sys = s
-	for _, k := range []string{"counter"} {
-		for _, capName := range caps {
-			must(t, s.Register(capName, k, func(string) Actor { return &counter{} }))
-		}
+	for _, capName := range n.caps {
+		must(t, s.Register(capName, "counter", func(string) Actor { return &counter{} }))
 	}
 	t.Cleanup(func() {
 		// Leave as the real membership would: others forget it.
@@ -125,7 +137,6 @@ func (c *cluster) add(name string, mod func(*Config), caps ...string) *tnode {
 		}
 		n.close()
 	})
-	return n
 }
 
 func (n *tnode) close() {

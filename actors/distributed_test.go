@@ -327,3 +327,34 @@ func TestCrash(t *testing.T) {
 	cc.sys = nil
 	checkLogs(t, c, ended...)
 }
+
+// TestStartTogether: nodes that start at the same time each take the other
+// for the previous owner of the shards it gains; asking each other, they
+// find that neither holds anything, and serve at once instead of waiting
+// for HandoffTimeout.
+func TestStartTogether(t *testing.T) {
+	c := newCluster(t)
+	slow := func(cfg *Config) { cfg.HandoffTimeout = time.Minute }
+	a, acfg := c.prepare("a", slow, "game")
+	b, bcfg := c.prepare("b", slow, "game")
+	c.sync()
+	var wg sync.WaitGroup
+	for _, x := range []struct {
+		n   *tnode
+		cfg Config
+	}{{a, acfg}, {b, bcfg}} {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(x.n, x.cfg) }()
+	}
+	wg.Wait()
+	c.waitView()
+	for i := range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, _, err := a.sys.Call(ctx, Request{Capability: "game", Kind: "counter", ID: fmt.Sprint("p", i)})
+		cancel()
+		must(t, err)
+	}
+	if n := a.sys.Stats().HandoffTimeouts + b.sys.Stats().HandoffTimeouts; n != 0 {
+		t.Fatalf("%d shards waited for the handoff timeout", n)
+	}
+}

@@ -84,21 +84,58 @@ func (cs *capState) setFlagLocked(shard int) {
 }
 
 // gate holds the messages of a gained shard until the previous owner's
-// handoff arrives, or its timer fires.
+// handoff arrives, the previous owner says it does not hold the shard, or
+// its batch's timer fires.
 type gate struct {
-	from  peer.ID
-	ch    chan struct{}
-	timer *time.Timer
-	once  sync.Once
+	from peer.ID
+	ch   chan struct{}
+	once sync.Once
 }
 
-func (g *gate) open() {
-	g.once.Do(func() {
-		close(g.ch)
-		if g.timer != nil {
-			g.timer.Stop()
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// gateBatch is the gates one view change set for shards of one capability
+// gained from one previous owner: one timer and one query for all.
+type gateBatch struct {
+	cs     *capState
+	from   peer.ID
+	shards []int
+	gates  []*gate
+}
+
+// expire opens the batch's gates that are still shut (HandoffTimeout
+// passed), with one warning for all.
+func (r *router) expire(b *gateBatch) {
+	n := 0
+	b.cs.mu.Lock()
+	for i, sh := range b.shards {
+		if g := b.gates[i]; b.cs.gates[sh] == g {
+			delete(b.cs.gates, sh)
+			b.cs.setFlagLocked(sh)
+			g.open()
+			n++
 		}
-	})
+	}
+	b.cs.mu.Unlock()
+	if n > 0 {
+		r.handoffTimeouts.Add(uint64(n))
+		r.s.log.Warn("no handoff from the previous owner within the handoff timeout; its shards start fresh here",
+			"capability", b.cs.name, "shards", n, "peer", b.from, "timeout", r.s.cfg.HandoffTimeout)
+	}
+}
+
+// release opens the gates of shards that from handed over or says it does
+// not hold.
+func (r *router) release(cs *capState, from peer.ID, shards []int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, sh := range shards {
+		if g := cs.gates[sh]; g != nil && g.from == from {
+			delete(cs.gates, sh)
+			g.open()
+			cs.setFlagLocked(sh)
+		}
+	}
 }
 
 type router struct {
@@ -285,6 +322,7 @@ func (r *router) apply(v *view, first bool) {
 		shards []int
 	}
 	var handoffs []handoff
+	var batches []*gateBatch
 	names := map[string]bool{}
 	for c := range old.caps {
 		names[c] = true
@@ -304,6 +342,7 @@ func (r *router) apply(v *view, first bool) {
 		}
 		cs := r.capState(c)
 		lost := map[peer.ID][]int{}
+		gated := map[peer.ID]*gateBatch{}
 		var gained, gatedN, owned int
 		cs.mu.Lock()
 		for shard := range ring.Shards {
@@ -336,23 +375,18 @@ func (r *router) apply(v *view, first bool) {
 				}
 				gatedN++
 				g := &gate{from: oldOwner, ch: make(chan struct{})}
-				sh := shard
-				g.timer = time.AfterFunc(r.s.cfg.HandoffTimeout, func() {
-					cs.mu.Lock()
-					if cs.gates[sh] == g {
-						delete(cs.gates, sh)
-						cs.setFlagLocked(sh)
-						r.handoffTimeouts.Add(1)
-						r.s.log.Warn("no handoff from the previous owner; starting the shard's actors fresh",
-							"capability", cs.name, "shard", sh, "peer", g.from)
-					}
-					cs.mu.Unlock()
-					g.open()
-				})
 				if old := cs.gates[shard]; old != nil {
 					old.open()
 				}
 				cs.gates[shard] = g
+				b := gated[oldOwner]
+				if b == nil {
+					b = &gateBatch{cs: cs, from: oldOwner}
+					gated[oldOwner] = b
+					batches = append(batches, b)
+				}
+				b.shards = append(b.shards, shard)
+				b.gates = append(b.gates, g)
 			}
 			cs.setFlagLocked(shard)
 		}
@@ -384,6 +418,107 @@ func (r *router) apply(v *view, first bool) {
 			r.handOff(r.s.ctx, h.cs, h.target, h.shards)
 		}()
 	}
+	for _, b := range batches {
+		r.s.wg.Add(1)
+		go func() {
+			defer r.s.wg.Done()
+			r.await(b)
+		}()
+	}
+}
+
+// await asks the previous owner of a batch of gained shards which of them it
+// still holds (two nodes that started together each take the other for the
+// previous owner: neither has anything to hand over), opens the gates of
+// the others at once, and the rest when HandoffTimeout passes without their
+// handoff.
+func (r *router) await(b *gateBatch) {
+	t := time.NewTimer(r.s.cfg.HandoffTimeout)
+	defer t.Stop()
+	ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.HandoffTimeout)
+	held, err := r.query(ctx, b.cs.name, b.from, b.shards)
+	cancel()
+	if err == nil {
+		free := make([]int, 0, len(b.shards))
+		for _, sh := range b.shards {
+			if _, ok := slices.BinarySearch(held, sh); !ok {
+				free = append(free, sh)
+			}
+		}
+		r.release(b.cs, b.from, free)
+		if len(held) == 0 {
+			return
+		}
+	} else {
+		r.s.log.Debug("cannot ask the previous owner about its shards", "capability", b.cs.name, "peer", b.from, "err", err)
+	}
+	for _, g := range b.gates {
+		select {
+		case <-g.ch:
+		case <-t.C:
+			r.expire(b)
+			return
+		case <-r.s.ctx.Done():
+			return
+		}
+	}
+}
+
+// query asks p which of shards of capability it still holds (serves, or is
+// handing over), sorted.
+func (r *router) query(ctx context.Context, capability string, p peer.ID, shards []int) ([]int, error) {
+	body := appendShards(nil, capability, shards)
+	out, err := r.s.tr.CallPeer(ctx, p, procQuery, body)
+	if err != nil {
+		return nil, err
+	}
+	c, held, err := parseShards(out)
+	if err != nil {
+		return nil, err
+	}
+	if c != capability {
+		return nil, fmt.Errorf("%w: answer about %q, asked about %q", errMalformed, c, capability)
+	}
+	slices.Sort(held)
+	return held, nil
+}
+
+// handleQuery serves procQuery: which of the shards asked about this node
+// still holds.
+func (s *System) handleQuery(ctx context.Context, req *rpc.Request) ([]byte, error) {
+	capability, shards, err := parseShards(req.Payload)
+	if err != nil {
+		return nil, toRemote(fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	if err := ValidateName("capability", capability); err != nil {
+		return nil, toRemote(err)
+	}
+	if !s.open {
+		if err := ucan.Check(req.Verdict, ucan.Serve, ucan.ServeResource(s.cfg.Realm, capability)); err != nil {
+			return nil, toRemote(fmt.Errorf("%w: %s may not serve %s: %v", ErrUnauthorized, req.Caller.PeerID, capability, err))
+		}
+	}
+	select {
+	case <-s.route.ready:
+	default:
+		// Still settling: this node has served nothing yet.
+		return appendShards(nil, capability, nil), nil
+	}
+	r := &s.route
+	v := r.view.Load()
+	cs := r.capState(capability)
+	var held []int
+	cs.mu.Lock()
+	for _, sh := range shards {
+		_, leaving := cs.leaving[sh]
+		o, ok := v.owner(capability, sh)
+		by, adopted := cs.adopted[sh]
+		if leaving || (ok && (o == s.self || (adopted && by == o))) {
+			held = append(held, sh)
+		}
+	}
+	cs.mu.Unlock()
+	return appendShards(nil, capability, held), nil
 }
 
 func ownerOf(p *ring.Placement, shard int) (peer.ID, bool) {

@@ -117,6 +117,12 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 			s.cancel()
 			return nil, err
 		}
+		if err := tr.Handle(procQuery, s.handleQuery); err != nil {
+			tr.Unhandle(procMessage)
+			tr.Unhandle(procHandoff)
+			s.cancel()
+			return nil, err
+		}
 	}
 	s.route.start()
 	s.wg.Add(1)
@@ -400,6 +406,7 @@ func (s *System) Close() error {
 	if s.tr != nil {
 		s.tr.Unhandle(procMessage)
 		s.tr.Unhandle(procHandoff)
+		s.tr.Unhandle(procQuery)
 	}
 	s.cancel()
 	s.wg.Wait()

@@ -19,6 +19,9 @@ import (
 //	                  actor count uint32 | actors: kind len uint8 | kind | id len uint16 | id |
 //	                  snapshot len uint32 | snapshot
 //	handoff reply:    empty
+//	query request and reply (procQuery): version 1 | capability len uint8 | capability |
+//	                  shard count uint16 | shards (uint16 each): the shards asked about, and
+//	                  those of them the answering node still holds
 //
 // Errors travel as rpc remote errors with the codes in errors.go; a node that
 // does not own the shard answers codeWrongOwner with the owner it knows
@@ -27,6 +30,7 @@ import (
 const (
 	procMessage = "/macula/actors/msg/1"
 	procHandoff = "/macula/actors/handoff/1"
+	procQuery   = "/macula/actors/query/1"
 
 	wireVersion = 1
 
@@ -232,4 +236,33 @@ func parseHandoff(body []byte) (handoffRequest, error) {
 		r.fail(fmt.Sprintf("%d bytes after the last actor", len(r.b)))
 	}
 	return h, r.err
+}
+
+func appendShards(b []byte, capability string, shards []int) []byte {
+	b = append(b, wireVersion, byte(len(capability)))
+	b = append(b, capability...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(shards)))
+	for _, s := range shards {
+		b = binary.BigEndian.AppendUint16(b, uint16(s))
+	}
+	return b
+}
+
+func parseShards(body []byte) (capability string, shards []int, err error) {
+	r := reader{b: body}
+	r.version()
+	capability = string(r.bytes(r.u8("capability length"), "capability"))
+	n := r.u16("shard count")
+	if r.err == nil && 2*n != len(r.b) {
+		r.fail(fmt.Sprintf("%d shards in %d bytes", n, len(r.b)))
+	}
+	for range n {
+		if s := r.u16("shard"); r.err == nil {
+			if s >= 4096 {
+				r.fail(fmt.Sprintf("shard %d out of range", s))
+			}
+			shards = append(shards, s)
+		}
+	}
+	return capability, shards, r.err
 }

@@ -96,3 +96,23 @@ func FuzzMsgReply(f *testing.F) {
 		}
 	})
 }
+
+func FuzzShards(f *testing.F) {
+	f.Add(appendShards(nil, "game", []int{0, 17, 4095}))
+	f.Add(appendShards(nil, "", nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, shards, err := parseShards(b)
+		if err != nil {
+			return
+		}
+		for _, s := range shards {
+			if s < 0 || s >= 4096 {
+				t.Fatalf("shard %d", s)
+			}
+		}
+		c2, again, err := parseShards(appendShards(nil, c, shards))
+		if err != nil || c2 != c || len(again) != len(shards) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
