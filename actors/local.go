@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,7 +227,8 @@ func (l *local) registerAll(kind string, f Factory) error {
 	return nil
 }
 
-// lookup returns the entry of id in st, creating an idle one.
+// lookup returns the entry of id in st, creating an idle one. id may be a
+// view of a message's bytes: a new entry keeps a copy.
 func (st *shardTable) lookup(kt *kindTable, id string) *actor {
 	st.mu.Lock()
 	a := st.m[id]
@@ -234,6 +236,7 @@ func (st *shardTable) lookup(kt *kindTable, id string) *actor {
 		if st.m == nil {
 			st.m = make(map[string]*actor)
 		}
+		id = strings.Clone(id)
 		a = &actor{kt: kt, id: id}
 		st.m[id] = a
 	}

@@ -741,7 +741,11 @@ func (r *router) remote(cc *callCtx, p peer.ID, req *Request, cast bool) (inc ui
 	m := msgRequest{cast: cast, capability: req.Capability, kind: req.Kind, id: req.ID, initArg: req.InitArg, payload: req.Payload}
 	buf := getBuf()
 	*buf = appendMsgRequest((*buf)[:0], &m)
-	out, err := r.s.tr.CallPeer(ctx, p, procMessage, *buf, rpc.WithTimeout(time.Until(cc.deadline())))
+	opts := r.s.callOpts // the common case: no deadline yet; no allocation
+	if !cc.dl.IsZero() {
+		opts = []rpc.CallOption{rpc.WithTimeout(time.Until(cc.dl))}
+	}
+	out, err := r.s.tr.CallPeer(ctx, p, procMessage, *buf, opts...)
 	putBuf(buf)
 	if err == nil {
 		inc, reply, err := parseMsgReply(out)
@@ -795,6 +799,7 @@ func (s *System) handleMessage(ctx context.Context, req *rpc.Request) ([]byte, e
 	if err != nil {
 		return nil, toRemote(fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
+	m.capability, m.kind = s.intern(m.capability), s.intern(m.kind)
 	r := Request{Capability: m.capability, Kind: m.kind, ID: m.id, Payload: m.payload, InitArg: m.initArg}
 	if err := s.validate(&r); err != nil {
 		return nil, toRemote(err)
@@ -806,8 +811,14 @@ func (s *System) handleMessage(ctx context.Context, req *rpc.Request) ([]byte, e
 	}
 	select {
 	case <-s.route.ready:
-	case <-ctx.Done():
-		return nil, toRemote(ErrClosed)
+	default:
+		// Only now ask for ctx.Done: rpc's handler context makes its
+		// channel and timer on demand.
+		select {
+		case <-s.route.ready:
+		case <-ctx.Done():
+			return nil, toRemote(ErrClosed)
+		}
 	}
 	shard := ring.ShardOf(r.ID)
 	cc := callCtx{ctx: ctx, timeout: s.cfg.CallTimeout}

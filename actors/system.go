@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,13 @@ type System struct {
 	// (bounded by maxNames).
 	names  sync.Map // string -> struct{}
 	nNames atomic.Int64
+	// interned holds one copy of each capability and kind name seen on the
+	// wire (copy on write under internMu, at most maxNames), so that
+	// decoding a message does not allocate them again.
+	interned atomic.Pointer[map[string]string]
+	internMu sync.Mutex
+	// callOpts is {rpc.WithTimeout(CallTimeout)}, made once.
+	callOpts []rpc.CallOption
 	// closing: Close has begun; no new messages are accepted.
 	closing atomic.Bool
 	// closeMu serializes Close.
@@ -104,6 +112,8 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.clock.Store(nowNano())
+	s.interned.Store(&map[string]string{})
+	s.callOpts = []rpc.CallOption{rpc.WithTimeout(cfg.CallTimeout)}
 	s.local.init(s)
 	s.alog.init(cfg.LogSize)
 	s.route.init(s)
@@ -266,6 +276,32 @@ func (s *System) validName(what, name string) error {
 		s.names.Store(name, struct{}{})
 	}
 	return nil
+}
+
+// intern returns the copy of name that s keeps, keeping one if there is
+// room, or a copy of its own. name may be a view of a message's bytes
+// (unsafeString): what intern returns never is.
+func (s *System) intern(name string) string {
+	if v, ok := (*s.interned.Load())[name]; ok {
+		return v
+	}
+	c := strings.Clone(name)
+	s.internMu.Lock()
+	defer s.internMu.Unlock()
+	old := *s.interned.Load()
+	if v, ok := old[c]; ok {
+		return v
+	}
+	if len(old) >= maxNames {
+		return c
+	}
+	m := make(map[string]string, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[c] = c
+	s.interned.Store(&m)
+	return c
 }
 
 // validate checks the names and sizes of a request.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // The actors protocol runs on rpc's internal procedures (rpc.Handle,
@@ -130,9 +131,14 @@ func parseMsgRequest(body []byte) (msgRequest, error) {
 	r.version()
 	flags := r.u8("flags")
 	m.cast = flags&flagCast != 0
-	m.capability = string(r.bytes(r.u8("capability length"), "capability"))
-	m.kind = string(r.bytes(r.u8("kind length"), "kind"))
-	m.id = string(r.bytes(r.u16("id length"), "id"))
+	// The names and the id are views of body (unsafeString), not copies:
+	// the caller interns the names (System.intern) before anything keeps
+	// them, and an actor's entry keeps a copy of its id (shardTable.lookup).
+	// body stays unchanged while the message is handled (rpc copies each
+	// request's payload).
+	m.capability = unsafeString(r.bytes(r.u8("capability length"), "capability"))
+	m.kind = unsafeString(r.bytes(r.u8("kind length"), "kind"))
+	m.id = unsafeString(r.bytes(r.u16("id length"), "id"))
 	m.initArg = r.bytes(r.u32("init argument length"), "init argument")
 	if r.err != nil {
 		return m, r.err
@@ -265,4 +271,13 @@ func parseShards(body []byte) (capability string, shards []int, err error) {
 		}
 	}
 	return capability, shards, r.err
+}
+
+// unsafeString returns b as a string without copying it: b must not change
+// while the string is in use.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }

@@ -20,10 +20,11 @@ const (
 var outcomes = []string{OutcomeOK, OutcomeNotFound, OutcomeTimeout, OutcomeDisconnected, OutcomeRemoteError, OutcomeUnauthorized, OutcomeError}
 
 func outcomeOf(err error) string {
+	if err == nil {
+		return OutcomeOK // before re below, which escapes to the heap
+	}
 	var re *RemoteError
 	switch {
-	case err == nil:
-		return OutcomeOK
 	case errors.Is(err, ErrUnauthorized):
 		return OutcomeUnauthorized
 	case errors.Is(err, ErrNotFound):
