@@ -12,6 +12,7 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -26,20 +27,20 @@ type fakeMembers struct {
 	self peer.ID
 	// mu guards live and subs.
 	mu   sync.Mutex
-	live []Member
-	subs []chan struct{}
+	live []member.Member
+	subs []chan member.Change
 }
 
-func (f *fakeMembers) SelfID() peer.ID { return f.self }
+func (f *fakeMembers) Self() member.Member { return member.Member{ID: f.self} }
 
-func (f *fakeMembers) Live() []Member {
+func (f *fakeMembers) List() []member.Member {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.live)
 }
 
-func (f *fakeMembers) Changed(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
+func (f *fakeMembers) Watch(ctx context.Context) <-chan member.Change {
+	ch := make(chan member.Change, 1)
 	f.mu.Lock()
 	f.subs = append(f.subs, ch)
 	f.mu.Unlock()
@@ -54,13 +55,13 @@ func (f *fakeMembers) Changed(ctx context.Context) <-chan struct{} {
 	return ch
 }
 
-func (f *fakeMembers) set(ms []Member) {
+func (f *fakeMembers) set(ms []member.Member) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.live = slices.Clone(ms)
 	for _, ch := range f.subs {
 		select {
-		case ch <- struct{}{}:
+		case ch <- member.Change{Kind: member.Updated}:
 		default:
 		}
 	}
@@ -149,11 +150,11 @@ func (n *tnode) close() {
 }
 
 // view is the membership: every node that is not down.
-func (c *cluster) view() []Member {
-	var ms []Member
+func (c *cluster) view() []member.Member {
+	var ms []member.Member
 	for _, n := range c.nodes {
 		if !n.down {
-			ms = append(ms, Member{ID: n.h.ID(), Capabilities: n.caps})
+			ms = append(ms, member.Member{ID: n.h.ID(), Capabilities: n.caps})
 		}
 	}
 	return ms

@@ -148,8 +148,10 @@ func (r *router) send2(ctx context.Context, capability string, target peer.ID, s
 				return err
 			}
 			var re *rpc.RemoteError
-			if errors.As(err, &re) && re.Code != rpc.CodeNotAdvertised && re.Code != rpc.CodeOverloaded {
-				return err // refused: retrying changes nothing
+			if errors.As(err, &re) && re.Code != rpc.CodeOverloaded {
+				// Refused, or no actor system there (closed, or never
+				// run): retrying changes nothing.
+				return err
 			}
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 500*time.Millisecond)

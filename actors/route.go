@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/ring"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
@@ -229,9 +230,9 @@ func (r *router) loop() {
 	defer r.s.wg.Done()
 	defer close(r.loopDone)
 	ctx := r.loopCtx
-	var changes <-chan struct{}
+	var changes <-chan member.Change
 	if r.s.members != nil {
-		changes = r.s.members.Changed(ctx)
+		changes = r.s.members.Watch(ctx)
 		r.settle(ctx, changes)
 	}
 	r.apply(r.compute(), true)
@@ -245,6 +246,18 @@ func (r *router) loop() {
 			if !ok {
 				return
 			}
+			// Changes come in bursts (a member's join, the first Watch):
+			// one view for all that are here already.
+			for drained := false; !drained; {
+				select {
+				case _, ok := <-changes:
+					if !ok {
+						return
+					}
+				default:
+					drained = true
+				}
+			}
 		case done = <-r.kickCh:
 		}
 		r.apply(r.compute(), false)
@@ -256,7 +269,7 @@ func (r *router) loop() {
 
 // settle waits until the membership has not changed for Settle, at most
 // SettleMax: a node that has just started knows few members yet.
-func (r *router) settle(ctx context.Context, changes <-chan struct{}) {
+func (r *router) settle(ctx context.Context, changes <-chan member.Change) {
 	if r.s.cfg.Settle < 0 {
 		return
 	}
@@ -292,7 +305,7 @@ func (r *router) compute() *view {
 			nodes[k.capability] = []string{string(r.s.self)}
 		}
 	} else {
-		for _, m := range r.s.members.Live() {
+		for _, m := range r.s.members.List() {
 			v.live[m.ID] = true
 			for _, c := range m.Capabilities {
 				nodes[c] = append(nodes[c], string(m.ID))

@@ -16,30 +16,22 @@ import (
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/ring"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
 )
 
 // Members is what the system needs of the realm's membership: who is live
-// and which capabilities each serves. The node's membership (package
-// member) provides it through MembersOf.
+// and which capabilities each serves. *member.Members (Node.Members) is one.
 type Members interface {
-	// SelfID is this node.
-	SelfID() peer.ID
-	// Live returns every live member of the realm, this node included,
-	// with the capabilities it serves.
-	Live() []Member
-	// Changed returns a channel that receives a value after the view
-	// changed (several changes may give one value); it is closed when ctx
-	// ends.
-	Changed(ctx context.Context) <-chan struct{}
-}
-
-// Member is one node as Members sees it.
-type Member struct {
-	ID           peer.ID
-	Capabilities []string
+	// Self is this node's own record.
+	Self() member.Member
+	// List returns every live member of the realm, this node included.
+	List() []member.Member
+	// Watch returns the changes of the membership until ctx ends; the
+	// system recomputes its view after each.
+	Watch(ctx context.Context) <-chan member.Change
 }
 
 // Transport is what the system needs of rpc to reach other nodes; *rpc.RPC
@@ -108,7 +100,7 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, bus: bus, members: members, tr: tr, open: access.IsOpen(cfg.Access)}
 	if members != nil {
-		s.self = members.SelfID()
+		s.self = members.Self().ID
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.clock.Store(nowNano())

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/macula-io/macula/actors"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/rpc"
@@ -18,35 +16,21 @@ const (
 	procedure  = "io.acme.bench.echo"
 )
 
-// staticMembers is a membership that never changes: a serves "bench", b
-// nothing.
-type staticMembers struct {
-	self peer.ID
-	all  []actors.Member
-}
-
-func (m *staticMembers) SelfID() peer.ID       { return m.self }
-func (m *staticMembers) Live() []actors.Member { return m.all }
-func (m *staticMembers) Changed(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{})
-	context.AfterFunc(ctx, func() { close(ch) })
-	return ch
-}
-
 type twoEnv struct {
 	a, b   *node.Node
 	sa, sb *actors.System
 }
 
 func startTwo(b *testing.B) *twoEnv {
-	cfg := func(name string, boot []string) node.Config {
+	cfg := func(name string, boot []string, caps ...string) node.Config {
 		c := node.DefaultConfig(benchRealm, name)
 		c.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 		c.Bootstrap = boot
 		c.Logger = quiet()
+		c.Members.Capabilities = caps
 		return c
 	}
-	a, err := node.New(cfg("a", nil))
+	a, err := node.New(cfg("a", nil, "bench"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,15 +52,14 @@ func startTwo(b *testing.B) *twoEnv {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	all := []actors.Member{{ID: a.ID(), Capabilities: []string{"bench"}}, {ID: bn.ID()}}
 	acfg := actors.Config{Realm: benchRealm, Logger: quiet()}
-	if e.sa, err = actors.New(acfg, &staticMembers{self: a.ID(), all: all}, a.RPC(), a.Events()); err != nil {
+	if e.sa, err = actors.New(acfg, a.Members(), a.RPC(), a.Events()); err != nil {
 		b.Fatal(err)
 	}
 	if err := e.sa.Register("bench", "echo", func(string) actors.Actor { return echo{} }); err != nil {
 		b.Fatal(err)
 	}
-	if e.sb, err = actors.New(acfg, &staticMembers{self: bn.ID(), all: all}, bn.RPC(), bn.Events()); err != nil {
+	if e.sb, err = actors.New(acfg, bn.Members(), bn.RPC(), bn.Events()); err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

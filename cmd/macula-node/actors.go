@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/macula-io/macula/actors"
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/node"
 )
 
 func newActorsCmd() *cobra.Command {
@@ -239,4 +242,20 @@ digest agree on every owner). --json --owners adds the owner of every shard.`,
 	})
 	cmd.Flags().BoolVar(&owners, "owners", false, "with --json: the owner of every shard")
 	return cmd
+}
+
+// startActors starts the actor system of n on its membership and rpc; with
+// demo, the demo kind counter serves every capability the node serves.
+func startActors(n *node.Node, logger *slog.Logger, demo bool) (*actors.System, error) {
+	sys, err := actors.New(actors.Config{Realm: n.Realm(), Access: n.Access(), Logger: logger}, n.Members(), n.RPC(), n.Events())
+	if err != nil {
+		return nil, fmt.Errorf("actors: %w", err)
+	}
+	if demo {
+		if err := sys.RegisterAll(actors.CounterKind, actors.NewCounter); err != nil {
+			sys.Close()
+			return nil, err
+		}
+	}
+	return sys, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/spf13/cobra"
 
+	"github.com/macula-io/macula/actors"
 	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/node"
@@ -31,6 +32,9 @@ const (
 	devFirstPort = 7401 // node i's API tries port devFirstPort+i-1
 	devMaxNodes  = 32
 	devMeshWait  = 15 * time.Second // how long to wait for every node to see every other
+	// devCapability is the capability every dev node serves, with the demo
+	// actor kind counter.
+	devCapability = "demo"
 )
 
 type devOptions struct {
@@ -71,10 +75,11 @@ dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 	return cmd
 }
 
-// devNode is one node of the dev mesh and its API.
+// devNode is one node of the dev mesh, its actors and its API.
 type devNode struct {
 	n   *node.Node
 	reg *registry.Registry
+	a   *actors.System
 	g   *gateway.Gateway
 }
 
@@ -85,10 +90,14 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 	}
 	var nodes []devNode
 	defer func() {
-		// The APIs first, so that no request reaches a closing node.
+		// The APIs first, so that no request reaches a closing node; the
+		// actors before their nodes.
 		var errs []error
 		for _, d := range nodes {
 			errs = append(errs, d.g.Close())
+		}
+		for _, d := range nodes {
+			errs = append(errs, d.a.Close())
 		}
 		for _, d := range nodes {
 			errs = append(errs, d.reg.Close())
@@ -126,6 +135,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 				return fmt.Errorf("node%d: %w", i, err)
 			}
 		}
+		cfg.Members.Capabilities = []string{devCapability}
 		n, err := node.New(cfg)
 		if err != nil {
 			return fmt.Errorf("node%d: %w", i, err)
@@ -135,13 +145,20 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 			n.Close()
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		g, err := devGateway(n, reg, devFirstPort+i-1, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
+		a, err := startActors(n, lg.logger, true)
 		if err != nil {
 			reg.Close()
 			n.Close()
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		nodes = append(nodes, devNode{n: n, reg: reg, g: g})
+		g, err := devGateway(n, reg, a, devFirstPort+i-1, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
+		if err != nil {
+			a.Close()
+			reg.Close()
+			n.Close()
+			return fmt.Errorf("node%d: %w", i, err)
+		}
+		nodes = append(nodes, devNode{n: n, reg: reg, a: a, g: g})
 		if i == 1 {
 			for _, a := range n.Addrs() {
 				bootstrap = append(bootstrap, a.String())
@@ -164,13 +181,14 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 
 // devGateway serves n's API on port (TCP and UDP) of 127.0.0.1, or on random
 // ports if that one is taken, so that dev always starts.
-func devGateway(n *node.Node, reg *registry.Registry, port int, credFile string, lg *logging) (*gateway.Gateway, error) {
+func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, port int, credFile string, lg *logging) (*gateway.Gateway, error) {
 	cfg := gateway.Config{
 		Addr:           fmt.Sprintf("127.0.0.1:%d", port),
 		HTTP3Addr:      fmt.Sprintf("127.0.0.1:%d", port),
 		LogLevel:       lg.level,
 		Logger:         lg.logger,
 		Registry:       reg,
+		Actors:         a,
 		CredentialFile: credFile,
 	}
 	g, err := gateway.New(cfg, n)
@@ -238,6 +256,8 @@ func printDevTable(w io.Writer, nodes []devNode, authority ed25519.PrivateKey) {
 	fmt.Fprintf(&b, "  macula-node --api %s resolve %s\n", other.g.Addr(), first.n.Alias())
 	fmt.Fprintf(&b, "  macula-node --api %s subscribe '%s.>'\n", first.g.Addr(), devRealm)
 	fmt.Fprintf(&b, "  macula-node --api %s publish %s.greetings --data '{\"hello\":\"world\"}'\n", other.g.Addr(), devRealm)
+	fmt.Fprintf(&b, "  macula-node --api %s actors call %s %s player_1\n", first.g.Addr(), devCapability, actors.CounterKind)
+	fmt.Fprintf(&b, "  macula-node --api %s ring\n", other.g.Addr())
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 	io.WriteString(w, b.String())
 }

@@ -60,6 +60,7 @@ type runOptions struct {
 	Authority            string
 	UCAN                 []string
 	WebhookAllow         []string
+	DemoActors           bool
 }
 
 // addFlags defines run's flags on fs, bound to o: the one definition of
@@ -87,6 +88,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Authority, "authority", "", "did:key of the realm authority: makes the realm secure (default: none, an OPEN realm for development)")
 	fs.StringArrayVar(&o.WebhookAllow, "webhook-allow", nil, "where webhooks registered by programs may point besides the node's own user's loopback ones: an IP, a prefix or a host name, with an optional :port (repeatable; e.g. 10.0.0.0/8, 127.0.0.1:9000, hooks.example.com:443)")
 	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of delegation chains (one per line) granting this node membership or capabilities (repeatable; see 'macula-node ucan issue'); SIGHUP reads them again")
+	fs.BoolVar(&o.DemoActors, "demo-actors", false, "serve the demo actor kind \"counter\" on every capability the node serves, for trying actors without writing Go")
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -318,9 +320,17 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		n.Close()
 		return failed(err)
 	}
+	sys, err := startActors(n, lg.logger, o.DemoActors)
+	if err != nil {
+		reg.Close()
+		n.Close()
+		return failed(err)
+	}
 	p.gwCfg.Registry = reg
+	p.gwCfg.Actors = sys
 	g, err := gateway.New(p.gwCfg, n)
 	if err != nil {
+		sys.Close()
 		reg.Close()
 		n.Close()
 		return failed(err)
@@ -347,6 +357,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	statePath := filepath.Join(p.dataDir, stateFile)
 	if err := writeJSONAtomic(statePath, st); err != nil {
 		g.Close()
+		sys.Close()
 		reg.Close()
 		n.Close()
 		return failed(fmt.Errorf("writing %s: %w", statePath, err))
@@ -381,10 +392,12 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	<-ctx.Done()
 	stop()
 	lg.logger.Info("stopping")
-	// Leave the realm first: the peers stop sending calls here, and the
-	// calls being served (webhooks included) end. Then the API, so no
-	// request reaches a closing node; then the services on the node (the
-	// registry says goodbye to its peers); then the node.
+	// The actors first: they hand theirs to the other nodes while this one
+	// is still a member. Then leave the realm: the peers stop sending calls
+	// here, and the calls being served (webhooks included) end. Then the
+	// API, so no request reaches a closing node; then the services on the
+	// node (the registry says goodbye to its peers); then the node.
+	aerr := sys.Close()
 	lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
 	if err := n.Leave(lctx); err != nil {
 		lg.logger.Warn("stopping with calls still being served", "after", leaveTimeout, "err", err)
@@ -396,7 +409,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	if err := os.Remove(statePath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		lg.logger.Warn("cannot remove state file", "path", statePath, "err", err)
 	}
-	if err := errors.Join(gerr, rerr, nerr); err != nil {
+	if err := errors.Join(gerr, aerr, rerr, nerr); err != nil {
 		return fmt.Errorf("stopping: %w", err)
 	}
 	return nil
