@@ -198,7 +198,9 @@
 //     reach the host itself), multicast, broadcast, IPv4-compatible IPv6.
 //
 // IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) count as the IPv4 address
-// they map. The rules are applied to every address the URL's host resolves
+// they map; NAT64 ones (64:ff9b::7f00:1) are loopback, link-local or
+// metadata when the IPv4 address inside is, and then admitted only by an
+// entry naming them. The rules are applied to every address the URL's host resolves
 // to when it is registered (403 unauthorized, naming the address and the
 // rule; 400 when it does not resolve), and again to each address the node
 // dials for every call: the node resolves the name itself and dials only

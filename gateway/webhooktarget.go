@@ -154,6 +154,7 @@ var (
 	thisNetwork  = netip.MustParsePrefix("0.0.0.0/8")
 	v4Compatible = netip.MustParsePrefix("::/96")
 	broadcast    = netip.MustParseAddr("255.255.255.255")
+	nat64        = netip.MustParsePrefix("64:ff9b::/96")
 	// Metadata services outside link-local: AWS over IPv6, Alibaba Cloud.
 	metadata = []netip.Prefix{netip.MustParsePrefix("fd00:ec2::254/128"), netip.MustParsePrefix("100.100.100.200/32")}
 )
@@ -163,6 +164,14 @@ var (
 // admit it.
 func classifyTarget(a netip.Addr) (targetClass, netip.Prefix) {
 	a = a.Unmap().WithZone("")
+	if nat64.Contains(a) {
+		// A NAT64 translator (RFC 6052) reaches the IPv4 address inside:
+		// it is what counts, and only an entry naming it admits it.
+		b := a.As16()
+		if c, _ := classifyTarget(netip.AddrFrom4([4]byte(b[12:]))); c != classOrdinary {
+			return c, netip.PrefixFrom(a, 128)
+		}
+	}
 	switch {
 	case a.IsUnspecified(), a.IsMulticast(), a == broadcast, thisNetwork.Contains(a):
 		return classNever, netip.Prefix{}

@@ -97,6 +97,10 @@ func TestTargetPolicy(t *testing.T) {
 		{allow: []string{"::/0"}, host: "fd00:ec2::254", addr: "[fd00:ec2::254]:80", why: "metadata"},
 		{allow: []string{"::/0"}, host: "fe80::1", addr: "[fe80::1%eth0]:80", why: "link-local"},
 		{allow: []string{"::/0"}, host: "2001:db8::1", addr: "[2001:db8::1]:80", ok: true},
+		{allow: []string{"::/0"}, host: "64:ff9b::7f00:1", addr: "[64:ff9b::7f00:1]:80", why: "loopback"},       // NAT64 of 127.0.0.1
+		{allow: []string{"::/0"}, host: "64:ff9b::a9fe:a9fe", addr: "[64:ff9b::a9fe:a9fe]:80", why: "metadata"}, // of 169.254.169.254
+		{allow: []string{"::/0"}, host: "64:ff9b::c000:205", addr: "[64:ff9b::c000:205]:80", ok: true},          // of 192.0.2.5
+		{local: true, host: "64:ff9b::7f00:1", addr: "[64:ff9b::7f00:1]:80", ok: true},
 		{allow: []string{"169.254.169.254:80"}, host: "169.254.169.254", addr: "169.254.169.254:80", ok: true},
 		{allow: []string{"[::ffff:10.0.0.0/104]"}, host: "10.1.2.3", addr: "10.1.2.3:80", ok: true},
 		{allow: []string{"10.0.0.0/8:443"}, host: "10.1.2.3", addr: "10.1.2.3:80", why: "allow-list"},
