@@ -63,14 +63,14 @@ func (r *replayCache) add(id contentID, until, iat, now time.Time) error {
 	if r.file != nil {
 		// Written before the invocation counts: one that could not be
 		// recorded is refused, never accepted unrecorded.
-		if err := r.file.appendLocked(r, id, u); err != nil {
+		if err := r.file.appendLocked(r, id, u, n); err != nil {
 			return refuse(ErrBusy, "cannot record the invocation: %v", err)
 		}
 	}
 	r.seen[id] = u
 	heap.Push(&r.queue, expiry{id: id, until: u})
 	if r.file != nil {
-		r.file.compactLocked(r)
+		r.file.compactLocked(r, n)
 	}
 	return nil
 }

@@ -324,3 +324,22 @@ func TestReplayNothingUsedNothingWritten(t *testing.T) {
 		t.Fatalf("replay file after a run without invocations: %v", err)
 	}
 }
+
+// The replay cache keeps time by the validator's clock, not the system's:
+// with a clock behind, nothing it still holds live is dropped when the file
+// is rewritten.
+func TestReplayUsesValidatorClock(t *testing.T) {
+	g := newReplayRig(t)
+	early := g.r.start.Add(-time.Hour)
+	g.r.clock.Set(early)
+	inv1 := g.invoke(t, early, early.Add(time.Minute))
+	v1 := g.open(t, nil)
+	g.mustUse(t, v1, "inv1", inv1)
+	if err := v1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v2 := g.open(t, nil)
+	defer v2.Close()
+	g.mustUse(t, v2, "inv2 (the first write: a rewrite)", g.invoke(t, early, early.Add(time.Minute)))
+	g.mustRefuse(t, v2, "inv1 after the rewrite", inv1, ErrReplay)
+}

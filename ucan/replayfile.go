@@ -258,9 +258,9 @@ func appendReplayClean(b []byte, at int64) []byte {
 
 // appendLocked records one entry; the first write of a run writes the whole
 // file anew, durably, first.
-func (rf *replayFile) appendLocked(r *replayCache, id contentID, until int64) error {
+func (rf *replayFile) appendLocked(r *replayCache, id contentID, until, now int64) error {
 	if rf.f == nil {
-		if err := rf.rewriteLocked(r, time.Now().UnixNano(), true, false); err != nil {
+		if err := rf.rewriteLocked(r, now, true, false); err != nil {
 			return err
 		}
 	}
@@ -286,11 +286,11 @@ func (rf *replayFile) appendLocked(r *replayCache, id contentID, until int64) er
 // more than twice as many frames as live entries (plus a slack), so that
 // its size stays within about twice ReplayCacheSize entries. A failure
 // keeps the old file, which is still right.
-func (rf *replayFile) compactLocked(r *replayCache) {
+func (rf *replayFile) compactLocked(r *replayCache, now int64) {
 	if rf.records <= 2*len(r.seen)+compactSlack {
 		return
 	}
-	if err := rf.rewriteLocked(r, time.Now().UnixNano(), false, false); err != nil {
+	if err := rf.rewriteLocked(r, now, false, false); err != nil {
 		rf.log.Warn("ucan: cannot compact the replay file", "file", rf.path, "err", err)
 	}
 }
