@@ -43,6 +43,8 @@
 // A node that closes says goodbye first: a goodbye frame on the handshake
 // protocol, on the connection it has to each peer, all at once and for at
 // most a second; each peer closes the stream once it has dropped the node.
+// Leave says it earlier and waits for the calls the node serves, so that a
+// program can stop its API after the peers stopped calling.
 // Each peer is pinged every second (liveness.go); one that misses two pings
 // in a row has its connections closed. Either way the peer is declared gone
 // at once (leave.go): no peer any more, out of the DHT's routing table and
