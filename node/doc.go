@@ -2,16 +2,17 @@
 // identity, its realm, and the wiring of the services on that host (dht,
 // rpc, pubsub, nat, the UCAN validator of a secure realm), with the event
 // stream that telemetry reads. The protocols of its own are few: the realm
-// handshake, the revocation exchange of a secure realm and the signed alias
-// records; NAT traversal (who dials, birthday probing) is the nat/punch
-// service, which node starts and closes.
+// handshake (with the goodbye of a node that leaves) and the revocation
+// exchange of a secure realm. The signed alias records are package alias
+// (their validator and publisher), NAT traversal (who dials, birthday
+// probing) the nat/punch service; node starts and closes both.
 //
 // # Identity
 //
 // The node's key lives in its data directory (node.key, PKCS#8 PEM, mode
 // 0600) and is created on first start. The same key gives the libp2p peer ID
 // and the did:key. The readable alias did:macula:<realm>.<name> is bound to
-// the key by a signed record in the realm's DHT (see alias.go): anyone can
+// the key by a signed record in the realm's DHT (package alias): anyone can
 // resolve the alias and check the signature, and a record for the same alias
 // signed by another key is refused by every node that already knows the first
 // binding (first come, first served in an open realm).

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 
+	"github.com/macula-io/macula/alias"
 	"github.com/macula-io/macula/internal/closed"
 	"github.com/macula-io/macula/keyfile"
 	"github.com/macula-io/macula/ucan"
@@ -21,15 +22,15 @@ var (
 	// ErrOtherRealm: something of another realm was asked for or offered.
 	ErrOtherRealm = errors.New("other realm")
 	// ErrNotFound: an alias has no record in the realm's DHT.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = alias.ErrNotFound
 	// ErrAliasTaken: an alias record is signed by another key than the one
 	// the alias is already bound to.
-	ErrAliasTaken = errors.New("alias bound to another key")
+	ErrAliasTaken = alias.ErrTaken
 	// ErrBadRecord: an alias record is malformed, expired or badly signed.
-	ErrBadRecord = errors.New("bad alias record")
+	ErrBadRecord = alias.ErrBadRecord
 	// ErrNoPeers: the question needs the realm, and the node has no peer
 	// in its routing table yet.
-	ErrNoPeers = errors.New("no peers to ask")
+	ErrNoPeers = alias.ErrNoPeers
 	// ErrNotMember: in a secure realm, a peer presented no valid
 	// membership grant from the realm's authority (it wraps the ucan
 	// error saying why).

@@ -27,6 +27,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
 
+	"github.com/macula-io/macula/alias"
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/member"
@@ -53,7 +54,8 @@ type Node struct {
 	pubsub     *pubsub.PubSub
 	members    *member.Members
 	events     *event.Bus
-	aliasV     *aliasValidator
+	aliasV     *alias.Validator
+	aliasPub   *alias.Publisher
 	keyCreated bool
 	started    time.Time
 	nat        natState
@@ -64,10 +66,6 @@ type Node struct {
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	// wake is signalled (never blocking) when a realm peer connects, so the
-	// alias publisher and the DHT can act on a new neighbour.
-	wake chan struct{}
 
 	// mu guards the fields below it.
 	mu     sync.Mutex
@@ -113,7 +111,6 @@ func New(cfg Config) (_ *Node, err error) {
 		gater:   newGater(),
 		dcutr:   punch.NewFilter(),
 		events:  event.NewBus(),
-		wake:    make(chan struct{}, 1),
 		peers:   make(map[peer.ID]*peerState),
 		redial:  make(map[peer.ID]chan struct{}),
 		changed: make(chan struct{}),
@@ -121,7 +118,6 @@ func New(cfg Config) (_ *Node, err error) {
 		refusedBy: make(map[peer.ID]error),
 		rejoin:    make(chan struct{}),
 	}
-	n.aliasV = newAliasValidator(s.Realm, n.alias, n.log)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// One cleanup for every failure below: Close stops whatever was started
 	// and skips what was not.
@@ -137,9 +133,11 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.initSecurity(selfID); err != nil {
 		return nil, err
 	}
+	var aliasMember func(*alias.Record) error // an open realm checks no grant
 	if n.sec.v != nil {
-		n.aliasV.member = n.checkAliasMember
+		aliasMember = n.checkAliasMember
 	}
+	n.aliasV = alias.NewValidator(s.Realm, n.alias, aliasMember, n.log)
 	h, err := libp2p.New(n.hostOptions()...)
 	if err != nil {
 		return nil, listenError(s.ListenAddrs, err)
@@ -152,9 +150,15 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.dht, err = dht.New(dhtHost, dht.Config{
 		Realm:      s.Realm,
 		Mode:       s.DHTMode,
-		Validators: map[string]record.Validator{AliasNamespace: n.aliasV},
+		Validators: map[string]record.Validator{alias.Namespace: n.aliasV},
 		Gone:       n.gater.gone,
 		Logger:     n.log,
+	}); err != nil {
+		return nil, err
+	}
+	if n.aliasPub, err = alias.NewPublisher(n.dht, alias.PublisherConfig{
+		Alias: n.alias, Key: id.priv, TTL: s.AliasTTL, Addrs: h.Addrs, Member: n.memberChain,
+		Secure: n.sec.v != nil, Logger: n.log,
 	}); err != nil {
 		return nil, err
 	}
@@ -205,8 +209,6 @@ func New(cfg Config) (_ *Node, err error) {
 		n.wg.Add(1)
 		go n.maintain(ai, ch)
 	}
-	n.wg.Add(1)
-	go n.aliasLoop()
 	if n.sec.v != nil {
 		n.wg.Add(1)
 		go n.expiryLoop()
@@ -406,6 +408,9 @@ func (n *Node) Close() error {
 	}
 	if n.rpc != nil {
 		errs = append(errs, n.rpc.Close())
+	}
+	if n.aliasPub != nil {
+		errs = append(errs, n.aliasPub.Close())
 	}
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())

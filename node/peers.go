@@ -253,10 +253,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 	if n.sec.v != nil {
 		n.sendRevocations(p, n.sec.v.Revocations())
 	}
-	select {
-	case n.wake <- struct{}{}:
-	default:
-	}
+	n.aliasPub.Wake() // a record not published yet has a peer to go to
 }
 
 func (n *Node) onDisconnected(c network.Conn) {

@@ -3,11 +3,12 @@ package node
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/internal/backoff"
 )
 
 // dialTimeout bounds one dial of a bootstrap peer, handshake included.
@@ -50,7 +51,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 					n.log.Error("giving up on bootstrap peer", "peer", ai.ID, "failures", failures, "err", err)
 					return
 				}
-				wait := backoff(n.cfg.ReconnectInterval, n.cfg.ReconnectMaxInterval, failures)
+				wait := backoff.Wait(n.cfg.ReconnectInterval, n.cfg.ReconnectMaxInterval, failures)
 				msg := "bootstrap peer unreachable"
 				if errors.Is(err, errRefusedByPeer) {
 					msg = "bootstrap peer refuses this node's membership; redialing when the node's --ucan chains change (SIGHUP) or after the wait"
@@ -99,18 +100,4 @@ func (n *Node) refreshAfterJoin() {
 		n.log.Debug("routing table refresh failed", "err", err)
 	}
 	n.dht.Reprovide(ctx)
-}
-
-// backoff returns the wait before retry number failures (1-based):
-// base*2^(failures-1), capped at max, minus up to 20% jitter so that many
-// nodes that lost the same peer do not redial in lockstep.
-func backoff(base, max time.Duration, failures int) time.Duration {
-	d := base
-	for i := 1; i < failures && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }

@@ -3,17 +3,13 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/routing"
 
+	"github.com/macula-io/macula/alias"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -26,7 +22,7 @@ type Resolution struct {
 	Addrs  []string `json:"addrs"`
 	// Record is the signed alias record the answer came from, if any; its
 	// signature has been checked.
-	Record *AliasRecord `json:"record,omitempty"`
+	Record *alias.Record `json:"record,omitempty"`
 }
 
 // Resolve resolves a did:key (to its peer ID and known addresses) or an
@@ -66,23 +62,8 @@ func (n *Node) Resolve(ctx context.Context, did string) (*Resolution, error) {
 		if did == n.alias {
 			return &Resolution{DID: n.did, Alias: n.alias, PeerID: n.ID().String(), Addrs: addrStrings(n)}, nil
 		}
-		raw, err := n.dht.GetValue(ctx, AliasKey(did))
-		switch {
-		case err == nil:
-		case len(raw) > 0 && ctx.Err() != nil:
-			// Out of time, but a valid record was found: use it.
-		case errors.Is(err, routing.ErrNotFound):
-			return nil, fmt.Errorf("%w: no record for %s in realm %s", ErrNotFound, did, rr)
-		case errors.Is(err, kb.ErrLookupFailure):
-			return nil, fmt.Errorf("%w: cannot resolve %s: %v", ErrNoPeers, did, err)
-		default:
-			return nil, fmt.Errorf("resolving %s: %w", did, err)
-		}
-		rec, err := ParseAliasRecord(raw)
+		rec, err := alias.Resolve(ctx, n.dht, did)
 		if err != nil {
-			return nil, err
-		}
-		if err := rec.Verify(time.Now()); err != nil {
 			return nil, err
 		}
 		addrs := rec.Addrs
@@ -108,115 +89,4 @@ func addrStrings(n *Node) []string {
 		out = append(out, a.String())
 	}
 	return out
-}
-
-// aliasLoop publishes the node's alias record when the node first has a
-// peer, then every AliasTTL/4, and again on a new peer while the last
-// attempt failed.
-func (n *Node) aliasLoop() {
-	defer n.wg.Done()
-	var bound time.Time
-	ok, failures := false, 0
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			t.Stop()
-			return
-		case <-n.wake:
-			if ok {
-				continue
-			}
-		case <-t.C:
-		}
-		if n.sec.v != nil && n.memberChain() == "" {
-			continue // not granted its name: a record would not count (logged at start)
-		}
-		var err error
-		bound, err = n.publishAlias(bound)
-		ok = err == nil
-		if err != nil && n.ctx.Err() == nil {
-			n.log.Debug("alias not published yet", "alias", n.alias, "err", err)
-		}
-		wait := n.cfg.AliasTTL / 4
-		switch {
-		case errors.Is(err, ErrAliasTaken):
-			wait = n.cfg.AliasTTL / 4
-		case !ok:
-			failures++
-			wait = backoff(time.Second, 30*time.Second, failures)
-		default:
-			failures = 0
-		}
-		t.Reset(wait)
-	}
-}
-
-// publishAlias signs and stores the node's alias record. It first asks the
-// realm who holds the alias: another key's record means the alias is taken
-// (refused and logged); an answer it cannot get (no peers yet) means try
-// later, never a blind claim. It keeps the time of its first claim, so the
-// binding stays the older one in any conflict, and checks after the write
-// that the realm's best record is its own.
-func (n *Node) publishAlias(bound time.Time) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
-	defer cancel()
-	now := time.Now()
-	if bound.IsZero() {
-		held, err := n.aliasHolder(ctx)
-		switch {
-		case err == nil && held.DID != n.did:
-			return bound, n.aliasTaken(held.DID)
-		case err == nil:
-			bound = held.Bound
-		case errors.Is(err, routing.ErrNotFound):
-			bound = now
-		default:
-			return bound, err
-		}
-	}
-	rec := &AliasRecord{Alias: n.alias, Seq: uint64(now.UnixNano()), Bound: bound, Expires: now.Add(n.cfg.AliasTTL), Member: n.memberChain()}
-	for _, a := range n.host.Addrs() {
-		if len(rec.Addrs) < maxAliasAddrs {
-			rec.Addrs = append(rec.Addrs, a.String())
-		}
-	}
-	if err := rec.sign(n.id.priv); err != nil {
-		return bound, err
-	}
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return bound, err
-	}
-	if err := n.dht.PutValue(ctx, AliasKey(n.alias), raw); err != nil {
-		// kad-dht has no sentinel for a local record that Select prefers to
-		// ours; for alias records that only happens when another key holds
-		// an older claim, since our own records always rise in Seq.
-		if strings.Contains(err.Error(), "can't replace a newer value") {
-			return bound, n.aliasTaken("another key")
-		}
-		return bound, err
-	}
-	// kad-dht's PutValue ignores peers that refuse the record; ask again to
-	// learn whether the realm took ours.
-	if held, err := n.aliasHolder(ctx); err == nil && held.DID != n.did {
-		return bound, n.aliasTaken(held.DID)
-	}
-	n.log.Debug("alias published", "alias", n.alias)
-	return bound, nil
-}
-
-// aliasHolder returns the realm's best record for this node's alias.
-func (n *Node) aliasHolder(ctx context.Context) (*AliasRecord, error) {
-	raw, err := n.dht.GetValue(ctx, AliasKey(n.alias))
-	if err != nil {
-		return nil, err
-	}
-	return ParseAliasRecord(raw)
-}
-
-func (n *Node) aliasTaken(holder string) error {
-	n.log.Error("alias is bound to another key; not publishing", "alias", n.alias, "bound_to", holder)
-	return fmt.Errorf("%w: %s is bound to %s", ErrAliasTaken, n.alias, holder)
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/macula-io/macula/alias"
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/rpc"
 	"github.com/macula-io/macula/ucan"
@@ -215,8 +217,13 @@ func TestSecureAliasNeedsNamedGrant(t *testing.T) {
 	}
 	// A record forged for a granted name without the grant is refused by
 	// the validator.
-	rec := signedRecord(t, newKey(t), "did:macula:io.acme.orders.boot", nil)
-	if err := boot.aliasV.Validate(AliasKey("did:macula:io.acme.orders.boot"), rec); !errors.Is(err, ErrBadRecord) {
+	now := time.Now()
+	forged := &alias.Record{Alias: "did:macula:io.acme.orders.boot", Seq: 1, Bound: now, Expires: now.Add(time.Hour)}
+	if err := forged.Sign(newKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(forged)
+	if err := boot.aliasV.Validate(alias.Key("did:macula:io.acme.orders.boot"), rec); !errors.Is(err, ErrBadRecord) {
 		t.Fatalf("record without membership: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/access"
+	"github.com/macula-io/macula/alias"
 	"github.com/macula-io/macula/frame"
 	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/peerdid"
@@ -583,7 +584,7 @@ func (n *Node) persistRevocation([]byte) {
 
 // checkAliasMember is the alias validator's check in a secure realm: the
 // record must carry the authority's grant of its name to its key.
-func (n *Node) checkAliasMember(r *AliasRecord) error {
+func (n *Node) checkAliasMember(r *alias.Record) error {
 	if r.Member == "" {
 		return fmt.Errorf("%w: %s carries no membership grant, and the realm is secure", ErrBadRecord, r.Alias)
 	}

@@ -1,4 +1,4 @@
-package node
+package alias
 
 import (
 	"crypto/ed25519"
@@ -16,15 +16,15 @@ import (
 	"github.com/macula-io/macula/realm"
 )
 
-// AliasNamespace is the DHT namespace of alias records: the record of
+// Namespace is the DHT namespace of alias records: the record of
 // did:macula:io.acme.orders.n1 is stored under "/alias/did:macula:io.acme.orders.n1".
-const AliasNamespace = "alias"
+const Namespace = "alias"
 
 const (
-	// maxAliasRecord bounds an alias record's encoding.
-	maxAliasRecord = 8 << 10
-	// maxAliasAddrs bounds the addresses an alias record may list.
-	maxAliasAddrs = 32
+	// maxRecord bounds an alias record's encoding.
+	maxRecord = 8 << 10
+	// MaxAddrs bounds the addresses an alias record may list.
+	MaxAddrs = 32
 	// clockLeeway is how far in the future a record's times may be, for
 	// clocks that disagree a little.
 	clockLeeway = time.Minute
@@ -32,9 +32,9 @@ const (
 	maxPinned = 65536
 )
 
-// AliasRecord binds a readable alias to a key. It is signed by that key, so
+// Record binds a readable alias to a key. It is signed by that key, so
 // whoever holds it can check the binding without trusting who served it.
-type AliasRecord struct {
+type Record struct {
 	Alias  string   `json:"alias"`
 	DID    string   `json:"did"`
 	PeerID string   `json:"peer_id"`
@@ -54,12 +54,12 @@ type AliasRecord struct {
 	Sig    []byte `json:"sig"`
 }
 
-// AliasKey returns the DHT key of an alias's record.
-func AliasKey(alias string) string { return "/" + AliasNamespace + "/" + alias }
+// Key returns the DHT key of an alias's record.
+func Key(alias string) string { return "/" + Namespace + "/" + alias }
 
 // signingBytes is what the signature covers: every field but Sig, in a fixed
 // order, with a domain prefix so the signature means nothing elsewhere.
-func (r *AliasRecord) signingBytes() []byte {
+func (r *Record) signingBytes() []byte {
 	var b strings.Builder
 	b.WriteString("macula-alias-v1\n")
 	for _, f := range []string{r.Alias, r.DID, r.PeerID, strings.Join(r.Addrs, " "),
@@ -75,8 +75,8 @@ func (r *AliasRecord) signingBytes() []byte {
 	return []byte(b.String())
 }
 
-// sign fills DID, PeerID and Sig from key.
-func (r *AliasRecord) sign(key ed25519.PrivateKey) error {
+// Sign fills DID, PeerID and Sig from key.
+func (r *Record) Sign(key ed25519.PrivateKey) error {
 	pub := key.Public().(ed25519.PublicKey)
 	r.DID = realm.DIDKey(pub)
 	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
@@ -94,7 +94,7 @@ func (r *AliasRecord) sign(key ed25519.PrivateKey) error {
 
 // Verify checks the record on its own: well formed, signed by the key its
 // DID names, that key's peer ID, not expired at now.
-func (r *AliasRecord) Verify(now time.Time) error {
+func (r *Record) Verify(now time.Time) error {
 	if _, _, err := realm.ParseAlias(r.Alias); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
@@ -110,8 +110,8 @@ func (r *AliasRecord) Verify(now time.Time) error {
 	if err != nil || id.String() != r.PeerID {
 		return fmt.Errorf("%w: peer_id %q is not the peer ID of %s", ErrBadRecord, r.PeerID, r.DID)
 	}
-	if len(r.Addrs) > maxAliasAddrs {
-		return fmt.Errorf("%w: %d addresses, at most %d", ErrBadRecord, len(r.Addrs), maxAliasAddrs)
+	if len(r.Addrs) > MaxAddrs {
+		return fmt.Errorf("%w: %d addresses, at most %d", ErrBadRecord, len(r.Addrs), MaxAddrs)
 	}
 	if !ed25519.Verify(pub, r.signingBytes(), r.Sig) {
 		return fmt.Errorf("%w: signature does not match %s", ErrBadRecord, r.DID)
@@ -125,32 +125,30 @@ func (r *AliasRecord) Verify(now time.Time) error {
 	return nil
 }
 
-// ParseAliasRecord decodes a record without verifying it.
-func ParseAliasRecord(b []byte) (*AliasRecord, error) {
-	if len(b) > maxAliasRecord {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadRecord, len(b), maxAliasRecord)
+// Parse decodes a record without verifying it.
+func Parse(b []byte) (*Record, error) {
+	if len(b) > maxRecord {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadRecord, len(b), maxRecord)
 	}
-	var r AliasRecord
+	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
 	return &r, nil
 }
 
-// aliasValidator is the DHT validator of the alias namespace. Besides
-// checking each record alone, it remembers the first key seen for each alias
+// Validator is the DHT validator of the alias namespace (a
+// record.Validator for kad-dht). Besides checking each record alone, it remembers the first key seen for each alias
 // (trust on first use) and refuses records of the same alias by another key,
 // until the remembered binding expires.
-type aliasValidator struct {
+type Validator struct {
 	realm string
 	// self is this node's own alias: never pinned, so that the node learns
 	// from the realm, not from its own record, whether the alias is free.
-	self string
-	log  *slog.Logger
-	now  func() time.Time
-	// member, set in a secure realm, checks that the record's Member chain
-	// grants its DID membership with its alias's name.
-	member func(r *AliasRecord) error
+	self   string
+	log    *slog.Logger
+	now    func() time.Time
+	member func(r *Record) error
 
 	// mu guards pinned.
 	mu     sync.Mutex
@@ -162,12 +160,19 @@ type pin struct {
 	expires time.Time
 }
 
-func newAliasValidator(realmName, self string, log *slog.Logger) *aliasValidator {
-	return &aliasValidator{realm: realmName, self: self, log: log, now: time.Now, pinned: make(map[string]pin)}
+// NewValidator returns the validator of realm's alias records for the node
+// whose own alias is self. member, in a secure realm, checks that a
+// record's Member chain grants its DID membership with its alias's name
+// (nil: an open realm, no check). A nil log is slog.Default().
+func NewValidator(realmName, self string, member func(*Record) error, log *slog.Logger) *Validator {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Validator{realm: realmName, self: self, member: member, log: log, now: time.Now, pinned: make(map[string]pin)}
 }
 
 // Validate implements record.Validator.
-func (v *aliasValidator) Validate(key string, value []byte) error {
+func (v *Validator) Validate(key string, value []byte) error {
 	r, err := v.check(key, value)
 	if err != nil {
 		return err
@@ -175,12 +180,12 @@ func (v *aliasValidator) Validate(key string, value []byte) error {
 	return v.pin(r)
 }
 
-func (v *aliasValidator) check(key string, value []byte) (*AliasRecord, error) {
-	r, err := ParseAliasRecord(value)
+func (v *Validator) check(key string, value []byte) (*Record, error) {
+	r, err := Parse(value)
 	if err != nil {
 		return nil, err
 	}
-	if key != AliasKey(r.Alias) {
+	if key != Key(r.Alias) {
 		return nil, fmt.Errorf("%w: record for %q stored under %q", ErrBadRecord, r.Alias, key)
 	}
 	rr, _, err := realm.ParseAlias(r.Alias)
@@ -188,7 +193,7 @@ func (v *aliasValidator) check(key string, value []byte) (*AliasRecord, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	if rr != v.realm {
-		return nil, fmt.Errorf("%w: alias %s is of realm %q, not %q", ErrOtherRealm, r.Alias, rr, v.realm)
+		return nil, fmt.Errorf("%w: alias %s is of realm %q, not %q", ErrBadRecord, r.Alias, rr, v.realm)
 	}
 	if err := r.Verify(v.now()); err != nil {
 		return nil, err
@@ -201,7 +206,7 @@ func (v *aliasValidator) check(key string, value []byte) (*AliasRecord, error) {
 	return r, nil
 }
 
-func (v *aliasValidator) pin(r *AliasRecord) error {
+func (v *Validator) pin(r *Record) error {
 	if r.Alias == v.self {
 		return nil
 	}
@@ -211,7 +216,7 @@ func (v *aliasValidator) pin(r *AliasRecord) error {
 	if p, ok := v.pinned[r.Alias]; ok && now.Before(p.expires) {
 		if p.did != r.DID {
 			v.log.Warn("refused alias claim by another key", "alias", r.Alias, "bound_to", p.did, "claimed_by", r.DID)
-			return fmt.Errorf("%w: %s is bound to %s, refused claim by %s", ErrAliasTaken, r.Alias, p.did, r.DID)
+			return fmt.Errorf("%w: %s is bound to %s, refused claim by %s", ErrTaken, r.Alias, p.did, r.DID)
 		}
 		if r.Expires.After(p.expires) {
 			v.pinned[r.Alias] = pin{did: r.DID, expires: r.Expires}
@@ -236,9 +241,9 @@ func (v *aliasValidator) pin(r *AliasRecord) error {
 // Select implements record.Validator: among records of one key the highest
 // Seq wins; between keys the earliest claim (Bound) wins, then the smaller
 // DID, so that every node picks the same one.
-func (v *aliasValidator) Select(key string, vals [][]byte) (int, error) {
+func (v *Validator) Select(key string, vals [][]byte) (int, error) {
 	best := -1
-	var br *AliasRecord
+	var br *Record
 	for i, val := range vals {
 		r, err := v.check(key, val)
 		if err != nil {
@@ -254,7 +259,7 @@ func (v *aliasValidator) Select(key string, vals [][]byte) (int, error) {
 	return best, nil
 }
 
-func better(a, b *AliasRecord) bool {
+func better(a, b *Record) bool {
 	if a.DID == b.DID {
 		return a.Seq > b.Seq
 	}

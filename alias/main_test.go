@@ -1,0 +1,11 @@
+package alias
+
+import (
+	"testing"
+
+	"github.com/macula-io/macula/internal/testnet"
+)
+
+func TestMain(m *testing.M) {
+	testnet.VerifyTestMain(m)
+}
