@@ -73,6 +73,15 @@
 //	                        incarnations), for the single-activation checker
 //	GET  /v1/ring           api.Ring: every capability's nodes, their shard counts and the
 //	                        placement's digest; ?owners=true adds the owner of every shard
+//	GET  /v1/members        api.Members: the realm's live members (package member) with their
+//	                        capabilities and clusters, this node marked self, and the view's
+//	                        version; ?capability= and ?cluster= keep the members that have it
+//	GET  /v1/members/stats  api.MemberStats: members, suspects, links, syncs, suspicions,
+//	                        refutations, dropped frames and claims
+//	PUT  /v1/capabilities   api.Capabilities {"capabilities":["game","chat"]}: replace what this
+//	                        node serves and tell the realm; answers its api.Member. 400
+//	                        invalid_name for a bad name, 403 unauthorized for a capability the
+//	                        node holds no /macula/serve grant for (secure realm)
 //
 // The actor routes answer 404 not_enabled when the gateway has no actor
 // system (Config.Actors). Their own errors: 404 not_served (no node serves

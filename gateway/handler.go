@@ -131,6 +131,7 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 	a.handle("POST /v1/ucan/revocations", adminScope, a.postRevocation)
 	a.actorRoutes()
 	a.registryRoutes()
+	a.memberRoutes()
 	return a
 }
 

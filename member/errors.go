@@ -40,12 +40,19 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// NormalizeCapabilities checks a list of capability names (ValidateName,
+// at most MaxCapabilities) and returns it sorted without duplicates, as
+// Members keeps it.
+func NormalizeCapabilities(caps []string) ([]string, error) {
+	return normalize("capability", caps, MaxCapabilities)
+}
+
 // normalize validates names and returns them sorted without duplicates.
 func normalize(what string, names []string, limit int) ([]string, error) {
 	out := make([]string, 0, len(names))
 	for _, n := range names {
-		if err := ValidateName(n); err != nil {
-			return nil, fmt.Errorf("%s %w", what, err)
+		if realm.ValidateNodeName(n) != nil {
+			return nil, fmt.Errorf("%w: %s %q: want one segment of [a-z0-9_-] such as \"game\"", ErrInvalidName, what, n)
 		}
 		out = append(out, n)
 	}

@@ -315,6 +315,23 @@ func (m *Members) update(ctx context.Context, next func() (caps, clusters []stri
 	return nil
 }
 
+// Departed tells the membership that peer p said goodbye to this node (it
+// is closing cleanly: node's goodbye, before its own departure notice
+// arrives). A live member p is dropped at once, as Left; its own signed
+// departure, when it comes, is passed on as usual.
+func (m *Members) Departed(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return
+	}
+	res := m.v.departed(p, time.Now())
+	if len(res.changes) > 0 {
+		m.dirty = true
+		m.publishLocked(res.changes)
+	}
+}
+
 // Stats returns the counters.
 func (m *Members) Stats() Stats {
 	m.mu.Lock()

@@ -78,7 +78,7 @@ func TestJoinChangeLeave(t *testing.T) {
 
 // star starts n members, each connected only to the first, and waits
 // until every one sees all.
-func star(t *testing.T, n int, mod func(*Config)) []*testMember {
+func star(t testing.TB, n int, mod func(*Config)) []*testMember {
 	t.Helper()
 	var ms []*testMember
 	for i := 0; i < n; i++ {

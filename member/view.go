@@ -267,6 +267,12 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 	switch a.Kind {
 	case alertLeft:
 		if e.st == stateLeft && a.Incarnation == e.inc {
+			if e.alertWire == nil {
+				// We knew from its goodbye (departed); now we hold its
+				// word, to pass on.
+				e.alertWire = wire
+				res.accepted = true
+			}
 			return res
 		}
 		v.end(&res, e, a, wire, now, Left, "left")
@@ -305,6 +311,19 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 		res.accepted = true
 		res.conclude = len(e.sus.authors) >= v.needed(e)
 	}
+	return res
+}
+
+// departed records that a live member left, on the word of the node's
+// goodbye rather than the member's own signed departure (which may follow:
+// see applyAlert). Nothing is forwarded: only the member's word travels.
+func (v *view) departed(id peer.ID, now time.Time) (res result) {
+	e := v.entries[id]
+	if e == nil || !e.isLive() || e.rec == nil {
+		return res
+	}
+	v.end(&res, e, &alert{Kind: alertLeft, Subject: id, Incarnation: e.inc, Author: id}, nil, now, Left, "said goodbye")
+	res.accepted = false
 	return res
 }
 

@@ -156,6 +156,22 @@ func TestViewRules(t *testing.T) {
 		t.Fatal("a failure after a departure")
 	}
 
+	// A goodbye (departed) drops a member at once; its own departure,
+	// when it comes, is still passed on, without a second change.
+	y := newPrincipal(t)
+	ry, wy := y.record(t, 3)
+	v.applyRecord(ry, wy, now)
+	if res := v.departed(y.id, now); res.accepted || len(res.changes) != 1 || res.changes[0].Kind != Left {
+		t.Fatalf("departed: %+v", res)
+	}
+	ly, lwy := y.alert(t, alertLeft, y.id, 3)
+	if res := v.applyAlert(ly, lwy, now); !res.accepted || len(res.changes) != 0 {
+		t.Fatalf("its departure after its goodbye: %+v", res)
+	}
+	if typ, w := v.fact(y.id); typ != typeAlert || string(w) != string(lwy) {
+		t.Fatal("the departure is not kept to pass on")
+	}
+
 	// News of ourselves: refute.
 	s, sw := w1.alert(t, alertSuspect, self.id, 10)
 	if res := v.applyAlert(s, sw, now); !res.refute {

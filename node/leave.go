@@ -143,6 +143,9 @@ func (n *Node) onGoodbye(p peer.ID) {
 	if n.declareGone(p, ReasonLeft, true) {
 		n.log.Info("peer left", "peer", p)
 	}
+	if n.members != nil {
+		n.members.Departed(p)
+	}
 	// It closes its connections itself once its services have closed;
 	// should it not, they are closed here.
 	n.spawn(func() {

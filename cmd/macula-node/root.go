@@ -30,8 +30,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
   macula-node dev              a local mesh of 3 nodes in one process, for trying things
   macula-node run --realm R    the daemon: one node and its API
-  macula-node id | peers | resolve | dht | nat | pubsub | log-level
+  macula-node id | peers | members | resolve | dht | nat | pubsub | log-level
                                ask a running node through its API (--api)
+  macula-node capabilities set game,chat
+                               change what a running node serves
   macula-node call PROC --data JSON
                                call a procedure of the realm and print the reply
   macula-node advertise PROC --url http://127.0.0.1:PORT/path
@@ -79,6 +81,8 @@ found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
 		newIDCmd(),
 		newKeyCmd(),
 		newPeersCmd(),
+		newMembersCmd(),
+		newCapabilitiesCmd(),
 		newResolveCmd(),
 		newDHTCmd(),
 		newNATCmd(),

@@ -22,6 +22,7 @@ import (
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/internal/atomicfile"
+	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/registry"
@@ -61,6 +62,7 @@ type runOptions struct {
 	UCAN                 []string
 	WebhookAllow         []string
 	DemoActors           bool
+	Capabilities         []string
 }
 
 // addFlags defines run's flags on fs, bound to o: the one definition of
@@ -87,6 +89,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeServer), "DHT mode: server, client or auto")
 	fs.StringVar(&o.Authority, "authority", "", "did:key of the realm authority: makes the realm secure (default: none, an OPEN realm for development)")
 	fs.StringArrayVar(&o.WebhookAllow, "webhook-allow", nil, "where webhooks registered by programs may point besides the node's own user's loopback ones: an IP, a prefix or a host name, with an optional :port (repeatable; e.g. 10.0.0.0/8, 127.0.0.1:9000, hooks.example.com:443)")
+	fs.StringSliceVar(&o.Capabilities, "capabilities", nil, "capabilities this node serves, comma-separated (game,chat); in a secure realm each needs a serve grant")
 	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of delegation chains (one per line) granting this node membership or capabilities (repeatable; see 'macula-node ucan issue'); SIGHUP reads them again")
 	fs.BoolVar(&o.DemoActors, "demo-actors", false, "serve the demo actor kind \"counter\" on every capability the node serves, for trying actors without writing Go")
 }
@@ -205,6 +208,11 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	} else if len(o.UCAN) > 0 {
 		return nil, errors.New("--ucan needs --authority: chains mean something only in a secure realm")
 	}
+	caps, err := member.NormalizeCapabilities(o.Capabilities)
+	if err != nil {
+		return nil, fmt.Errorf("--capabilities: %w", err)
+	}
+	nc.Members.Capabilities = caps
 	nc.Authority = o.Authority
 	for _, f := range o.UCAN {
 		cs, srcs, err := readChainFile(f)
