@@ -75,7 +75,7 @@ func sampleAlert(t testing.TB, kind alertKind) *alert {
 }
 
 func FuzzDecodeAlert(f *testing.F) {
-	for _, k := range []alertKind{alertSuspect, alertFailed, alertLeft} {
+	for _, k := range []alertKind{alertSuspect, alertFailed, alertLeft, alertUnreachable} {
 		f.Add(sampleAlert(f, k).encode())
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {

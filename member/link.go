@@ -132,8 +132,12 @@ func (m *Members) startOutLocked(l *link, s network.Stream) {
 	}
 }
 
-// failedLocked notes a failure to reach p, and suspects p once it has been
-// unreachable for ProbeTimeout while the overlay wants a link to it.
+// failedLocked notes a failure to reach p. Once p has been unreachable for
+// ProbeTimeout while the overlay wants a link to it, p is suspected, weakly
+// (alertUnreachable): a member behind a NAT this node cannot cross is
+// alive all the same, and refutes; one that is gone does not, and fails
+// after SuspicionTimeout. The weak suspicion is raised once, until a link
+// to p is made: an unreachable live member is not suspected over and over.
 func (m *Members) failedLocked(p peer.ID, err error) {
 	now := time.Now()
 	r := m.retry[p]
@@ -145,9 +149,9 @@ func (m *Members) failedLocked(p peer.ID, err error) {
 	wait := retryMin << min(r.fails-1, 10)
 	r.next = now.Add(min(wait, retryMax))
 	e := m.v.entries[p]
-	if m.wanted[p] && e != nil && e.isLive() && now.Sub(r.firstFail) >= m.cfg.ProbeTimeout && r.suspected != e.inc {
-		r.suspected = e.inc
-		m.suspectLocked(p, fmt.Sprintf("unreachable: %v", err))
+	if m.wanted[p] && e != nil && e.isLive() && now.Sub(r.firstFail) >= m.cfg.ProbeTimeout && !r.suspected {
+		r.suspected = true
+		m.suspectLocked(p, alertUnreachable, fmt.Sprintf("unreachable: %v", err))
 	}
 }
 
@@ -585,7 +589,9 @@ func (m *Members) lostLocked(l *link, reason string, silent bool) {
 	}
 	connected := m.h.Network().Connectedness(p) == network.Connected
 	if silent || !connected {
-		m.suspectLocked(p, reason)
+		// A link that worked went silent, or lost its connections: a
+		// strong suspicion.
+		m.suspectLocked(p, alertSuspect, reason)
 	}
 	m.failedLocked(p, errors.New(reason))
 	if !silent && connected {

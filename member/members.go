@@ -107,7 +107,7 @@ type retryState struct {
 	fails     int
 	next      time.Time
 	firstFail time.Time
-	suspected uint64 // the incarnation we raised a suspicion at
+	suspected bool // a weak suspicion was raised (until a link is made)
 }
 
 // New starts the membership of this node on h: it serves Protocol(cfg.Realm),
@@ -637,8 +637,9 @@ func (m *Members) afterLocked(res result, typ uint8, wire []byte, from peer.ID, 
 }
 
 // suspectLocked raises this node's suspicion of p, whose link went silent
-// or could not be made.
-func (m *Members) suspectLocked(p peer.ID, why string) {
+// or was lost with its connections (alertSuspect), or could never be made
+// (alertUnreachable).
+func (m *Members) suspectLocked(p peer.ID, kind alertKind, why string) {
 	e := m.v.entries[p]
 	if e == nil || !e.isLive() || m.closing {
 		return
@@ -652,7 +653,7 @@ func (m *Members) suspectLocked(p peer.ID, why string) {
 	}(); ok {
 		return
 	}
-	a := &alert{Kind: alertSuspect, Subject: p, Incarnation: e.inc, Author: m.self}
+	a := &alert{Kind: kind, Subject: p, Incarnation: e.inc, Author: m.self}
 	if err := a.sign(m.cfg.Realm, m.key); err != nil {
 		return
 	}
@@ -889,7 +890,9 @@ func (m *Members) linkStrangersLocked(now time.Time) {
 		if m.links[p] != nil {
 			continue
 		}
-		if e := m.v.entries[p]; !alone && e != nil && e.isLive() {
+		if e := m.v.entries[p]; e != nil && (e.st == stateLeft || (!alone && e.isLive())) {
+			// A member that left is not asked back (a restarted one
+			// connects anew, and peerReady links to it).
 			continue
 		}
 		if r := m.retry[p]; r != nil && now.Before(r.next) {

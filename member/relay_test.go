@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/event"
 )
 
 // relayOnly is the gater of a node behind a NAT that nobody can dial: it
@@ -114,4 +116,61 @@ func TestThroughRelay(t *testing.T) {
 	defer mh.m.mu.Unlock()
 	rest := []*testMember{mr, ma1, mb}
 	eventually(t, 30*time.Second, "the frozen hidden member failed everywhere", func() bool { return sees(rest, rest...) })
+}
+
+// behindNAT is the gater of a node behind a NAT with no relay address:
+// it dials out freely, and takes connections in only from its relay (an
+// existing mapping).
+type behindNAT struct{ relay peer.ID }
+
+func (g behindNAT) InterceptPeerDial(peer.ID) bool               { return true }
+func (g behindNAT) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g behindNAT) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
+func (g behindNAT) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+func (g behindNAT) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return dir == network.DirOutbound || p == g.relay
+}
+
+// TestUnreachablePairStaysMembers: two members behind NATs that neither
+// can cross (no relay address) cannot link, although the rings make them
+// neighbours. Each is alive and linked to the others, so it refutes the
+// other's suspicion: both stay members everywhere, and nobody is declared
+// failed, however long it lasts.
+func TestUnreachablePairStaysMembers(t *testing.T) {
+	r := newMember(t, "relay", nil)
+	h1 := newMemberOn(t, relayHost(t, libp2p.ConnectionGater(behindNAT{relay: r.h.ID()})), "h1", nil)
+	h2 := newMemberOn(t, relayHost(t, libp2p.ConnectionGater(behindNAT{relay: r.h.ID()})), "h2", nil)
+	a := newMember(t, "a", nil)
+	for _, x := range []*testMember{h1, h2, a} {
+		connect(t, x.h, r.h)
+	}
+	all := []*testMember{r, h1, h2, a}
+	eventually(t, 30*time.Second, "every member sees every member", func() bool { return sees(all, all...) })
+	subs := make([]*event.Subscription, len(all))
+	for i, x := range all {
+		subs[i] = x.bus.Subscribe(64, event.MemberFailed, event.MemberLeft)
+		defer subs[i].Close()
+	}
+	// Long enough for every weak suspicion to be raised and refuted:
+	// ProbeTimeout of failed dials, then SuspicionTimeout.
+	cfg := fastConfig("x")
+	time.Sleep(2*cfg.ProbeTimeout + 2*cfg.SuspicionTimeout)
+	if !sees(all, all...) {
+		t.Fatal("a member went missing")
+	}
+	for i, s := range subs {
+		select {
+		case e := <-s.C:
+			t.Fatalf("%s: %s %s (%s)", all[i].m.Self().Name, e.Kind, e.Name, e.Reason)
+		default:
+		}
+	}
+	t.Logf("refutations: h1 %d, h2 %d", h1.m.Stats().Refutations, h2.m.Stats().Refutations)
+	for _, x := range []*testMember{h1, h2} {
+		if st := x.m.Stats(); st.Refutations > 2 {
+			t.Fatalf("%s refuted %d times: the weak suspicion repeats", x.m.Self().Name, st.Refutations)
+		}
+	}
 }

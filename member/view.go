@@ -52,9 +52,11 @@ type entry struct {
 // suspicion is an open suspicion of an entry.
 type suspicion struct {
 	deadline time.Time
-	// authors maps each member whose link to the subject went silent to
-	// its alert, to count confirmations and forward them in order.
-	authors map[peer.ID][]byte
+	// authors maps each member that suspects the subject to its alert, to
+	// forward it; confirmed counts those whose link to the subject went
+	// silent (alertSuspect), which conclude the suspicion early.
+	authors   map[peer.ID][]byte
+	confirmed int
 }
 
 // maxAuthors bounds the suspicion alerts kept per suspect.
@@ -245,7 +247,7 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 	}
 	e := v.entries[a.Subject]
 	if e == nil {
-		if a.Kind == alertSuspect {
+		if a.Kind.suspicion() {
 			return res // of a member we do not know
 		}
 		if len(v.entries) >= v.maxEntries && !v.reapOne() {
@@ -260,7 +262,7 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 		res.accepted = true
 		return res
 	}
-	if a.Incarnation < e.inc || (a.Incarnation > e.inc && a.Kind == alertSuspect) {
+	if a.Incarnation < e.inc || (a.Incarnation > e.inc && a.Kind.suspicion()) {
 		// Old news; or a suspicion of a record we have not seen yet.
 		return res
 	}
@@ -297,7 +299,7 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 			}
 		}
 		v.end(&res, e, a, wire, now, Failed, "failed")
-	case alertSuspect:
+	case alertSuspect, alertUnreachable:
 		if !e.isLive() {
 			return res
 		}
@@ -308,8 +310,11 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 			return res
 		}
 		e.sus.authors[a.Author] = wire
+		if a.Kind == alertSuspect {
+			e.sus.confirmed++
+		}
 		res.accepted = true
-		res.conclude = len(e.sus.authors) >= v.needed(e)
+		res.conclude = e.sus.confirmed >= v.needed(e)
 	}
 	return res
 }

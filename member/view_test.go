@@ -106,14 +106,24 @@ func TestViewRules(t *testing.T) {
 	if res := v.applyRecord(r8, w8, now); !res.accepted || v.entries[x.id].st != stateAlive || len(v.suspects) != 0 {
 		t.Fatalf("refutation: %+v", res)
 	}
-	a, aw = w1.alert(t, alertSuspect, x.id, 8)
+	// Members that could never reach x suspect it weakly: that never
+	// concludes, however many they are.
+	for _, p := range []principal{w1, w2, newPrincipal(t)} {
+		u, uw := p.alert(t, alertUnreachable, x.id, 8)
+		if res := v.applyAlert(u, uw, now); !res.accepted || res.conclude {
+			t.Fatalf("weak suspicion: %+v", res)
+		}
+	}
+	r85, w85 := x.record(t, 85, "chat")
+	v.applyRecord(r85, w85, now) // refuted
+	a, aw = w1.alert(t, alertSuspect, x.id, 85)
 	v.applyAlert(a, aw, now)
-	b, bw := w2.alert(t, alertSuspect, x.id, 8)
+	b, bw := w2.alert(t, alertSuspect, x.id, 85)
 	res := v.applyAlert(b, bw, now)
 	if !res.conclude {
 		t.Fatalf("two suspicions: %+v", res)
 	}
-	f, fw := self.alert(t, alertFailed, x.id, 8)
+	f, fw := self.alert(t, alertFailed, x.id, 85)
 	if res := v.applyAlert(f, fw, now); !res.accepted || kinds(res)[0] != Failed {
 		t.Fatalf("failed: %+v", res)
 	}
@@ -121,17 +131,17 @@ func TestViewRules(t *testing.T) {
 		t.Fatalf("members after a failure: %d", len(got))
 	}
 	// The tombstone refuses the record it buried; a later one comes back.
-	if res := v.applyRecord(r8, w8, now); res.accepted {
+	if res := v.applyRecord(r85, w85, now); res.accepted {
 		t.Fatal("a buried record came back")
 	}
-	r9, w9 := x.record(t, 9)
+	r9, w9 := x.record(t, 90)
 	if res := v.applyRecord(r9, w9, now); kinds(res)[0] != Joined {
 		t.Fatalf("return: %+v", res)
 	}
 
 	// A failure heard of a member we saw alive is only a suspicion:
 	// the member gets its time to refute (a healed split).
-	f, fw = w1.alert(t, alertFailed, x.id, 9)
+	f, fw = w1.alert(t, alertFailed, x.id, 90)
 	if res := v.applyAlert(f, fw, now); !res.accepted || len(res.changes) != 0 || v.entries[x.id].st != stateSuspect {
 		t.Fatalf("failure of a live member: %+v", res)
 	}
@@ -139,7 +149,7 @@ func TestViewRules(t *testing.T) {
 	if res := v.applyAlert(f, fw, now); res.accepted || v.entries[x.id].st != stateSuspect {
 		t.Fatalf("hearsay twice: %+v", res)
 	}
-	f2, fw2 := w2.alert(t, alertFailed, x.id, 9)
+	f2, fw2 := w2.alert(t, alertFailed, x.id, 90)
 	if res := v.applyAlert(f2, fw2, now); res.accepted || v.entries[x.id].st != stateSuspect {
 		t.Fatalf("hearsay from another: %+v", res)
 	}
@@ -147,11 +157,11 @@ func TestViewRules(t *testing.T) {
 		t.Fatalf("expired: %v", exp)
 	}
 	// A departure is final at its incarnation, and beats a failure.
-	l, lw := x.alert(t, alertLeft, x.id, 9)
+	l, lw := x.alert(t, alertLeft, x.id, 90)
 	if res := v.applyAlert(l, lw, now); kinds(res)[0] != Left {
 		t.Fatalf("left: %+v", res)
 	}
-	f, fw = w2.alert(t, alertFailed, x.id, 9)
+	f, fw = w2.alert(t, alertFailed, x.id, 90)
 	if res := v.applyAlert(f, fw, now); res.accepted {
 		t.Fatal("a failure after a departure")
 	}

@@ -221,11 +221,19 @@ const (
 	alertSuspect alertKind = 1 // the author's link to the subject went silent
 	alertFailed  alertKind = 2 // the author declared the subject failed
 	alertLeft    alertKind = 3 // the subject left (author = subject)
+	// alertUnreachable: the author could never open a link to the subject
+	// (it may be behind a NAT the author cannot cross). A suspicion that
+	// never counts towards the confirmations: only the subject's silence
+	// (its refutation missing) ends it.
+	alertUnreachable alertKind = 4
 )
+
+// suspicion reports whether k is a suspicion (strong or weak).
+func (k alertKind) suspicion() bool { return k == alertSuspect || k == alertUnreachable }
 
 func (k alertKind) state() state {
 	switch k {
-	case alertSuspect:
+	case alertSuspect, alertUnreachable:
 		return stateSuspect
 	case alertFailed:
 		return stateFailed
@@ -284,7 +292,7 @@ func decodeAlert(b []byte) (*alert, error) {
 	if len(d.b) > 0 {
 		return nil, malformed("alert: %d bytes after the signature", len(d.b))
 	}
-	if a.Kind < alertSuspect || a.Kind > alertLeft {
+	if a.Kind < alertSuspect || a.Kind > alertUnreachable {
 		return nil, malformed("alert: kind %d", a.Kind)
 	}
 	var err error

@@ -82,6 +82,9 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.leaving = true
 	n.mu.Unlock()
+	if n.members != nil {
+		_ = n.members.Close() // first: see Close
+	}
 	n.sayGoodbye()
 	return n.rpc.Drain(ctx)
 }

@@ -386,22 +386,26 @@ func (n *Node) Close() error {
 	// Stop accepting work first (a stream that gets in anyway is refused by
 	// enter); tell the peers we leave, so they drop us now rather than when
 	// their pings fail; then cancel the loops.
+	var errs []error
 	if n.host != nil {
 		for _, p := range protocols {
 			n.host.RemoveStreamHandler(p)
+		}
+		// The membership leaves first, while every service still runs:
+		// its departure spreads through the realm and the neighbours
+		// acknowledge it (at most a second); then the goodbye, after which
+		// the peers hear nothing more from this node's services.
+		if n.members != nil {
+			errs = append(errs, n.members.Close())
 		}
 		if !left {
 			n.sayGoodbye()
 		}
 	}
 	n.cancel()
-	var errs []error
 	// Services in reverse order of start: pubsub and rpc before the DHT
 	// they announce through; NAT before the host, since it holds a
 	// reference to the host's QUIC socket.
-	if n.members != nil {
-		errs = append(errs, n.members.Close()) // tells the realm first
-	}
 	errs = append(errs, n.closePunch())
 	if n.pubsub != nil {
 		errs = append(errs, n.pubsub.Close())
