@@ -47,7 +47,11 @@
 //     for ProbeTimeout, or lost with no connection left, makes the node
 //     suspect the peer and say so. A suspicion from Confirmations members
 //     (2) declares the member failed at once; a lone one waits
-//     SuspicionTimeout for a refutation. A failure reported of a member
+//     SuspicionTimeout for a refutation. A link that could never be made
+//     (a peer behind a NAT this node cannot cross) is a weak suspicion,
+//     raised once until a link is made: it never confirms a failure, so a
+//     live member that some of its neighbours cannot reach refutes it once
+//     and stays a member, while a gone one fails after SuspicionTimeout. A failure reported of a member
 //     this node saw no sign of is a suspicion here, not a failure: that is
 //     how two halves of a split merge without one side failing and coming
 //     back on the other. A node whose own loop stalled (a loaded machine)
@@ -113,7 +117,7 @@
 //	record  (3): id bytes | incarnation uvarint | boot uvarint (unix ms)
 //	             | name short | capabilities names | clusters names
 //	             | addrs uint8 × (bytes) | signature short
-//	alert   (4): kind uint8 (1 suspect, 2 failed, 3 left) | subject bytes
+//	alert   (4): kind uint8 (1 suspect, 2 failed, 3 left, 4 unreachable) | subject bytes
 //	             | incarnation uvarint | author bytes | signature short
 //	ping    (5): empty
 //
