@@ -75,14 +75,15 @@ func TestMembersAPI(t *testing.T) {
 }
 
 // TestMembersAPISecure: a node of a secure realm cannot claim through the
-// API a capability it holds no serve grant for.
+// API a capability it holds no serve grant for, even asked by its own user;
+// a request from off loopback without a token is not served.
 func TestMembersAPISecure(t *testing.T) {
 	s := startSecure(t)
-	wantError(t, request(s.h, "PUT", "/v1/capabilities", `{"capabilities":["game"]}`, loopbackAddr, ""), 403, wire.CodeUnauthorized, "/macula/serve")
+	wantError(t, request(s.h, "PUT", "/v1/capabilities", `{"capabilities":["game"]}`, loopbackAddr, s.local()), 403, wire.CodeUnauthorized, "/macula/serve")
 	if got := s.n.Members().Self().Capabilities; len(got) != 0 {
 		t.Fatalf("capabilities after a refusal: %v", got)
 	}
-	if w := request(s.h, "GET", "/v1/members", "", loopbackAddr, ""); w.Code != 200 {
+	if w := request(s.h, "GET", "/v1/members", "", loopbackAddr, s.local()); w.Code != 200 {
 		t.Fatalf("GET /v1/members: %d %s", w.Code, w.Body)
 	}
 	wantError(t, request(s.h, "GET", "/v1/members", "", remoteAddr, ""), 401, wire.CodeUnauthenticated)
