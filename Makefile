@@ -22,6 +22,7 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	cd bench && $(GO) test -run '^$$' -bench Actors -benchtime 1x -timeout 30m ./actors/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
