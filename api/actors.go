@@ -139,8 +139,9 @@ type ActorOptions struct {
 	// ContentType is the payload's media type, passed on as the reply's.
 	// "": raw bytes.
 	ContentType string
-	// Realm is the node's realm, needed only to make a token (Client.Token
-	// set): the token's resource is "<realm>.<capability>.<kind>".
+	// Realm is the node's realm, for the resource of a token (Client.Token
+	// set): "<realm>.<capability>.<kind>". "": the client asks the node
+	// (GET /v1/node, once), which needs a token for /macula itself.
 	Realm string
 }
 
@@ -196,15 +197,20 @@ func (c *Client) actorRequest(ctx context.Context, capability, kind, id string, 
 	} else if tq := timeoutQuery(ctx, nil); tq != nil {
 		req.Header.Set(TimeoutHeader, tq.Get("timeout"))
 	}
+	sc := scope{cmd: CommandActor}
 	if c.Token != nil {
-		if opts.Realm == "" {
-			return nil, nil, fmt.Errorf("api: POST %s: ActorOptions.Realm is needed to make a token", path)
+		realmName := opts.Realm
+		if realmName == "" {
+			if realmName, err = c.realmName(ctx); err != nil {
+				return nil, nil, err
+			}
 		}
-		if err := c.authorize(ctx, req, scope{cmd: CommandActor, res: opts.Realm + "." + capability + "." + kind}); err != nil {
-			return nil, nil, err
-		}
+		sc.res = realmName + "." + capability + "." + kind
 	}
-	resp, err := c.hc.Do(req)
+	if err := c.authorize(ctx, req, sc); err != nil {
+		return nil, nil, err
+	}
+	resp, err := c.send(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("api: POST %s: %w", path, err)
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/macula-io/macula/actors"
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/ucan"
 )
 
 // counter counts its calls; "fail" answers an actor error, "crash" panics.
@@ -106,5 +108,54 @@ func TestActorRoutesNotEnabled(t *testing.T) {
 	}
 	if _, err := c.Ring(ctx, false); !errors.As(err, &ae) || ae.Code != wire.CodeNotEnabled {
 		t.Fatalf("ring without actors: %v", err)
+	}
+}
+
+// TestActorRoutesSecure: in a secure realm a program's bearer invocation of
+// /macula/actor on <realm>.<capability>.<kind> is what an actor route
+// needs; another kind's is refused.
+func TestActorRoutesSecure(t *testing.T) {
+	s := startSecure(t)
+	ctx := ctxFor(t, 10*time.Second)
+	// The node may also serve game and call its actors.
+	if err := s.n.SetChains(ctx, []ucan.Chain{
+		s.grant(s.did, ucan.Member, "", time.Hour),
+		s.grant(s.did, ucan.Serve, ucan.ServeResource(testRealm, "game"), time.Hour),
+		s.grant(s.did, ucan.Actor, testRealm+".game.*", time.Hour),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.n.Members().SetCapabilities(ctx, []string{"game"}); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := actors.New(actors.Config{Realm: testRealm, Access: s.n.Access(), Logger: testnet.QuietLogger()}, s.n.Members(), s.n.RPC(), s.n.Events())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sys.Close() })
+	if err := sys.Register("game", "counter", func(string) actors.Actor { return &counter{} }); err != nil {
+		t.Fatal(err)
+	}
+	a := newAPI(s.n, nil, testnet.QuietLogger(), wire.APIAddrs{})
+	a.actors = sys
+	res := actors.ActorResource(testRealm, "game", "counter")
+	ok := s.program(ucan.Actor, res, time.Hour)
+	other := s.program(ucan.Actor, actors.ActorResource(testRealm, "game", "wallet"), time.Hour)
+	target := "/v1/actors/game/counter/p1"
+	testnet.Eventually(t, 10*time.Second, func() error {
+		w := request(a, "POST", target, "", remoteAddr, ok.token(t, s.did, ucan.Actor, res))
+		if w.Code != http.StatusOK {
+			return fmt.Errorf("granted call: %d %s", w.Code, w.Body)
+		}
+		return nil
+	})
+	if w := request(a, "POST", target, "", remoteAddr, other.token(t, s.did, ucan.Actor, res)); w.Code != http.StatusForbidden {
+		t.Fatalf("another kind's grant: %d %s", w.Code, w.Body)
+	}
+	if w := request(a, "POST", target, "", remoteAddr, ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("no token off loopback: %d %s", w.Code, w.Body)
+	}
+	if w := request(a, "POST", target, "", loopbackAddr, wire.LocalScheme+" "+a.cred); w.Code != http.StatusOK {
+		t.Fatalf("the node itself: %d %s", w.Code, w.Body)
 	}
 }
