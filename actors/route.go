@@ -449,8 +449,20 @@ func (r *router) await(b *gateBatch) {
 	t := time.NewTimer(r.s.cfg.HandoffTimeout)
 	defer t.Stop()
 	ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.HandoffTimeout)
-	held, err := r.query(ctx, b.cs.name, b.from, b.shards)
-	cancel()
+	defer cancel()
+	// The previous owner may not serve the protocol yet (its system is
+	// starting too): ask again, a little later each time.
+	var held []int
+	var err error
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
+		if held, err = r.query(ctx, b.cs.name, b.from, b.shards); err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+	}
 	if err == nil {
 		free := make([]int, 0, len(b.shards))
 		for _, sh := range b.shards {
