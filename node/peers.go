@@ -309,7 +309,7 @@ var errHandshakeLost = errors.New("connection closed during the realm handshake"
 // awaitPeer is the one way the node waits for a peer's state: until ready
 // holds for p. It fails when p is refused (ErrNotMember or ErrOtherRealm),
 // when ctx or the node ends, and, if connected is set, as soon as p has no
-// connection left. It wakes on every change of a peer's state (changed),
+// connection left (a relayed one counts). It wakes on every change of a peer's state (changed),
 // never by polling.
 func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, connected bool) error {
 	for {
@@ -322,7 +322,8 @@ func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, conn
 		if err := n.refusalOf(p); err != nil {
 			return err
 		}
-		if connected && n.host.Network().Connectedness(p) != network.Connected {
+		// A relayed connection is Limited, not Connected: it counts.
+		if connected && n.host.Network().Connectedness(p) == network.NotConnected {
 			return fmt.Errorf("%s: %w", p, errHandshakeLost)
 		}
 		select {
