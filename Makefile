@@ -1,28 +1,44 @@
-# Macula for Go. `make test` is what CI runs (through .ci/run).
+# Macula for Go. `make test` is what CI runs (through .ci/run, after `make deps`).
 GO      ?= go
 BIN     := bin/macula-node
 PKGS    := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-short bench lint fuzz dev clean churn
+.PHONY: all build test test-short bench lint fuzz dev clean churn deps prereqs
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/macula-node
+	@scripts/build.sh $(BIN)
 
-# The whole suite: vet, then every test with the race detector, including the
-# end-to-end tests that start real macula-node processes on loopback.
-test:
-	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+# The whole suite, as CI runs it: the prerequisites checked (the UCAN interop
+# test's npm package is installed into the tree; anything else missing is
+# named, with the tests it will skip), gofmt and vet, then every test with the
+# race detector, including the end-to-end tests that start real macula-node
+# processes on loopback and the NAT lab (root). internal/testsum prints the
+# results and then, loudly, every test that was skipped and why; under CI=true
+# a skip fails the run.
+test: prereqs lint
+	$(GO) run ./internal/testsum -race -count=1 -timeout 15m $(PKGS)
+
+# Check the test prerequisites (make test does it first).
+prereqs:
+	@scripts/prereqs.sh
+
+# Install the test prerequisites: Debian packages (as root: gcc, nodejs, npm,
+# nftables, coturn, stun-client, ...) and the UCAN interop test's npm package.
+deps:
+	@scripts/prereqs.sh --install
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
+# The benchmarks of this module, then those of bench/ (its own module: it
+# measures against NATS, which the main module does not depend on). The bench/
+# benchmarks measure inside one iteration and print their figures (-benchtime 1x).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
-	cd bench && $(GO) test -run '^$$' -bench Actors -benchtime 1x -timeout 30m ./actors/
+	cd bench && $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -36,8 +52,10 @@ fuzz:
 	  done; \
 	done
 
-dev:
-	$(GO) run ./cmd/macula-node dev
+# Build bin/macula-node (showing progress: a first build compiles a few
+# hundred packages), then start a local mesh with it.
+dev: build
+	$(BIN) dev $(ARGS)
 
 clean:
 	rm -rf bin
