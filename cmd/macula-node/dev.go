@@ -247,17 +247,21 @@ func printDevTable(w io.Writer, nodes []devNode, authority ed25519.PrivateKey) {
 	tw.Flush()
 
 	first, other := nodes[0], nodes[min(1, len(nodes)-1)]
+	self := selfCommand()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nTry, in another terminal:\n")
-	fmt.Fprintf(&b, "  macula-node --api %s id\n", first.g.Addr())
-	fmt.Fprintf(&b, "  macula-node --api %s peers\n", first.g.Addr())
-	fmt.Fprintf(&b, "  macula-node --api %s dht provide hello\n", first.g.Addr())
-	fmt.Fprintf(&b, "  macula-node --api %s dht lookup hello\n", other.g.Addr())
-	fmt.Fprintf(&b, "  macula-node --api %s resolve %s\n", other.g.Addr(), first.n.Alias())
-	fmt.Fprintf(&b, "  macula-node --api %s subscribe '%s.>'\n", first.g.Addr(), devRealm)
-	fmt.Fprintf(&b, "  macula-node --api %s publish %s.greetings --data '{\"hello\":\"world\"}'\n", other.g.Addr(), devRealm)
-	fmt.Fprintf(&b, "  macula-node --api %s actors call %s %s player_1\n", first.g.Addr(), devCapability, actors.CounterKind)
-	fmt.Fprintf(&b, "  macula-node --api %s ring\n", other.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s id\n", self, first.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s peers\n", self, first.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s dht provide hello\n", self, first.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s dht lookup hello\n", self, other.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s resolve %s\n", self, other.g.Addr(), first.n.Alias())
+	fmt.Fprintf(&b, "  %s --api %s subscribe '%s.>'\n", self, first.g.Addr(), devRealm)
+	fmt.Fprintf(&b, "  %s --api %s publish %s.greetings --data '{\"hello\":\"world\"}'\n", self, other.g.Addr(), devRealm)
+	fmt.Fprintf(&b, "  %s --api %s actors call %s %s player_1\n", self, first.g.Addr(), devCapability, actors.CounterKind)
+	fmt.Fprintf(&b, "  %s --api %s ring\n", self, other.g.Addr())
+	if strings.HasPrefix(self, "go run ") {
+		fmt.Fprintf(&b, "(or 'make build', then bin/macula-node ...; 'go install ./cmd/macula-node' puts macula-node on PATH)\n")
+	}
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 	io.WriteString(w, b.String())
 }

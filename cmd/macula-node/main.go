@@ -22,6 +22,7 @@ const (
 )
 
 func main() {
+	exitWithParentIfGoRun()
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
