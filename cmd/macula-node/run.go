@@ -303,9 +303,11 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 
 	// The files a start may create; a failed start removes those that were
 	// not there before, and the directories it made, so it changes nothing.
-	undo := newUndo(p.dataDir, node.KeyFile, gateway.CertFile, gateway.KeyFile, stateFile, node.RevocationsFile)
+	undo := newUndo(p.dataDir, node.KeyFile, gateway.CertFile, gateway.KeyFile, stateFile, node.RevocationsFile, lockFile)
+	var lock *dirLock
 	failed := func(err error) error {
 		undo.run()
+		lock.release()
 		if lg.level.Level() <= slog.LevelDebug { // the held lines say what happened
 			lg.hold.release()
 		} else {
@@ -314,11 +316,19 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		return err
 	}
 
+	// The lock before anything reads or writes the directory: a second
+	// node there would be the same identity twice.
+	if lock, err = lockDataDir(p.dataDir); err != nil {
+		return failed(err)
+	}
+	defer lock.release()
+
 	n, err := node.New(p.nodeCfg)
 	if errors.Is(err, node.ErrNotMember) {
-		err = fmt.Errorf("%w; to join: 'macula-node key --data-dir %s' prints the node's DID (and keeps its key); the authority runs "+
-			"'macula-node ucan issue --as AUTHORITY.key --realm %s --to DID --can member --name %s --out member.ucan'; then start with --ucan member.ucan",
-			err, p.dataDir, p.nodeCfg.Realm, p.nodeCfg.Name)
+		self := selfCommand()
+		err = fmt.Errorf("%w; to join: '%s key --data-dir %s' prints the node's DID (and keeps its key); the authority runs "+
+			"'%s ucan issue --as AUTHORITY.key --realm %s --to DID --can member --name %s --out member.ucan'; then start with --ucan member.ucan",
+			err, self, p.dataDir, self, p.nodeCfg.Realm, p.nodeCfg.Name)
 	}
 	if err != nil {
 		return failed(err)
@@ -373,9 +383,6 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	lg.hold.release()
 	lg.logger.Info("node ready", "api", g.Addr(), "http3", g.HTTP3Addr(), "peer", n.ID(),
 		"did", n.DID(), "alias", n.Alias(), "data_dir", p.dataDir, "security", st.Security)
-	if !n.Secure() {
-		lg.logger.Warn("OPEN REALM: anyone who knows the realm's name may join and do anything; set --authority (macula-node realm init) to secure it")
-	}
 
 	if n.Secure() {
 		// SIGHUP reads the --ucan files again and presents the chains anew
