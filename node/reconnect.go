@@ -56,7 +56,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 				if errors.Is(err, errRefusedByPeer) {
 					msg = "bootstrap peer refuses this node's membership; redialing when the node's --ucan chains change (SIGHUP) or after the wait"
 				}
-				n.log.Info(msg, "peer", ai.ID, "failures", failures, "retry_in", wait.Round(time.Millisecond), "err", err)
+				n.log.Warn(msg, "peer", ai.ID, "failures", failures, "retry_in", wait.Round(time.Millisecond), "err", err)
 				select {
 				case <-n.ctx.Done():
 					return
