@@ -1,6 +1,9 @@
 package gateway
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by New.
 var (
@@ -15,3 +18,19 @@ var (
 	// ErrCredential: the local credential's file cannot be written.
 	ErrCredential = errors.New("gateway: local credential")
 )
+
+// ListenError is the failure to bind one of the API's listeners, so that a
+// caller can say which of its settings to change. It wraps ErrListen and
+// the system's error.
+type ListenError struct {
+	Network string // "tcp" (HTTP/1.1) or "udp" (HTTP/3)
+	Addr    string // the address that could not be bound
+	Reason  string // what went wrong, for people ("address already in use ...")
+	Err     error  // the system's error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("%v: %s (%s): %s", ErrListen, e.Addr, e.Network, e.Reason)
+}
+
+func (e *ListenError) Unwrap() []error { return []error{ErrListen, e.Err} }

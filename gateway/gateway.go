@@ -186,7 +186,7 @@ func listenError(network, addr string, err error) error {
 	case errors.Is(err, syscall.EACCES):
 		reason = "permission denied"
 	}
-	return fmt.Errorf("%w: %s (%s): %s", ErrListen, addr, network, reason)
+	return &ListenError{Network: network, Addr: addr, Reason: reason, Err: err}
 }
 
 // serve runs one server until Close.

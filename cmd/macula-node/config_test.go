@@ -62,7 +62,7 @@ dht_mode = "client"
 				eq(t, "listen", o.Listen, []string{defaultListen})
 				eq(t, "bootstrap", len(o.Bootstrap), 0)
 				eq(t, "api", o.API, defaultAPI)
-				eq(t, "http3", o.HTTP3, defaultAPI)
+				eq(t, "http3", o.HTTP3, "") // the --api address: TestPlanHTTP3
 				eq(t, "log level", o.LogLevel, "info")
 				eq(t, "reconnect", o.Reconnect, true)
 				eq(t, "reconnect interval", o.ReconnectInterval, time.Second)

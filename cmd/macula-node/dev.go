@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -41,6 +44,7 @@ type devOptions struct {
 	nodes    int
 	logLevel string
 	secure   bool
+	api      string // node1's API address; "" for the default, with a fallback
 }
 
 func newDevCmd(stderr io.Writer) *cobra.Command {
@@ -51,7 +55,9 @@ func newDevCmd(stderr io.Writer) *cobra.Command {
 		Long: fmt.Sprintf(`Start --nodes nodes of realm %s in this process, on loopback, with
 identities in memory and no configuration: node1 is the bootstrap of the
 others. Each node serves its API on 127.0.0.1, on port %d, %d, ... when free
-(on TCP for HTTP/1.1, on UDP for HTTP/3), on a random port otherwise.
+(on TCP for HTTP/1.1, on UDP for HTTP/3), on a random port otherwise. With
+--api HOST:PORT node1 serves it there and node i on PORT+i-1, and a port
+that is taken is an error.
 
 The realm is open (no authority) unless --secure: then dev makes a realm
 authority in memory and grants each node membership with its name and every
@@ -64,6 +70,14 @@ dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 			if o.nodes < 1 || o.nodes > devMaxNodes {
 				return &usageError{err: fmt.Errorf("--nodes %d: want 1 to %d", o.nodes, devMaxNodes), hint: cmd.CommandPath()}
 			}
+			if _, err := parseLevel(o.logLevel); err != nil {
+				return &usageError{err: err, hint: cmd.CommandPath()}
+			}
+			if o.api != "" {
+				if _, err := devAPIAddr(o.api, 1); err != nil {
+					return &usageError{err: err, hint: cmd.CommandPath()}
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runDev(ctx, stop, o, cmd.OutOrStdout(), stderr)
@@ -72,6 +86,7 @@ dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 	cmd.Flags().IntVar(&o.nodes, "nodes", 3, fmt.Sprintf("number of nodes, 1 to %d", devMaxNodes))
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	cmd.Flags().BoolVar(&o.secure, "secure", false, "a secure realm: an authority in memory grants each node membership and every command")
+	cmd.Flags().StringVar(&o.api, "api", "", fmt.Sprintf("node1's API address (TCP and UDP); node i's is i-1 ports above (default 127.0.0.1:%d, or random ports when taken)", devFirstPort))
 	return cmd
 }
 
@@ -84,10 +99,18 @@ type devNode struct {
 }
 
 func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.Writer) (err error) {
-	lg, err := newLogging(stderr, o.logLevel, "text", false)
+	// Logs are held until the mesh is up, as run holds them: a start that
+	// fails says one line (at debug, the held lines too).
+	lg, err := newLogging(stderr, o.logLevel, "text", true)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil && lg.level.Level() > slog.LevelDebug {
+			lg.hold.discard()
+		}
+		lg.hold.release()
+	}()
 	var nodes []devNode
 	defer func() {
 		// The APIs first, so that no request reaches a closing node; the
@@ -151,7 +174,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 			n.Close()
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		g, err := devGateway(n, reg, a, devFirstPort+i-1, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
+		g, err := devGateway(n, reg, a, o.api, i, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
 		if err != nil {
 			a.Close()
 			reg.Close()
@@ -172,6 +195,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 	if ctx.Err() != nil {
 		return nil
 	}
+	lg.hold.release()
 	printDevTable(stdout, nodes, authority)
 	<-ctx.Done()
 	stop()
@@ -179,12 +203,21 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 	return nil
 }
 
-// devGateway serves n's API on port (TCP and UDP) of 127.0.0.1, or on random
-// ports if that one is taken, so that dev always starts.
-func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, port int, credFile string, lg *logging) (*gateway.Gateway, error) {
+// devGateway serves node i's API: on port devFirstPort+i-1 of 127.0.0.1
+// (TCP and UDP), or on random ports if that one is taken, so that dev
+// always starts; with --api (base), on base's port plus i-1, and an error
+// naming the flag if that is taken.
+func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, base string, i int, credFile string, lg *logging) (*gateway.Gateway, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", devFirstPort+i-1)
+	if base != "" {
+		var err error
+		if addr, err = devAPIAddr(base, i); err != nil {
+			return nil, err
+		}
+	}
 	cfg := gateway.Config{
-		Addr:           fmt.Sprintf("127.0.0.1:%d", port),
-		HTTP3Addr:      fmt.Sprintf("127.0.0.1:%d", port),
+		Addr:           addr,
+		HTTP3Addr:      addr,
 		LogLevel:       lg.level,
 		Logger:         lg.logger,
 		Registry:       reg,
@@ -192,11 +225,38 @@ func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, port int
 		CredentialFile: credFile,
 	}
 	g, err := gateway.New(cfg, n)
+	if base != "" {
+		var le *gateway.ListenError
+		if errors.As(err, &le) {
+			return nil, fmt.Errorf("--api %s: cannot listen on %s (%s) for node%d's API: %s; give another --api", base, le.Addr, le.Network, i, le.Reason)
+		}
+		return g, err
+	}
 	if errors.Is(err, gateway.ErrListen) {
 		cfg.Addr, cfg.HTTP3Addr = "127.0.0.1:0", "127.0.0.1:0"
 		g, err = gateway.New(cfg, n)
 	}
 	return g, err
+}
+
+// devAPIAddr is node i's API address for dev --api base: base's port plus
+// i-1 (port 0: random ports for every node).
+func devAPIAddr(base string, i int) (string, error) {
+	host, p, err := net.SplitHostPort(base)
+	port := 0
+	if err == nil {
+		port, err = strconv.Atoi(p)
+	}
+	if err != nil || port < 0 || port > 65535 {
+		return "", fmt.Errorf("--api %q: want host:port such as 127.0.0.1:%d", base, devFirstPort)
+	}
+	if port != 0 {
+		port += i - 1
+		if port > 65535 {
+			return "", fmt.Errorf("--api %s: node%d would need port %d", base, i, port)
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // waitMesh waits until every node has all the others as peers, ctx ends or

@@ -2,12 +2,13 @@
 //
 // # Running nodes
 //
-//	macula-node dev [--nodes N] [--log-level warn]
+//	macula-node dev [--nodes N] [--log-level warn] [--api HOST:PORT] [--secure]
 //
 // starts N nodes (default 3, at most 32) of realm io.macula.dev in one
 // process, on loopback, with identities kept in memory: node1 is the
 // bootstrap of the others. Node i serves its API on 127.0.0.1:740<i> (TCP
-// for HTTP/1.1, UDP for HTTP/3), or on a random port when that one is taken.
+// for HTTP/1.1, UDP for HTTP/3), or on a random port when that one is taken;
+// with --api, on its port plus i-1, and a port that is taken is an error.
 // dev waits until every node sees the others, prints a table (name, DID, peer
 // ID, QUIC address, API address) and commands to try, and runs until Ctrl-C.
 //
@@ -22,7 +23,7 @@
 //	--listen MULTIADDR             QUIC listen address, repeatable (default /ip4/0.0.0.0/udp/7400/quic-v1)
 //	--bootstrap MULTIADDR          peer to join through, with /p2p/<id>; repeatable
 //	--api HOST:PORT                HTTP/1.1 API address (default 127.0.0.1:7401)
-//	--http3 HOST:PORT|off          HTTP/3 API address on UDP (default 127.0.0.1:7401)
+//	--http3 HOST:PORT|off          HTTP/3 API address on UDP (default: the --api address)
 //	--log-level LEVEL              debug, info, warn or error (default info)
 //	--log-format FORMAT            text or json (default text)
 //	--reconnect                    redial dropped bootstrap peers (default true)
@@ -187,8 +188,11 @@
 //	1  the command failed, including a refusal of the API (a bad topic,
 //	   pattern or name, a payload over the limit); for call, any failure not
 //	   listed below
-//	2  the command line is wrong (an unknown command, flag or argument; call's
-//	   and publish's --data that is not JSON; subscribe's negative --count)
+//	2  the command line is wrong (an unknown command, flag or argument, an
+//	   empty argument; call's and publish's --data that is not JSON;
+//	   subscribe's negative --count), or a setting is, wherever it was given
+//	   (run's missing --realm, a bad realm or node name, log level, address
+//	   or config file key, in a flag, a MACULA_* variable or the config file)
 //	3  call: no node of the realm advertises the procedure (HTTP 404 not_found)
 //	4  call: no answer within the timeout (504 timeout)
 //	5  call: the handler answered with an error (422 remote_error)

@@ -80,7 +80,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.HolePunching, "hole-punching", true, "upgrade relayed connections to direct ones by hole punching")
 	fs.StringVar(&o.Reachability, "reachability", "", "force reachability: public or private (default: let AutoNAT decide)")
 	fs.StringVar(&o.API, "api", gateway.DefaultAddr, "HTTP/1.1 API listen address (TCP host:port)")
-	fs.StringVar(&o.HTTP3, "http3", gateway.DefaultHTTP3Addr, "HTTP/3 API listen address (UDP host:port), or \"off\"")
+	fs.StringVar(&o.HTTP3, "http3", "", "HTTP/3 API listen address (UDP host:port), or \"off\" (default: the --api address, on UDP)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&o.Reconnect, "reconnect", true, "redial bootstrap peers when they drop")
@@ -128,6 +128,9 @@ type daemonPlan struct {
 	nodeCfg node.Config
 	gwCfg   gateway.Config
 	dataDir string
+	// http3Follows: the HTTP/3 address is the --api one, as --http3 was
+	// not given; errors say so.
+	http3Follows bool
 }
 
 // plan validates o without touching the disk or the network and without
@@ -169,11 +172,18 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	if err := checkHostPort("api", o.API); err != nil {
 		return nil, err
 	}
-	http3 := strings.TrimSpace(o.HTTP3)
-	if http3 == "off" || http3 == "" {
-		http3 = "off"
-	} else if err := checkHostPort("http3", http3); err != nil {
-		return nil, err
+	// HTTP/3 listens where HTTP/1.1 does, on UDP, unless told otherwise:
+	// a second node given only another --api must not collide on the
+	// default HTTP/3 port.
+	http3, http3Follows := strings.TrimSpace(o.HTTP3), false
+	switch http3 {
+	case "off":
+	case "":
+		http3, http3Follows = o.API, true
+	default:
+		if err := checkHostPort("http3", http3); err != nil {
+			return nil, err
+		}
 	}
 	dir := o.DataDir
 	if dir == "" {
@@ -226,10 +236,28 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 		return nil, fmt.Errorf("--webhook-allow %v", err)
 	}
 	return &daemonPlan{
-		nodeCfg: nc,
-		gwCfg:   gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir, WebhookAllow: append([]string(nil), o.WebhookAllow...)},
-		dataDir: dir,
+		nodeCfg:      nc,
+		gwCfg:        gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir, WebhookAllow: append([]string(nil), o.WebhookAllow...)},
+		http3Follows: http3Follows,
+		dataDir:      dir,
 	}, nil
+}
+
+// apiListenError says which flag to change when the API cannot listen:
+// the error names the address, what it was for, and the flag it came from.
+func apiListenError(err error, http3Follows bool) error {
+	var le *gateway.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	if le.Network == "tcp" {
+		return fmt.Errorf("--api %s: cannot listen for the HTTP/1.1 API (TCP): %s; give another --api", le.Addr, le.Reason)
+	}
+	if http3Follows {
+		return fmt.Errorf("--http3 %s (the --api address, which --http3 follows): cannot listen for the HTTP/3 API (UDP): %s; "+
+			"give another --api, or --http3 ADDR, or --http3 off", le.Addr, le.Reason)
+	}
+	return fmt.Errorf("--http3 %s: cannot listen for the HTTP/3 API (UDP): %s; give another --http3, or --http3 off", le.Addr, le.Reason)
 }
 
 func checkHostPort(what, addr string) error {
@@ -289,7 +317,7 @@ type stateInfo struct {
 func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer) error {
 	p, err := o.plan()
 	if err != nil {
-		return err
+		return &usageError{err: err, hint: "macula-node run"}
 	}
 	// Logs are held until the node and its API are up: a start that fails
 	// reports one error line, not the node's "node started" first.
@@ -324,6 +352,12 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	defer lock.release()
 
 	n, err := node.New(p.nodeCfg)
+	if errors.Is(err, node.ErrConfig) { // a flag's value the node refuses (a bootstrap or listen address)
+		err = &usageError{err: err, hint: "macula-node run"}
+	}
+	if errors.Is(err, node.ErrListen) {
+		err = fmt.Errorf("--listen: %w; give another --listen (port 0, /udp/0/quic-v1, picks a free one)", err)
+	}
 	if errors.Is(err, node.ErrNotMember) {
 		self := selfCommand()
 		err = fmt.Errorf("%w; to join: '%s key --data-dir %s' prints the node's DID (and keeps its key); the authority runs "+
@@ -351,7 +385,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		sys.Close()
 		reg.Close()
 		n.Close()
-		return failed(err)
+		return failed(apiListenError(err, p.http3Follows))
 	}
 	st := stateInfo{
 		PeerID:    n.ID().String(),
