@@ -94,19 +94,19 @@ func TestRunBadInput(t *testing.T) {
 		return p
 	}
 	cases := []tc{
-		{name: "realm with an uppercase letter", setup: flagsOnly(map[string]string{"realm": "Io.Acme"}), code: 1, want: "realm"},
-		{name: "realm of one segment", setup: flagsOnly(map[string]string{"realm": "acme"}), code: 1, want: "realm"},
-		{name: "no realm", setup: flagsOnly(map[string]string{"realm": ""}), code: 1, want: "realm is required"},
-		{name: "bad node name", setup: flagsOnly(map[string]string{"name": "Bad Name"}), code: 1, want: "name"},
-		{name: "bootstrap not a multiaddr", setup: flagsOnly(map[string]string{"bootstrap": "not-a-multiaddr"}), code: 1, want: "bootstrap"},
-		{name: "bootstrap without /p2p", setup: flagsOnly(map[string]string{"bootstrap": "/ip4/127.0.0.1/udp/4001/quic-v1"}), code: 1, want: "bootstrap"},
-		{name: "listen not QUIC", setup: flagsOnly(map[string]string{"listen": "/ip4/127.0.0.1/tcp/0"}), code: 1, want: "QUIC"},
-		{name: "busy QUIC port", code: 1, want: "address already in use",
+		{name: "realm with an uppercase letter", setup: flagsOnly(map[string]string{"realm": "Io.Acme"}), code: 2, want: "realm"},
+		{name: "realm of one segment", setup: flagsOnly(map[string]string{"realm": "acme"}), code: 2, want: "realm"},
+		{name: "no realm", setup: flagsOnly(map[string]string{"realm": ""}), code: 2, want: "realm is required"},
+		{name: "bad node name", setup: flagsOnly(map[string]string{"name": "Bad Name"}), code: 2, want: "name"},
+		{name: "bootstrap not a multiaddr", setup: flagsOnly(map[string]string{"bootstrap": "not-a-multiaddr"}), code: 2, want: "bootstrap"},
+		{name: "bootstrap without /p2p", setup: flagsOnly(map[string]string{"bootstrap": "/ip4/127.0.0.1/udp/4001/quic-v1"}), code: 2, want: "bootstrap"},
+		{name: "listen not QUIC", setup: flagsOnly(map[string]string{"listen": "/ip4/127.0.0.1/tcp/0"}), code: 2, want: "QUIC"},
+		{name: "busy QUIC port", code: 1, want: "--listen: cannot listen",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				_, port, _ := net.SplitHostPort(busyUDP(t))
 				return runArgs(dir, map[string]string{"listen": "/ip4/127.0.0.1/udp/" + port + "/quic-v1"}), nil
 			}},
-		{name: "busy API port", code: 1, want: "address already in use",
+		{name: "busy API port", code: 1, want: "--api 127.0.0.1:",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
@@ -115,11 +115,11 @@ func TestRunBadInput(t *testing.T) {
 				t.Cleanup(func() { ln.Close() })
 				return runArgs(dir, map[string]string{"api": ln.Addr().String()}), nil
 			}},
-		{name: "busy HTTP/3 port", code: 1, want: "address already in use",
+		{name: "busy HTTP/3 port", code: 1, want: "--http3 127.0.0.1:",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				return runArgs(dir, map[string]string{"http3": busyUDP(t)}), nil
 			}},
-		{name: "bad API address", setup: flagsOnly(map[string]string{"api": "localhost"}), code: 1, want: "api"},
+		{name: "bad API address", setup: flagsOnly(map[string]string{"api": "localhost"}), code: 2, want: "api"},
 		{name: "data dir under a file", code: 1, want: "not a directory",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				f := filepath.Join(dir, "file")
@@ -139,22 +139,22 @@ func TestRunBadInput(t *testing.T) {
 				}
 				return runArgs(dir, nil), nil
 			}},
-		{name: "bad log level", setup: flagsOnly(map[string]string{"log-level": "loud"}), code: 1, want: "log level"},
-		{name: "bad dht mode", setup: flagsOnly(map[string]string{"dht-mode": "peer"}), code: 1, want: "dht mode"},
-		{name: "unknown config key", code: 1, want: `"colour"`,
+		{name: "bad log level", setup: flagsOnly(map[string]string{"log-level": "loud"}), code: 2, want: "log level"},
+		{name: "bad dht mode", setup: flagsOnly(map[string]string{"dht-mode": "peer"}), code: 2, want: "dht mode"},
+		{name: "unknown config key", code: 2, want: `"colour"`,
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				return runArgs(dir, map[string]string{"config": writeConfig(dir, "colour = \"red\"\n")}), nil
 			}},
-		{name: "bad duration in config", code: 1, want: "reconnect_interval",
+		{name: "bad duration in config", code: 2, want: "reconnect_interval",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				return runArgs(dir, map[string]string{"config": writeConfig(dir, "reconnect_interval = \"soon\"\n")}), nil
 			}},
-		{name: "missing config file", setup: flagsOnly(map[string]string{"config": "/nonexistent/node.toml"}), code: 1, want: "does not exist"},
-		{name: "bad duration in environment", code: 1, want: "MACULA_RECONNECT_INTERVAL",
+		{name: "missing config file", setup: flagsOnly(map[string]string{"config": "/nonexistent/node.toml"}), code: 2, want: "does not exist"},
+		{name: "bad duration in environment", code: 2, want: "MACULA_RECONNECT_INTERVAL",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				return runArgs(dir, nil), []string{"MACULA_RECONNECT_INTERVAL=soon"}
 			}},
-		{name: "bad realm in environment", code: 1, want: "realm",
+		{name: "bad realm in environment", code: 2, want: "realm",
 			setup: func(t *testing.T, dir string) ([]string, []string) {
 				return runArgs(dir, map[string]string{"realm": ""}), []string{"MACULA_REALM=Io.Acme"}
 			}},
@@ -189,5 +189,33 @@ func TestRunBadInput(t *testing.T) {
 			}
 			t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
 		})
+	}
+}
+
+// TestUsageErrors: command lines that are wrong exit 2 with one line that
+// says what is wrong, before anything is asked of a node.
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pub", "x", "--data", "1"}, `unknown command "pub" for "macula-node"; did you mean "publish"?`},
+		{[]string{"--api", "127.0.0.1:1", "pub", "x"}, `did you mean "publish"?`},
+		{[]string{"dht", "lokup", "x", "--json"}, `unknown command "lokup" for "macula-node dht"; did you mean "lookup"?`},
+		{[]string{"publish", ""}, "publish: TOPIC is empty"},
+		{[]string{"call", " "}, "call: PROCEDURE is empty"},
+		{[]string{"subscribe", ""}, "subscribe: PATTERN is empty"},
+		{[]string{"dht", "lookup", ""}, "dht lookup: KEY is empty"},
+		{[]string{"dev", "--log-level", "loud"}, "log level"},
+		{[]string{"dev", "--api", "nonsense"}, "--api"},
+		{[]string{"dev", "--nodes", "0"}, "--nodes"},
+		{[]string{"run", "--log-level", "loud", "--realm", "io.x.y"}, "log level"},
+		{[]string{"run"}, "realm is required"},
+	} {
+		r := runCmd(t, 20*time.Second, nil, tc.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
+			t.Errorf("macula-node %q: exit %d, stderr %q, stdout %q; want exit %d and %q", tc.args, r.code, r.stderr, r.stdout, exitUsage, tc.want)
+		}
 	}
 }

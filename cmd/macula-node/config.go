@@ -44,8 +44,16 @@ var noSource = map[string]bool{"help": true}
 // applySources fills the flags of fs that the command line did not set, from
 // the environment (read through getenv) and then from the config file. cfgFlag
 // names the flag holding the config file's path; "" means the command reads
-// no file. Errors name the variable or the key and the value.
+// no file. Errors name the variable or the key and the value; they are usage
+// errors (exit code 2): a setting is wrong, wherever it was given.
 func applySources(fs *pflag.FlagSet, getenv func(string) string, cfgFlag string) error {
+	if err := fillFromSources(fs, getenv, cfgFlag); err != nil {
+		return &usageError{err: err}
+	}
+	return nil
+}
+
+func fillFromSources(fs *pflag.FlagSet, getenv func(string) string, cfgFlag string) error {
 	fromEnv := map[string]string{}
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {

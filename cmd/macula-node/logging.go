@@ -61,7 +61,7 @@ func newLogging(w io.Writer, level, format string, held bool) (*logging, error) 
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(lvl)
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: foldAttr}
 	var h slog.Handler
 	switch strings.ToLower(format) {
 	case "text", "":
@@ -75,8 +75,88 @@ func newLogging(w io.Writer, level, format string, held bool) (*logging, error) 
 	h = &holdHandler{h: h, q: q}
 	l := &logging{level: lv, hold: q, logger: slog.New(h)}
 	slog.SetDefault(l.logger)
-	gologshim.SetDefaultHandler(h)
+	gologshim.SetDefaultHandler(&libp2pHandler{h: h})
 	return l, nil
+}
+
+// foldAttr puts every value on one line: a log record is one line of the
+// process's output, and libp2p's errors span lines ("all dials failed\n  *
+// [/ip4/...] context deadline exceeded").
+func foldAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if v := a.Value.String(); strings.ContainsAny(v, "\r\n") {
+			a.Value = slog.StringValue(foldLines(v))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok && err != nil {
+			if v := err.Error(); strings.ContainsAny(v, "\r\n") {
+				a.Value = slog.StringValue(foldLines(v))
+			}
+		}
+	}
+	return a
+}
+
+// foldLines joins the non-empty lines of s, trimmed, with "; ".
+func foldLines(s string) string {
+	var parts []string
+	for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// quietLibp2p are the libp2p subsystems whose warnings are part of normal
+// operation for a node, and so logged at debug: identify fails on every
+// connection that closes while it runs (each disconnect, each shutdown).
+var quietLibp2p = map[string]bool{"net/identify": true}
+
+// libp2pHandler is the handler libp2p's loggers get (gologshim adds a
+// "logger" attribute naming the subsystem). libp2p's info lines are its
+// internal detail, which the node reports in its own terms (peer connected,
+// NAT probed, ...), so they are logged at debug; so are the warnings of
+// quietLibp2p. Errors, and the other warnings, keep their level.
+type libp2pHandler struct {
+	h      slog.Handler
+	system string // from the "logger" attribute
+}
+
+func (h *libp2pHandler) level(l slog.Level) slog.Level {
+	if l < slog.LevelWarn || (l < slog.LevelError && quietLibp2p[h.system]) {
+		return slog.LevelDebug
+	}
+	return l
+}
+
+func (h *libp2pHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.h.Enabled(ctx, h.level(l))
+}
+
+func (h *libp2pHandler) Handle(ctx context.Context, r slog.Record) error {
+	if l := h.level(r.Level); l != r.Level {
+		if !h.h.Enabled(ctx, l) {
+			return nil
+		}
+		r.Level = l
+	}
+	return h.h.Handle(ctx, r)
+}
+
+func (h *libp2pHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	sys := h.system
+	for _, a := range attrs {
+		if a.Key == "logger" {
+			sys = a.Value.String()
+		}
+	}
+	return &libp2pHandler{h: h.h.WithAttrs(attrs), system: sys}
+}
+
+func (h *libp2pHandler) WithGroup(name string) slog.Handler {
+	return &libp2pHandler{h: h.h.WithGroup(name), system: h.system}
 }
 
 // maxHeld bounds the lines kept while logs are held; later ones are dropped.

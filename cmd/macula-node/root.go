@@ -50,8 +50,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 Flags can also be given as MACULA_<FLAG> environment variables (MACULA_API,
 MACULA_REALM, ...); the command line wins.
 
-Exit codes: 0 success, 1 failure, 2 a wrong command line; call adds 3 not
-found, 4 timeout, 5 remote error, 6 disconnected, 7 unauthorized.`,
+Exit codes: 0 success, 1 failure, 2 a wrong command line or setting (a flag,
+a MACULA_* variable, the config file); call adds 3 not found, 4 timeout, 5
+remote error, 6 disconnected, 7 unauthorized.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -110,6 +111,9 @@ func groupRun(cmd *cobra.Command, args []string) error {
 		return cmd.Help()
 	}
 	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's own default, set only when it suggests itself
+	}
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += fmt.Sprintf("; did you mean %q?", s[0])
 	}
@@ -131,11 +135,31 @@ func argsN(min, max int) cobra.PositionalArgs {
 				err = fmt.Errorf("%s takes at most %d argument(s), got %d", cmd.CommandPath(), max, len(args))
 			}
 		}
+		for i, a := range args {
+			if err == nil && strings.TrimSpace(a) == "" {
+				err = fmt.Errorf("%s: %s is empty", strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" "), argName(cmd, i))
+			}
+		}
 		if err != nil {
 			return &usageError{err: err, hint: cmd.CommandPath()}
 		}
 		return nil
 	}
+}
+
+// argName is the name of positional argument i in cmd's Use line ("TOPIC"
+// in "publish TOPIC"), or "argument i+1".
+func argName(cmd *cobra.Command, i int) string {
+	var names []string
+	for _, f := range strings.Fields(cmd.Use)[1:] {
+		if !strings.HasPrefix(f, "-") && !strings.HasPrefix(f, "[-") {
+			names = append(names, strings.Trim(f, "[]."))
+		}
+	}
+	if i < len(names) && names[i] != "" {
+		return names[i]
+	}
+	return fmt.Sprintf("argument %d", i+1)
 }
 
 // versionString is the binary's version.
