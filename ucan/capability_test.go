@@ -221,6 +221,21 @@ func TestInspect(t *testing.T) {
 			t.Errorf("Inspect: %v\n%s", err, out)
 		}
 	}
+	// Describe gives the same as data (ucan inspect --json).
+	d, err := Describe([]byte(chain.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Tokens) != 2 || !d.Tokens[0].Root || d.Tokens[0].Audience != didA || d.Tokens[1].Command != string(Call) ||
+		d.Tokens[1].Resource != orders || d.Tokens[1].Expires == nil || !d.Tokens[1].SignatureVerified {
+		t.Errorf("Describe: %+v", d.Tokens)
+	}
+	if e := d.Effective; e == nil || e.Command != string(Call) || e.Resource != orders || e.Holder != didNode || len(d.Checks) != 4 {
+		t.Errorf("Describe: effective %+v, checks %+v", d.Effective, d.Checks)
+	}
+	if d.String() != out {
+		t.Errorf("Describe(...).String() is not Inspect's text")
+	}
 	broken := Chain{toA[0], rawToken{iss: didB, aud: didNode, sub: r.authDID, cmd: string(Call)}.seal(t, keyX)}
 	out, err = Inspect([]byte(broken.String()))
 	if err != nil || !strings.Contains(out, "bad signature") {
