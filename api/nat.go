@@ -79,3 +79,14 @@ func (c *Client) NAT(ctx context.Context) (*NATInfo, error) {
 	}
 	return &out, nil
 }
+
+// NATProbe asks the node to probe its NAT again now. The probe runs in the
+// background: the answer is what the node knew when it started (NAT shows
+// the new result once its MeasuredAt is later).
+func (c *Client) NATProbe(ctx context.Context) (*NATInfo, error) {
+	var out NATInfo
+	if err := c.do(ctx, adminScope, http.MethodPost, "/v1/nat/probe", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

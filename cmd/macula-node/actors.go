@@ -100,6 +100,9 @@ func newActorSendCmd(cast bool) *cobra.Command {
 				if err := c.ActorCast(ctx, args[0], args[1], args[2], payload, opts); err != nil {
 					return actorCallError(addr, what, timeout, err)
 				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"capability": args[0], "kind": args[1], "id": args[2], "accepted": true})
+				}
 				return nil
 			}
 			ref, reply, err := c.ActorCall(ctx, args[0], args[1], args[2], payload, opts)
@@ -130,6 +133,8 @@ func newActorSendCmd(cast bool) *cobra.Command {
 	if !cast {
 		f.BoolVar(&raw, "raw", false, "print the reply as it is, without pretty-printing JSON")
 		f.BoolVar(&asJSON, "json", false, `print {"ref": the actor's reference, "reply": the reply}`)
+	} else {
+		f.BoolVar(&asJSON, "json", false, `print {"capability", "kind", "id", "accepted": true} once the owner accepted the cast`)
 	}
 	f.SortFlags = false
 	return cmd

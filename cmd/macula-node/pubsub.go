@@ -195,7 +195,9 @@ func payloadText(ev *api.SubscribeEvent) string {
 	if err != nil {
 		return "base64:" + strings.Trim(string(ev.Payload), `"`)
 	}
-	if utf8.Valid(b) && strings.IndexFunc(string(b), func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+	// Text, line breaks and tabs included (a line that ends in a newline,
+	// as echo and most files have it), is quoted: escaped onto one line.
+	if utf8.Valid(b) && strings.IndexFunc(string(b), func(r rune) bool { return !unicode.IsPrint(r) && !unicode.IsSpace(r) }) < 0 {
 		return strconv.Quote(string(b)) // "" for an empty payload
 	}
 	return "base64:" + base64.StdEncoding.EncodeToString(b)

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/macula-io/macula/api"
 )
 
 // cannedStream is an event stream as GET /v1/subscribe sends it: three
@@ -80,5 +84,27 @@ func TestSubscribeOutput(t *testing.T) {
 	r = runCmd(t, 30*time.Second, nil, "--api", api, "subscribe", "io.acme.other.*")
 	if r.code != exitError || r.stderr != "macula-node: no route\n" || r.stdout != "" {
 		t.Errorf("an error answer: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestPayloadText: text is quoted on one line, line breaks and tabs
+// included (a text payload that ends in a newline was shown as base64);
+// anything else is base64.
+func TestPayloadText(t *testing.T) {
+	for in, want := range map[string]string{
+		"hello world":     `"hello world"`,
+		"hello\n":         `"hello\n"`,
+		"a\tb\r\nc":       `"a\tb\r\nc"`,
+		"":                `""`,
+		"caf\u00e9":       `"café"`,
+		"\x00\x01\xff":    "base64:AAH/",
+		"bell\a":          "base64:YmVsbAc=",
+		"not utf-8 \xc3(": "base64:bm90IHV0Zi04IMMo",
+	} {
+		ev := &api.SubscribeEvent{PayloadEncoding: api.PayloadBase64}
+		ev.Payload, _ = json.Marshal(base64.StdEncoding.EncodeToString([]byte(in)))
+		if got := payloadText(ev); got != want {
+			t.Errorf("payloadText(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

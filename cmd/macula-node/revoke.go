@@ -17,7 +17,7 @@ import (
 func newUCANRevokeCmd() *cobra.Command {
 	var (
 		keyPath, outPath string
-		send             bool
+		send, asJSON     bool
 		index            int
 	)
 	cmd := &cobra.Command{
@@ -71,7 +71,11 @@ node later (POST /v1/ucan/revocations).`,
 					return fmt.Errorf("--out: %v", err)
 				}
 			}
+			result := ucanRevokeResult{Record: text, Index: i, Out: outPath}
 			if !send {
+				if asJSON {
+					return printJSON(w, result)
+				}
 				if outPath == "" {
 					fmt.Fprintln(w, text)
 				}
@@ -86,15 +90,29 @@ node later (POST /v1/ucan/revocations).`,
 			if err := c.Revoke(context.Background(), rec); err != nil {
 				return clientError(addr, err)
 			}
+			if asJSON {
+				result.SentTo = strings.TrimSpace(addr)
+				return printJSON(w, result)
+			}
 			fmt.Fprintf(w, "revoked delegation %d of the chain; the node at %s applies it and passes it on\n", i, strings.TrimSpace(addr))
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&keyPath, "as", "", "key file of the realm authority")
-	f.IntVar(&index, "index", -1, "which delegation of the chain to revoke (default: the last)")
+	f.IntVar(&index, "index", -1, "which delegation of the chain to revoke, 0 for the root")
+	f.Lookup("index").DefValue = "the last" // for --help: -1 means the last
+	f.BoolVar(&asJSON, "json", false, "print the record, the delegation's index and where it went as JSON")
 	f.BoolVar(&send, "send", false, "hand the record to the node at --api, which spreads it through the realm")
 	f.StringVar(&outPath, "out", "", "also write the record to this file (mode 0600)")
 	f.SortFlags = false
 	return cmd
+}
+
+// ucanRevokeResult is the --json output of ucan revoke.
+type ucanRevokeResult struct {
+	Record string `json:"record"` // base64url, as POST /v1/ucan/revocations takes it
+	Index  int    `json:"index"`  // of the revoked delegation in the chain, 0 the root
+	Out    string `json:"out,omitempty"`
+	SentTo string `json:"sent_to,omitempty"` // the API address of the node it was handed to (--send)
 }

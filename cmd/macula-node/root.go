@@ -70,6 +70,9 @@ remote error, 6 disconnected, 7 unauthorized.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// --version, as most tools have it: the line of macula-node version.
+	root.Version = currentVersion().Version
+	root.SetVersionTemplate(currentVersion().String() + "\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &usageError{err: err, hint: cmd.CommandPath()}
 	})
@@ -173,15 +176,39 @@ func versionString() string {
 	return "devel"
 }
 
+// versionInfo is what version prints: the binary's version, its agent
+// string on the wire, and what it was built with and for.
+type versionInfo struct {
+	Version string `json:"version"`
+	Agent   string `json:"agent"`
+	Go      string `json:"go"`
+	OS      string `json:"os"`
+	Arch    string `json:"arch"`
+}
+
+func currentVersion() versionInfo {
+	return versionInfo{Version: versionString(), Agent: node.Agent, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+}
+
+func (v versionInfo) String() string {
+	return fmt.Sprintf("macula-node %s (agent %s, %s, %s/%s)", v.Version, v.Agent, v.Go, v.OS, v.Arch)
+}
+
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version of macula-node",
+		Short: "Print the version of macula-node (also: macula-node --version)",
 		Args:  argsN(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "macula-node %s (agent %s, %s, %s/%s)\n",
-				versionString(), node.Agent, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			v := currentVersion()
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), v)
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the version as JSON")
+	return cmd
 }

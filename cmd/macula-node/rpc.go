@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,14 +32,16 @@ func newCallCmd() *cobra.Command {
 	var (
 		data, dataFile, contentType string
 		timeout                     time.Duration
-		raw, idempotent             bool
+		raw, idempotent, asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "call PROCEDURE",
 		Short: "Call a procedure of the realm through a running node and print the reply",
 		Long: `Call a procedure of the node's realm, wherever in the realm it is advertised,
 through the node's API, and print the reply: pretty-printed when it is JSON,
-as it is with --raw.
+anything else as it is followed by a newline if it has none, and exactly as
+it is with --raw. With --json: {"procedure": ..., "reply": the reply}, the
+reply a JSON value, or base64 with "reply_encoding": "base64".
 
 The payload is --data (JSON by default), the content of --data-file, or
 stdin with --data -; without any, an empty payload (raw bytes, unless
@@ -80,6 +83,9 @@ lost, 7 the caller may not call it.`,
 			if err != nil {
 				return callError(addr, procedure, timeout, err)
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), callResult(procedure, reply))
+			}
 			return printReply(cmd.OutOrStdout(), reply, raw)
 		},
 	}
@@ -90,8 +96,26 @@ lost, 7 the caller may not call it.`,
 	f.DurationVar(&timeout, "timeout", 0, "give up the call after this long (default: the node's 30s)")
 	f.BoolVar(&raw, "raw", false, "print the reply as it is, without pretty-printing JSON")
 	f.BoolVar(&idempotent, "idempotent", false, "the call may run twice: the node may retry it elsewhere if a connection is lost")
+	f.BoolVar(&asJSON, "json", false, `print {"procedure": ..., "reply": ...} (a reply that is not JSON in base64, with "reply_encoding": "base64")`)
 	f.SortFlags = false
 	return cmd
+}
+
+// callOutput is call's --json output.
+type callOutput struct {
+	Procedure     string          `json:"procedure"`
+	Reply         json.RawMessage `json:"reply"`
+	ReplyEncoding string          `json:"reply_encoding,omitempty"` // "base64" when the reply is not JSON
+}
+
+// callResult is the --json output of a call: a JSON reply as it is, any
+// other in base64, as the API's subscriptions carry payloads.
+func callResult(procedure string, reply []byte) callOutput {
+	if len(reply) > 0 && json.Valid(reply) {
+		return callOutput{Procedure: procedure, Reply: reply}
+	}
+	b, _ := json.Marshal(base64.StdEncoding.EncodeToString(reply))
+	return callOutput{Procedure: procedure, Reply: b, ReplyEncoding: api.PayloadBase64}
 }
 
 // callPayload reads the payload from --data, stdin or --data-file, and
@@ -131,7 +155,8 @@ func readPayload(cmd *cobra.Command, data, dataFile string) ([]byte, error) {
 }
 
 // printReply prints a reply: JSON pretty-printed unless raw, anything else
-// as it is.
+// as it is, ended by a newline if it has none (so that the shell's prompt
+// does not follow it on the same line); with raw, exactly as it is.
 func printReply(w io.Writer, reply []byte, raw bool) error {
 	if !raw && json.Valid(reply) {
 		var buf bytes.Buffer
@@ -140,6 +165,9 @@ func printReply(w io.Writer, reply []byte, raw bool) error {
 			_, err := w.Write(buf.Bytes())
 			return err
 		}
+	}
+	if !raw && len(reply) > 0 && reply[len(reply)-1] != '\n' {
+		reply = append(reply[:len(reply):len(reply)], '\n')
 	}
 	_, err := w.Write(reply)
 	return err
@@ -183,6 +211,7 @@ func newAdvertiseCmd(stderr io.Writer) *cobra.Command {
 	var (
 		url            string
 		lease, timeout time.Duration
+		asJSON         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "advertise PROCEDURE --url URL",
@@ -196,7 +225,12 @@ alive until SIGINT or SIGTERM, renewing its lease every third of --lease; then
 it withdraws it and exits 0. If advertise dies, the node withdraws the
 procedure when the lease runs out. A renewal that fails for a reason that may
 pass (the API unreachable, the node restarting) is reported on stderr and
-tried again: a node that lost the advertisement gets it back.`,
+tried again: a node that lost the advertisement gets it back.
+
+With --json each of these is a JSON object on a line of its own:
+{"event": "advertised", "procedure", "url", "announced"}, then
+{"event": "announced", ...} once the DHT announcement is out, and
+{"event": "withdrawn", ...} at the end.`,
 		Example: `  macula-node advertise io.acme.orders.get_order --url http://127.0.0.1:8080/get_order
   macula-node advertise io.acme.orders.get_order --url http://127.0.0.1:8080/get_order --lease 30s --webhook-timeout 10s`,
 		Args: argsN(1, 1),
@@ -218,13 +252,14 @@ tried again: a node that lost the advertisement gets it back.`,
 			defer c.Close()
 			return advertiseLoop(ctx, stop, c, addr, procedure, api.AdvertiseRequest{
 				URL: url, Timeout: durationFlag(timeout), Lease: durationFlag(lease),
-			}, lease, cmd.OutOrStdout(), stderr)
+			}, lease, advertisePrinter(cmd.OutOrStdout(), procedure, url, asJSON), stderr)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&url, "url", "", "the webhook: an http:// URL on loopback, such as http://127.0.0.1:8080/get_order (required)")
 	f.DurationVar(&lease, "lease", defaultLease, "the node withdraws the procedure this long after the last renewal (0: never)")
 	f.DurationVar(&timeout, "webhook-timeout", 0, "bound each webhook request (default: the call's own timeout)")
+	f.BoolVar(&asJSON, "json", false, `print each event as a JSON line ({"event": "advertised"|"announced"|"withdrawn", ...})`)
 	f.SortFlags = false
 	return cmd
 }
@@ -247,7 +282,7 @@ func announceState(announced bool) string {
 // advertiseLoop advertises, renews every lease/3 until ctx ends, then
 // withdraws the advertisement.
 func advertiseLoop(ctx context.Context, stop func(), c *api.Client, addr, procedure string, req api.AdvertiseRequest,
-	lease time.Duration, stdout, stderr io.Writer) error {
+	lease time.Duration, emit func(event string, announced bool) error, stderr io.Writer) error {
 	announced := false
 	post := func(d time.Duration) error {
 		pctx, cancel := context.WithTimeout(ctx, d)
@@ -264,11 +299,7 @@ func advertiseLoop(ctx context.Context, stop func(), c *api.Client, addr, proced
 		}
 		return clientError(addr, err)
 	}
-	state := announceState(announced)
-	if !announced {
-		state += "; connected nodes know it already"
-	}
-	if _, err := fmt.Fprintf(stdout, "advertised %s -> %s (%s)\n", procedure, req.URL, state); err != nil {
+	if err := emit("advertised", announced); err != nil {
 		return err
 	}
 	var tick <-chan time.Time
@@ -290,7 +321,7 @@ loop:
 			switch {
 			case err == nil:
 				if announced && !was {
-					fmt.Fprintf(stdout, "announced %s in the DHT\n", procedure)
+					emit("announced", true)
 				}
 				if failing {
 					fmt.Fprintf(stderr, "macula-node: %s advertised again\n", procedure)
@@ -316,5 +347,37 @@ loop:
 	if err != nil && !(errors.As(err, &ae) && ae.Code == api.CodeNotFound) {
 		return fmt.Errorf("withdrawing %s: %w", procedure, clientError(addr, err))
 	}
-	return nil
+	return emit("withdrawn", announced)
+}
+
+// advertiseEvent is a line of advertise --json.
+type advertiseEvent struct {
+	Event     string `json:"event"` // advertised, announced, withdrawn
+	Procedure string `json:"procedure"`
+	URL       string `json:"url"`
+	Announced bool   `json:"announced"` // the DHT announcement is out
+}
+
+// advertisePrinter prints advertise's events: text lines, or JSON lines.
+// The text says nothing of the withdrawal, which the exit tells.
+func advertisePrinter(w io.Writer, procedure, url string, asJSON bool) func(event string, announced bool) error {
+	return func(event string, announced bool) error {
+		if asJSON {
+			b, _ := json.Marshal(advertiseEvent{Event: event, Procedure: procedure, URL: url, Announced: announced})
+			_, err := fmt.Fprintf(w, "%s\n", b)
+			return err
+		}
+		var err error
+		switch event {
+		case "advertised":
+			state := announceState(announced)
+			if !announced {
+				state += "; connected nodes know it already"
+			}
+			_, err = fmt.Fprintf(w, "advertised %s -> %s (%s)\n", procedure, url, state)
+		case "announced":
+			_, err = fmt.Fprintf(w, "announced %s in the DHT\n", procedure)
+		}
+		return err
+	}
 }

@@ -76,10 +76,22 @@ it as secret as a node key; it signs the root of every grant in the realm.`,
 			key, err := ucan.CreateKey(path)
 			if errors.Is(err, fs.ErrExist) {
 				msg := fmt.Sprintf("%s already exists and is never replaced", path)
-				if old, lerr := ucan.LoadKey(path); lerr == nil {
+				old, lerr := ucan.LoadKey(path)
+				if lerr == nil {
 					msg += fmt.Sprintf(": it is the authority %s; use it as it is (macula-node ucan issue --as %s ...) or give another --key", ucan.KeyDID(old), path)
 				} else {
 					msg += "; give another --key"
+				}
+				if asJSON {
+					// A script learns the existing authority on stdout
+					// (created false), and the refusal from the exit code.
+					out := map[string]any{"key": path, "created": false, "error": msg}
+					if lerr == nil {
+						out["did"] = ucan.KeyDID(old)
+					}
+					if err := printJSON(cmd.OutOrStdout(), out); err != nil {
+						return err
+					}
 				}
 				return errors.New(msg)
 			}
@@ -89,7 +101,7 @@ it as secret as a node key; it signs the root of every grant in the realm.`,
 			did := ucan.KeyDID(key)
 			w := cmd.OutOrStdout()
 			if asJSON {
-				return printJSON(w, map[string]string{"key": path, "did": did})
+				return printJSON(w, map[string]any{"key": path, "did": did, "created": true})
 			}
 			fmt.Fprintf(w, "created the realm authority key %s (mode 0600: keep it secret)\n", path)
 			fmt.Fprintf(w, "authority  %s\n\n", did)
@@ -166,6 +178,7 @@ func ucanPreRun(cmd *cobra.Command, _ []string) error {
 func newUCANIssueCmd() *cobra.Command {
 	var (
 		keyPath, to, can, with, name, expires, notBefore, proofPath, outPath, realmName string
+		asJSON                                                                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "issue --as KEY --to DID --can CMD --realm REALM",
@@ -255,16 +268,27 @@ the node name of the alias did:macula:<realm>.<name> to --to. --expires and
 			}
 			text := chain.String() + "\n"
 			w := cmd.OutOrStdout()
-			if outPath == "" {
-				_, err := io.WriteString(w, text)
-				return err
-			}
-			if err := atomicfile.Write(outPath, []byte(text), 0o600); err != nil {
-				return fmt.Errorf("--out: %v", err)
-			}
 			res := with
 			if res == "" {
 				res = ">"
+			}
+			if outPath != "" {
+				if err := atomicfile.Write(outPath, []byte(text), 0o600); err != nil {
+					return fmt.Errorf("--out: %v", err)
+				}
+			}
+			if asJSON {
+				out := ucanIssueResult{Chain: chain.String(), Length: len(chain), Issuer: ucan.KeyDID(key), Audience: to,
+					Command: string(command), Resource: res, Name: name, Expires: exp.UTC(), Out: outPath}
+				if !nbf.IsZero() {
+					t := nbf.UTC()
+					out.NotBefore = &t
+				}
+				return printJSON(w, out)
+			}
+			if outPath == "" {
+				_, err := io.WriteString(w, text)
+				return err
 			}
 			kind := "root delegation"
 			if len(proof) > 0 {
@@ -276,6 +300,7 @@ the node name of the alias did:macula:<realm>.<name> to --to. --expires and
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print the chain and what it grants as JSON (with --out too)")
 	f.StringVar(&keyPath, "as", "", "key file of the issuer (the realm authority, or a holder with --proof)")
 	f.StringVar(&to, "to", "", "did:key of the audience, who receives the grant")
 	f.StringVar(&can, "can", "", "the command granted: call|publish|subscribe|advertise|member|all, invoke|read, or /macula/...")
@@ -290,8 +315,23 @@ the node name of the alias did:macula:<realm>.<name> to --to. --expires and
 	return cmd
 }
 
+// ucanIssueResult is the --json output of ucan issue.
+type ucanIssueResult struct {
+	Chain     string     `json:"chain"`  // the text to hand to the audience
+	Length    int        `json:"length"` // delegations in the chain
+	Issuer    string     `json:"issuer"`
+	Audience  string     `json:"audience"`
+	Command   string     `json:"command"`
+	Resource  string     `json:"resource"`
+	Name      string     `json:"name,omitempty"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	Expires   time.Time  `json:"expires"`
+	Out       string     `json:"out,omitempty"` // the file it was written to
+}
+
 func newUCANInspectCmd() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "inspect TOKEN|@FILE|-",
 		Short: "Describe a token or a chain for people",
 		Long: `Describe a token or a chain: for each token its kind, issuer, audience,
@@ -307,14 +347,19 @@ realm or revocations: 'macula-node ucan verify' does.`,
 			if err != nil {
 				return err
 			}
-			out, err := ucan.Inspect(data)
+			d, err := ucan.Describe(data)
 			if err != nil {
 				return fmt.Errorf("cannot inspect: %v", cleanUCANError(err))
 			}
-			_, err = io.WriteString(cmd.OutOrStdout(), out)
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), d)
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), d.String())
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the description as JSON (tokens, checks, effective)")
+	return cmd
 }
 
 // ucanVerifyResult is the --json output of ucan verify.
