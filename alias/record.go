@@ -238,6 +238,19 @@ func (v *Validator) pin(r *Record) error {
 	return nil
 }
 
+// BoundTo returns the DID an alias is bound to, as far as this node knows
+// (a record it checked, not expired); ok is false when it knows none. The
+// node's own alias is never pinned, so it is never known here.
+func (v *Validator) BoundTo(alias string) (did string, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p, ok := v.pinned[alias]
+	if !ok || !v.now().Before(p.expires) {
+		return "", false
+	}
+	return p.did, true
+}
+
 // Select implements record.Validator: among records of one key the highest
 // Seq wins; between keys the earliest claim (Bound) wins, then the smaller
 // DID, so that every node picks the same one.

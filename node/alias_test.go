@@ -28,7 +28,8 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 // Across real hosts: an alias resolves to the key that published it, and a
 // second node with another key and the same name cannot take it over.
 func TestAliasResolveAndTakeover(t *testing.T) {
-	boot := startNode(t, "io.acme.orders", "boot", nil)
+	var bootLogs syncBuffer
+	boot := startNode(t, "io.acme.orders", "boot", func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&bootLogs, nil)) })
 	b := startNode(t, "io.acme.orders", "b", func(c *Config) { c.Bootstrap = bootstrapOf(boot) })
 	c := startNode(t, "io.acme.orders", "c", func(c *Config) { c.Bootstrap = bootstrapOf(boot) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -58,7 +59,11 @@ func TestAliasResolveAndTakeover(t *testing.T) {
 
 	// An impostor: same name, another key. Its own publication is refused
 	// by the realm (its publisher says so); everyone keeps resolving the
-	// alias to b's key.
+	// alias to b's key. A node that knows the binding says so when the
+	// impostor connects: boot, once it has checked b's record.
+	if r, err := boot.Resolve(ctx, b.Alias()); err != nil || r.DID != b.DID() {
+		t.Fatalf("boot resolves %s: %+v, %v", b.Alias(), r, err)
+	}
 	var impLogs syncBuffer
 	imp := startNode(t, "io.acme.orders", "b", func(c *Config) {
 		c.Bootstrap = bootstrapOf(boot)
@@ -66,6 +71,11 @@ func TestAliasResolveAndTakeover(t *testing.T) {
 	})
 	eventually(t, 20*time.Second, "the impostor's publisher to find the alias taken", func() bool {
 		return strings.Contains(impLogs.String(), "alias is bound to another key")
+	})
+	eventually(t, 10*time.Second, "boot to log the impostor", func() bool {
+		logs := bootLogs.String()
+		return strings.Contains(logs, "level=WARN msg=\"refused alias claim by another key") &&
+			strings.Contains(logs, "bound_to="+b.DID()) && strings.Contains(logs, "claimed_by="+imp.DID())
 	})
 	// Even a forced write is refused by the nodes that hold the record.
 	rec := &alias.Record{Alias: b.Alias(), Seq: uint64(time.Now().UnixNano()), Bound: time.Now().Add(-48 * time.Hour), Expires: time.Now().Add(time.Hour)}

@@ -242,6 +242,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		return
 	}
 	n.log.Info("peer connected", "peer", p, "name", h.Name, "addr", c.RemoteMultiaddr())
+	n.checkPeerName(p, h.Name)
 	path := "direct"
 	if isRelayed(c.RemoteMultiaddr()) {
 		path = "relayed"
@@ -371,4 +372,21 @@ func (n *Node) peerChanged() {
 func (n *Node) peerChangedLocked() {
 	close(n.changed)
 	n.changed = make(chan struct{})
+}
+
+// checkPeerName says, on the side of the nodes that know a binding, that a
+// peer came with the name of an alias bound to another key: the impostor
+// learns that its alias is taken and does not publish it, so without this
+// line only the impostor's own log would tell.
+func (n *Node) checkPeerName(p peer.ID, name string) {
+	a := realm.Alias(n.cfg.Realm, name)
+	did := peerdid.Of(p)
+	holder, ok := n.did, name == n.cfg.Name
+	if !ok {
+		holder, ok = n.aliasV.BoundTo(a)
+	}
+	if ok && did != "" && holder != did {
+		n.log.Warn("refused alias claim by another key: a peer uses a name whose alias is bound to another key", "alias", a,
+			"bound_to", holder, "claimed_by", did, "peer", p)
+	}
 }
