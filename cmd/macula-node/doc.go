@@ -55,13 +55,23 @@
 // ready"; it removes node.json on a clean exit. A start that fails (a bad
 // realm or bootstrap address, a busy port, a data directory that cannot be
 // written, a corrupt node.key) prints one error line, exits non-zero, and
-// leaves the disk as it was: logs are held until the start succeeded.
+// leaves the disk as it was: logs are held until the start succeeded. run
+// holds a lock on <data-dir>/lock while it runs: a second run on the same
+// data directory is refused ("data directory in use", with the holder's
+// pid). The HTTP/3 API listens on the --api address, on UDP, unless --http3
+// says otherwise; a port that cannot be bound is named with its flag.
+//
+// Started by go run, macula-node stops (SIGTERM, a clean stop) when the go
+// command dies, which passes no signal on; its hints (dev's "Try" lines,
+// the join hint of a secure realm) say "go run PKG" then, the path typed or
+// "macula-node" otherwise.
 //
 // # Talking to a running node
 //
 // The client commands talk to a node through its HTTP API, at --api (or
 // MACULA_API; default 127.0.0.1:7401). They print text, or with --json the
-// API's JSON answer; --timeout bounds the request. In a secure realm they
+// API's JSON answer; --timeout bounds the request. Every command but run
+// and dev takes --json (the local ones too: key, realm init, ucan, version). In a secure realm they
 // act as the node with its local credential, which they find themselves
 // (--api-credential FILE, else <--data-dir>/api-credential, else the file
 // the node's answer names; they must run as the node's user): see
@@ -80,9 +90,10 @@
 //	macula-node subscribe PATTERN  print the messages whose topic matches, as they come
 //	macula-node pubsub stats       pub/sub counters: published, delivered, dropped, frames
 //	macula-node nat info           the node's NAT: type, mapping, filtering, public address
+//	macula-node nat probe          probe the NAT again now, wait, print as nat info
 //	macula-node registry ls|watch  the registry's names, and its changes as they come
 //	macula-node groups ls          the members of the registry's groups
-//	macula-node version            the version of this binary
+//	macula-node version            the version of this binary (also macula-node --version)
 //
 // # Calling and serving procedures
 //
