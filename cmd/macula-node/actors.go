@@ -148,8 +148,14 @@ func actorCallError(addr, what string, timeout time.Duration, err error) error {
 		code := exitError
 		msg := ae.Message
 		switch ae.Code {
-		case api.CodeNotServed, api.CodeUnknownKind:
+		case api.CodeNotServed:
 			code = exitNotFound
+			msg += " (nodes serve a capability with run --capabilities)"
+		case api.CodeUnknownKind:
+			code = exitNotFound
+			if strings.Contains(what, "/"+actors.CounterKind+"/") {
+				msg += " (run --demo-actors serves the demo kind counter)"
+			}
 		case api.CodeTimeout:
 			code = exitTimeout
 		case api.CodeRemoteError, api.CodeActorCrashed, api.CodeActorInit:
