@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -60,9 +61,16 @@ func BenchmarkRemoteOverhead(b *testing.B) {
 	payload := make([]byte, 128)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		if _, _, err := systems[1].Call(ctx, Request{Capability: "game", Kind: "echo", ID: keys[i%len(keys)], Payload: payload}); err != nil {
-			b.Fatal(err)
+	defer reportCPU(b)()
+	b.SetParallelism(32)
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(n.Add(1)) * 7919
+		for pb.Next() {
+			i++
+			if _, _, err := systems[1].Call(ctx, Request{Capability: "game", Kind: "echo", ID: keys[i%len(keys)], Payload: payload}); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }

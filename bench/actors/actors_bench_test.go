@@ -17,7 +17,8 @@
 // Across two nodes on loopback (node a serves the capability, node b calls;
 // real libp2p hosts, rpc streams and membership): actor calls of a 128-byte
 // echo beside rpc.Call of a 128-byte echo procedure in the same run, with
-// 1, 64 and 500 callers (-callers).
+// 1, 64 and 500 callers (-callers), in -rounds (3) rounds of alternating
+// order, the median of each.
 //
 // Every case warms up for -warmup (0.5s) then measures for -dur (3s). It
 // prints a table with calls/s, p50, p95, p99, CPU time per call and the
@@ -49,6 +50,7 @@ var (
 	flagWarmup  = flag.Duration("warmup", 500*time.Millisecond, "warm-up before each case")
 	flagIdle    = flag.Int("idle", 1_000_000, "idle actors for the memory case")
 	flagCallers = flag.String("callers", "1,64,500", "concurrent callers of the two-node cases")
+	flagRounds  = flag.Int("rounds", 3, "rounds of each two-node case, in alternating order; the median counts")
 )
 
 const payloadSize = 128

@@ -1,8 +1,10 @@
 package actorsbench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -107,25 +109,45 @@ func twoNodes(b *testing.B) []result {
 	}
 	var rs []result
 	for _, c := range callerCounts(b) {
-		r := measure("rpc-echo", c, func(caller, _ int) error {
-			p := make([]byte, payloadSize)
-			_, err := e.b.RPC().Call(ctx, procedure, p)
-			return err
-		})
-		rs = append(rs, r)
-		r = measure("actor-echo", c, func(caller, seq int) error {
-			p := make([]byte, payloadSize)
-			id := ids[(caller*7919+seq*104729)%len(ids)]
-			// No deadline: the system's CallTimeout (30s) applies, as
-			// rpc's DefaultTimeout does to the echo above.
-			_, reply, err := e.sb.Call(ctx, actors.Request{Capability: "bench", Kind: "echo", ID: id, Payload: p})
-			if err == nil && len(reply) != payloadSize {
-				return fmt.Errorf("reply of %d bytes", len(reply))
+		rpcEcho := func() result {
+			return measure("rpc-echo", c, func(caller, _ int) error {
+				p := make([]byte, payloadSize)
+				_, err := e.b.RPC().Call(ctx, procedure, p)
+				return err
+			})
+		}
+		actorEcho := func() result {
+			r := measure("actor-echo", c, func(caller, seq int) error {
+				p := make([]byte, payloadSize)
+				id := ids[(caller*7919+seq*104729)%len(ids)]
+				// No deadline: the system's CallTimeout (30s) applies, as
+				// rpc's DefaultTimeout does to the echo.
+				_, reply, err := e.sb.Call(ctx, actors.Request{Capability: "bench", Kind: "echo", ID: id, Payload: p})
+				if err == nil && len(reply) != payloadSize {
+					return fmt.Errorf("reply of %d bytes", len(reply))
+				}
+				return err
+			})
+			r.ref = "rpc-echo"
+			return r
+		}
+		// Rounds in alternating order, the median of each: the machine is
+		// shared, and its load changes from one case to the next.
+		var rr, ar []result
+		for i := range *flagRounds {
+			if i%2 == 0 {
+				rr, ar = append(rr, rpcEcho()), append(ar, actorEcho())
+			} else {
+				ar, rr = append(ar, actorEcho()), append(rr, rpcEcho())
 			}
-			return err
-		})
-		r.ref = "rpc-echo"
-		rs = append(rs, r)
+		}
+		rs = append(rs, median(rr), median(ar))
 	}
 	return rs
+}
+
+// median returns the result of median throughput.
+func median(rs []result) result {
+	slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.rps(), b.rps()) })
+	return rs[len(rs)/2]
 }
