@@ -23,8 +23,8 @@ type loopTransport struct {
 }
 
 func (l *loopTransport) Handle(name string, h rpc.Handler) error { l.handles[name] = h; return nil }
-func (l *loopTransport) Unhandle(string)                        {}
-func (l *loopTransport) MaxPayload() int                        { return 1 << 20 }
+func (l *loopTransport) Unhandle(string)                         {}
+func (l *loopTransport) MaxPayload() int                         { return 1 << 20 }
 func (l *loopTransport) CallPeer(ctx context.Context, p peer.ID, name string, payload []byte, _ ...rpc.CallOption) ([]byte, error) {
 	req := &rpc.Request{Procedure: name, Payload: append([]byte(nil), payload...), Caller: rpc.Caller{PeerID: l.self}}
 	return l.net[p].handles[name](ctx, req)
