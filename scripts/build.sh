@@ -14,7 +14,7 @@ out=${1:-bin/macula-node}
 pkg=./cmd/macula-node
 
 total=$(go list -deps "$pkg" 2>/dev/null | wc -l)
-echo "building $out: up to $total packages to compile (the first build takes a minute or two; later ones seconds)" >&2
+echo "building $out: up to $total packages to compile (a first build takes minutes; later ones seconds)" >&2
 start=$SECONDS
 tty=0
 [ -t 2 ] && tty=1
