@@ -78,7 +78,7 @@ it as secret as a node key; it signs the root of every grant in the realm.`,
 				msg := fmt.Sprintf("%s already exists and is never replaced", path)
 				old, lerr := ucan.LoadKey(path)
 				if lerr == nil {
-					msg += fmt.Sprintf(": it is the authority %s; use it as it is (macula-node ucan issue --as %s ...) or give another --key", ucan.KeyDID(old), path)
+					msg += fmt.Sprintf(": it is the authority %s; use it as it is (%s ucan issue --as %s ...) or give another --key", ucan.KeyDID(old), selfCommand(), path)
 				} else {
 					msg += "; give another --key"
 				}
@@ -106,9 +106,10 @@ it as secret as a node key; it signs the root of every grant in the realm.`,
 			fmt.Fprintf(w, "created the realm authority key %s (mode 0600: keep it secret)\n", path)
 			fmt.Fprintf(w, "authority  %s\n\n", did)
 			fmt.Fprintf(w, "A realm whose nodes run with --authority %s is secure: grant each node\n", did)
-			fmt.Fprintf(w, "membership and what it may do (its did:key: 'macula-node key --data-dir DIR'), then run it with --ucan FILE:\n")
-			fmt.Fprintf(w, "  macula-node ucan issue --as %s --realm REALM --to NODE_DID --can member --name NODE_NAME --out member.ucan\n", path)
-			fmt.Fprintf(w, "  macula-node ucan issue --as %s --realm REALM --to NODE_DID --can call --with 'REALM.*' --expires 24h --out call.ucan\n", path)
+			self := selfCommand()
+			fmt.Fprintf(w, "membership and what it may do (its did:key: '%s key --data-dir DIR'), then run it with --ucan FILE:\n", self)
+			fmt.Fprintf(w, "  %s ucan issue --as %s --realm REALM --to NODE_DID --can member --name NODE_NAME --out member.ucan\n", self, path)
+			fmt.Fprintf(w, "  %s ucan issue --as %s --realm REALM --to NODE_DID --can call --with 'REALM.*' --expires 24h --out call.ucan\n", self, path)
 			return nil
 		},
 	}
