@@ -406,6 +406,11 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	for _, a := range n.Addrs() {
 		st.Addrs = append(st.Addrs, a.String())
 	}
+	// The start's logs first, then node.json: whoever waits for node.json
+	// (a script, a test) then finds every line of the start on stderr.
+	lg.hold.release()
+	lg.logger.Info("node ready", "api", g.Addr(), "http3", g.HTTP3Addr(), "peer", n.ID(),
+		"did", n.DID(), "alias", n.Alias(), "data_dir", p.dataDir, "security", st.Security)
 	statePath := filepath.Join(p.dataDir, stateFile)
 	if err := writeJSONAtomic(statePath, st); err != nil {
 		g.Close()
@@ -414,9 +419,6 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		n.Close()
 		return failed(fmt.Errorf("writing %s: %w", statePath, err))
 	}
-	lg.hold.release()
-	lg.logger.Info("node ready", "api", g.Addr(), "http3", g.HTTP3Addr(), "peer", n.ID(),
-		"did", n.DID(), "alias", n.Alias(), "data_dir", p.dataDir, "security", st.Security)
 
 	if n.Secure() {
 		// SIGHUP reads the --ucan files again and presents the chains anew

@@ -18,6 +18,14 @@ import (
 	"github.com/macula-io/macula/internal/testnet"
 )
 
+// fileString is a Stringer of a file's content, read when asked.
+type fileString string
+
+func (f fileString) String() string {
+	b, _ := os.ReadFile(string(f))
+	return string(b)
+}
+
 // alive reports whether process pid runs: it exists and is not a zombie
 // (the node, handed to init when go run died, may wait there to be reaped).
 func alive(pid int) bool {
@@ -94,11 +102,16 @@ func TestGoRun(t *testing.T) {
 	node := exec.CommandContext(ctx, "go", "run", ".", "run", "--realm", "io.gorun.test", "--name", "n1", "--data-dir", dir,
 		"--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--api", "127.0.0.1:0", "--http3", "off")
 	node.Env = goEnv(t)
-	// The node shares go run's output pipes: without WaitDelay, Wait would
-	// wait for a node that outlives go run.
-	node.WaitDelay = 5 * time.Second
-	nodeOut := &syncBuffer{}
-	node.Stdout, node.Stderr = nodeOut, nodeOut
+	// The node's output goes to a file, not a pipe: the node inherits go
+	// run's descriptors, and a pipe that the test closes once go run is gone
+	// would kill it (SIGPIPE) in the middle of its clean stop.
+	outFile, err := os.Create(filepath.Join(t.TempDir(), "output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	node.Stdout, node.Stderr = outFile, outFile
+	nodeOut := fileString(outFile.Name())
 	if err := node.Start(); err != nil {
 		t.Fatal(err)
 	}
