@@ -260,34 +260,3 @@ func TestCallDeadlineInMailbox(t *testing.T) {
 		t.Fatalf("%d messages handled, want 2 (the timed-out one skipped)", n)
 	}
 }
-
-// TestIdleActorMemory: an idle actor (a counter) costs at most 1 KB.
-func TestIdleActorMemory(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("allocates 100,000 actors; meaningless under the race detector")
-	}
-	s := standalone(t, nil)
-	const n = 100000
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprint("player_", i)
-	}
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	before := ms.HeapAlloc
-	ctx := context.Background()
-	for _, id := range ids {
-		if _, _, err := s.Call(ctx, Request{Capability: "counter", Kind: "counter", ID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	per := float64(int64(ms.HeapAlloc)-int64(before)) / n
-	t.Logf("%.0f bytes per idle actor (%d actors)", per, n)
-	if per > 1024 {
-		t.Fatalf("%.0f bytes per idle actor, goal 1024", per)
-	}
-	runtime.KeepAlive(ids)
-}

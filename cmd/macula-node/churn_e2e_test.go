@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -49,20 +48,6 @@ const churnCallTimeout = 10 * time.Second
 func TestChurnEndToEnd(t *testing.T) {
 	t.Parallel()
 	runChurn(t, 5)
-}
-
-// TestChurn20EndToEnd is the same with 20 nodes. It needs about a minute
-// of two otherwise idle cores, so it runs only when MACULA_CHURN_NODES is
-// set (make churn sets it; CI runs make churn).
-func TestChurn20EndToEnd(t *testing.T) {
-	if os.Getenv("MACULA_CHURN_NODES") == "" {
-		t.Skip("set MACULA_CHURN_NODES=20 (make churn) to run the 20-node churn test")
-	}
-	n, err := strconv.Atoi(os.Getenv("MACULA_CHURN_NODES"))
-	if err != nil || n < 5 {
-		t.Fatalf("MACULA_CHURN_NODES=%q: want a number, at least 5", os.Getenv("MACULA_CHURN_NODES"))
-	}
-	runChurn(t, n)
 }
 
 // churnHook serves every procedure of the test: it answers who served it.
