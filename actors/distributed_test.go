@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/ring"
 )
 
@@ -227,6 +228,9 @@ func TestJoinAndLeaveMoveActorsWithState(t *testing.T) {
 	stop := make(chan struct{})
 	res := runLoad(t, []*System{a.sys, b.sys}, "game", ids, stop, nil)
 	res.waitCalls(t, 500)
+	// C's events while it hands its actors over, when it leaves.
+	moves := cc.bus.Subscribe(4096, event.ActorMoved, event.ShardsChanged, event.ActorStopped)
+	defer moves.Close()
 
 	// D joins: it learns the view first, then the others, one by one (a
 	// window where views disagree).
@@ -268,6 +272,31 @@ func TestJoinAndLeaveMoveActorsWithState(t *testing.T) {
 	}
 	if d.sys.Stats().MovedIn == 0 || cc.sys.Stats().MovedOut == 0 {
 		t.Fatal("no actor moved")
+	}
+	// Every actor C handed over was stopped with reason moved and named
+	// its new owner; C's view changed its shards when D joined.
+	var moved, stoppedMoved, shardEvents int
+	for len(moves.C) > 0 {
+		e := <-moves.C
+		switch e.Kind {
+		case event.ActorMoved:
+			if e.Peer != a.h.ID().String() && e.Peer != d.h.ID().String() {
+				t.Fatalf("moved to %s", e.Peer)
+			}
+			moved++
+		case event.ActorStopped:
+			if e.Reason == string(Moved) {
+				stoppedMoved++
+			}
+		case event.ShardsChanged:
+			if e.Capability != "game" || e.Lost == 0 {
+				t.Fatalf("shards event %+v", e)
+			}
+			shardEvents++
+		}
+	}
+	if moved == 0 || moved != stoppedMoved || uint64(moved) != cc.sys.Stats().MovedOut || shardEvents == 0 {
+		t.Fatalf("events: %d moved, %d stopped (moved), %d shards_changed; MovedOut %d", moved, stoppedMoved, shardEvents, cc.sys.Stats().MovedOut)
 	}
 	checkLogs(t, c)
 }
