@@ -20,7 +20,9 @@
 //   - One message at a time per actor, in the order the actor's mailbox
 //     received them; messages to different actors never wait for each other
 //     (an idle actor's call runs in the caller's goroutine; a busy actor's
-//     mailbox is drained by one worker).
+//     mailbox is drained by one worker). Workers are bounded (8192): past
+//     that many actors busy with queued messages at once, the next ones wait
+//     for a worker.
 //   - Mailboxes are bounded (Config.MailboxSize): a message to a full one
 //     fails at once with ErrMailboxFull.
 //   - An idle actor holds no goroutine and about 300 bytes plus its own

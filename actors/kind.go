@@ -34,8 +34,10 @@ type Initializer interface {
 // Stopper is an optional interface of an Actor: Stop runs when the actor
 // stops, with the reason: passivated after Config.IdleTimeout, moved to
 // another node, the system closing, or after a crash (its state may then be
-// inconsistent). ctx bounds it by Config.StopTimeout. It is not called when
-// the process dies.
+// inconsistent). ctx bounds it by Config.StopTimeout: return by then.
+// Passivation runs the Stop hooks of idle actors one after another on one
+// goroutine, so a Stop that ignores ctx delays the passivation of others.
+// It is not called when the process dies.
 type Stopper interface {
 	Stop(ctx context.Context, reason StopReason)
 }
