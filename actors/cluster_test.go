@@ -120,12 +120,19 @@ func (c *cluster) prepare(name string, mod func(*Config), caps ...string) (*tnod
 	return n, cfg
 }
 
-func (c *cluster) start(n *tnode, cfg Config) {
+func (c *cluster) start(n *tnode, cfg Config) { c.startWith(n, cfg, nil) }
+
+// startWith starts n's actor system and calls beforeRegister, if not nil,
+// before it registers the kinds.
+func (c *cluster) startWith(n *tnode, cfg Config, beforeRegister func()) {
 	t := c.t
 	t.Helper()
 	s, err := New(cfg, n.mem, n.rpc, n.bus)
 	must(t, err)
 	n.sys = s
+	if beforeRegister != nil {
+		beforeRegister()
+	}
 	for _, capName := range n.caps {
 		must(t, s.Register(capName, "counter", func(string) Actor { return &counter{} }))
 	}

@@ -148,9 +148,11 @@ func (r *router) send2(ctx context.Context, capability string, target peer.ID, s
 				return err
 			}
 			var re *rpc.RemoteError
-			if errors.As(err, &re) && re.Code != rpc.CodeOverloaded {
-				// Refused, or no actor system there (closed, or never
-				// run): retrying changes nothing.
+			if errors.As(err, &re) && re.Code != rpc.CodeOverloaded && re.Code != rpc.CodeNotAdvertised {
+				// Refused, or its system is closing: retrying changes
+				// nothing. Not advertised is worth the wait: a node
+				// that has just started is a member (and so the owner)
+				// a moment before its actor system serves.
 				return err
 			}
 			time.Sleep(backoff)
@@ -178,6 +180,16 @@ func (s *System) handleHandoff(ctx context.Context, req *rpc.Request) ([]byte, e
 		}
 	}
 	r := &s.route
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return nil, toRemote(fmt.Errorf("%w: this node's actor system is still settling", ErrUnavailable))
+	case <-s.ctx.Done():
+		return nil, toRemote(ErrClosed)
+	}
+	// Ready: the program has registered its kinds (it does so right after
+	// New, within Config.Settle), and the view says which shards this node
+	// gained from whom.
 	for _, a := range h.actors {
 		if ValidateName("kind", a.kind) != nil || a.id == "" {
 			continue

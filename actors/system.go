@@ -136,6 +136,9 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 // actors. A node owns shards of a capability only if its membership says it
 // serves the capability (macula-node run --capabilities); a message to a
 // kind that its owner has not registered fails with ErrUnknownKind.
+// Register the kinds right after New: actors handed over by other nodes
+// are taken once the system has settled (Config.Settle), and those of a
+// kind not registered by then are dropped.
 func (s *System) Register(capability, kind string, f Factory) error {
 	if err := ValidateName("capability", capability); err != nil {
 		return err
