@@ -111,3 +111,102 @@ func TestKindJSON(t *testing.T) {
 		t.Fatal("ParseKind accepted an unknown name")
 	}
 }
+
+func TestAttachFiltersDetachesAndSurvivesPanics(t *testing.T) {
+	b := NewBus()
+	defer b.Close()
+	if b.Wants(CallStop) {
+		t.Fatal("an empty bus wants call_stop")
+	}
+	var got []Kind
+	a := b.Attach(func(e Event) { got = append(got, e.Kind) }, CallStop, Publish)
+	if !b.Wants(CallStop) || !b.Wants(Publish) || b.Wants(CallStart) {
+		t.Fatal("Wants does not follow the attached kinds")
+	}
+	b.Emit(Event{Kind: CallStart})
+	b.Emit(Event{Kind: CallStop})
+	b.Emit(Event{Kind: Publish})
+	if len(got) != 2 || got[0] != CallStop || got[1] != Publish {
+		t.Fatalf("handler got %v, want [call_stop publish]", got)
+	}
+	a.Detach()
+	a.Detach() // idempotent
+	b.Emit(Event{Kind: CallStop})
+	if len(got) != 2 {
+		t.Fatalf("a detached handler got %v", got)
+	}
+	if b.Wants(CallStop) {
+		t.Fatal("Wants still true after Detach")
+	}
+
+	calls := 0
+	b.Attach(func(Event) { calls++; panic("boom") }, HolePunch)
+	b.Emit(Event{Kind: HolePunch})
+	b.Emit(Event{Kind: HolePunch})
+	if calls != 1 || b.HandlerFailures() != 1 {
+		t.Fatalf("a panicking handler ran %d times, failures %d; want 1 and 1", calls, b.HandlerFailures())
+	}
+	if b.Wants(HolePunch) {
+		t.Fatal("a panicking handler was not detached")
+	}
+}
+
+func TestAttachAfterCloseAndCloseDetaches(t *testing.T) {
+	b := NewBus()
+	n := 0
+	b.Attach(func(Event) { n++ })
+	b.Close()
+	b.Emit(Event{Kind: Publish})
+	late := b.Attach(func(Event) { n++ })
+	b.Emit(Event{Kind: Publish})
+	late.Detach()
+	if n != 0 {
+		t.Fatalf("handlers ran %d times after Close", n)
+	}
+}
+
+func TestAttachConcurrentWithEmit(t *testing.T) {
+	b := NewBus()
+	defer b.Close()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				b.Emit(Event{Kind: CallStop})
+			}
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		a := b.Attach(func(Event) {}, CallStop)
+		s := b.Subscribe(1, CallStop)
+		a.Detach()
+		s.Close()
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func BenchmarkEmitNobodyListens(b *testing.B) {
+	bus := NewBus()
+	defer bus.Close()
+	bus.Attach(func(Event) {}, Publish)
+	for b.Loop() {
+		bus.Emit(Event{Kind: CallStop, Procedure: "io.acme.orders.get", Outcome: "ok"})
+	}
+}
+
+func BenchmarkEmitOneHandler(b *testing.B) {
+	bus := NewBus()
+	defer bus.Close()
+	var n int
+	bus.Attach(func(Event) { n++ }, CallStop)
+	for b.Loop() {
+		bus.Emit(Event{Kind: CallStop, Procedure: "io.acme.orders.get", Outcome: "ok"})
+	}
+}

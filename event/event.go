@@ -52,6 +52,20 @@ const (
 	// ShardsChanged: this node's shards of Capability changed: it gained
 	// Gained and lost Lost of them; Shards is how many it owns now.
 	ShardsChanged
+	// CallServed: a call of a procedure advertised here (not an internal
+	// one) finished on this node: Procedure, Peer (the caller; empty for a
+	// call made on this node), Duration (the handler's), Outcome ("ok",
+	// "remote_error", "timeout", "cancelled", "overloaded", "unauthorized",
+	// "not_advertised" or "bad_request").
+	CallServed
+	// NATProbe: a NAT probe ended (every probe, not only changes):
+	// Outcome is the NAT type found, Addr the public address ("" if
+	// none), Duration the probe's, Reason its error, if any.
+	NATProbe
+	// HolePunch: a hole punch (libp2p's DCUtR) with Peer ended: Outcome
+	// "direct" or "failed", Duration from its start, Reason the error of a
+	// failure.
+	HolePunch
 )
 
 var kindNames = map[Kind]string{
@@ -72,6 +86,9 @@ var kindNames = map[Kind]string{
 	ActorCrashed:   "actor_crashed",
 	ActorMoved:     "actor_moved",
 	ShardsChanged:  "shards_changed",
+	CallServed:     "call_served",
+	NATProbe:       "nat_probe",
+	HolePunch:      "hole_punch",
 }
 
 // String returns the kind's stable name, such as "connection_up".

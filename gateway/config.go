@@ -9,6 +9,7 @@ import (
 
 	"github.com/macula-io/macula/actors"
 	wire "github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/metrics"
 	"github.com/macula-io/macula/registry"
 )
 
@@ -75,6 +76,10 @@ type Config struct {
 	// /v1/groups, /v1/dispatch, /v1/send, /v1/clusters and /v1/processes;
 	// nil: those routes answer 404 not_enabled.
 	Registry *registry.Registry
+	// Metrics are the node's metrics (package metrics), served at GET
+	// /metrics and shown by the dashboard; nil: /metrics answers 404
+	// not_enabled.
+	Metrics *metrics.Metrics
 }
 
 // DefaultConfig returns the defaults: HTTP/1.1 and HTTP/3 both on

@@ -83,6 +83,30 @@
 //	                        invalid_name for a bad name, 403 unauthorized for a capability the
 //	                        node holds no /macula/serve grant for (secure realm)
 //
+// The operators' routes (ops.go): the dashboard, metrics, the API's
+// description, the realm's picture:
+//
+//	GET  /{$}               the dashboard page (the path / alone; text/html, assets embedded,
+//	                        nothing from elsewhere): node, NAT, mesh, procedures, topics, DHT,
+//	                        membership, ring, actors, registry, live (it reads the stream below)
+//	GET  /ui/{file}         the page's script and style
+//	GET  /metrics           the node's metrics in the Prometheus text format (package metrics;
+//	                        404 not_enabled without Config.Metrics)
+//	GET  /v1/openapi.json   the OpenAPI 3.1 document of this API (openapi.json, kept true by
+//	                        TestOpenAPIMatchesRoutes: a new route goes there too)
+//	GET  /v1/mesh           api.Mesh: every member of the realm, the links between them (direct
+//	                        or relayed, RTT) and each member's clock skew (package mesh)
+//	GET  /v1/dashboard      api.Dashboard: what the page shows now; ?mesh=true adds the mesh
+//	GET  /v1/dashboard/stream
+//	                        server-sent events "snapshot" (api.Dashboard) every ?interval=
+//	                        (default 1s, 250ms to 1m), the mesh in every third
+//
+// The page, its assets and the OpenAPI document hold nothing about the
+// node and need no authority; every other route needs what the rest of the
+// API needs (the root command in a secure realm). The page sends the
+// Authorization header it is given (a field on the page, or /#auth=VALUE)
+// with its requests.
+//
 // The actor routes answer 404 not_enabled when the gateway has no actor
 // system (Config.Actors). Their own errors: 404 not_served (no node serves
 // the capability), 404 unknown_kind (its owner has no such kind), 429

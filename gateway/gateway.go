@@ -122,6 +122,7 @@ func New(cfg Config, n *node.Node) (*Gateway, error) {
 	g.api.reg = s.Registry
 	g.api.cred, g.api.credFile = cred, credFile
 	g.api.wh.policy, _ = newTargetPolicy(s.WebhookAllow, func() string { return g.addr }) // validated
+	g.api.metrics = s.Metrics
 	h := g.track(g.api)
 	g.srv = &http.Server{
 		Handler:           h,

@@ -17,6 +17,7 @@ import (
 	"github.com/macula-io/macula/actors"
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/metrics"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/pubsub"
@@ -84,6 +85,12 @@ type api struct {
 	reg *registry.Registry
 	// procs are the processes made through the API; set at construction.
 	procs *apiProcs
+	// metrics are the node's metrics (nil: /metrics answers not_enabled
+	// and the dashboard shows no per-procedure figures); set before
+	// serving, read-only after.
+	metrics *metrics.Metrics
+	// meshes is the last realm picture (ops.go).
+	meshes meshCache
 }
 
 // NewHandler returns the node's API as one http.Handler, with the routes
@@ -132,6 +139,7 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 	a.actorRoutes()
 	a.registryRoutes()
 	a.memberRoutes()
+	a.opsRoutes()
 	return a
 }
 

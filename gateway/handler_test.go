@@ -78,7 +78,7 @@ func TestHandler(t *testing.T) {
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
-		for _, p := range []string{"/", "/v1", "/v1/resolve/", "/v2/node", "/v1/resolve/a/b"} {
+		for _, p := range []string{"/v1", "/v1/resolve/", "/v2/node", "/v1/resolve/a/b", "/index.html"} {
 			decodeError(t, serve(t, h, "GET", p, ""), 404, wire.CodeNotFound)
 		}
 	})

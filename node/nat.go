@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
+	"time"
 
 	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
@@ -87,6 +88,14 @@ func (n *Node) startNAT() {
 	cfg.Respond = true
 	cfg.Logger = n.log
 	cfg.OnUpdate = func(i nat.Info) {
+		if n.events.Wants(event.NATProbe) {
+			public := ""
+			if ap, ok := i.PublicAddr(); ok {
+				public = ap.String()
+			}
+			n.events.Emit(event.Event{Kind: event.NATProbe, Outcome: string(i.Type), Addr: public, Reason: i.Error,
+				Duration: time.Duration(i.DurationMS * float64(time.Millisecond))})
+		}
 		prev := n.nat.last.Swap(&i)
 		if prev == nil || prev.Type != i.Type || prev.PublicIP != i.PublicIP || prev.PublicPort != i.PublicPort {
 			public := ""

@@ -275,7 +275,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
 	}
 	if !s.DisableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr)))
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr), holepunch.WithTracer(holePunchEvents{n.events})))
 	}
 	switch s.Reachability {
 	case "public":

@@ -45,6 +45,8 @@ type topicRoute struct {
 	// lastEvent is when the last publish event for the topic was emitted
 	// (unix ns).
 	lastEvent atomic.Int64
+	// published counts the successful Publish calls to the topic.
+	published atomic.Uint64
 	idle      int // refreshes without a Publish; guarded by PubSub.mu
 }
 
@@ -122,6 +124,9 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 		// handler) is likely queued behind this goroutine on the same P.
 		// Let it run; this does not wait for it.
 		runtime.Gosched()
+	}
+	if tr != nil {
+		tr.published.Add(1)
 	}
 	if ps.bus != nil && (tr == nil || tr.eventDue(now)) {
 		ps.bus.Emit(event.Event{Kind: event.Publish, Topic: topic, Time: time.Unix(0, now)})

@@ -133,6 +133,9 @@ type PubSub struct {
 	remotes  map[peer.ID]*remote
 	keys     map[string]*lookupKey // DHT keys looked up for routed topics
 	backoff  map[peer.ID]*retryState
+
+	// pstats holds the counters of each pattern in interest.
+	pstats map[string]*patternStat
 }
 
 // remote is what we know of one peer. Guarded by PubSub.mu.
@@ -238,6 +241,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*PubSub, error) {
 		keys:        make(map[string]*lookupKey),
 		backoff:     make(map[peer.ID]*retryState),
 	}
+	ps.pstats = make(map[string]*patternStat)
 	ps.subList.Store(new([]*Subscription))
 	ps.hostSub, err = h.EventBus().Subscribe([]any{
 		new(p2pevent.EvtPeerIdentificationCompleted),

@@ -22,8 +22,10 @@ type Subscription struct {
 	wake    chan struct{} // cap 1: the queue went from empty to not empty
 	done    chan struct{} // closed by stop
 
-	stopped  atomic.Bool
-	dropped  atomic.Uint64
+	stopped atomic.Bool
+	dropped atomic.Uint64
+	// stat counts for every subscription of the pattern; set by addSub.
+	stat     *patternStat
 	stopOnce sync.Once
 	unsub    sync.Once
 
@@ -108,6 +110,10 @@ func (ps *PubSub) addSub(s *Subscription) error {
 		ps.mu.Unlock()
 		return fmt.Errorf("%w: %d", ErrTooManyPatterns, MaxPatterns)
 	}
+	if s.stat = ps.pstats[s.pattern]; s.stat == nil {
+		s.stat = &patternStat{}
+		ps.pstats[s.pattern] = s.stat
+	}
 	ps.subs[s] = struct{}{}
 	ps.storeSubListLocked()
 	ps.interest[s.pattern] = n + 1
@@ -141,6 +147,7 @@ func (ps *PubSub) removeSub(s *Subscription) {
 		ps.interest[s.pattern] = n
 	} else {
 		delete(ps.interest, s.pattern)
+		delete(ps.pstats, s.pattern)
 		ps.pushInterestLocked(typeInterestRemove, s.pattern)
 		ps.provideKeyLocked(interestKey(ps.cfg.Realm, s.pattern), -1)
 	}
@@ -262,6 +269,7 @@ func (s *Subscription) deliver(m Message) (pressed bool) {
 		case s.ch <- m:
 			s.mu.Unlock()
 			s.ps.delivered.Add(1)
+			s.stat.delivered.Add(1)
 			return 2*len(s.ch) > cap(s.ch)
 		default:
 		}
@@ -281,6 +289,7 @@ func (s *Subscription) deliver(m Message) (pressed bool) {
 	}
 	s.mu.Unlock()
 	s.dropped.Add(1)
+	s.stat.dropped.Add(1)
 	s.ps.droppedLocal.Add(1)
 	return true
 }
@@ -319,6 +328,7 @@ func (s *Subscription) run() {
 			}
 			handled = len(batch)
 			s.ps.delivered.Add(uint64(handled))
+			s.stat.delivered.Add(uint64(handled))
 		}
 	}
 }

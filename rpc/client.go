@@ -190,8 +190,14 @@ func ctxError(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (x *RPC) serveLocal(ctx context.Context, h Handler, procedure string, payload []byte, codec Codec, vd *ucan.Verdict) ([]byte, error) {
+func (x *RPC) serveLocal(ctx context.Context, h Handler, procedure string, payload []byte, codec Codec, vd *ucan.Verdict) (reply []byte, err error) {
 	x.stats.served.Add(1)
+	if x.bus.Wants(event.CallServed) && !internal(procedure) {
+		start := time.Now()
+		defer func() {
+			x.bus.Emit(event.Event{Kind: event.CallServed, Procedure: procedure, Outcome: servedOutcomeOf(err), Duration: time.Since(start)})
+		}()
+	}
 	done := make(chan result, 1)
 	x.wg.Add(1)
 	go func() {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/frame"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/ucan"
@@ -19,6 +21,8 @@ type serverConn struct {
 	x      *RPC
 	w      *wstream
 	caller Caller
+	// callerStr is caller.PeerID as text, made once per stream.
+	callerStr string
 	// open is the caller's verdict in an open realm (made once per
 	// stream); nil in a secure realm, where every call looks it up.
 	open *ucan.Verdict
@@ -39,7 +43,7 @@ func (x *RPC) handleStream(s network.Stream) {
 	}
 	p := s.Conn().RemotePeer()
 	sc := &serverConn{
-		x: x, caller: Caller{PeerID: p, DID: peerdid.Of(p)},
+		x: x, caller: Caller{PeerID: p, DID: peerdid.Of(p)}, callerStr: p.String(),
 		sem:     make(chan struct{}, x.cfg.MaxConcurrentPerPeer),
 		running: make(map[uint64]*callCtx),
 	}
@@ -88,6 +92,7 @@ func (sc *serverConn) readLoop() error {
 				return err
 			}
 			if len(req.payload) > x.cfg.MaxPayload {
+				sc.refusedEvent(req.procedure, ServedBadRequest)
 				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("payload of %d bytes is over the limit of %d", len(req.payload), x.cfg.MaxPayload)})
 				continue
 			}
@@ -101,6 +106,7 @@ func (sc *serverConn) readLoop() error {
 				// peer leaves the realm.
 				if err := ucan.Check(vd, ucan.Call, req.procedure); err != nil {
 					x.stats.refused.Add(1)
+					sc.refusedEvent(req.procedure, ServedUnauthorized)
 					sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeUnauthorized, Message: fmt.Sprintf("calling %s: %v", req.procedure, err)})
 					continue
 				}
@@ -108,6 +114,7 @@ func (sc *serverConn) readLoop() error {
 			select {
 			case sc.sem <- struct{}{}:
 			default:
+				sc.refusedEvent(req.procedure, ServedOverloaded)
 				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeOverloaded, Message: "too many calls in flight from this caller"})
 				continue
 			}
@@ -149,15 +156,26 @@ func (sc *serverConn) readLoop() error {
 }
 
 func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
+	x := sc.x
+	outcome := ServedOK
+	if x.bus.Wants(event.CallServed) && !internal(req.procedure) {
+		// The call's start: its deadline is the arrival plus the time
+		// left, so only calls without one read the clock here.
+		start := ctx.deadline.Add(-time.Duration(req.timeout))
+		if req.timeout <= 0 {
+			start = time.Now()
+		}
+		defer func() { sc.servedEvent(req.procedure, outcome, time.Since(start)) }()
+	}
 	defer func() {
 		ctx.cancel(context.Canceled)
 		sc.mu.Lock()
 		delete(sc.running, req.id)
 		sc.mu.Unlock()
 	}()
-	x := sc.x
 	h := x.handler(req.procedure)
 	if h == nil {
+		outcome = ServedNotAdvertised
 		sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeNotAdvertised, Message: req.procedure + " is not advertised here"})
 		return
 	}
@@ -172,12 +190,15 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 		return h(ctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller, Verdict: vd})
 	}()
 	if ctx.Err() != nil {
+		outcome = ServedCancelled
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			outcome = ServedTimeout
 			sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeTimeout, Message: "handler ran past the deadline"})
 		}
 		return // cancelled: the caller no longer waits
 	}
 	if err != nil {
+		outcome = ServedRemoteError
 		var re *RemoteError
 		if !errors.As(err, &re) {
 			re = &RemoteError{Code: CodeInternal, Message: err.Error()}
@@ -186,6 +207,7 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 		return
 	}
 	if len(reply) > x.cfg.MaxPayload {
+		outcome = ServedRemoteError
 		sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("reply of %d bytes is over the limit of %d", len(reply), x.cfg.MaxPayload)})
 		return
 	}
@@ -193,6 +215,20 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 	*b = appendResponse(*b, &response{id: req.id, status: statusOK, codec: req.codec, payload: reply})
 	sealFrame(b)
 	_ = sc.w.send(b)
+}
+
+// servedEvent emits a call_served event (the caller made sure the bus
+// wants one).
+func (sc *serverConn) servedEvent(procedure, outcome string, d time.Duration) {
+	sc.x.bus.Emit(event.Event{Kind: event.CallServed, Procedure: procedure, Peer: sc.callerStr, Outcome: outcome, Duration: d})
+}
+
+// refusedEvent emits a call_served event for a call refused before its
+// handler ran, if the bus wants one.
+func (sc *serverConn) refusedEvent(procedure, outcome string) {
+	if sc.x.bus.Wants(event.CallServed) && !internal(procedure) {
+		sc.servedEvent(procedure, outcome, 0)
+	}
 }
 
 func (sc *serverConn) respondErr(id uint64, codec Codec, re *RemoteError) {

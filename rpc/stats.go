@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,24 @@ const (
 	OutcomeUnauthorized = "unauthorized"
 	OutcomeError        = "error"
 )
+
+// Outcomes of a served call (event.CallServed), a fixed set too.
+const (
+	ServedOK            = "ok"
+	ServedRemoteError   = "remote_error"
+	ServedTimeout       = "timeout"
+	ServedCancelled     = "cancelled"
+	ServedNotAdvertised = "not_advertised"
+	ServedUnauthorized  = "unauthorized"
+	ServedOverloaded    = "overloaded"
+	ServedBadRequest    = "bad_request"
+)
+
+// ServedOutcomes lists the outcomes of a served call.
+var ServedOutcomes = []string{ServedOK, ServedRemoteError, ServedTimeout, ServedCancelled, ServedNotAdvertised, ServedUnauthorized, ServedOverloaded, ServedBadRequest}
+
+// Outcomes lists the outcomes of a call made from this node.
+var Outcomes = outcomes
 
 var outcomes = []string{OutcomeOK, OutcomeNotFound, OutcomeTimeout, OutcomeDisconnected, OutcomeRemoteError, OutcomeUnauthorized, OutcomeError}
 
@@ -37,6 +56,20 @@ func outcomeOf(err error) string {
 		return OutcomeRemoteError
 	}
 	return OutcomeError
+}
+
+// servedOutcomeOf is the outcome of a call served on this node for its
+// own caller.
+func servedOutcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return ServedOK
+	case errors.Is(err, ErrTimeout):
+		return ServedTimeout
+	case errors.Is(err, context.Canceled):
+		return ServedCancelled
+	}
+	return ServedRemoteError
 }
 
 // LatencyBuckets are the upper bounds of the call duration histogram.

@@ -20,6 +20,7 @@ declare -A pkg=(
   [gcc]=gcc [make]=make [node]=nodejs [npm]=npm
   [nft]=nftables [turnserver]=coturn [stun]=stun-client
   [ip]=iproute2 [ss]=iproute2 [sysctl]=procps [setsid]=util-linux
+  [chromium]=chromium
 )
 declare -A need=(
   [gcc]="the race detector (cgo): make test cannot run without it"
@@ -30,8 +31,9 @@ declare -A need=(
   [turnserver]="nat TestCoturn and the NAT lab (coturn is the lab's STUN server)"
   [stun]="natlab TestNATTypes's second opinion (stun-client)"
   [ip]="the NAT lab" [ss]="the NAT lab" [sysctl]="the NAT lab" [setsid]="the NAT lab"
+  [chromium]="cmd/macula-node TestDashboardInBrowser (the dashboard in headless Chromium)"
 )
-tools=(gcc make node npm nft turnserver stun ip ss sysctl setsid)
+tools=(gcc make node npm nft turnserver stun ip ss sysctl setsid chromium)
 
 missing() {
   local out=()

@@ -23,6 +23,7 @@ import (
 	"github.com/macula-io/macula/actors"
 	"github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/gateway"
+	"github.com/macula-io/macula/metrics"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/registry"
 	"github.com/macula-io/macula/ucan"
@@ -174,7 +175,15 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 			n.Close()
 			return fmt.Errorf("node%d: %w", i, err)
 		}
-		g, err := devGateway(n, reg, a, o.api, i, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
+		met, err := metrics.New(metrics.NewRegistry(), metrics.Sources{Node: n, Actors: a, Registry: reg}, metrics.Config{})
+		if err != nil {
+			a.Close()
+			reg.Close()
+			n.Close()
+			return fmt.Errorf("node%d: %w", i, err)
+		}
+		defer met.Close()
+		g, err := devGateway(n, reg, a, met, o.api, i, filepath.Join(creds, cfg.Name+"-"+api.CredentialFile), lg)
 		if err != nil {
 			a.Close()
 			reg.Close()
@@ -207,7 +216,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 // (TCP and UDP), or on random ports if that one is taken, so that dev
 // always starts; with --api (base), on base's port plus i-1, and an error
 // naming the flag if that is taken.
-func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, base string, i int, credFile string, lg *logging) (*gateway.Gateway, error) {
+func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, met *metrics.Metrics, base string, i int, credFile string, lg *logging) (*gateway.Gateway, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", devFirstPort+i-1)
 	if base != "" {
 		var err error
@@ -223,6 +232,7 @@ func devGateway(n *node.Node, reg *registry.Registry, a *actors.System, base str
 		Registry:       reg,
 		Actors:         a,
 		CredentialFile: credFile,
+		Metrics:        met,
 	}
 	g, err := gateway.New(cfg, n)
 	if base != "" {
@@ -322,6 +332,7 @@ func printDevTable(w io.Writer, nodes []devNode, authority ed25519.PrivateKey) {
 	if strings.HasPrefix(self, "go run ") {
 		fmt.Fprintf(&b, "(or 'make build', then bin/macula-node ...; 'go install ./cmd/macula-node' puts macula-node on PATH)\n")
 	}
+	fmt.Fprintf(&b, "\nDashboard: http://%s/ (each node's API serves one; metrics at /metrics)\n", first.g.Addr())
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 	io.WriteString(w, b.String())
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/macula-io/macula/gateway"
 	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/member"
+	"github.com/macula-io/macula/metrics"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/registry"
@@ -378,8 +379,17 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 		n.Close()
 		return failed(err)
 	}
+	met, err := metrics.New(metrics.NewRegistry(), metrics.Sources{Node: n, Actors: sys, Registry: reg}, metrics.Config{})
+	if err != nil {
+		sys.Close()
+		reg.Close()
+		n.Close()
+		return failed(err)
+	}
+	defer met.Close()
 	p.gwCfg.Registry = reg
 	p.gwCfg.Actors = sys
+	p.gwCfg.Metrics = met
 	g, err := gateway.New(p.gwCfg, n)
 	if err != nil {
 		sys.Close()
