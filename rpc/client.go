@@ -12,9 +12,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/tracing"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -32,6 +36,9 @@ type callOpts struct {
 	idempotent bool
 	codec      Codec
 	policy     Policy
+	// trace is the binary trace context the request carries (package
+	// tracing); nil when the call's ctx has none.
+	trace []byte
 }
 
 // WithTimeout bounds the call; the earlier of it and the context's deadline
@@ -82,11 +89,20 @@ func (x *RPC) Call(ctx context.Context, procedure string, payload []byte, opts .
 		}
 	}()
 	x.bus.Emit(event.Event{Kind: event.CallStart, Time: start, Procedure: procedure})
+	var span trace.Span
+	if x.tracer != nil {
+		ctx, span = x.tracer.Start(ctx, "call "+procedure, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start),
+			trace.WithAttributes(attribute.String("rpc.system", "macula"), attribute.String("rpc.method", procedure)))
+	}
+	o.trace = tracing.FromContext(ctx)
 	reply, callee, err := x.call(ctx, procedure, payload, &o)
 	d := time.Since(start)
 	outcome := outcomeOf(err)
 	x.stats.record(outcome, d)
 	x.bus.Emit(event.Event{Kind: event.CallStop, Time: start.Add(d), Procedure: procedure, Duration: d, Outcome: outcome, Peer: callee})
+	if span != nil {
+		endSpan(span, callee, outcome, err)
+	}
 	return reply, err
 }
 
@@ -293,9 +309,12 @@ type result struct {
 
 // clientConn is the long-lived stream to one callee.
 type clientConn struct {
-	x        *RPC
-	peer     peer.ID
-	peerStr  string // peer.String(), once: base58 is costly
+	x       *RPC
+	peer    peer.ID
+	peerStr string // peer.String(), once: base58 is costly
+	// trace: the stream speaks ProtocolTrace, so requests may carry a
+	// trace context. Set at open, read-only after.
+	trace    bool
 	inflight atomic.Int64
 	w        *wstream
 	sem      chan struct{} // bounds calls in flight
@@ -385,7 +404,11 @@ func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, proced
 	if o.idempotent {
 		req.flags |= flagIdempotent
 	}
-	b := startFrame(frameRequest)
+	version := uint8(wireVersion)
+	if o.trace != nil && c.trace {
+		req.trace, version = o.trace, wireVersionTrace
+	}
+	b := startFrameVersion(frameRequest, version)
 	*b = appendRequest(*b, &req)
 	sealFrame(b)
 	if err := c.w.send(b); err != nil {
@@ -595,12 +618,12 @@ func (x *RPC) conn(ctx context.Context, p peer.ID) (*clientConn, error) {
 func (x *RPC) open(ctx context.Context, p peer.ID) (*clientConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, x.cfg.DialTimeout)
 	defer cancel()
-	s, err := x.h.NewStream(network.WithAllowLimitedConn(dctx, "macula rpc"), p, x.proto)
+	s, err := x.h.NewStream(network.WithAllowLimitedConn(dctx, "macula rpc"), p, x.protoTrace, x.proto)
 	if err != nil {
 		return nil, fmt.Errorf("%w: no route to %s: %v", ErrDisconnected, p, err)
 	}
 	c := &clientConn{
-		x: x, peer: p, peerStr: p.String(),
+		x: x, peer: p, peerStr: p.String(), trace: s.Protocol() == x.protoTrace,
 		sem:     make(chan struct{}, x.cfg.MaxInFlightPerPeer),
 		pending: make(map[uint64]*pendingCall),
 	}
@@ -628,4 +651,16 @@ func (x *RPC) addAddrs(ai peer.AddrInfo) {
 	if len(ai.Addrs) > 0 && ai.ID != x.h.ID() {
 		x.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
 	}
+}
+
+// endSpan ends a call's span with its peer and outcome.
+func endSpan(span trace.Span, peer, outcome string, err error) {
+	if peer != "" {
+		span.SetAttributes(attribute.String("macula.peer", peer))
+	}
+	span.SetAttributes(attribute.String("macula.outcome", outcome))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

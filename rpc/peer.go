@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/macula-io/macula/tracing"
 )
 
 // ErrUnreachable: CallPeer could not send the request (no connection or
@@ -89,8 +93,18 @@ func (x *RPC) CallPeer(ctx context.Context, p peer.ID, name string, payload []by
 			o.cancel()
 		}
 	}()
+	var span trace.Span
+	if x.tracer != nil {
+		ctx, span = x.tracer.Start(ctx, "call "+name, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(o.start),
+			trace.WithAttributes(attribute.String("rpc.system", "macula"), attribute.String("rpc.method", name)))
+	}
+	o.trace = tracing.FromContext(ctx)
 	reply, err := x.callPeerInternal(ctx, p, name, payload, &o)
-	x.stats.record(outcomeOf(err), time.Since(o.start))
+	outcome := outcomeOf(err)
+	x.stats.record(outcome, time.Since(o.start))
+	if span != nil {
+		endSpan(span, p.String(), outcome, err)
+	}
 	return reply, err
 }
 

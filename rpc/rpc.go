@@ -17,11 +17,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/tracing"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -77,6 +79,11 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger gets the service's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// TracerProvider makes a span for every call made (client) and served
+	// (server), parented by the caller's trace context; nil: no spans (a
+	// trace context in a call's ctx is still passed on). See package
+	// tracing.
+	TracerProvider trace.TracerProvider
 	// Access decides who may call and advertise (a secure realm's UCAN
 	// verdicts); nil is an open realm: everything is allowed. It is asked
 	// on every call, so a verdict the node replaces or drops takes effect
@@ -153,6 +160,13 @@ func Protocol(realmName string) protocol.ID {
 	return protocol.ID("/macula/" + realmName + "/rpc/1.0.0")
 }
 
+// ProtocolTrace returns the rpc protocol ID of a realm whose streams may
+// carry request frames of version 2 (with a trace context). A node serves
+// both and opens streams with this one first.
+func ProtocolTrace(realmName string) protocol.ID {
+	return protocol.ID("/macula/" + realmName + "/rpc/1.1.0")
+}
+
 // RPC calls and serves the procedures of one realm on one host.
 type RPC struct {
 	cfg     Config // read-only after New
@@ -168,6 +182,10 @@ type RPC struct {
 	openRealm bool
 	// openSelf is the verdict of local calls in an open realm.
 	openSelf *ucan.Verdict
+	// protoTrace is ProtocolTrace(realm); tracer makes spans (nil: none).
+	// Both set in New, read-only after.
+	protoTrace protocol.ID
+	tracer     trace.Tracer
 
 	// handlers is the current handler map, replaced (copy on write) under
 	// mu: calls read it without a lock.
@@ -213,7 +231,8 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 		bus = event.NewBus()
 	}
 	x := &RPC{
-		cfg: cfg, h: h, router: r, bus: bus, log: cfg.Logger, proto: Protocol(cfg.Realm),
+		cfg: cfg, h: h, router: r, bus: bus, log: cfg.Logger, proto: Protocol(cfg.Realm), protoTrace: ProtocolTrace(cfg.Realm),
+		tracer:    tracing.Tracer(cfg.TracerProvider),
 		conns:     make(map[peer.ID]*clientConn),
 		draining:  make(map[*clientConn]struct{}),
 		dialing:   make(map[peer.ID]chan struct{}),
@@ -240,6 +259,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 	}
 	x.ctx, x.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(x.proto, x.handleStream)
+	h.SetStreamHandler(x.protoTrace, x.handleStream)
 	h.Network().Notify(x.notifiee())
 	x.wg.Add(2)
 	go x.adsLoop()
@@ -429,6 +449,7 @@ func (x *RPC) Close() error {
 	}
 	x.mu.Unlock()
 	x.h.RemoveStreamHandler(x.proto)
+	x.h.RemoveStreamHandler(x.protoTrace)
 	x.cancel()
 	for _, c := range conns {
 		c.fail(ErrClosed)

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/frame"
@@ -23,6 +26,9 @@ type serverConn struct {
 	caller Caller
 	// callerStr is caller.PeerID as text, made once per stream.
 	callerStr string
+	// trace: the stream speaks ProtocolTrace (requests may carry a trace
+	// context). Set at construction, read-only after.
+	trace bool
 	// open is the caller's verdict in an open realm (made once per
 	// stream); nil in a secure realm, where every call looks it up.
 	open *ucan.Verdict
@@ -43,7 +49,7 @@ func (x *RPC) handleStream(s network.Stream) {
 	}
 	p := s.Conn().RemotePeer()
 	sc := &serverConn{
-		x: x, caller: Caller{PeerID: p, DID: peerdid.Of(p)}, callerStr: p.String(),
+		x: x, caller: Caller{PeerID: p, DID: peerdid.Of(p)}, callerStr: p.String(), trace: s.Protocol() == x.protoTrace,
 		sem:     make(chan struct{}, x.cfg.MaxConcurrentPerPeer),
 		running: make(map[uint64]*callCtx),
 	}
@@ -82,12 +88,12 @@ func (sc *serverConn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		if h.Version != wireVersion {
-			return fmt.Errorf("%w: version %d", errMalformed, h.Version)
+		if h.Version != wireVersion && !(h.Version == wireVersionTrace && h.Type == frameRequest && sc.trace) {
+			return fmt.Errorf("%w: version %d of frame type %d", errMalformed, h.Version, h.Type)
 		}
 		switch h.Type {
 		case frameRequest:
-			req, err := parseRequest(body)
+			req, err := parseRequestVersion(body, h.Version)
 			if err != nil {
 				return err
 			}
@@ -173,6 +179,27 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 		delete(sc.running, req.id)
 		sc.mu.Unlock()
 	}()
+	// The caller's trace goes on into the handler (and whatever it
+	// calls), with a server span of ours in between when we record.
+	var hctx context.Context = ctx
+	if req.sc.IsValid() {
+		hctx = trace.ContextWithRemoteSpanContext(ctx, req.sc)
+	}
+	if x.tracer != nil && (req.sc.IsValid() || !internal(req.procedure)) {
+		// Internal procedures get a span only inside a trace: alone they
+		// are the node's own chatter.
+		var span trace.Span
+		hctx, span = x.tracer.Start(hctx, "serve "+req.procedure, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("rpc.system", "macula"), attribute.String("rpc.method", req.procedure),
+				attribute.String("macula.peer", sc.callerStr)))
+		defer func() {
+			span.SetAttributes(attribute.String("macula.outcome", outcome))
+			if outcome != ServedOK {
+				span.SetStatus(codes.Error, outcome)
+			}
+			span.End()
+		}()
+	}
 	h := x.handler(req.procedure)
 	if h == nil {
 		outcome = ServedNotAdvertised
@@ -187,7 +214,7 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 				err = &RemoteError{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", r)}
 			}
 		}()
-		return h(ctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller, Verdict: vd})
+		return h(hctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller, Verdict: vd})
 	}()
 	if ctx.Err() != nil {
 		outcome = ServedCancelled

@@ -134,9 +134,11 @@ func (w *wstream) wait() { w.wg.Wait() }
 
 // appendFrame starts a frame of the given type in a pooled buffer; fill
 // appends the body and the length is patched in by sealFrame.
-func startFrame(typ uint8) *[]byte {
+func startFrame(typ uint8) *[]byte { return startFrameVersion(typ, wireVersion) }
+
+func startFrameVersion(typ, version uint8) *[]byte {
 	b := getBuf()
-	*b = frame.AppendHeader((*b)[:0], typ, wireVersion, 0)
+	*b = frame.AppendHeader((*b)[:0], typ, version, 0)
 	return b
 }
 

@@ -4,6 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/macula-io/macula/tracing"
 )
 
 // Frame types (append only).
@@ -19,6 +23,11 @@ const (
 )
 
 const wireVersion = 1
+
+// wireVersionTrace is the version of a request frame that carries a trace
+// context (package tracing) after the procedure; allowed only on streams
+// of ProtocolTrace. Every other frame stays at wireVersion.
+const wireVersionTrace = 2
 
 // Request flags.
 const (
@@ -42,18 +51,41 @@ type request struct {
 	flags     uint8
 	codec     Codec
 	procedure string
-	payload   []byte
+	// trace is the binary trace context of a version 2 frame, sc what it
+	// says; nil and zero in version 1.
+	trace   []byte
+	sc      trace.SpanContext
+	payload []byte
 }
 
+// appendRequest appends a request body: of version 2 when r carries a
+// trace context, else of version 1.
 func appendRequest(dst []byte, r *request) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, r.id)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.timeout))
 	dst = append(dst, r.flags, uint8(r.codec), uint8(len(r.procedure)))
 	dst = append(dst, r.procedure...)
+	dst = append(dst, r.trace...)
 	return append(dst, r.payload...)
 }
 
-// parseRequest decodes a request body. The payload aliases b.
+// parseRequestVersion decodes a request body of the frame version v. The
+// payload aliases b; the trace context (version 2) is checked.
+func parseRequestVersion(b []byte, v uint8) (request, error) {
+	r, err := parseRequest(b)
+	if err != nil || v != wireVersionTrace {
+		return r, err
+	}
+	sc, rest, err := tracing.Parse(r.payload)
+	if err != nil {
+		return r, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	r.trace, r.payload = r.payload[:len(r.payload)-len(rest)], rest
+	r.sc = sc
+	return r, nil
+}
+
+// parseRequest decodes a request body of version 1. The payload aliases b.
 func parseRequest(b []byte) (request, error) {
 	var r request
 	if len(b) < 19 {
