@@ -33,6 +33,7 @@ var openAPISchemas = []any{
 	wire.ActivationLog{}, wire.Ring{}, wire.RegistryInfo{}, wire.RegistryLogLevel{}, wire.RegistryEntry{},
 	wire.RegistryMember{}, wire.RegisterRequest{}, wire.DispatchResult{}, wire.ProcessRequest{}, wire.ProcessInfo{},
 	wire.RegistryBatch{}, wire.ProcessMessage{}, wire.Mesh{}, wire.Dashboard{},
+	wire.Members{}, wire.Member{}, wire.MemberStats{}, wire.Capabilities{},
 }
 
 var openAPIDoc = sync.OnceValues(buildOpenAPI)
