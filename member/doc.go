@@ -20,7 +20,7 @@
 // # Mechanism, and why
 //
 // News travels over a sparse overlay of long-lived links, not a full mesh.
-// The live members sit on Rings (3) rings ordered by hashes of their IDs;
+// The live members sit on Rings (2) rings ordered by hashes of their IDs;
 // each member links to its successor and predecessor on every ring, so to
 // at most 2*Rings others whatever the size of the realm, and every member is
 // watched by up to Rings predecessors. The union of the rings is an
@@ -76,13 +76,13 @@
 // # Costs and scale
 //
 // Idle, a node keeps at most 2*Rings links and sends one heartbeat per link
-// per ProbeInterval: with the defaults at most 6 frames a second, whatever
-// the size of the realm, and its timers are one ticker (ProbeInterval/4)
+// per ProbeInterval: with the defaults at most 4 frames a second, whatever
+// the size of the realm, and its timers are one ticker (ProbeInterval/2)
 // that walks the links and the suspects, never the whole view. A change
 // costs one frame per link, so about 2*Rings*N frames realm-wide and 2*Rings
 // per node. Memory is the view: about 300 bytes per member (10,000 members:
-// about 3 MB). At 10,000 nodes: 6 links per node, news in about log(N)/log(5)
-// ~ 6 hops, a join costs the newcomer one full view (about 3 MB from its
+// about 3 MB). At 10,000 nodes: 4 links per node, news in about log(N)/log(3)
+// ~ 9 hops, a join costs the newcomer one full view (about 3 MB from its
 // first link) and each of its new neighbours a digest exchange (about 50
 // bytes per member) if their views differ at that moment; a failure reaches
 // everyone in ProbeTimeout plus the flood. Limits: MaxMembers (16384 by

@@ -139,7 +139,7 @@ func New(h host.Host, bus Emitter, cfg Config) (*Members, error) {
 		boot:     uint64(now.UnixMilli()),
 		access:   cfg.Access,
 		secure:   !access.IsOpen(cfg.Access),
-		tick:     max(cfg.ProbeInterval/4, 5*time.Millisecond),
+		tick:     max(cfg.ProbeInterval/2, 5*time.Millisecond),
 		v:        newView(h.ID(), cfg.Rings, cfg.MaxMembers, cfg.SuspicionTimeout, cfg.Confirmations),
 		wantCaps: cfg.Capabilities,
 		clusters: cfg.Clusters,

@@ -2,6 +2,7 @@ package member
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func star(t testing.TB, n int, mod func(*Config)) []*testMember {
 	t.Helper()
 	var ms []*testMember
 	for i := 0; i < n; i++ {
-		ms = append(ms, newMember(t, string(rune('a'+i)), mod))
+		ms = append(ms, newMember(t, fmt.Sprintf("m%d", i), mod))
 		if i > 0 {
 			connect(t, ms[i].h, ms[0].h)
 		}
