@@ -54,6 +54,7 @@ type MemberStats struct {
 	DroppedInvalid      uint64 `json:"dropped_invalid"`
 	RefusedFull         uint64 `json:"refused_full"`
 	LinkOverflows       uint64 `json:"link_overflows"`
+	Health              int    `json:"health"`
 }
 
 // MembersQuery filters GET /v1/members: members serving Capability and in

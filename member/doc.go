@@ -51,7 +51,11 @@
 //     (a peer behind a NAT this node cannot cross) is a weak suspicion,
 //     raised once until a link is made: it never confirms a failure, so a
 //     live member that some of its neighbours cannot reach refutes it once
-//     and stays a member, while a gone one fails after SuspicionTimeout. A failure reported of a member
+//     and stays a member, while a gone one fails after SuspicionTimeout.
+//     A node that sees signs of its own slowness (its loop ran late, it had
+//     to refute a suspicion of itself) tolerates longer silences, up to
+//     five times ProbeTimeout, for a while (Lifeguard's local health): on
+//     a starved machine it blames itself before its peers. A failure reported of a member
 //     this node saw no sign of is a suspicion here, not a failure: that is
 //     how two halves of a split merge without one side failing and coming
 //     back on the other. A node whose own loop stalled (a loaded machine)

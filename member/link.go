@@ -616,10 +616,10 @@ func (m *Members) linksTickLocked(now time.Time) {
 				continue
 			}
 		}
-		switch {
+		switch silence := m.probeTimeoutLocked(); {
 		case now.Before(m.stalledUntil):
-		case l.in != nil && now.Sub(time.Unix(0, l.in.lastRecv.Load())) >= m.cfg.ProbeTimeout:
-			m.lostLocked(l, fmt.Sprintf("no frame for %v", m.cfg.ProbeTimeout), true)
+		case l.in != nil && now.Sub(time.Unix(0, l.in.lastRecv.Load())) >= silence:
+			m.lostLocked(l, fmt.Sprintf("no frame for %v", silence), true)
 		case l.in == nil && l.out != nil && now.Sub(l.outSince) >= m.cfg.ProbeTimeout:
 			// The peer took our stream but opened none back (it is at
 			// MaxLinks, or going): not a sign of failure.

@@ -99,7 +99,15 @@ type Members struct {
 	// stalledUntil: this node's tick loop ran late; silent links are not
 	// judged before then (see tickLoop).
 	stalledUntil time.Time
-	reconnect    int // round robin over failed members
+	// health counts this node's recent signs of its own slowness (a late
+	// tick, a suspicion of itself to refute), at most maxHealth; each
+	// lengthens the silence it tolerates on a link by one ProbeTimeout
+	// (probeTimeoutLocked). It decays by one per quiet ProbeTimeout.
+	// Lifeguard's local health multiplier: a node that cannot keep up
+	// blames itself before its peers.
+	health    int
+	healthAt  time.Time
+	reconnect int // round robin over failed members
 }
 
 // retryState delays reopening a link to a peer after failures.
@@ -336,7 +344,7 @@ func (m *Members) Departed(p peer.ID) {
 func (m *Members) Stats() Stats {
 	m.mu.Lock()
 	st := Stats{Members: m.v.live + 1, Suspect: len(m.v.suspects), Tombstones: len(m.v.entries) - m.v.live,
-		Neighbours: len(m.wanted), Version: m.v.version}
+		Neighbours: len(m.wanted), Version: m.v.version, Health: m.health}
 	for _, l := range m.links {
 		if l.up() {
 			st.Links++
@@ -485,12 +493,31 @@ func (m *Members) announceSelfLocked(before *record) {
 	}
 }
 
+// maxHealth bounds Members.health: the silence tolerated on a link grows
+// to at most (1+maxHealth) * ProbeTimeout.
+const maxHealth = 4
+
+// unhealthyLocked notes a sign of this node's own slowness.
+func (m *Members) unhealthyLocked(now time.Time) {
+	m.health = min(m.health+1, maxHealth)
+	m.healthAt = now
+}
+
+// probeTimeoutLocked is the silence tolerated on a link now: ProbeTimeout,
+// times one plus this node's health count.
+func (m *Members) probeTimeoutLocked() time.Duration {
+	return m.cfg.ProbeTimeout * time.Duration(1+m.health)
+}
+
 // refuteLocked answers news that this node left or failed, or a record of
-// it that it did not make, with a new incarnation above floor.
+// it that it did not make, with a new incarnation above floor. Being
+// suspected is a sign of this node's own slowness as much as of the
+// network's: it counts in its health.
 func (m *Members) refuteLocked(floor uint64) {
 	if m.closing {
 		return
 	}
+	m.unhealthyLocked(time.Now())
 	if err := m.setSelfLocked(m.nextIncLocked(floor), m.v.selfRec.Capabilities); err != nil {
 		m.log.Warn("cannot refute a suspicion of this node", "err", err)
 		return
@@ -826,7 +853,11 @@ func (m *Members) tickLoop() {
 			for _, e := range m.v.suspects {
 				e.sus.deadline = e.sus.deadline.Add(lag)
 			}
-			m.log.Debug("membership stalled; judging no link for a moment", "lag", lag)
+			m.unhealthyLocked(now)
+			m.log.Debug("membership stalled; judging no link for a moment", "lag", lag, "health", m.health)
+		} else if m.health > 0 && now.Sub(m.healthAt) >= m.probeTimeoutLocked() {
+			m.health--
+			m.healthAt = now
 		}
 		lastTick = now
 		m.linksTickLocked(now)

@@ -2,6 +2,7 @@ package member
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -53,8 +54,14 @@ func relayHost(t *testing.T, opts ...libp2p.Option) host.Host {
 
 // TestThroughRelay: a member that others can reach only through a relay
 // is learnt by all, its links to its ring neighbours run over relayed
-// connections, it changes its capabilities, and its failure is detected.
+// connections, it changes its capabilities, and its failure is detected;
+// in an open realm and in a secure one (claims checked against grants).
 func TestThroughRelay(t *testing.T) {
+	t.Run("open", func(t *testing.T) { testThroughRelay(t, false) })
+	t.Run("secure", func(t *testing.T) { testThroughRelay(t, true) })
+}
+
+func testThroughRelay(t *testing.T, secure bool) {
 	r := relayHost(t, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
 	rInfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
 	circuit := r.Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + r.ID().String() + "/p2p-circuit"))
@@ -73,10 +80,20 @@ func TestThroughRelay(t *testing.T) {
 	if _, err := client.Reserve(ctx, hidden, rInfo); err != nil {
 		t.Fatal(err)
 	}
-	mr := newMemberOn(t, r, "relay", nil)
-	mh := newMemberOn(t, hidden, "hidden", nil)
-	ma1 := newMemberOn(t, relayHost(t), "a", nil)
-	mb := newMemberOn(t, relayHost(t), "b", nil)
+	ha, hb := relayHost(t), relayHost(t)
+	policy := func(h host.Host) func(*Config) { return nil }
+	if secure {
+		sr := newSecureRealm(t)
+		sr.grant(r)
+		sr.grant(hidden, "game")
+		sr.grant(ha, "chat")
+		sr.grant(hb)
+		policy = func(h host.Host) func(*Config) { return func(c *Config) { c.Access = sr.table(h) } }
+	}
+	mr := newMemberOn(t, r, "relay", policy(r))
+	mh := newMemberOn(t, hidden, "hidden", policy(hidden))
+	ma1 := newMemberOn(t, ha, "a", policy(ha))
+	mb := newMemberOn(t, hb, "b", policy(hb))
 	for _, x := range []*testMember{ma1, mb} {
 		connect(t, x.h, r)
 	}
@@ -112,6 +129,16 @@ func TestThroughRelay(t *testing.T) {
 		}
 		return true
 	})
+	if secure {
+		if err := mh.m.SetCapabilities(ctx, []string{"chat", "game"}); !errors.Is(err, ErrUnauthorized) {
+			t.Fatalf("the hidden member claimed chat without a grant: %v", err)
+		}
+		for _, x := range all {
+			if st := x.m.Stats(); st.DroppedUnauthorized != 0 {
+				t.Fatalf("%s dropped %d claims of honest members", x.m.Self().Name, st.DroppedUnauthorized)
+			}
+		}
+	}
 	mh.m.mu.Lock() // frozen
 	defer mh.m.mu.Unlock()
 	rest := []*testMember{mr, ma1, mb}

@@ -114,4 +114,8 @@ type Stats struct {
 	RefusedFull uint64 `json:"refused_full"`
 	// LinkOverflows counts links closed because their queue was full.
 	LinkOverflows uint64 `json:"link_overflows"`
+	// Health counts this node's recent signs of its own slowness (0 is
+	// healthy); each lengthens the silence it tolerates on a link by one
+	// ProbeTimeout (see the package doc).
+	Health int `json:"health"`
 }
