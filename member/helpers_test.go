@@ -87,6 +87,12 @@ func connect(t testing.TB, a, b host.Host) {
 }
 
 // eventually waits until cond holds, at most d (testnet.Eventually).
+//
+// Tests wait 30 s for what must happen: a member on a loaded machine raises
+// its local health (late ticks) and then tolerates up to (1+maxHealth) *
+// ProbeTimeout of silence before it suspects, plus SuspicionTimeout before
+// a failure is confirmed; at a load of 100+ on 2 cores a 10 s wait for a
+// failure has run out (TestSilentFailure).
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	testnet.Eventually(t, d, func() error {

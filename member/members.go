@@ -97,7 +97,7 @@ type Members struct {
 	watchers map[*watcher]struct{}
 	addrsDue bool // the host's addresses changed
 	// stalledUntil: this node's tick loop ran late; silent links are not
-	// judged before then (see tickLoop).
+	// judged before then (see stalledLocked).
 	stalledUntil time.Time
 	// health counts this node's recent signs of its own slowness (a late
 	// tick, a suspicion of itself to refute), at most maxHealth; each
@@ -493,6 +493,29 @@ func (m *Members) announceSelfLocked(before *record) {
 	}
 }
 
+// stalledLocked notes that this node's tick loop ran lag late (a loaded
+// machine, a long GC pause): the silence it would now see is its own.
+// While its health is not at its worst it gives its readers a heartbeat's
+// time to catch up before judging any link; at its worst it judges them at
+// once, with the longest tolerance, or a node stalled on every tick would
+// never judge a link again. Suspects get the time lost to refute, up to
+// their suspicion's bound, or a node stalled on every tick would never
+// conclude a suspicion (a partition would never be seen).
+func (m *Members) stalledLocked(now time.Time, lag time.Duration) {
+	if m.health < maxHealth {
+		m.stalledUntil = now.Add(m.cfg.ProbeInterval)
+	}
+	for _, e := range m.v.suspects {
+		if d := e.sus.deadline.Add(lag); d.Before(e.sus.latest) {
+			e.sus.deadline = d
+		} else {
+			e.sus.deadline = e.sus.latest
+		}
+	}
+	m.unhealthyLocked(now)
+	m.log.Debug("membership stalled", "lag", lag, "health", m.health)
+}
+
 // maxHealth bounds Members.health: the silence tolerated on a link grows
 // to at most (1+maxHealth) * ProbeTimeout.
 const maxHealth = 4
@@ -845,16 +868,7 @@ func (m *Members) tickLoop() {
 			return
 		}
 		if lag := now.Sub(lastTick) - m.tick; lag > m.cfg.ProbeInterval/2 {
-			// This node stalled (a loaded machine, a long GC pause): the
-			// silence it would now see is its own. Give its readers a
-			// heartbeat's time to catch up before judging any link, and
-			// suspects the time they lost to refute.
-			m.stalledUntil = now.Add(m.cfg.ProbeInterval)
-			for _, e := range m.v.suspects {
-				e.sus.deadline = e.sus.deadline.Add(lag)
-			}
-			m.unhealthyLocked(now)
-			m.log.Debug("membership stalled; judging no link for a moment", "lag", lag, "health", m.health)
+			m.stalledLocked(now, lag)
 		} else if m.health > 0 && now.Sub(m.healthAt) >= m.probeTimeoutLocked() {
 			m.health--
 			m.healthAt = now

@@ -72,7 +72,7 @@ func TestSecureClaims(t *testing.T) {
 	a := newMemberOn(t, ha, "a", func(c *Config) { c.Access, c.Capabilities = sr.table(ha), []string{"game"} })
 	b := newMemberOn(t, hb, "b", func(c *Config) { c.Access = sr.table(hb) })
 	connect(t, hb, ha)
-	eventually(t, 10*time.Second, "a and b see each other", func() bool { return sees([]*testMember{a, b}, a, b) })
+	eventually(t, 30*time.Second, "a and b see each other", func() bool { return sees([]*testMember{a, b}, a, b) })
 
 	err := a.m.SetCapabilities(context.Background(), []string{"chat", "game"})
 	if !errors.Is(err, ErrUnauthorized) || !errors.Is(err, ucan.ErrUnauthorized) {
@@ -91,7 +91,7 @@ func TestSecureClaims(t *testing.T) {
 	f := newMemberOn(t, hf, "f", func(c *Config) { c.Access, c.Capabilities = access.Open(hf.ID()), []string{"chat", "game"} })
 	connect(t, hf, ha)
 	connect(t, hf, hb)
-	eventually(t, 10*time.Second, "the forger's record dropped and counted", func() bool {
+	eventually(t, 30*time.Second, "the forger's record dropped and counted", func() bool {
 		return a.m.Stats().DroppedUnauthorized > 0 && b.m.Stats().DroppedUnauthorized > 0
 	})
 	time.Sleep(500 * time.Millisecond)
@@ -101,7 +101,7 @@ func TestSecureClaims(t *testing.T) {
 		}
 	}
 	// The forger itself learnt the honest members.
-	eventually(t, 10*time.Second, "the forger sees a and b", func() bool {
+	eventually(t, 30*time.Second, "the forger sees a and b", func() bool {
 		_, okA := f.m.Get(ha.ID())
 		_, okB := f.m.Get(hb.ID())
 		return okA && okB
@@ -110,5 +110,5 @@ func TestSecureClaims(t *testing.T) {
 	if err := f.m.SetCapabilities(context.Background(), []string{"game"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the reformed forger accepted", func() bool { return sees([]*testMember{a, b}, a, b, f) })
+	eventually(t, 30*time.Second, "the reformed forger accepted", func() bool { return sees([]*testMember{a, b}, a, b, f) })
 }

@@ -52,6 +52,10 @@ type entry struct {
 // suspicion is an open suspicion of an entry.
 type suspicion struct {
 	deadline time.Time
+	// latest bounds deadline when this node's stalls push it back: a node
+	// that stalls on every tick (a machine under heavy load) still
+	// concludes its suspicions, within (1+maxHealth) * SuspicionTimeout.
+	latest time.Time
 	// authors maps each member that suspects the subject to its alert, to
 	// forward it; confirmed counts those whose link to the subject went
 	// silent (alertSuspect), which conclude the suspicion early.
@@ -338,7 +342,8 @@ func (v *view) suspect(e *entry, now time.Time) {
 		return
 	}
 	e.st = stateSuspect
-	e.sus = &suspicion{deadline: now.Add(v.suspicionTTL), authors: make(map[peer.ID][]byte)}
+	e.sus = &suspicion{deadline: now.Add(v.suspicionTTL), latest: now.Add(time.Duration(1+maxHealth) * v.suspicionTTL),
+		authors: make(map[peer.ID][]byte)}
 	v.suspects[e.id] = e
 	// The digest state does not change: suspicion reads as alive.
 }
