@@ -225,7 +225,7 @@ func TestMembersSecureEndToEnd(t *testing.T) {
 	if r := runCmd(t, 20*time.Second, nil, "--api", g.st.API, "capabilities", "set", "game"); r.code != 0 {
 		t.Fatalf("capabilities set game: exit %d: %s", r.code, r.stderr)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		var ms api.Members
 		if err := cliJSON(t, p.st.API, &ms, "members"); err != nil {
 			return err
