@@ -1,11 +1,16 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // joinLate has node a hold counters, then makes node d a member serving
@@ -84,4 +89,117 @@ func TestHandoffBeforeKindsRegistered(t *testing.T) {
 		c.startWith(d, cfg, func() { time.Sleep(700 * time.Millisecond) })
 	})
 	checkCounts(t, c, a, d, counts)
+}
+
+// TestCapabilityChangeMovesActors: a node that stops serving a capability
+// at run time (macula-node capabilities set) hands its actors of it over
+// with their state, and takes them back when it serves it again, while
+// sequential callers and casters keep sending: every reply is the previous
+// count plus one, and every accepted cast is counted.
+func TestCapabilityChangeMovesActors(t *testing.T) {
+	c, a, b, cc := threeNodes(t)
+	ids := make([]string, 48)
+	for i := range ids {
+		ids[i] = fmt.Sprint("player_", i)
+		callCount(t, a.sys, "game", ids[i])
+	}
+	stop := make(chan struct{})
+	res := runLoad(t, []*System{a.sys, b.sys}, "game", ids, stop, nil)
+	// Casts to other ids: each accepted one must be counted; one that
+	// failed after it was sent (ErrLost, ErrTimeout) may have been.
+	castIDs := []string{"caster_0", "caster_1", "caster_2", "caster_3"}
+	var mu sync.Mutex
+	accepted, unsure := map[string]int{}, map[string]int{}
+	var casters sync.WaitGroup
+	for i, id := range castIDs {
+		casters.Add(1)
+		go func() {
+			defer casters.Done()
+			from := []*System{a.sys, b.sys}[i%2]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				err := from.Cast(ctx, Request{Capability: "game", Kind: "counter", ID: id})
+				cancel()
+				mu.Lock()
+				switch {
+				case err == nil:
+					accepted[id]++
+				case errors.Is(err, ErrLost), errors.Is(err, ErrTimeout):
+					unsure[id]++
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	res.waitCalls(t, 300)
+
+	onC := func() int {
+		n := 0
+		for _, x := range cc.sys.Actors(0) {
+			if x.Capability == "game" {
+				n++
+			}
+		}
+		return n
+	}
+	if onC() == 0 {
+		t.Fatal("no game actor on c")
+	}
+	// C stops serving game: its game actors move to A.
+	cc.caps = []string{"chat", "payment"}
+	c.sync()
+	waitUntil(t, "c to hand its game actors over", func() bool { return onC() == 0 && a.sys.Stats().MovedIn > 0 })
+	res.waitCalls(t, 300)
+	// And serves it again: they come back.
+	movedIn := cc.sys.Stats().MovedIn
+	cc.caps = []string{"chat", "game", "payment"}
+	c.sync()
+	waitUntil(t, "game actors back on c", func() bool { return cc.sys.Stats().MovedIn > movedIn })
+	res.waitCalls(t, 300)
+	close(stop)
+	res.wg.Wait()
+	casters.Wait()
+
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	t.Logf("%d calls under load, errors %v; moved out c %d, a %d", res.calls, res.errs, cc.sys.Stats().MovedOut, a.sys.Stats().MovedOut)
+	if len(res.bad) > 0 {
+		t.Fatalf("counts out of order or lost: %v", res.bad)
+	}
+	for _, id := range ids {
+		if _, n := callCount(t, b.sys, "game", id); n != res.counts[id]+1 {
+			t.Fatalf("%s: count %d after the moves, want %d", id, n, res.counts[id]+1)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range castIDs {
+		// Casts are handled after they are accepted: wait for the count.
+		lo, hi := accepted[id], accepted[id]+unsure[id]
+		var n int
+		testnet.Eventually(t, 20*time.Second, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, reply, err := a.sys.Call(ctx, Request{Capability: "game", Kind: "counter", ID: id, Payload: []byte("get")})
+			if err != nil {
+				return err
+			}
+			n, _ = strconv.Atoi(string(reply))
+			if n < lo {
+				return fmt.Errorf("%s counted %d casts, %d were accepted", id, n, lo)
+			}
+			return nil
+		})
+		if n > hi {
+			t.Fatalf("%s counted %d casts, at most %d were sent", id, n, hi)
+		}
+		t.Logf("%s: %d casts counted, %d accepted, %d unsure", id, n, lo, hi-lo)
+	}
+	checkLogs(t, c)
 }
