@@ -45,6 +45,12 @@ func (r *router) handOff(ctx context.Context, cs *capState, target peer.ID, shar
 		for _, kt := range kinds {
 			for _, a := range takeShard(kt, shard) {
 				if a.impl == nil {
+					if a.restored && target != "" {
+						// Handed here and not started since: its
+						// state goes on as it came (it was never
+						// active here, so no stop and no event).
+						items = append(items, handoffActor{kind: kt.key.kind, id: a.id, snapshot: a.snapshot})
+					}
 					s.local.retire(a, shard)
 					continue
 				}

@@ -203,3 +203,81 @@ func TestCapabilityChangeMovesActors(t *testing.T) {
 	}
 	checkLogs(t, c)
 }
+
+// TestHandOnBeforeStart: actors handed to a node that loses their shards
+// again before any message started them there are handed on with the
+// state they came with.
+func TestHandOnBeforeStart(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", nil, "game")
+	c.sync()
+	c.waitView()
+	counts := map[string]int{}
+	for i := range 48 {
+		id := fmt.Sprint("p", i)
+		for range 3 {
+			_, counts[id] = callCount(t, a.sys, "game", id)
+		}
+	}
+	d := c.add("d", nil, "game")
+	c.sync()
+	c.waitView()
+	waitUntil(t, "actors handed to d", func() bool { return d.sys.Stats().MovedIn > 0 })
+	// d leaves before any of them got a message.
+	must(t, d.sys.Close())
+	d.down = true
+	c.sync()
+	c.waitView()
+	for id, n := range counts {
+		if _, got := callCount(t, a.sys, "game", id); got != n+1 {
+			t.Fatalf("%s: count %d after d came and went, want %d", id, got, n+1)
+		}
+	}
+	checkLogs(t, c)
+}
+
+// stopCount reports the count it has when it stops.
+type stopCount struct {
+	counter
+	stops chan uint64
+}
+
+func (s *stopCount) Stop(_ context.Context, reason StopReason) {
+	if reason == Passivated {
+		s.stops <- s.n
+	}
+}
+
+// TestPassivateHandedActor: an actor handed to a node and idle there until
+// it is passivated starts from its state first, so that its Stop hook sees
+// the state it is about to lose.
+func TestPassivateHandedActor(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", nil, "game")
+	stops := make(chan uint64, 256)
+	kind := func(string) Actor { return &stopCount{stops: stops} }
+	must(t, a.sys.Register("game", "saver", kind))
+	ids := make([]string, 32)
+	for i := range ids {
+		ids[i] = fmt.Sprint("s", i)
+		call(t, a.sys, "game", "saver", ids[i], "", nil)
+		call(t, a.sys, "game", "saver", ids[i], "", nil)
+	}
+	d, cfg := c.prepare("d", func(cfg *Config) { cfg.IdleTimeout = 200 * time.Millisecond; cfg.Settle = 200 * time.Millisecond }, "game")
+	d.mem.set(c.view())
+	c.startWith(d, cfg, func() { must(t, d.sys.Register("game", "saver", kind)) })
+	c.sync()
+	c.waitView()
+	waitUntil(t, "actors handed to d", func() bool { return d.sys.Stats().MovedIn > 0 })
+	moved := int(d.sys.Stats().MovedIn)
+	for i := range moved {
+		select {
+		case n := <-stops:
+			if n != 2 {
+				t.Fatalf("passivated with count %d, want 2", n)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d handed actors passivated", i, moved)
+		}
+	}
+}

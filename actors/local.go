@@ -571,6 +571,14 @@ func (l *local) passivate(cutoff int64) int {
 			}
 			st.mu.Unlock()
 			for _, a := range batch {
+				if a.impl == nil && a.restored {
+					// Handed over from another node and idle since:
+					// start it from its state, so that its Stop hook
+					// sees the state it is about to lose.
+					ctx, cancel := context.WithTimeout(l.s.ctx, l.s.cfg.StopTimeout)
+					_ = l.start(ctx, a, nil)
+					cancel()
+				}
 				if a.impl != nil {
 					l.stop(a, Passivated)
 					n++

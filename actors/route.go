@@ -86,14 +86,102 @@ func (cs *capState) setFlagLocked(shard int) {
 
 // gate holds the messages of a gained shard until the previous owner's
 // handoff arrives, the previous owner says it does not hold the shard, or
-// its batch's timer fires.
+// its batch's timer fires. Then the messages that waited pass one at a
+// time, in the order they came: a sender whose call timed out while it
+// waited sends its next message to the same gate, and that one must not
+// overtake it.
 type gate struct {
 	from peer.ID
 	ch   chan struct{}
 	once sync.Once
+
+	// mu guards the turns of the messages that wait.
+	mu      sync.Mutex
+	tickets uint64          // handed out
+	turn    uint64          // the ticket that may pass now
+	gone    map[uint64]bool // tickets given up before their turn
+	next    chan struct{}   // closed when turn advances; nil until needed
 }
 
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// ticket returns a message's place in the line at g.
+func (g *gate) ticket() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.tickets++
+	return g.tickets - 1
+}
+
+// wait waits for the gate to open and for the messages with earlier
+// tickets to pass; t is to be given back (done) once the message has been
+// admitted or turned away. On error, t has been given back.
+func (g *gate) wait(ctx context.Context, t uint64) error {
+	select {
+	case <-g.ch:
+	case <-ctx.Done():
+		g.done(t)
+		return ctxErr(ctx)
+	}
+	for {
+		g.mu.Lock()
+		if g.turn == t {
+			g.mu.Unlock()
+			if ctx.Err() != nil {
+				// Its sender has given up: do not deliver it late.
+				g.done(t)
+				return ctxErr(ctx)
+			}
+			return nil
+		}
+		if g.next == nil {
+			g.next = make(chan struct{})
+		}
+		next := g.next
+		g.mu.Unlock()
+		select {
+		case <-next:
+		case <-ctx.Done():
+			g.done(t)
+			return ctxErr(ctx)
+		}
+	}
+}
+
+// done gives ticket t back: the next message may pass.
+func (g *gate) done(t uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t != g.turn {
+		if g.gone == nil {
+			g.gone = map[uint64]bool{}
+		}
+		g.gone[t] = true
+		return
+	}
+	g.turn++
+	for g.gone[g.turn] {
+		delete(g.gone, g.turn)
+		g.turn++
+	}
+	if g.next != nil {
+		close(g.next)
+		g.next = nil
+	}
+}
+
+// gateTurn is a message's ticket at a gate, given back once (nil: none).
+type gateTurn struct {
+	g *gate
+	t uint64
+}
+
+func (gt *gateTurn) release() {
+	if gt != nil && gt.g != nil {
+		gt.g.done(gt.t)
+		gt.g = nil
+	}
+}
 
 // gateBatch is the gates one view change set for shards of one capability
 // gained from one previous owner: one timer and one query for all.
@@ -606,6 +694,9 @@ func (r *router) decide(v *view, cs *capState, shard int) decision {
 // the shard; otherwise it returns the node to try instead.
 func (r *router) deliverHere(cc *callCtx, req *Request, shard int, cast bool) (inc uint64, reply []byte, redirect peer.ID, err error) {
 	cs := r.capState(req.Capability)
+	// turn: the message waited at a gate and passes in its turn; given
+	// back once it is admitted or turned away (nil on the fast path).
+	var turn *gateTurn
 	for {
 		lk := &cs.locks[shard]
 		lk.RLock()
@@ -613,32 +704,40 @@ func (r *router) deliverHere(cc *callCtx, req *Request, shard int, cast bool) (i
 		switch {
 		case d.wait != nil:
 			lk.RUnlock()
+			// In line at this gate before leaving the line of the last
+			// (a gate replaced by another keeps its order).
+			t := d.wait.ticket()
+			turn.release()
 			ctx := cc.bounded()
-			select {
-			case <-d.wait.ch:
-				continue
-			case <-ctx.Done():
+			if err := d.wait.wait(ctx, t); err != nil {
 				return 0, nil, "", fmt.Errorf("%w: %s.%s %q: waiting for its shard to arrive from %s: %w",
-					ErrUnavailable, req.Capability, req.Kind, req.ID, d.wait.from, ctxErr(ctx))
+					ErrUnavailable, req.Capability, req.Kind, req.ID, d.wait.from, err)
 			}
+			turn = &gateTurn{g: d.wait, t: t}
+			continue
 		case d.err != nil:
 			lk.RUnlock()
+			turn.release()
 			return 0, nil, "", d.err
 		case !d.serve:
 			lk.RUnlock()
+			turn.release()
 			return 0, nil, d.redirect, nil
 		}
 		if r.s.closing.Load() {
 			lk.RUnlock()
+			turn.release()
 			return 0, nil, "", ErrClosed
 		}
 		kt := r.s.local.kind(req.Capability, req.Kind)
 		if kt == nil {
 			lk.RUnlock()
+			turn.release()
 			return 0, nil, "", fmt.Errorf("%w: %s.%s on %s", ErrUnknownKind, req.Capability, req.Kind, r.s.self)
 		}
 		a, e, err := r.s.local.admit(cc, kt, shard, req.ID, cast, req.Payload, req.InitArg)
 		lk.RUnlock()
+		turn.release()
 		if err != nil || cast {
 			return 0, nil, "", err
 		}
