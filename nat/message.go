@@ -74,6 +74,17 @@ func newRequest(change changeFlags) (*stun.Message, error) {
 	return stun.Build(setters...)
 }
 
+// BindingRequest returns a STUN Binding request with transaction ID txid
+// (and a FINGERPRINT), as a peer sends it in a dial-back check so that the
+// node that gave it txid recognises it (Prober.ExpectRequest).
+func BindingRequest(txid [stun.TransactionIDSize]byte) ([]byte, error) {
+	m, err := stun.Build(stun.NewTransactionIDSetter(txid), stun.BindingRequest, stun.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	return m.Raw, nil
+}
+
 // decode parses a datagram as a STUN message, or fails. It checks what RFC
 // 5389 section 7.3 asks beyond pion's framing: the length is a multiple of 4
 // and the datagram holds exactly one message, and a FINGERPRINT, if any, is

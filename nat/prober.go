@@ -132,6 +132,16 @@ func (p *Prober) Stats() ServerStats {
 	return p.resp.stats()
 }
 
+// ExpectRequest returns a channel that is closed when a STUN Binding request
+// with transaction ID txid arrives on the Prober's socket, from anyone, and
+// a function that stops waiting (call it in any case). Such a request is not
+// answered. A dial-back check (package nat/reach) gives txid to a peer, which
+// sends the request from a socket this node has never sent to: if it
+// arrives, the socket is reachable from outside.
+func (p *Prober) ExpectRequest(txid [stun.TransactionIDSize]byte) (<-chan struct{}, func()) {
+	return p.ep.watchFor(txid)
+}
+
 // LocalAddr is the address of the probed socket.
 func (p *Prober) LocalAddr() netip.AddrPort { return p.local }
 
