@@ -42,6 +42,26 @@ type NATInfo struct {
 	Servers []STUNServer `json:"servers"`
 	// Security is SecurityOpen or SecuritySecure.
 	Security string `json:"security"`
+	// Reachability is what the node decided from its measurements (nil
+	// from a node that does not say).
+	Reachability *Reachability `json:"reachability,omitempty"`
+}
+
+// Reachability is a node's decision on whether peers can reach it, and
+// what follows from it.
+type Reachability struct {
+	// Reachability is "public", "private", or "unknown" (nothing measured
+	// yet; the node acts as private).
+	Reachability string `json:"reachability"`
+	// Reason says what the verdict rests on, or that it was forced.
+	Reason string `json:"reason"`
+	// DHTServer: the node answers DHT queries (else a DHT client).
+	DHTServer bool `json:"dht_server"`
+	// RelayReservations: the node keeps relay reservations and advertises
+	// its relayed addresses.
+	RelayReservations bool `json:"relay_reservations"`
+	// RelayService: the node relays for realm members behind NAT.
+	RelayService bool `json:"relay_service"`
 }
 
 // PublicAddr returns PublicIP:PublicPort, and false if there is none.

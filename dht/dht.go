@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -548,13 +549,10 @@ func (d *DHT) RoutingTablePeers() []peer.ID { return d.kad.RoutingTable().ListPe
 func (d *DHT) Stats(ctx context.Context) (Stats, error) {
 	rt := d.kad.RoutingTable()
 	s := Stats{Nodes: rt.Size()}
-	switch d.kad.Mode() {
-	case kad.ModeClient:
-		s.Mode = ModeClient
-	case kad.ModeServer:
+	// In auto mode kad-dht switches by serving its protocol or not.
+	s.Mode = ModeClient
+	if slices.Contains(d.kad.Host().Mux().Protocols(), ProtocolPrefix(d.realm)+"/kad/1.0.0") {
 		s.Mode = ModeServer
-	default:
-		s.Mode = ModeAuto
 	}
 	for cpl := uint(0); cpl <= 256; cpl++ {
 		if rt.NPeersForCpl(cpl) > 0 {

@@ -66,6 +66,10 @@ const (
 	// "direct" or "failed", Duration from its start, Reason the error of a
 	// failure.
 	HolePunch
+	// ReachabilityChanged: the node decided anew whether peers can reach it
+	// (Outcome: public, private or unknown), and so its DHT mode, relay
+	// reservations and relay service; Reason says what the verdict rests on.
+	ReachabilityChanged
 )
 
 var kindNames = map[Kind]string{
@@ -89,6 +93,8 @@ var kindNames = map[Kind]string{
 	CallServed:     "call_served",
 	NATProbe:       "nat_probe",
 	HolePunch:      "hole_punch",
+
+	ReachabilityChanged: "reachability_changed",
 }
 
 // String returns the kind's stable name, such as "connection_up".

@@ -598,12 +598,22 @@ func parseLevel(s string) (slog.Level, bool) {
 func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
 
 func (a *api) getNAT(_ *http.Request) (int, any, error) {
-	return http.StatusOK, natInfoOf(a.n.NAT(), securityOf(a.n)), nil
+	return http.StatusOK, a.natInfo(), nil
+}
+
+// natInfo is the node's NAT measurement, its realm's security and its
+// reachability decision.
+func (a *api) natInfo() wire.NATInfo {
+	out := natInfoOf(a.n.NAT(), securityOf(a.n))
+	d := a.n.Reachability()
+	out.Reachability = &wire.Reachability{Reachability: string(d.Reachability), Reason: d.Reason,
+		DHTServer: d.DHTServer, RelayReservations: d.Reservations, RelayService: d.RelayService}
+	return out
 }
 
 // postNATProbe asks for a new NAT probe; it answers at once with what is
 // known, and GET /v1/nat shows the new result when the probe ends.
 func (a *api) postNATProbe(_ *http.Request) (int, any, error) {
 	a.n.ReprobeNAT()
-	return http.StatusAccepted, natInfoOf(a.n.NAT(), securityOf(a.n)), nil
+	return http.StatusAccepted, a.natInfo(), nil
 }

@@ -57,7 +57,9 @@ type Config struct {
 	// RefuseFor is how long a peer that failed the realm handshake is refused
 	// by the connection gater. Default: 10 minutes.
 	RefuseFor time.Duration
-	// DHTMode is the DHT mode: server, client or auto. Default: server.
+	// DHTMode forces the DHT mode: server or client. Default: auto, a
+	// server while the node is publicly reachable and a client otherwise
+	// (the reachability is decided from measurements; see Reachability).
 	DHTMode dht.Mode
 	// AliasTTL is how long an alias record stays valid; it is republished
 	// every AliasTTL/4. Default: 24 hours.
@@ -66,11 +68,18 @@ type Config struct {
 	// the NAT type; the bootstrap peers are asked too, since every Macula
 	// node answers STUN on its QUIC port. Default: none beyond those.
 	STUN []string
-	// RelayService makes this node a circuit relay (v2) for peers behind
-	// NAT that cannot be reached directly: for public nodes. Its limits are
-	// sized for real traffic (RelayLimitDuration, RelayLimitData), not the
-	// library's 2 minutes and 128 KiB. Default: false.
+	// RelayService forces the circuit relay (v2) service on: the node
+	// relays for realm members behind NAT that cannot be reached directly.
+	// Default: false, which means the node decides: it relays while it is
+	// publicly reachable (nat.Decide), unless DisableRelayService. Its
+	// limits are sized for real traffic (RelayLimitDuration,
+	// RelayLimitData), not the library's 2 minutes and 128 KiB; the number
+	// of reservations and circuits is bounded as go-libp2p's defaults do
+	// (128 reservations, 16 circuits per peer).
 	RelayService bool
+	// DisableRelayService: never relay, even when publicly reachable.
+	// Default: false.
+	DisableRelayService bool
 	// RelayLimitDuration and RelayLimitData bound one relayed connection.
 	// Defaults: 1 hour and 1 GiB.
 	RelayLimitDuration time.Duration
@@ -81,15 +90,17 @@ type Config struct {
 	// can reach it through the relay and then upgrade to a direct path by
 	// hole punching (DCUtR). Default: the bootstrap peers (those that run
 	// the relay service take reservations; the others refuse them), unless
-	// the node is a relay itself or forced public.
+	// the node is forced public. Reservations are kept while the node is
+	// not publicly reachable.
 	Relays []string
 	// DisableHolePunching turns off the upgrade of relayed connections to
 	// direct ones (libp2p's DCUtR and the node's NAT-aware punching).
 	// Default: false (hole punching on).
 	DisableHolePunching bool
-	// Reachability forces what the node believes of itself: "public",
-	// "private" or "" (let AutoNAT decide). A node behind NAT with relays
-	// should say "private" so that it reserves relay slots at once.
+	// Reachability forces what the node believes of itself: "public" or
+	// "private". Default: "", the node decides from what it measures (STUN,
+	// dial-back checks by its peers; see nat.Decide), again whenever the
+	// measurements change. Until it knows, it acts as private.
 	Reachability string
 	// NATInterval is the time between NAT probes; negative means only on
 	// demand. Default: 5 minutes.
@@ -140,7 +151,7 @@ func DefaultConfig(realmName, name string) Config {
 		ReconnectMaxInterval: time.Minute,
 		HandshakeTimeout:     10 * time.Second,
 		RefuseFor:            10 * time.Minute,
-		DHTMode:              dht.ModeServer,
+		DHTMode:              dht.ModeAuto,
 		AliasTTL:             24 * time.Hour,
 	}
 }
@@ -216,6 +227,9 @@ func validate(cfg Config) (*settings, error) {
 	default:
 		return nil, fieldErr("reachability", "%q: want public, private or empty", s.Reachability)
 	}
+	if s.RelayService && s.DisableRelayService {
+		return nil, fieldErr("relay_service", "forced on and disabled at once")
+	}
 	def := DefaultConfig(cfg.Realm, cfg.Name)
 	if s.RelayLimitDuration <= 0 {
 		s.RelayLimitDuration = time.Hour
@@ -267,15 +281,23 @@ func validate(cfg Config) (*settings, error) {
 	return s, nil
 }
 
-// relayCandidates are the relays the node keeps reservations with: the
-// configured ones, else its bootstrap peers (public nodes usually serve as
-// both). A relay, or a node forced public, needs none.
-func (s *settings) relayCandidates() []peer.AddrInfo {
-	if len(s.relays) > 0 {
-		return s.relays
-	}
-	if s.RelayService || s.Reachability == "public" {
+// relayCandidates are the relays the node keeps reservations with while it
+// is not publicly reachable: the configured ones, else its bootstrap peers
+// (public nodes relay by default), never itself. A node forced public needs
+// none.
+func (s *settings) relayCandidates(self peer.ID) []peer.AddrInfo {
+	if s.Reachability == "public" {
 		return nil
 	}
-	return s.bootstrap
+	list := s.relays
+	if len(list) == 0 {
+		list = s.bootstrap
+	}
+	var out []peer.AddrInfo
+	for _, ai := range list {
+		if ai.ID != self {
+			out = append(out, ai)
+		}
+	}
+	return out
 }

@@ -4,30 +4,45 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	p2pevent "github.com/libp2p/go-libp2p/core/event"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
-
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/nat/punch"
+	"github.com/macula-io/macula/nat/reach"
 )
 
 // natState is the node's NAT prober: STUN from the QUIC socket itself, so the
 // mapping it learns is the one QUIC traffic gets, and a STUN responder on the
 // same socket, so that every Macula node is a STUN server for its mesh.
 type natState struct {
-	cm     *quicreuse.ConnManager     // filled by fx when the host is built
-	prober atomic.Pointer[nat.Prober] // nil until started
-	last   atomic.Pointer[nat.Info]   // the latest finished probe
+	// peers is the notifiee that makes connected peers STUN servers when
+	// no configured one answers (peerSTUN); set in startNAT.
+	peers *network.NotifyBundle
+	// stunMu guards stunSet, the servers last given to the prober.
+	stunMu  sync.Mutex
+	stunSet []string
+
+	cm     *quicreuse.ConnManager        // filled by fx when the host is built
+	prober atomic.Pointer[nat.Prober]    // nil until started
+	last   atomic.Pointer[nat.Info]      // the latest finished probe
+	reach  atomic.Pointer[reach.Service] // nil until started
 }
 
 // info returns the latest NAT information (zero before the first probe).
@@ -105,6 +120,9 @@ func (n *Node) startNAT() {
 			n.log.Info("NAT probed", "type", i.Type, "public", public, "err", i.Error)
 			n.events.Emit(event.Event{Kind: event.NATChanged, Outcome: string(i.Type), Addr: public, Reason: i.Error})
 		}
+		if r := n.nat.reach.Load(); r != nil {
+			r.Update()
+		}
 	}
 	p, err := nat.New(cfg, conn)
 	if err != nil {
@@ -113,6 +131,9 @@ func (n *Node) startNAT() {
 		return
 	}
 	n.nat.prober.Store(p)
+	base := cfg.Servers
+	n.nat.peers = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { n.peerSTUN(p, base) }}
+	n.host.Network().Notify(n.nat.peers)
 	// Probe again when the host's own addresses change (a new interface, a
 	// new local IP): the mapping may have changed with them.
 	sub, err := n.host.EventBus().Subscribe(new(p2pevent.EvtLocalAddressesUpdated), eventbus.Name("macula-nat"))
@@ -163,6 +184,9 @@ func (n *Node) ReprobeNAT() {
 }
 
 func (n *Node) closeNAT() error {
+	if n.nat.peers != nil && n.host != nil {
+		n.host.Network().StopNotify(n.nat.peers)
+	}
 	if p := n.nat.prober.Load(); p != nil {
 		return p.Close()
 	}
@@ -214,3 +238,177 @@ func (n *Node) waitVerified(ctx context.Context, p peer.ID) bool {
 	_ = n.awaitPeer(ctx, p, func() bool { return n.IsPeer(p) || gone() }, false)
 	return n.IsPeer(p)
 }
+
+// natOptions are the host's options for NAT traversal. The reachability is
+// forced (private unless the operator says public), which makes go-libp2p's
+// AutoNAT static: the reach service decides from the node's own
+// measurements and emits every decision after that on the host's bus, where
+// autorelay, the address manager and kad-dht's auto mode follow it.
+func (n *Node) natOptions() []libp2p.Option {
+	s := n.cfg
+	// The circuit v2 client, always: any node must be able to dial a peer
+	// behind NAT through its relay, whether or not it punches holes or
+	// keeps reservations itself.
+	opts := []libp2p.Option{libp2p.EnableRelay()}
+	if s.Reachability == "public" {
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	} else {
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	self, _ := peer.IDFromPrivateKey(n.id.p2p)
+	if relays := s.relayCandidates(self); len(relays) > 0 {
+		// Reservations are kept while the decision says private (autorelay
+		// follows the reachability event), from the start: before anything
+		// is measured the node acts as private.
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
+	}
+	if !s.DisableHolePunching {
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr), holepunch.WithTracer(holePunchEvents{n.events})))
+	}
+	return opts
+}
+
+// policy is what the operator forced, from the Config.
+func (s *settings) policy() nat.Policy {
+	var p nat.Policy
+	switch s.Reachability {
+	case "public":
+		p.Reachability = nat.ReachabilityPublic
+	case "private":
+		p.Reachability = nat.ReachabilityPrivate
+	}
+	switch s.DHTMode {
+	case dht.ModeServer:
+		p.DHTServer = nat.ForceOn
+	case dht.ModeClient:
+		p.DHTServer = nat.ForceOff
+	}
+	switch {
+	case s.RelayService:
+		p.RelayService = nat.ForceOn
+	case s.DisableRelayService:
+		p.RelayService = nat.ForceOff
+	}
+	return p
+}
+
+// startReach starts the service that decides, from the NAT measurements
+// and dial-back checks, the DHT mode, the relay reservations and the relay
+// service, and applies them.
+func (n *Node) startReach() error {
+	res := relayv2.DefaultResources()
+	res.Limit = &relayv2.RelayLimit{Duration: n.cfg.RelayLimitDuration, Data: n.cfg.RelayLimitData}
+	ropts := []relayv2.Option{relayv2.WithResources(res)}
+	if n.sec.v != nil {
+		ropts = append(ropts, relayv2.WithACL(relayACL{n})) // members only
+	} else {
+		ropts = append(ropts, relayv2.WithACL(realmRelayACL{n})) // peers of the realm only
+	}
+	cfg := reach.Config{
+		Realm:        n.cfg.Realm,
+		Policy:       n.cfg.policy(),
+		Info:         n.NAT,
+		Verified:     n.waitVerified,
+		RelayOptions: ropts,
+		OnDecision: func(d nat.Decision) {
+			n.events.Emit(event.Event{Kind: event.ReachabilityChanged, Outcome: string(d.Reachability), Reason: d.Reason})
+		},
+		Logger: n.log,
+	}
+	if p := n.nat.prober.Load(); p != nil {
+		cfg.Expect = p.ExpectRequest
+	}
+	r, err := reach.New(n.host, cfg)
+	if err != nil {
+		return err
+	}
+	n.nat.reach.Store(r)
+	return nil
+}
+
+func (n *Node) closeReach() error {
+	if r := n.nat.reach.Load(); r != nil {
+		return r.Close()
+	}
+	return nil
+}
+
+// Reachability returns what the node decided from its measurements:
+// reachable or not, and so DHT mode, relay reservations and relay service,
+// with the reason.
+func (n *Node) Reachability() nat.Decision {
+	if r := n.nat.reach.Load(); r != nil {
+		return r.Decision()
+	}
+	return nat.Decision{Reachability: nat.ReachabilityUnknown, Reason: "not started"}
+}
+
+// realmRelayACL is the relay service's filter in an open realm: only peers
+// that passed the realm handshake reserve a slot or connect through it. It
+// waits (bounded by the handshake timeout) for a handshake still running.
+type realmRelayACL struct{ n *Node }
+
+func (a realmRelayACL) verified(p peer.ID) bool {
+	ctx, cancel := context.WithTimeout(a.n.ctx, a.n.cfg.HandshakeTimeout)
+	defer cancel()
+	return a.n.waitVerified(ctx, p)
+}
+
+func (a realmRelayACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return a.verified(p) }
+
+func (a realmRelayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
+	return a.verified(src) && a.n.IsPeer(dest)
+}
+
+// peerSTUN makes the peers this node is directly connected to its STUN
+// servers too, when no configured server (nor bootstrap peer) answered the
+// last probe: the first node of a mesh has none, yet every peer answers
+// STUN on its QUIC socket and sees the address this node's QUIC traffic
+// comes from (what identify calls the observed address). With base servers
+// it waits for their first probe.
+func (n *Node) peerSTUN(p *nat.Prober, base []string) {
+	info := p.Info()
+	for _, sr := range info.Servers {
+		if sr.OK {
+			return
+		}
+	}
+	if len(base) > 0 && info.MeasuredAt.IsZero() {
+		return
+	}
+	servers := append([]string(nil), base...)
+	seen := map[string]bool{}
+	for _, s := range servers {
+		seen[s] = true
+	}
+	for _, c := range n.host.Network().Conns() {
+		if len(servers) >= len(base)+peerSTUNMax || len(servers) >= 16 {
+			break
+		}
+		if isRelayed(c.RemoteMultiaddr()) {
+			continue
+		}
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_QUIC_V1); err != nil {
+			continue
+		}
+		_, hostport, err := manet.DialArgs(c.RemoteMultiaddr())
+		if err != nil || seen[hostport] {
+			continue
+		}
+		seen[hostport] = true
+		servers = append(servers, hostport)
+	}
+	n.nat.stunMu.Lock()
+	same := slices.Equal(servers, n.nat.stunSet)
+	n.nat.stunSet = servers
+	n.nat.stunMu.Unlock()
+	if same || len(servers) == len(base) {
+		return
+	}
+	if err := p.SetServers(servers); err != nil {
+		n.log.Debug("NAT: peers as STUN servers", "err", err)
+	}
+}
+
+// peerSTUNMax is how many peers peerSTUN asks at most.
+const peerSTUNMax = 4

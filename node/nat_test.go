@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/dht"
 )
 
 // TestWaitVerifiedRelayed: the punch service asks waitVerified about a peer
@@ -62,5 +65,40 @@ func TestWaitVerifiedRelayed(t *testing.T) {
 			addrs = append(addrs, c.RemoteMultiaddr())
 		}
 		t.Fatalf("waitVerified did not return; the callee's connections to the caller: %v", addrs)
+	}
+}
+
+// TestReachabilityDecided: with no flag, nodes on loopback find that peers
+// reach them (STUN from the bootstrap peer says no NAT; the first node asks
+// its peers, having no STUN server of its own): public, so DHT servers and
+// relays. A node forced private is a DHT client that keeps reservations.
+func TestReachabilityDecided(t *testing.T) {
+	boot := startNode(t, "io.acme.orders", "boot", nil)
+	if d := boot.Reachability(); d.Public() || !d.Reservations || d.DHTServer {
+		t.Fatalf("boot before any peer: %+v", d)
+	}
+	a := startNode(t, "io.acme.orders", "a", func(c *Config) { c.Bootstrap = bootstrapOf(boot) })
+	b := startNode(t, "io.acme.orders", "b", func(c *Config) {
+		c.Bootstrap = bootstrapOf(boot)
+		c.Reachability = "private"
+	})
+	for _, n := range []*Node{boot, a} {
+		defer func() {
+			if t.Failed() {
+				t.Logf("%s: %+v %+v", n.Name(), n.Reachability(), n.NAT())
+			}
+		}()
+		eventually(t, 10*time.Second, n.Name()+" public", func() bool {
+			d := n.Reachability()
+			st, err := n.DHT().Stats(context.Background())
+			return err == nil && d.Public() && d.DHTServer && d.RelayService && !d.Reservations && st.Mode == dht.ModeServer
+		})
+	}
+	d := b.Reachability()
+	if d.Public() || d.DHTServer || d.RelayService || !d.Reservations || !strings.HasPrefix(d.Reason, "forced") {
+		t.Fatalf("b forced private: %+v", d)
+	}
+	if st, err := b.DHT().Stats(context.Background()); err != nil || st.Mode != dht.ModeClient {
+		t.Fatalf("b's DHT mode %s (%v), want client", st.Mode, err)
 	}
 }

@@ -18,10 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
-	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -184,6 +181,9 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.startNAT()
+	if err := n.startReach(); err != nil {
+		return nil, err
+	}
 	n.started = time.Now()
 
 	if n.sec.v != nil {
@@ -258,32 +258,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 			n.handle(h, HandshakeProtocol(s.Realm), n.handleHandshake)
 		})),
 	}
-	// The circuit v2 client, always: any node must be able to dial a peer
-	// behind NAT through its relay, whether or not it punches holes or
-	// keeps reservations itself.
-	opts = append(opts, libp2p.EnableRelay())
-	if s.RelayService {
-		res := relayv2.DefaultResources()
-		res.Limit = &relayv2.RelayLimit{Duration: s.RelayLimitDuration, Data: s.RelayLimitData}
-		ropts := []relayv2.Option{relayv2.WithResources(res)}
-		if n.sec.v != nil {
-			ropts = append(ropts, relayv2.WithACL(relayACL{n})) // members only
-		}
-		opts = append(opts, libp2p.EnableRelayService(ropts...))
-	}
-	if relays := s.relayCandidates(); len(relays) > 0 {
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
-	}
-	if !s.DisableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr), holepunch.WithTracer(holePunchEvents{n.events})))
-	}
-	switch s.Reachability {
-	case "public":
-		opts = append(opts, libp2p.ForceReachabilityPublic())
-	case "private":
-		opts = append(opts, libp2p.ForceReachabilityPrivate())
-	}
-	return opts
+	return append(opts, n.natOptions()...)
 }
 
 // checkPorts binds and releases each fixed listen port before libp2p does:
@@ -419,7 +394,7 @@ func (n *Node) Close() error {
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
 	}
-	errs = append(errs, n.closeNAT())
+	errs = append(errs, n.closeReach(), n.closeNAT())
 	if n.host != nil {
 		errs = append(errs, n.host.Close())
 	}

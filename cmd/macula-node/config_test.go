@@ -67,7 +67,7 @@ dht_mode = "client"
 				eq(t, "reconnect", o.Reconnect, true)
 				eq(t, "reconnect interval", o.ReconnectInterval, time.Second)
 				eq(t, "max reconnect attempts", o.MaxReconnectAttempts, 0)
-				eq(t, "dht mode", o.DHTMode, "server")
+				eq(t, "dht mode", o.DHTMode, "auto")
 			},
 		},
 		{

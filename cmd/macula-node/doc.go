@@ -29,12 +29,12 @@
 //	--reconnect                    redial dropped bootstrap peers (default true)
 //	--reconnect-interval DURATION  first wait before a redial, doubling (default 1s)
 //	--max-reconnect-attempts N     give a bootstrap peer up after N failures (default 0: never)
-//	--dht-mode MODE                server, client or auto (default server)
+//	--dht-mode MODE                server, client or auto (default auto: a server while publicly reachable)
 //	--stun HOST:PORT               STUN server for the NAT probe, repeatable (bootstrap peers answer STUN too)
 //	--relay MULTIADDR              relay node to keep a reservation with, repeatable
-//	--relay-service                serve as a circuit relay for nodes behind NAT (public nodes)
+//	--relay-service[=false]        force the relay service on (off); default: on while publicly reachable
 //	--hole-punching                upgrade relayed connections to direct ones (default true)
-//	--reachability public|private  force what the node believes of its reachability
+//	--reachability public|private  force what the node believes of its reachability (default: measured)
 //	--webhook-allow ENTRY          where webhooks may point besides loopback: IP, prefix or host name, optional :port; repeatable
 //
 // Every flag can also be given as an environment variable, MACULA_ and the

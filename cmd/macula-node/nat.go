@@ -109,6 +109,10 @@ func printNATInfo(w io.Writer, i *api.NATInfo) error {
 	fmt.Fprintf(tw, "Measured\t%s\n", measured)
 	fmt.Fprintf(tw, "Last error\t%s\n", dash(i.Error))
 	fmt.Fprintf(tw, "Realm\t%s\n", securityLine(i.Security, ""))
+	if r := i.Reachability; r != nil {
+		fmt.Fprintf(tw, "Reachability\t%s (%s)\n", r.Reachability, r.Reason)
+		fmt.Fprintf(tw, "Decided\t%s\n", decidedLine(r))
+	}
 	for _, s := range i.Servers {
 		status := "ok"
 		if !s.OK {

@@ -48,7 +48,7 @@ type runOptions struct {
 	Bootstrap            []string
 	STUN                 []string
 	Relays               []string
-	RelayService         bool
+	RelayService         switchFlag
 	HolePunching         bool
 	Reachability         string
 	API                  string
@@ -77,9 +77,10 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer-id> of a peer to join through (repeatable)")
 	fs.StringArrayVar(&o.STUN, "stun", nil, "STUN server HOST:PORT for the NAT probe (repeatable; bootstrap peers answer STUN too)")
 	fs.StringArrayVar(&o.Relays, "relay", nil, "multiaddr with /p2p/<peer-id> of a relay node to keep a reservation with (repeatable; default: the bootstrap peers)")
-	fs.BoolVar(&o.RelayService, "relay-service", false, "serve as a circuit relay for nodes behind NAT (public nodes)")
+	fs.Var(&o.RelayService, "relay-service", "relay for realm members behind NAT: true forces it on, false off (default: auto, while the node is publicly reachable)")
+	fs.Lookup("relay-service").NoOptDefVal = "true"
 	fs.BoolVar(&o.HolePunching, "hole-punching", true, "upgrade relayed connections to direct ones by hole punching")
-	fs.StringVar(&o.Reachability, "reachability", "", "force reachability: public or private (default: let AutoNAT decide)")
+	fs.StringVar(&o.Reachability, "reachability", "", "force reachability: public or private (default: measured, from STUN and peers' dial-back checks)")
 	fs.StringVar(&o.API, "api", gateway.DefaultAddr, "HTTP/1.1 API listen address (TCP host:port)")
 	fs.StringVar(&o.HTTP3, "http3", "", "HTTP/3 API listen address (UDP host:port), or \"off\" (default: the --api address, on UDP)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -87,7 +88,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Reconnect, "reconnect", true, "redial bootstrap peers when they drop")
 	fs.DurationVar(&o.ReconnectInterval, "reconnect-interval", time.Second, "first wait before redialing a bootstrap peer; doubles on each failure")
 	fs.IntVar(&o.MaxReconnectAttempts, "max-reconnect-attempts", 0, "failures in a row after which a bootstrap peer is given up (0: never)")
-	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeServer), "DHT mode: server, client or auto")
+	fs.StringVar(&o.DHTMode, "dht-mode", string(dht.ModeAuto), "DHT mode: server, client, or auto (a server while publicly reachable)")
 	fs.StringVar(&o.Authority, "authority", "", "did:key of the realm authority: makes the realm secure (default: none, an OPEN realm for development)")
 	fs.StringArrayVar(&o.WebhookAllow, "webhook-allow", nil, "where webhooks registered by programs may point besides the node's own user's loopback ones: an IP, a prefix or a host name, with an optional :port (repeatable; e.g. 10.0.0.0/8, 127.0.0.1:9000, hooks.example.com:443)")
 	fs.StringSliceVar(&o.Capabilities, "capabilities", nil, "capabilities this node serves, comma-separated (game,chat); in a secure realm each needs a serve grant")
@@ -205,7 +206,7 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	nc.Bootstrap = append([]string(nil), o.Bootstrap...)
 	nc.STUN = append([]string(nil), o.STUN...)
 	nc.Relays = append([]string(nil), o.Relays...)
-	nc.RelayService = o.RelayService
+	nc.RelayService, nc.DisableRelayService = o.RelayService == switchOn, o.RelayService == switchOff
 	nc.DisableHolePunching = !o.HolePunching
 	nc.Reachability = o.Reachability
 	nc.DisableReconnect = !o.Reconnect

@@ -280,8 +280,8 @@ func udpAddr(a ma.Multiaddr) (netip.AddrPort, bool) {
 // limiter bounds the checks a node does for others: one per peer per
 // peerGap, and at most burst within window overall.
 type limiter struct {
-	mu   sync.Mutex // guards the fields below
-	last map[peer.ID]time.Time
+	mu     sync.Mutex // guards the fields below
+	last   map[peer.ID]time.Time
 	recent []time.Time
 }
 

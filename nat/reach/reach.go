@@ -268,7 +268,10 @@ func (s *Service) maybeCheck() {
 		return
 	}
 	info := s.cfg.Info()
-	if !checkable(info) {
+	// Not before the first STUN probe has ended: a check is void when the
+	// measurement changes, and one made before it may say "reached" where
+	// STUN then finds an address filter that a check cannot see through.
+	if info.MeasuredAt.IsZero() || !checkable(info) {
 		return
 	}
 	key := measurementKey(info)

@@ -135,8 +135,12 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // firewall that lets one port in): only a dial-back can tell.
 func behindNAT() nat.Info {
 	return nat.Info{Type: nat.TypePortRestricted, Mapping: nat.BehaviorEndpointIndependent,
-		Filtering: nat.BehaviorAddressAndPortDependent, PublicIP: netip.MustParseAddr("8.0.0.5"), PublicPort: 7400}
+		Filtering: nat.BehaviorAddressAndPortDependent, PublicIP: netip.MustParseAddr("8.0.0.5"), PublicPort: 7400,
+		MeasuredAt: measured}
 }
+
+// measured is when the fake measurements were made.
+var measured = time.Now()
 
 func hasRelayService(h host.Host) bool {
 	return slices.Contains(h.Mux().Protocols(), proto.ProtoIDv2Hop)
@@ -225,7 +229,7 @@ func TestDialBackBlocked(t *testing.T) {
 	start(t, b, Config{Info: behindNAT})
 	open := func() nat.Info {
 		return nat.Info{Type: nat.TypeOpen, Mapping: nat.BehaviorEndpointIndependent, Filtering: nat.BehaviorUnknown,
-			PublicIP: netip.MustParseAddr("7.0.0.20"), PublicPort: 7400}
+			PublicIP: netip.MustParseAddr("7.0.0.20"), PublicPort: 7400, MeasuredAt: measured}
 	}
 	never := func(TxID) (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
 	s := start(t, a, Config{Info: open, Expect: never})
@@ -247,9 +251,10 @@ func TestNoCheckWhereItCannotTell(t *testing.T) {
 		info   nat.Info
 		policy nat.Policy
 	}{
-		{"symmetric", nat.Info{Type: nat.TypeSymmetric, Mapping: nat.BehaviorAddressAndPortDependent, Filtering: nat.BehaviorAddressAndPortDependent}, nat.Policy{}},
-		{"restricted", nat.Info{Type: nat.TypeRestricted, Mapping: nat.BehaviorEndpointIndependent, Filtering: nat.BehaviorAddressDependent}, nat.Policy{}},
+		{"symmetric", nat.Info{Type: nat.TypeSymmetric, Mapping: nat.BehaviorAddressAndPortDependent, Filtering: nat.BehaviorAddressAndPortDependent, MeasuredAt: measured}, nat.Policy{}},
+		{"restricted", nat.Info{Type: nat.TypeRestricted, Mapping: nat.BehaviorEndpointIndependent, Filtering: nat.BehaviorAddressDependent, MeasuredAt: measured}, nat.Policy{}},
 		{"forced private", behindNAT(), nat.Policy{Reachability: nat.ReachabilityPrivate}},
+		{"before the first STUN probe", nat.Info{Type: nat.TypeUnknown}, nat.Policy{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b := newNode(t), newNode(t)
