@@ -38,7 +38,10 @@ const (
 	ModeServer Mode = "server"
 	// ModeClient only asks: for nodes behind NAT that others cannot dial.
 	ModeClient Mode = "client"
-	// ModeAuto switches between the two on the host's reachability.
+	// ModeAuto switches between the two on the host's reachability
+	// (EvtLocalReachabilityChanged): a server while it is public, a client
+	// otherwise and until it is known, so that a node is never in others'
+	// routing tables before it knows that they can dial it.
 	ModeAuto Mode = "auto"
 )
 
@@ -182,7 +185,7 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	case ModeClient:
 		mode = kad.ModeClient
 	case ModeAuto:
-		mode = kad.ModeAutoServer
+		mode = kad.ModeAuto
 	default:
 		return nil, fmt.Errorf("dht: Config.Mode %q: want server, client or auto", cfg.Mode)
 	}
