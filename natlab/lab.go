@@ -296,6 +296,19 @@ func (l *Lab) parse(out []byte) error {
 	return sc.Err()
 }
 
+// SetNAT gives the site's router another NAT type at run time (natlab.sh
+// renat): new flows get the new type's mapping and filtering, flows that
+// exist keep theirs, as on a real router whose configuration changed. It
+// updates s.NAT, which nothing may read meanwhile.
+func (s *Site) SetNAT(nat string) error {
+	l := s.Host.lab
+	if out, err := l.run("renat", "-p", l.Prefix, s.Name, nat); err != nil {
+		return fmt.Errorf("natlab renat %s %s: %v: %s", s.Name, nat, err, out)
+	}
+	s.NAT = nat
+	return nil
+}
+
 // Site returns the site of that name, or nil.
 func (l *Lab) Site(name string) *Site { return l.sites[name] }
 

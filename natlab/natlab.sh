@@ -11,6 +11,8 @@
 #   natlab.sh exec   -p PREFIX NAME CMD...   (NAME: stun, relay, relay2, public,
 #                                             SITE (its first host), SITE/K, SITE/router)
 #   natlab.sh sweep  (tear down labs whose --owner process has exited)
+#   natlab.sh renat  -p PREFIX SITE NAT      (give a site's router another NAT type,
+#                                             at run time; existing flows keep their mapping)
 #
 # Topology (every address lives only inside the lab's namespaces; the "public"
 # bridge has no link to the host's network and no namespace has a default
@@ -305,6 +307,26 @@ cmd_sweep() {
   done
 }
 
+cmd_renat() {
+  [ "${1:-}" = -p ] && [ $# -eq 4 ] || die "renat: -p PREFIX SITE NAT"
+  need_root
+  local p=$2 name=$3 nat=$4 topo="$STATE_ROOT/$2/topo" line
+  case "$nat" in
+    full_cone | restricted | port_restricted | symmetric) ;;
+    *) die "renat: NAT $nat: want full_cone, restricted, port_restricted or symmetric" ;;
+  esac
+  [ -f "$topo" ] || die "no lab $p"
+  line=$(awk -v s="$name" '$1=="site" && $2==s' "$topo")
+  [ -n "$line" ] || die "no site $name in lab $p"
+  # site NAME NAT HAIRPIN ROUTER_NS WAN_ADDR LAN_CIDR
+  set -- $line
+  local hairpin=$4 r=$5 pub=$6 lan=$7
+  local n=${pub##*.}
+  { echo "delete table ip natlab"; router_rules "$nat" "$hairpin" "$pub" "10.0.$n.2" "$lan"; } | ip netns exec "$r" nft -f -
+  awk -v s="$name" -v t="$nat" '$1=="site" && $2==s {$3=t} {print}' "$topo" >"$topo.new"
+  mv "$topo.new" "$topo"
+}
+
 cmd_topo() {
   [ "${1:-}" = -p ] && [ -n "${2:-}" ] || die "topo: -p PREFIX"
   cat "$STATE_ROOT/$2/topo"
@@ -356,5 +378,6 @@ case "${1:-}" in
   topo) shift; cmd_topo "$@" ;;
   status) shift; cmd_status "$@" ;;
   exec) shift; cmd_exec "$@" ;;
+  renat) shift; cmd_renat "$@" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

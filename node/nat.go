@@ -2,19 +2,17 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	p2pevent "github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
@@ -135,41 +133,47 @@ func (n *Node) startNAT() {
 	n.nat.peers = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { n.peerSTUN(p, base) }}
 	n.host.Network().Notify(n.nat.peers)
 	// Probe again when the host's own addresses change (a new interface, a
-	// new local IP): the mapping may have changed with them.
-	sub, err := n.host.EventBus().Subscribe(new(p2pevent.EvtLocalAddressesUpdated), eventbus.Name("macula-nat"))
-	if err != nil {
-		n.log.Warn("NAT: no address change events; probing on the timer only", "err", err)
-		return
-	}
+	// new local IP, another network): the mapping may have changed with
+	// them. The host's own address events come from interface lists that
+	// go-libp2p caches for a minute; the interfaces are cheap to read.
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		defer sub.Close()
-		var last string
+		t := time.NewTicker(ifaceCheckEvery)
+		defer t.Stop()
+		last := interfaceKey()
 		for {
 			select {
 			case <-n.ctx.Done():
 				return
-			case _, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				// The host folds our own STUN address into its addresses,
-				// so only a change of the interface addresses counts.
-				ifaces, err := n.host.Network().InterfaceListenAddresses()
-				if err != nil {
-					continue
-				}
-				// Birthday probing's listeners are no change.
-				key := fmt.Sprint(n.withoutPunchListeners(ifaces))
-				if last != "" && key != last {
-					n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
-					p.Reprobe()
-				}
-				last = key
+			case <-t.C:
 			}
+			key := interfaceKey()
+			if key != last {
+				n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
+				p.Reprobe()
+			}
+			last = key
 		}
 	}()
+}
+
+// ifaceCheckEvery is how often the node looks for a change of its
+// interfaces' addresses.
+const ifaceCheckEvery = 5 * time.Second
+
+// interfaceKey lists the host's interface addresses, sorted, as one string.
+func interfaceKey() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	list := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		list = append(list, a.String())
+	}
+	slices.Sort(list)
+	return strings.Join(list, " ")
 }
 
 // NAT returns what the node knows of its NAT: type, mapping and filtering
@@ -219,15 +223,6 @@ func (n *Node) closePunch() error {
 		return n.punch.Close()
 	}
 	return nil
-}
-
-// withoutPunchListeners drops the punch service's extra listeners (birthday
-// probing's) from addrs.
-func (n *Node) withoutPunchListeners(addrs []ma.Multiaddr) []ma.Multiaddr {
-	if n.punch == nil {
-		return addrs
-	}
-	return n.punch.WithoutListeners(addrs)
 }
 
 // waitVerified waits until p is a verified peer of the realm, or ctx ends,
