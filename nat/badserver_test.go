@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // fakeServer answers every datagram on a loopback socket with what answer
@@ -179,10 +181,12 @@ func TestProberIgnoresForeignTraffic(t *testing.T) {
 	for i := range 10 {
 		c.WriteTo([]byte(fmt.Sprintf("punch %d", i)), net.UDPAddrFromAddrPort(p.LocalAddr()))
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for p.ep.ignoredCount() < 10 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnet.Eventually(t, 2*time.Second, func() error {
+		if n := p.ep.ignoredCount(); n < 10 {
+			return fmt.Errorf("%d datagrams ignored, want 10", n)
+		}
+		return nil
+	})
 	if n := p.ep.ignoredCount(); n != 10 {
 		t.Errorf("ignored %d datagrams, want 10", n)
 	}

@@ -2,6 +2,7 @@ package nat
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // quicHost starts a QUIC-only libp2p host on 127.0.0.1 and returns it with
@@ -129,13 +132,12 @@ func testSharedQUICSocket(t *testing.T, listenAddr string) {
 	junk := udp(t, "127.0.0.1:0")
 	before := p.ep.ignoredCount()
 	junk.WriteTo([]byte{0x01, 0x02, 0x03}, net.UDPAddrFromAddrPort(listen))
-	deadline := time.Now().Add(2 * time.Second)
-	for p.ep.ignoredCount() == before && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if p.ep.ignoredCount() == before {
-		t.Error("junk datagram not seen as ignored")
-	}
+	testnet.Eventually(t, 2*time.Second, func() error {
+		if p.ep.ignoredCount() == before {
+			return errors.New("junk datagram not seen as ignored")
+		}
+		return nil
+	})
 	if _, err := probe(t, p); err != nil {
 		t.Errorf("probe after junk: %v", err)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 func TestProbeOneSocketServer(t *testing.T) {
@@ -145,13 +148,12 @@ func TestProberTimerAndOnUpdate(t *testing.T) {
 	cfg.NoBehaviorTests = true
 	cfg.OnUpdate = func(Info) { updates.Add(1) }
 	p := newProber(t, cfg)
-	deadline := time.Now().Add(5 * time.Second)
-	for updates.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if updates.Load() < 3 {
-		t.Fatalf("%d probes in 5 s with a 30 ms interval", updates.Load())
-	}
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if n := updates.Load(); n < 3 {
+			return fmt.Errorf("%d probes with a 30 ms interval, want 3", n)
+		}
+		return nil
+	})
 	if info := p.Info(); info.Type != TypeOpen || info.MeasuredAt.IsZero() {
 		t.Errorf("info %+v", info)
 	}

@@ -2,6 +2,7 @@ package nat
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // exchange sends one request from c to dst and returns the first STUN
@@ -167,10 +170,12 @@ func TestServerRateLimit(t *testing.T) {
 	for range 20 {
 		c.WriteTo(req.Raw, net.UDPAddrFromAddrPort(s.Addr()))
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for s.Stats().Requests < 20 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnet.Eventually(t, 2*time.Second, func() error {
+		if n := s.Stats().Requests; n < 20 {
+			return fmt.Errorf("%d requests seen, want 20", n)
+		}
+		return nil
+	})
 	st := s.Stats()
 	if st.Responses > 6 || st.RateLimited < 14 {
 		t.Errorf("stats %+v: want about 5 responses and the rest rate limited", st)
@@ -185,10 +190,12 @@ func TestServerIgnoresNonRequests(t *testing.T) {
 	for _, b := range [][]byte{[]byte("hello"), ind.Raw, resp.Raw, make([]byte, 2000)} {
 		c.WriteTo(b, net.UDPAddrFromAddrPort(s.Addr()))
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for s.Stats().Ignored < 4 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testnet.Eventually(t, 2*time.Second, func() error {
+		if n := s.Stats().Ignored; n < 4 {
+			return fmt.Errorf("%d datagrams ignored, want 4", n)
+		}
+		return nil
+	})
 	if st := s.Stats(); st.Ignored != 4 || st.Responses != 0 {
 		t.Errorf("stats %+v, want 4 ignored", st)
 	}

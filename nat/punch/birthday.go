@@ -332,7 +332,9 @@ func (s *Service) bdayWatch(port int, laddr ma.Multiaddr) {
 				return
 			case <-t.C:
 			}
-			if !s.bdayListenerUsed(port) {
+			used := s.bdayListenerUsed(port)
+			s.watchChecks.Add(1)
+			if !used {
 				s.log.Debug("birthday: closing the listener, no connection uses it", "port", port)
 				return
 			}

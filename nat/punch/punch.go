@@ -73,6 +73,10 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // handlers, punches, listener watchers
 
+	// watchChecks counts the birthday listener watchers' checks (tests
+	// wait on it).
+	watchChecks atomic.Int64
+
 	// mu guards the fields below.
 	mu     sync.Mutex
 	closed bool

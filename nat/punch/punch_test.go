@@ -2,16 +2,14 @@ package punch
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-)
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+	"github.com/macula-io/macula/internal/testnet"
+)
 
 func TestPunchTarget(t *testing.T) {
 	cases := []struct {
@@ -55,7 +53,7 @@ func TestFilter(t *testing.T) {
 	if got := f.FilterRemote("p", addrs); len(got) != 1 {
 		t.Fatalf("no service: got %v", got)
 	}
-	s := &Service{ctx: ctx, log: quietLogger(), tries: map[peer.ID]*try{}}
+	s := &Service{ctx: ctx, log: testnet.QuietLogger(), tries: map[peer.ID]*try{}}
 	f.svc.Store(s)
 
 	if got := f.FilterRemote("other", addrs); len(got) != 1 {

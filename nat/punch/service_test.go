@@ -21,6 +21,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
 
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/nat"
 )
 
@@ -75,7 +76,7 @@ func newService(t *testing.T, h host.Host, cfg Config) *Service {
 		cfg.Verified = always
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testnet.QuietLogger()
 	}
 	s, err := New(h, cfg)
 	if err != nil {
@@ -167,17 +168,6 @@ func directConns(h host.Host, p peer.ID) []network.Conn {
 	return out
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestNATAwareDial: a node that says it is behind symmetric NAT receives a
 // relayed connection from one that says full cone; the service asks the peer
 // over the relay for its type and address and dials it directly (on
@@ -197,14 +187,14 @@ func TestNATAwareDial(t *testing.T) {
 	}, Sockets: callerCM})
 
 	relayed(t, relay, callee, caller)
-	waitFor(t, 5*time.Second, "direct connection from the callee", func() bool {
+	testnet.Eventually(t, 5*time.Second, holds("direct connection from the callee", func() bool {
 		for _, c := range directConns(callee, caller.ID()) {
 			if c.Stat().Direction == network.DirOutbound {
 				return true
 			}
 		}
 		return false
-	})
+	}))
 }
 
 // TestNoDialForPortRestricted: the same with a port-restricted peer: the
@@ -302,15 +292,16 @@ func TestListenerLifecycle(t *testing.T) {
 	if err := c.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{laddr}}); err != nil {
 		t.Fatal(err)
 	}
+	checks := s.watchChecks.Load()
 	s.bdayWatch(port, laddr)
-	time.Sleep(bdayWatchEvery + bdayWatchEvery/2)
+	testnet.Eventually(t, 3*bdayWatchEvery, holds("check by the listener's watcher", func() bool { return s.watchChecks.Load() > checks }))
 	if !listening() || !s.bdayListenPort(port) {
 		t.Fatal("listener closed while a connection uses it")
 	}
 	if err := c.Network().ClosePeer(b.ID()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*bdayWatchEvery, "closed listener", func() bool { return !listening() && !s.bdayListenPort(port) })
+	testnet.Eventually(t, 3*bdayWatchEvery, holds("closed listener", func() bool { return !listening() && !s.bdayListenPort(port) }))
 
 	// Close ends a watcher and closes its listener.
 	listen()
@@ -318,5 +309,15 @@ func TestListenerLifecycle(t *testing.T) {
 	s.Close()
 	if listening() || s.bdayListenPort(port) {
 		t.Fatal("listener left after Close")
+	}
+}
+
+// holds adapts a condition to testnet.Eventually.
+func holds(what string, cond func() bool) func() error {
+	return func() error {
+		if !cond() {
+			return fmt.Errorf("no %s yet", what)
+		}
+		return nil
 	}
 }

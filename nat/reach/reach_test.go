@@ -3,8 +3,7 @@ package reach
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -22,12 +21,11 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/macula-io/macula/frame"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/nat"
 )
 
 const testRealm = "io.acme.reach"
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // node is a loopback host with a nat.Prober on its QUIC socket (no STUN
 // servers: it only watches for dial-back requests).
@@ -54,7 +52,7 @@ func newNode(t *testing.T) node {
 		h.Close()
 		t.Fatal(err)
 	}
-	p, err := nat.New(nat.Config{Interval: -1, Logger: quietLogger()}, conn)
+	p, err := nat.New(nat.Config{Interval: -1, Logger: testnet.QuietLogger()}, conn)
 	if err != nil {
 		conn.Close()
 		h.Close()
@@ -100,7 +98,7 @@ func start(t *testing.T, n node, cfg Config) *Service {
 		cfg.Info = n.prober.Info
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testnet.QuietLogger()
 	}
 	cfg.allowPrivate = true // loopback peers may check
 	s, err := New(n.h, cfg)
@@ -117,17 +115,6 @@ func connect(t *testing.T, a, b host.Host) {
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -198,20 +185,20 @@ func TestDialBackReached(t *testing.T) {
 		t.Fatal("public before any check")
 	}
 	connect(t, a.h, b.h)
-	waitFor(t, 10*time.Second, "public decision", func() bool { return s.Decision().Public() })
+	testnet.Eventually(t, 10*time.Second, holds("public decision", func() bool { return s.Decision().Public() }))
 	d := s.Decision()
 	if !d.DHTServer || !d.RelayService || d.Reservations || ds.last() != d {
 		t.Fatalf("decision %+v (OnDecision %+v)", d, ds.last())
 	}
-	waitFor(t, 5*time.Second, "relay service", func() bool { return hasRelayService(a.h) })
-	waitFor(t, 5*time.Second, "public on the bus", func() bool {
+	testnet.Eventually(t, 5*time.Second, holds("relay service", func() bool { return hasRelayService(a.h) }))
+	testnet.Eventually(t, 5*time.Second, holds("public on the bus", func() bool {
 		select {
 		case e := <-sub.Out():
 			return e.(event.EvtLocalReachabilityChanged).Reachability == network.ReachabilityPublic
 		default:
 			return false
 		}
-	})
+	}))
 	// Close stops the relay service with the rest.
 	s.Close()
 	if hasRelayService(a.h) {
@@ -237,7 +224,7 @@ func TestDialBackBlocked(t *testing.T) {
 		t.Fatalf("an open node starts %+v", s.Decision())
 	}
 	connect(t, a.h, b.h)
-	waitFor(t, 10*time.Second, "private decision", func() bool { return !s.Decision().Public() })
+	testnet.Eventually(t, 10*time.Second, holds("private decision", func() bool { return !s.Decision().Public() }))
 	if d := s.Decision(); d.DHTServer || !d.Reservations || d.RelayService {
 		t.Fatalf("decision %+v", d)
 	}
@@ -312,11 +299,11 @@ func TestRuntimeChange(t *testing.T) {
 	}
 	set(nat.Info{Type: nat.TypeSymmetric, Mapping: nat.BehaviorAddressAndPortDependent, Filtering: nat.BehaviorAddressAndPortDependent})
 	s.Update()
-	waitFor(t, 5*time.Second, "private after the change", func() bool { return !s.Decision().Public() })
-	waitFor(t, 5*time.Second, "relay service stopped", func() bool { return !hasRelayService(a.h) })
+	testnet.Eventually(t, 5*time.Second, holds("private after the change", func() bool { return !s.Decision().Public() }))
+	testnet.Eventually(t, 5*time.Second, holds("relay service stopped", func() bool { return !hasRelayService(a.h) }))
 	set(nat.Info{Type: nat.TypeFullCone, Mapping: nat.BehaviorEndpointIndependent, Filtering: nat.BehaviorEndpointIndependent})
 	s.Update()
-	waitFor(t, 5*time.Second, "public again", func() bool { return s.Decision().Public() && hasRelayService(a.h) })
+	testnet.Eventually(t, 5*time.Second, holds("public again", func() bool { return s.Decision().Public() && hasRelayService(a.h) }))
 }
 
 // TestHandlerRefuses: checks from unverified peers are reset; checks are
@@ -391,5 +378,15 @@ func TestNewValidates(t *testing.T) {
 		if _, err := New(n.h, c.cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v, want ErrConfig", c.name, err)
 		}
+	}
+}
+
+// holds adapts a condition to testnet.Eventually.
+func holds(what string, cond func() bool) func() error {
+	return func() error {
+		if !cond() {
+			return fmt.Errorf("no %s yet", what)
+		}
+		return nil
 	}
 }
