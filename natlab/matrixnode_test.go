@@ -316,21 +316,52 @@ func goLibp2pDirect(a, b string) bool {
 	return true
 }
 
+// buildMaculaNode returns the macula-node binary that the lab's tests run:
+// NATLAB_MACULA_NODE, or ./cmd/macula-node built once for the whole test
+// binary (removed by TestMain).
 func buildMaculaNode(t *testing.T) string {
+	t.Helper()
 	if p := os.Getenv("NATLAB_MACULA_NODE"); p != "" {
 		return p
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	bin := filepath.Join(t.TempDir(), "macula-node")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/macula-node")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/macula-node: %v\n%s", err, out)
+	built.once.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Dir(filepath.Dir(file))
+		dir, err := os.MkdirTemp("", "natlab-bin-*")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir = dir
+		bin := filepath.Join(dir, "macula-node")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/macula-node")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build ./cmd/macula-node: %v\n%s", err, out)
+			return
+		}
+		built.bin = bin
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// built is the macula-node binary built for this test binary.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// removeBuilt deletes the binary that buildMaculaNode built.
+func removeBuilt() {
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
 }
 
 // shortAddr names a relayed address by its relay, a direct one by its IP

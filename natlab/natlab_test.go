@@ -23,7 +23,15 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv("NATLAB_HELPER"); role != "" {
 		os.Exit(runHelper(role))
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	removeBuilt()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // truth is what a site's router really does.
