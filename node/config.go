@@ -75,7 +75,8 @@ type Config struct {
 	// limits are sized for real traffic (RelayLimitDuration,
 	// RelayLimitData), not the library's 2 minutes and 128 KiB; the number
 	// of reservations and circuits is bounded as go-libp2p's defaults do
-	// (128 reservations, 16 circuits per peer).
+	// (128 reservations, 16 circuits per peer), with more per IP address
+	// (32, not 8: the nodes of a site behind one NAT) and per ASN (64).
 	RelayService bool
 	// DisableRelayService: never relay, even when publicly reachable.
 	// Default: false.

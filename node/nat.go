@@ -293,6 +293,12 @@ func (s *settings) policy() nat.Policy {
 func (n *Node) startReach() error {
 	res := relayv2.DefaultResources()
 	res.Limit = &relayv2.RelayLimit{Duration: n.cfg.RelayLimitDuration, Data: n.cfg.RelayLimitData}
+	// go-libp2p's bounds (128 reservations, 16 circuits per peer, one
+	// reservation per peer), except per IP and per ASN: a site of a realm
+	// often has many nodes behind one NAT address, and the ACL already
+	// admits realm members only.
+	res.MaxReservationsPerIP = relayReservationsPerIP
+	res.MaxReservationsPerASN = relayReservationsPerASN
 	ropts := []relayv2.Option{relayv2.WithResources(res)}
 	if n.sec.v != nil {
 		ropts = append(ropts, relayv2.WithACL(relayACL{n})) // members only
@@ -337,6 +343,13 @@ func (n *Node) Reachability() nat.Decision {
 	}
 	return nat.Decision{Reachability: nat.ReachabilityUnknown, Reason: "not started"}
 }
+
+// Reservations a relay takes from one IP address and from one autonomous
+// system (go-libp2p: 8 and 32).
+const (
+	relayReservationsPerIP  = 32
+	relayReservationsPerASN = 64
+)
 
 // realmRelayACL is the relay service's filter in an open realm: only peers
 // that passed the realm handshake reserve a slot or connect through it. It
