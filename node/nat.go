@@ -255,7 +255,12 @@ func (n *Node) natOptions() []libp2p.Option {
 		// Reservations are kept while the decision says private (autorelay
 		// follows the reachability event), from the start: before anything
 		// is measured the node acts as private.
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0)))
+		// The list is static and short: asking it again every 5 s (not
+		// 30 s) finds a relay soon after it turned its service on (when it
+		// found itself public), and a relay that refused a reservation is
+		// asked again after a minute, not an hour.
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0),
+			autorelay.WithMinInterval(5*time.Second), autorelay.WithBackoff(time.Minute)))
 	}
 	if !s.DisableHolePunching {
 		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr), holepunch.WithTracer(holePunchEvents{n.events})))
