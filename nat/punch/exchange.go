@@ -42,42 +42,66 @@ func (s *Service) runPunch(c network.Conn, t *try, self nat.Info) {
 	if !s.verified(ctx, p) || s.directConn(p) {
 		return
 	}
-	req := punchMsg{Type: string(self.Type)}
+	if s.punch(ctx, p, self, false) {
+		t.decide(true)
+	}
+}
+
+// punch exchanges NAT types with p over the relayed connection and then
+// does what the pair allows: birthday probing (port-restricted with
+// symmetric), a direct dial from a symmetric node to a full-cone or
+// restricted peer, and, on a retry (retry.go) between two nodes whose NATs
+// map endpoint-independently, a direct dial to the peer's public address
+// once the peer has opened its filter for ours. It reports whether a
+// direct connection was made.
+func (s *Service) punch(ctx context.Context, p peer.ID, self nat.Info, retry bool) bool {
+	req := punchMsg{Type: string(self.Type), Dial: retry && eiMapping(self.Type)}
 	if ap, ok := self.PublicAddr(); ok {
 		req.Addr = ap.String()
 	}
 	reply, err := s.exchange(ctx, p, req)
 	if err != nil {
 		s.log.Debug("punch: exchange failed; DCUtR goes on", "peer", p, "err", err)
-		return
+		return false
 	}
 	if role := bdayRoleFor(self.Type, reply.peerType()); role != bdayNone {
-		if s.runBirthday(role, p, self, reply.Addr) {
-			t.decide(true)
+		if retry && self.Type != nat.TypeSymmetric {
+			return false // the symmetric side retries birthday probing
 		}
-		return
+		return s.runBirthday(role, p, self, reply.Addr)
 	}
-	if self.Type != nat.TypeSymmetric {
-		return
+	timeout := punchDialTimeout
+	if retry {
+		timeout = retryDialTimeout
 	}
-	target, ok := punchTarget(reply)
+	if self.Type == nat.TypeSymmetric {
+		target, ok := punchTarget(reply)
+		if !ok {
+			s.log.Debug("punch: peer's NAT needs DCUtR", "peer", p, "type", reply.Type)
+			return false
+		}
+		return s.dialDirect(ctx, p, target, reply.Type, timeout)
+	}
+	if !retry || !req.Dial || !reply.Opened || !eiMapping(reply.peerType()) {
+		return false
+	}
+	// Our NAT maps our QUIC socket to req.Addr whatever the destination,
+	// and the peer's filter now lets that address in; our dial opens our
+	// own filter for the peer's address.
+	target, ok := quicTarget(reply.Addr)
 	if !ok {
-		s.log.Debug("punch: peer's NAT needs DCUtR", "peer", p, "type", reply.Type)
-		return
+		return false
 	}
-	if s.dialDirect(ctx, p, target, reply.Type) {
-		t.decide(true)
-	}
+	return s.dialDirect(ctx, p, target, reply.Type, timeout)
 }
 
-// dialDirect makes one direct QUIC dial to target, bounded by
-// punchDialTimeout, while DCUtR waits (in Filter) so that it does not start
-// its own punch towards the same address, which the swarm would merge with
-// this dial.
-func (s *Service) dialDirect(ctx context.Context, p peer.ID, target ma.Multiaddr, peerType string) bool {
+// dialDirect makes one direct QUIC dial to target, bounded by timeout,
+// while DCUtR waits (in Filter) so that it does not start its own punch
+// towards the same address, which the swarm would merge with this dial.
+func (s *Service) dialDirect(ctx context.Context, p peer.ID, target ma.Multiaddr, peerType string, timeout time.Duration) bool {
 	s.log.Debug("punch: dialing the peer's public address", "peer", p, "type", peerType, "addr", target)
 	start := time.Now()
-	dctx, cancel := context.WithTimeout(network.WithForceDirectDial(ctx, "macula-punch"), punchDialTimeout)
+	dctx, cancel := context.WithTimeout(network.WithForceDirectDial(ctx, "macula-punch"), timeout)
 	err := s.h.Connect(dctx, peer.AddrInfo{ID: p, Addrs: []ma.Multiaddr{target}})
 	cancel()
 	if err != nil {
@@ -87,6 +111,30 @@ func (s *Service) dialDirect(ctx context.Context, p peer.ID, target ma.Multiaddr
 	s.log.Info("punch: direct path to a peer (NAT-aware dial)", "peer", p, "type", peerType,
 		"addr", target, "took", time.Since(start).Round(time.Millisecond))
 	return true
+}
+
+// eiMapping reports whether a NAT of type t maps a socket to one public
+// address whatever the destination (or there is no NAT): a peer can reach
+// that address once the filter lets it in.
+func eiMapping(t nat.Type) bool {
+	switch t {
+	case nat.TypeOpen, nat.TypeFullCone, nat.TypeRestricted, nat.TypePortRestricted:
+		return true
+	}
+	return false
+}
+
+// quicTarget returns the QUIC multiaddr of a public ip:port.
+func quicTarget(addr string) (ma.Multiaddr, bool) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Port() == 0 || !ap.Addr().IsValid() {
+		return nil, false
+	}
+	a, err := manet.FromNetAddr(net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, false
+	}
+	return a.Encapsulate(ma.StringCast("/quic-v1")), true
 }
 
 // punchTarget returns the QUIC address to dial when a symmetric node can
@@ -102,15 +150,7 @@ func punchTarget(reply punchMsg) (ma.Multiaddr, bool) {
 	default:
 		return nil, false
 	}
-	ap, err := netip.ParseAddrPort(reply.Addr)
-	if err != nil || ap.Port() == 0 || !ap.Addr().IsValid() {
-		return nil, false
-	}
-	a, err := manet.FromNetAddr(net.UDPAddrFromAddrPort(ap))
-	if err != nil {
-		return nil, false
-	}
-	return a.Encapsulate(ma.StringCast("/quic-v1")), true
+	return quicTarget(reply.Addr)
 }
 
 // exchange sends req on a new stream over the (relayed) connection and
@@ -163,9 +203,18 @@ func (s *Service) handlePunch(st network.Stream) {
 	if ap, ok := self.PublicAddr(); ok {
 		reply.Addr = ap.String()
 	}
-	// Packets only for a symmetric peer that is reached through a relay,
-	// the one case they are for, and only to its own public address.
-	if self.Type == nat.TypeRestricted && req.peerType() == nat.TypeSymmetric && isRelayed(st.Conn().RemoteMultiaddr()) {
+	// Packets only to a peer reached through a relay that will dial us,
+	// and only to its own public address: a symmetric peer (it dials a
+	// restricted cone), or, on a retry, a peer whose NAT maps
+	// endpoint-independently as ours does. A full cone lets it in anyway.
+	relayed := isRelayed(st.Conn().RemoteMultiaddr())
+	symDials := self.Type == nat.TypeRestricted && req.peerType() == nat.TypeSymmetric
+	retryDials := req.Dial && eiMapping(self.Type) && eiMapping(req.peerType())
+	switch {
+	case !relayed || !symDials && !retryDials:
+	case self.Type == nat.TypeOpen || self.Type == nat.TypeFullCone:
+		reply.Opened = true
+	default:
 		if to, err := netip.ParseAddrPort(req.Addr); err == nil && to.Addr().IsValid() && to.Port() != 0 {
 			if err := s.openFilter(to); err != nil {
 				s.log.Debug("punch: could not open the NAT filter", "peer", p, "to", to, "err", err)

@@ -56,6 +56,10 @@ type Config struct {
 	// BirthdayProbes is how many probes the port-restricted side sends at
 	// most in one attempt. Default: 1024; at most 1024.
 	BirthdayProbes int
+	// RetryAfter is how long a peer stays reached through relays only
+	// before the service punches again (retry.go); the wait doubles after
+	// each retry. Default: 15s.
+	RetryAfter time.Duration
 	// Logger receives the service's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -73,9 +77,10 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // handlers, punches, listener watchers
 
-	// watchChecks counts the birthday listener watchers' checks (tests
-	// wait on it).
+	// watchChecks counts the birthday listener watchers' checks, and
+	// retries the retries started (tests wait on them).
 	watchChecks atomic.Int64
+	retries     atomic.Int64
 
 	// mu guards the fields below.
 	mu     sync.Mutex
@@ -111,6 +116,12 @@ func New(h host.Host, cfg Config) (*Service, error) {
 	case cfg.BirthdayProbes < 0 || cfg.BirthdayProbes > bdayProbesMax:
 		return nil, fmt.Errorf("%w: BirthdayProbes %d outside 1..%d", ErrConfig, cfg.BirthdayProbes, bdayProbesMax)
 	}
+	switch {
+	case cfg.RetryAfter == 0:
+		cfg.RetryAfter = retryAfter
+	case cfg.RetryAfter < 0:
+		return nil, fmt.Errorf("%w: RetryAfter %v is negative", ErrConfig, cfg.RetryAfter)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -126,6 +137,8 @@ func New(h host.Host, cfg Config) (*Service, error) {
 	for _, c := range h.Network().Conns() {
 		s.onConnected(c)
 	}
+	s.wg.Add(1)
+	go s.retryLoop()
 	return s, nil
 }
 

@@ -321,3 +321,49 @@ func holds(what string, cond func() bool) func() error {
 		return nil
 	}
 }
+
+// TestRetryDirect: two nodes that say they are behind restricted cones
+// stay relayed (no DCUtR on these hosts, and the first punch is not for
+// them); once the relayed connection is RetryAfter old, the side with the
+// smaller peer ID asks the other to open its filter and dials it directly.
+// Two symmetric nodes retry too, and dial nothing.
+func TestRetryDirect(t *testing.T) {
+	for _, c := range []struct {
+		typ    nat.Type
+		direct bool
+	}{{nat.TypeRestricted, true}, {nat.TypePortRestricted, true}, {nat.TypeSymmetric, false}} {
+		t.Run(string(c.typ), func(t *testing.T) {
+			relay, _ := newHost(t, true)
+			callee, calleeCM := newHost(t, false)
+			caller, callerCM := newHost(t, false)
+			svc := map[peer.ID]*Service{}
+			for _, h := range []struct {
+				h  host.Host
+				cm *quicreuse.ConnManager
+			}{{callee, calleeCM}, {caller, callerCM}} {
+				ap := quicAddr(t, h.h)
+				svc[h.h.ID()] = newService(t, h.h, Config{Self: func() nat.Info {
+					return nat.Info{Type: c.typ, PublicIP: ap.Addr(), PublicPort: ap.Port()}
+				}, Sockets: h.cm, RetryAfter: 100 * time.Millisecond})
+			}
+			relayed(t, relay, callee, caller)
+			if !c.direct {
+				testnet.Eventually(t, 10*time.Second, holds("retry by both", func() bool {
+					return svc[callee.ID()].retries.Load() > 0 && svc[caller.ID()].retries.Load() > 0
+				}))
+				if d := directConns(caller, callee.ID()); len(d) != 0 {
+					t.Fatalf("direct connections %v", d)
+				}
+				return
+			}
+			testnet.Eventually(t, 10*time.Second, holds("direct connection", func() bool { return len(directConns(caller, callee.ID())) > 0 }))
+			first, second := callee.ID(), caller.ID()
+			if second < first {
+				first, second = second, first
+			}
+			if svc[first].retries.Load() == 0 || svc[second].retries.Load() != 0 {
+				t.Fatalf("retries: %d by the smaller ID, %d by the other; want only the smaller", svc[first].retries.Load(), svc[second].retries.Load())
+			}
+		})
+	}
+}

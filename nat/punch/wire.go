@@ -47,8 +47,13 @@ type punchMsg struct {
 	// Addr is the sender's public ip:port from STUN (empty when unknown).
 	// From a symmetric node it only carries its public IP.
 	Addr string `json:"addr,omitempty"`
-	// Opened: the sender has sent packets to the requester's IP.
+	// Opened: the sender has sent packets to the requester's IP (its
+	// public ip:port, for a Dial request), or has no filter to open.
 	Opened bool `json:"opened,omitempty"`
+	// Dial (a request only): the requester retries a direct path and will
+	// dial the responder's public address if neither NAT is symmetric; it
+	// asks the responder to open its filter for the requester's Addr.
+	Dial bool `json:"dial,omitempty"`
 }
 
 func writePunchMsg(w io.Writer, m punchMsg) error {
