@@ -162,7 +162,11 @@ func (n *Node) handshakeFailed(c network.Conn, err error) {
 	} else if errors.Is(err, ErrOtherRealm) {
 		n.gater.refuse(p, n.cfg.RefuseFor, refusedOtherRealm)
 		refused = true
-	} else {
+	} else if !isRelayed(c.RemoteMultiaddr()) {
+		// No strike for a relayed connection: its handshake fails with the
+		// path (a relay that died, a circuit reset while both ends redial
+		// after a relay's death), and counting those refused live peers
+		// of the realm for RefuseFor (seen in the NAT lab's relay failover).
 		refused = n.gater.strike(p, n.cfg.RefuseFor)
 	}
 	switch {
