@@ -34,9 +34,15 @@ import (
 // With NATLAB_MATRIX_DOC=1 the test also writes the tables into
 // docs/nat.md (between its matrix and matrix-tuned markers).
 // NATLAB_MACULA_NODE=/path uses a prebuilt macula-node instead of building
-// one. NATLAB_STRICT=1 fails the test when a pair that the lab gets direct
-// (wantDirect) stays relayed, or gets direct more than directGoal after its
-// first call (which made the relayed connection).
+// one.
+//
+// What it asserts are outcomes, never times: every node decides what the
+// lab's routers allow; every pair connects and its messages arrive; every
+// pair that the lab's routers let punch (wantDirect: all but symmetric with
+// symmetric) ends on a direct path; after the relay's death, calls to the
+// symmetric-NAT nodes work again. The times (to the first call, to a
+// direct path, against the issue's goal of direct within directGoal of the
+// first call, and to recovery) are measured and printed in the tables.
 
 // matrixConfig is one configuration of the matrix: the flags of each role
 // beyond the realm, name, data directory, listen address and API.
@@ -100,6 +106,7 @@ type matrix struct {
 	cells              []*cell
 	cellTable, grid    string
 	stillRelayed       []string
+	overGoal           []string // direct later than directGoal after the first call
 	failoverTable      string
 }
 
@@ -143,7 +150,10 @@ func (m *matrix) run(t *testing.T) {
 	}
 	specs = append(specs, SiteSpec{Name: Hairpin, NAT: PortRestricted, Hosts: 2, Hairpin: true})
 	m.lab = New(t, Options{Sites: specs})
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	// A bound on the whole configuration, far above what it needs (about
+	// two minutes on a quiet machine): the phases wait on conditions, and
+	// a loaded machine may make every step slow.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	m.ctx = ctx
 	m.dataRoot = t.TempDir()
@@ -178,8 +188,22 @@ func (m *matrix) startNode(n *mnode, flags []string) {
 	m.all = append(m.all, n)
 }
 
+// dumpLogs logs the tail of every node's log when the test failed or
+// NATLAB_MATRIX_LOGS is set; NATLAB_MATRIX_LOGS=/some/dir (an absolute
+// path) also writes each whole log there, as <configuration>-<node>.log.
 func (m *matrix) dumpLogs(t *testing.T) {
-	if !t.Failed() && os.Getenv("NATLAB_MATRIX_LOGS") == "" {
+	dir := os.Getenv("NATLAB_MATRIX_LOGS")
+	if filepath.IsAbs(dir) {
+		for _, n := range m.all {
+			if n.proc != nil {
+				name := filepath.Join(dir, strings.ReplaceAll(m.cfg.name+"-"+n.name, "/", "_")+".log")
+				if err := os.WriteFile(name, []byte(n.proc.Output()), 0o644); err != nil {
+					t.Log(err)
+				}
+			}
+		}
+	}
+	if !t.Failed() && dir == "" {
 		return
 	}
 	for _, n := range m.all {
@@ -418,21 +442,13 @@ func (m *matrix) runCells(t *testing.T) {
 	m.cellTables(t)
 }
 
-// cellTables writes the cells' tables and checks them: every call and
-// message gets through; NATLAB_STRICT=1 also wants wantDirect's pairs
-// direct within directGoal of their first call.
+// cellTables writes the cells' tables and checks their outcomes: every
+// call and message gets through, and wantDirect's pairs end direct. The
+// time to a direct path is printed beside directGoal, never asserted.
 func (m *matrix) cellTables(t *testing.T) {
-	strict := os.Getenv("NATLAB_STRICT") == "1"
-	miss := func(msg string) {
-		if strict {
-			t.Error(msg)
-		} else {
-			t.Log(msg)
-		}
-	}
 	var tb strings.Builder
-	fmt.Fprintf(&tb, "| cell (callee <- caller) | types (callee / caller) | call | first call | path at first call | direct at | path after wait | via | rtt ms | pub/sub | go-libp2p alone |\n")
-	fmt.Fprintf(&tb, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&tb, "| cell (callee <- caller) | types (callee / caller) | call | first call | path at first call | direct at | direct after the first call | path after wait | via | rtt ms | pub/sub | go-libp2p alone |\n")
+	fmt.Fprintf(&tb, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range m.cells {
 		call := "ok"
 		if !c.ok {
@@ -461,20 +477,27 @@ func (m *matrix) cellTables(t *testing.T) {
 			ps = "FAIL"
 			t.Errorf("cell %s: pub/sub: nothing arrived within %v: %s", c.label(), cellPubSubBudget, c.pubsubErr)
 		}
-		fmt.Fprintf(&tb, "| %s%s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s |\n", c.label(), pre, types,
-			call, ms(c.firstCall), c.pathAtFirst, ms(c.direct), c.pathAtEnd, shortAddr(c.addr, m.relay, m.relay2), c.rtt, ps, ref)
+		after := "-"
+		if c.direct > 0 {
+			after = "0 (direct at once)"
+			if d := c.direct - c.firstCall; d > 0 {
+				after = ms(d)
+			}
+			if c.direct-c.firstCall > directGoal {
+				after += " (over the goal)"
+				m.overGoal = append(m.overGoal, fmt.Sprintf("%s %s", c.label(), ms(c.direct-c.firstCall)))
+			}
+		}
+		fmt.Fprintf(&tb, "| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s |\n", c.label(), pre, types,
+			call, ms(c.firstCall), c.pathAtFirst, ms(c.direct), after, c.pathAtEnd, shortAddr(c.addr, m.relay, m.relay2), c.rtt, ps, ref)
 		if !c.ok {
 			t.Errorf("cell %s: no successful call within %v (%d attempts): %s", c.label(), cellCallBudget, c.attempts, c.err)
 			continue
 		}
-		want := c.caller.typ == "open" || c.hairpin || wantDirect(c.callee.typ, c.caller.typ)
-		if c.pathAtEnd == "direct" && want && c.direct-c.firstCall > directGoal {
-			miss(fmt.Sprintf("cell %s: direct only %s after the first call (goal: within %v)", c.label(), ms(c.direct-c.firstCall), directGoal))
-		}
 		if c.pathAtEnd != "direct" {
 			m.stillRelayed = append(m.stillRelayed, fmt.Sprintf("%s (%s / %s)", c.label(), c.callee.typ, c.caller.typ))
-			if want {
-				miss(fmt.Sprintf("cell %s: still relayed; the lab gets %s / %s direct", c.label(), c.callee.typ, c.caller.typ))
+			if c.wantDirect() {
+				t.Errorf("cell %s: still relayed %v after the first call; the lab's routers let %s / %s punch", c.label(), cellDirectBudget, c.callee.typ, c.caller.typ)
 			}
 		}
 	}
@@ -670,7 +693,9 @@ func (m *matrix) report(t *testing.T) {
 %s
 Still relayed after the wait: %s.
 
-### Paths (after the first call plus up to 12 s; time from the start of the cell)
+Direct later than %v after the first call (the issue's goal; measured, not asserted): %s.
+
+### Paths (once direct, or after the wait; time from the start of the cell)
 
 %s
 ### NAT detection
@@ -682,7 +707,7 @@ Still relayed after the wait: %s.
 %s
 `, time.Now().UTC().Format(time.RFC3339), m.cfg.name, m.built, len(m.all), m.upTime.Round(time.Millisecond),
 		m.matrixTime.Round(time.Millisecond), time.Since(m.start).Round(time.Millisecond), load,
-		m.decisionTable, m.cellTable, strings.Join(m.stillRelayed, ", "), m.grid, m.natTable, m.failoverTable, ps)
+		m.decisionTable, m.cellTable, orNone(m.stillRelayed), directGoal, orNone(m.overGoal), m.grid, m.natTable, m.failoverTable, ps)
 	t.Log("\n" + report)
 	fmt.Println(report)
 	if os.Getenv("NATLAB_MATRIX_DOC") == "1" {
@@ -690,4 +715,12 @@ Still relayed after the wait: %s.
 			t.Errorf("docs/nat.md: %v", err)
 		}
 	}
+}
+
+// orNone joins a list for the report.
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
 }

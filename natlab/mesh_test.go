@@ -25,8 +25,8 @@ import (
 // every pair of NAT types: it is built only with -tags natmesh (make test
 // does not run it, and no test skips under CI).
 // NATLAB_MATRIX_DOC=1 writes its tables into docs/nat.md (between the mesh
-// markers). Every call must get through; with NATLAB_STRICT=1 every pair
-// but symmetric with symmetric must also go direct.
+// markers). Every call must get through, and every pair but symmetric
+// with symmetric must end direct.
 func TestNATMesh(t *testing.T) {
 	if err := Check(Options{}); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -42,7 +42,7 @@ func TestNATMesh(t *testing.T) {
 	}
 	m := &matrix{t: t, bin: bin, start: start, byName: map[string]*mnode{}}
 	m.lab = New(t, Options{Sites: specs})
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	m.ctx = ctx
 	m.dataRoot = t.TempDir()
@@ -151,7 +151,6 @@ func TestNATMesh(t *testing.T) {
 	connected, direct := 0, 0
 	var firstCalls, toDirect []time.Duration
 	var relayed, failed []string
-	strict := os.Getenv("NATLAB_STRICT") == "1"
 	for _, c := range cells {
 		call := "ok"
 		if !c.ok {
@@ -171,8 +170,8 @@ func TestNATMesh(t *testing.T) {
 			toDirect = append(toDirect, max(c.direct-c.firstCall, 0))
 		} else if c.ok {
 			relayed = append(relayed, fmt.Sprintf("%s (%s / %s)", c.label(), typeOf(c.callee), typeOf(c.caller)))
-			if strict && wantDirect(c.callee.typ, c.caller.typ) {
-				t.Errorf("%s: still relayed", c.label())
+			if c.wantDirect() {
+				t.Errorf("%s: still relayed %v after the first call; the lab's routers let %s / %s punch", c.label(), cellDirectBudget, c.callee.typ, c.caller.typ)
 			}
 		}
 		fmt.Fprintf(&tb, "| %s%s | %s / %s | %s | %s | %s | %s | %s |\n", c.label(), pre, typeOf(c.callee), typeOf(c.caller),
