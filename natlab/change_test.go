@@ -24,7 +24,7 @@ func TestNATChange(t *testing.T) {
 		t.Skip(err)
 	}
 	bin := buildMaculaNode(t)
-	m := &matrix{t: t, bin: bin, start: time.Now(), byName: map[string]*mnode{}}
+	m := &matrix{t: t, cfg: matrixConfig{name: "change"}, bin: bin, start: time.Now(), byName: map[string]*mnode{}}
 	m.lab = New(t, Options{Sites: []SiteSpec{{Name: "home", NAT: FullCone}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()

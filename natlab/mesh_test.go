@@ -40,7 +40,7 @@ func TestNATMesh(t *testing.T) {
 	for _, typ := range matrixTypes {
 		specs = append(specs, SiteSpec{Name: typ, NAT: typ}, SiteSpec{Name: typ + "2", NAT: typ})
 	}
-	m := &matrix{t: t, bin: bin, start: start, byName: map[string]*mnode{}}
+	m := &matrix{t: t, cfg: matrixConfig{name: "mesh"}, bin: bin, start: start, byName: map[string]*mnode{}}
 	m.lab = New(t, Options{Sites: specs})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
