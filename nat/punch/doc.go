@@ -50,6 +50,20 @@
 // two attempts and eight listeners at once; only verified realm peers over a
 // relayed connection may ask.
 //
+// # Retries (retry.go)
+//
+// DCUtR and the punches above run once per relayed connection. A pair
+// still reached through relays only RetryAfter (15 s) after its relayed
+// connection opened is punched again, then after twice the wait (at most 5
+// min) while it stays relayed. The symmetric side of a pair retries (a
+// direct dial or birthday probing, as above); between two NATs that map
+// endpoint-independently (open, full cone, restricted, port-restricted)
+// the side with the smaller peer ID sends its info with "dial": the peer
+// sends a few packets from its QUIC socket to the requester's STUN address
+// (opening its filter for exactly that address), answers "opened", and the
+// requester dials the peer's STUN address (5 s bound). At most 4 punches
+// run at once.
+//
 // # Wire format
 //
 // Both protocols send frames of package frame (type, version 1, uint32
@@ -57,7 +71,7 @@
 // unknown type or version, or whose payload does not check, closes the
 // stream.
 //
-//	punch/2.0.0     type 1 info   {"type": nat type, "addr": "ip:port", "opened": bool}   <= 1024 bytes
+//	punch/2.0.0     type 1 info   {"type": nat type, "addr": "ip:port", "opened": bool, "dial": bool}   <= 1024 bytes
 //	                one frame each way: the requester's, then the reply
 //	birthday/2.0.0  type 1 start  A -> B {"nonce": 16 bytes, "addr": A's public ip:port} <= 512 bytes
 //	                type 2 ready  B -> A {"nonce": the same, "addr": B's public IP}
