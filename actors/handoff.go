@@ -88,9 +88,30 @@ func (r *router) handOff(ctx context.Context, cs *capState, target peer.ID, shar
 		return
 	}
 	if err := r.send2(ctx, cs.name, target, moved, items); err != nil {
-		s.log.Error("handoff failed; the actors' state is lost", "capability", cs.name, "peer", target, "shards", len(moved), "actors", len(items), "err", err)
+		if r.leavingAll.Load() {
+			s.log.Error("handoff failed while this node leaves; the actors' state is lost", "capability", cs.name, "peer", target, "shards", len(moved), "actors", len(items), "err", err)
+		} else {
+			// The new owner died or went away before it took them (a
+			// node that joined and left at once): keep the state here,
+			// where it is restored if the shards come back to this node
+			// (a view without that node), and passivated otherwise.
+			kept := r.keep(cs.name, items)
+			s.log.Error("handoff failed; the actors' state stays here, and is used if their shards come back to this node", "capability", cs.name, "peer", target, "shards", len(moved), "actors", len(items), "kept", kept, "err", err)
+		}
 	}
 	r.finishLeaving(cs, target, moved)
+}
+
+// keep installs handed actors whose handoff failed back on this node, to be
+// restored on their next message here. It returns how many it kept.
+func (r *router) keep(capability string, items []handoffActor) int {
+	n := 0
+	for _, it := range items {
+		if kt := r.s.local.kind(capability, it.kind); kt != nil && r.install(kt, ring.ShardOf(it.id), it.id, it.snapshot) {
+			n++
+		}
+	}
+	return n
 }
 
 // finishLeaving drops the leaving marks of shards handed to target, unless

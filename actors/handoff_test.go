@@ -281,3 +281,48 @@ func TestPassivateHandedActor(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoffToNodeThatWentAway: a node joins and goes away before it took
+// the actors handed to it (its system never served): when the handoff
+// gives up, the previous owner keeps their state, and uses it once the
+// shards are its own again.
+func TestHandoffToNodeThatWentAway(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", func(cfg *Config) { cfg.HandoffTimeout = 300 * time.Millisecond }, "game")
+	c.sync()
+	c.waitView()
+	counts := map[string]int{}
+	for i := range 48 {
+		id := fmt.Sprint("p", i)
+		for range 3 {
+			_, counts[id] = callCount(t, a.sys, "game", id)
+		}
+	}
+	lost := a.bus.Subscribe(16, event.ShardsChanged)
+	defer lost.Close()
+	d, _ := c.prepare("d", nil, "game")
+	t.Cleanup(d.close)
+	c.sync()
+	<-lost.C
+	// a's handoff to d gives up after 2 x HandoffTimeout.
+	waitUntil(t, "a to give up", func() bool { return len(a.sys.Actors(0)) > 0 && a.sys.Stats().MovedOut > 0 && shardsLeaving(a) == 0 })
+	d.down = true
+	c.sync()
+	waitUntil(t, "a's view without d", func() bool { return len(a.sys.route.view.Load().live) == 1 })
+	for id, n := range counts {
+		if _, got := callCount(t, a.sys, "game", id); got != n+1 {
+			t.Fatalf("%s: count %d after d came and went, want %d", id, got, n+1)
+		}
+	}
+}
+
+// shardsLeaving counts the shards n is handing over.
+func shardsLeaving(n *tnode) int {
+	k := 0
+	for _, cs := range *n.sys.route.caps.Load() {
+		cs.mu.Lock()
+		k += len(cs.leaving)
+		cs.mu.Unlock()
+	}
+	return k
+}

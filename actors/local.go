@@ -572,12 +572,18 @@ func (l *local) passivate(cutoff int64) int {
 			st.mu.Unlock()
 			for _, a := range batch {
 				if a.impl == nil && a.restored {
-					// Handed over from another node and idle since:
-					// start it from its state, so that its Stop hook
-					// sees the state it is about to lose.
-					ctx, cancel := context.WithTimeout(l.s.ctx, l.s.cfg.StopTimeout)
-					_ = l.start(ctx, a, nil)
-					cancel()
+					if l.s.route.serves(kt.key.capability, shard) {
+						// Handed over from another node and idle
+						// since: start it from its state, so that its
+						// Stop hook sees the state it is about to lose.
+						ctx, cancel := context.WithTimeout(l.s.ctx, l.s.cfg.StopTimeout)
+						_ = l.start(ctx, a, nil)
+						cancel()
+					} else {
+						// Kept after a failed handoff, and its shard
+						// never came back: it must not start here.
+						l.s.log.Warn("passivated the kept state of an actor whose shard is served elsewhere; it is dropped", "capability", kt.key.capability, "kind", kt.key.kind, "id", a.id)
+					}
 				}
 				if a.impl != nil {
 					l.stop(a, Passivated)

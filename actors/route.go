@@ -690,6 +690,15 @@ func (r *router) decide(v *view, cs *capState, shard int) decision {
 	return decision{err: fmt.Errorf("%w: %s", ErrNotServed, cs.name)}
 }
 
+// serves reports whether this node serves shard of capability now.
+func (r *router) serves(capability string, shard int) bool {
+	cs := r.capState(capability)
+	lk := &cs.locks[shard]
+	lk.RLock()
+	defer lk.RUnlock()
+	return r.decide(r.view.Load(), cs, shard).serve
+}
+
 // deliverHere delivers req to its actor on this node if this node serves
 // the shard; otherwise it returns the node to try instead.
 func (r *router) deliverHere(cc *callCtx, req *Request, shard int, cast bool) (inc uint64, reply []byte, redirect peer.ID, err error) {
