@@ -4,7 +4,7 @@ BIN     := bin/macula-node
 PKGS    := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-short bench lint fuzz dev clean churn deps prereqs
+.PHONY: all build test test-short bench lint fuzz dev clean churn deps prereqs realm
 
 all: build
 
@@ -71,3 +71,12 @@ clean:
 # so that 20 nodes have the machine to themselves.
 churn:
 	$(GO) test -tags churn -count=1 -run '^TestChurn20EndToEnd$$' -v -timeout 5m ./cmd/macula-node
+
+# A realm of N (default 50) macula-node run processes on loopback, started
+# with the flags a user types: prints the start time, peers per node, the
+# realm's idle CPU over 10 s, RSS per node, DHT lookup and RPC call
+# latencies (scripts/realm; docs/benchmarks.md has its figures). Heavy: it
+# runs nice'd; REALM_ARGS passes more flags (-json FILE, -keep, -settle 30s).
+N ?= 50
+realm: build
+	nice -n 5 $(GO) run ./scripts/realm -n $(N) -bin $(BIN) $(REALM_ARGS)
