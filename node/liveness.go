@@ -18,23 +18,42 @@ import (
 // once: rpc moves its calls to other providers, pubsub stops queueing for
 // it, the DHT stops asking it. Two misses, not one, so that a node stalled
 // for a moment (a GC pause, a loaded machine) keeps its peers.
+//
+// Only peers in use (activity.go: calls, messages or lookups within
+// activeFor) are pinged every livenessInterval; an idle peer is pinged
+// every livenessIdleInterval, so that an idle node's cost does not grow
+// with its realm. An idle peer is checked at once when it is used again,
+// and when the membership declares it failed (its watchers on the
+// membership's overlay found it silent): either way a dead peer is found
+// within the liveness window of the moment it matters. After a missed ping
+// the next comes livenessInterval later, in use or not. (The watcher's
+// ticker still ticks every livenessInterval: a tick of an idle peer costs a
+// goroutine wake-up, not a ping.)
 const (
-	livenessInterval = time.Second
-	livenessTimeout  = 2 * time.Second
-	livenessMisses   = 2
+	livenessInterval     = time.Second
+	livenessIdleInterval = 30 * time.Second
+	livenessTimeout      = 2 * time.Second
+	livenessMisses       = 2
 )
 
-func (n *Node) watchPeer(ctx context.Context, p peer.ID) {
+func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse) {
 	defer n.wg.Done()
 	t := time.NewTicker(livenessInterval)
 	defer t.Stop()
 	misses := 0
+	var last time.Time // of the last ping
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			// An idle peer that answered waits out the idle interval.
+			if now := time.Now(); misses == 0 && !u.inUse(now) && now.Sub(last) < livenessIdleInterval {
+				continue
+			}
+		case <-u.wake:
 		}
+		last = time.Now()
 		pctx, cancel := context.WithTimeout(ctx, livenessTimeout)
 		res, ok := <-ping.Ping(network.WithAllowLimitedConn(pctx, "macula liveness"), n.host, p)
 		cancel()

@@ -59,6 +59,7 @@ type Node struct {
 	punch      *punch.Service // nil until started
 	dcutr      *punch.Filter  // DCUtR's address filter; the punch service attaches to it
 	sec        security
+	activity   *activity // which peers are in use (liveness)
 
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -114,6 +115,7 @@ func New(cfg Config) (_ *Node, err error) {
 
 		refusedBy: make(map[peer.ID]error),
 		rejoin:    make(chan struct{}),
+		activity:  newActivity(s.Realm),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// One cleanup for every failure below: Close stops whatever was started
@@ -135,7 +137,11 @@ func New(cfg Config) (_ *Node, err error) {
 		aliasMember = n.checkAliasMember
 	}
 	n.aliasV = alias.NewValidator(s.Realm, n.alias, aliasMember, n.log)
-	h, err := libp2p.New(n.hostOptions()...)
+	limits, err := limitOptions()
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(append(n.hostOptions(), limits...)...)
 	if err != nil {
 		return nil, listenError(s.ListenAddrs, err)
 	}
@@ -174,6 +180,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.members, err = member.New(dhtHost, n.events, mcfg); err != nil {
 		return nil, fmt.Errorf("%w: members: %w", ErrConfig, err)
 	}
+	n.wg.Add(1)
+	go n.watchFailures()
 	if n.keyCreated, err = id.persist(); err != nil {
 		return nil, err
 	}
@@ -248,6 +256,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 		libp2p.ConnectionGater(n.gater),
 		libp2p.UserAgent(Agent),
 		libp2p.DisableMetrics(),
+		libp2p.BandwidthReporter(n.activity),
 		libp2p.WithFxOption(fx.Populate(&n.nat.cm)),
 		libp2p.AddrsFactory(nat.AddrsFactory(n.nat.info)),
 		// The realm handshake handler must be there before the host starts:

@@ -237,7 +237,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 			var wctx context.Context
 			wctx, ps.stopWatch = context.WithCancel(n.ctx)
 			n.wg.Add(1)
-			go n.watchPeer(wctx, p)
+			go n.watchPeer(wctx, p, n.activity.track(p))
 		}
 	}
 	n.mu.Unlock()
@@ -272,6 +272,7 @@ func (n *Node) onDisconnected(c network.Conn) {
 		if len(ps.verified) == 0 && ps.stopWatch != nil {
 			ps.stopWatch()
 			ps.stopWatch = nil
+			n.activity.forget(p)
 		}
 		if len(ps.verified) == 0 && n.host.Network().Connectedness(p) != network.Connected {
 			delete(n.peers, p)

@@ -1,0 +1,142 @@
+package node
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/member"
+	"github.com/macula-io/macula/pubsub"
+	"github.com/macula-io/macula/rpc"
+)
+
+// Which peers are in use.
+//
+// The node pings a peer every livenessInterval only while it uses that
+// peer: while calls, pub/sub messages or DHT queries went to or came from
+// it within activeFor (liveness.go). An idle peer costs one ping every
+// livenessIdleInterval, so that the idle cost of a node does not grow with
+// the number of peers of its realm. The traffic is seen through libp2p's
+// bandwidth reporter hook, called on every read and write of a stream: the
+// protocols of calls, messages and lookups count; the membership's
+// heartbeats, the registry's digests, identify and the pings themselves do
+// not (they run whether or not the peer is used).
+
+const (
+	// activeFor is how long after its last call, message or lookup a peer
+	// counts as in use.
+	activeFor = 10 * time.Second
+	// activityResolution: a peer's time of last use is updated at most this
+	// often (a stream read or write costs one atomic load then).
+	activityResolution = 100 * time.Millisecond
+)
+
+// activity records, per realm peer, when it was last used. It implements
+// libp2p's metrics.Reporter; only the per-stream calls do anything.
+type activity struct {
+	counted map[protocol.ID]bool // read-only after newActivity
+	peers   sync.Map             // peer.ID -> *peerUse, for the realm's peers only
+}
+
+// peerUse is one peer's time of last use, and the wake-up of its watcher
+// when it goes from idle to in use.
+type peerUse struct {
+	last atomic.Int64 // unix nanoseconds
+	wake chan struct{}
+}
+
+func newActivity(realmName string) *activity {
+	return &activity{counted: map[protocol.ID]bool{
+		rpc.Protocol(realmName):                      true,
+		pubsub.Protocol(realmName):                   true,
+		dht.ProtocolPrefix(realmName) + "/kad/1.0.0": true,
+	}}
+}
+
+// track starts recording p's use (a new peer of the realm counts as in use:
+// it connected for a reason) and returns its record.
+func (a *activity) track(p peer.ID) *peerUse {
+	u := &peerUse{wake: make(chan struct{}, 1)}
+	u.last.Store(time.Now().UnixNano())
+	v, _ := a.peers.LoadOrStore(p, u)
+	return v.(*peerUse)
+}
+
+// forget stops recording p (its last connection closed).
+func (a *activity) forget(p peer.ID) { a.peers.Delete(p) }
+
+// inUse reports whether p was used within activeFor.
+func (u *peerUse) inUse(now time.Time) bool {
+	return now.UnixNano()-u.last.Load() < int64(activeFor)
+}
+
+// wakeUp makes p's watcher ping at once (a ping that fails then is
+// followed by the next one livenessInterval later).
+func (a *activity) wakeUp(p peer.ID) {
+	if v, ok := a.peers.Load(p); ok {
+		select {
+		case v.(*peerUse).wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (a *activity) used(proto protocol.ID, p peer.ID) {
+	if !a.counted[proto] {
+		return
+	}
+	v, ok := a.peers.Load(p)
+	if !ok {
+		return
+	}
+	u := v.(*peerUse)
+	now := time.Now().UnixNano()
+	last := u.last.Load()
+	if now-last < int64(activityResolution) || !u.last.CompareAndSwap(last, now) {
+		return
+	}
+	if now-last >= int64(activeFor) {
+		// Idle until now: the watcher checks the peer at once, so that a
+		// call to a peer that died while idle fails within the liveness
+		// window, not after the idle interval.
+		select {
+		case u.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (a *activity) LogSentMessageStream(_ int64, proto protocol.ID, p peer.ID) { a.used(proto, p) }
+func (a *activity) LogRecvMessageStream(_ int64, proto protocol.ID, p peer.ID) { a.used(proto, p) }
+
+// The rest of metrics.Reporter: no bandwidth is counted.
+
+func (a *activity) LogSentMessage(int64)                                  {}
+func (a *activity) LogRecvMessage(int64)                                  {}
+func (a *activity) GetBandwidthForPeer(peer.ID) metrics.Stats             { return metrics.Stats{} }
+func (a *activity) GetBandwidthForProtocol(protocol.ID) metrics.Stats     { return metrics.Stats{} }
+func (a *activity) GetBandwidthTotals() metrics.Stats                     { return metrics.Stats{} }
+func (a *activity) GetBandwidthByPeer() map[peer.ID]metrics.Stats         { return nil }
+func (a *activity) GetBandwidthByProtocol() map[protocol.ID]metrics.Stats { return nil }
+func (a *activity) Reset()                                                {}
+func (a *activity) TrimIdle(time.Time)                                    {}
+
+var _ metrics.Reporter = (*activity)(nil)
+
+// watchFailures makes the liveness watcher of a peer that the membership
+// declares failed check it at once: an idle peer is pinged only every
+// livenessIdleInterval, and the membership's overlay watches every member
+// at a cost that does not grow with the realm.
+func (n *Node) watchFailures() {
+	defer n.wg.Done()
+	for c := range n.members.Watch(n.ctx) {
+		if c.Kind == member.Failed {
+			n.activity.wakeUp(c.Member.ID)
+		}
+	}
+}
