@@ -40,6 +40,11 @@ const (
 	CodeUnavailable      = "unavailable"        // 503: the node or the gateway is closing, or the request was cancelled
 	CodeNoPeers          = "no_peers"           // 503: the node has no peer to ask yet
 	CodeTimeout          = "timeout"            // 504: the operation did not finish within its timeout
+	// CodeOverloaded, 503 with Retry-After (seconds): the node has as many
+	// calls and publishes in flight through its API as it takes, or the
+	// node serving a call runs as many of this node's calls as it takes
+	// per caller. Nothing was done; try again later.
+	CodeOverloaded = "overloaded"
 )
 
 // Error is the error of an API answer; every error answer's body is

@@ -143,6 +143,11 @@ func (a *api) postCall(w http.ResponseWriter, r *http.Request) error {
 		}
 		return badRequest("reading the payload: %v", err)
 	}
+	release, err := a.admit("calls")
+	if err != nil {
+		return err
+	}
+	defer release()
 	opts := []rpc.CallOption{rpc.WithTimeout(timeout), rpc.WithCodec(codec)}
 	if idempotent {
 		opts = append(opts, rpc.Idempotent())
@@ -168,6 +173,8 @@ func callError(procedure string, timeout time.Duration, codec rpc.Codec, err err
 		return newAPIError(http.StatusBadRequest, wire.CodeInvalidName, err.Error())
 	case errors.Is(err, rpc.ErrUnauthorized):
 		return newAPIError(http.StatusForbidden, wire.CodeUnauthorized, fmt.Sprintf("%s: %s", procedure, trimRPC(err)))
+	case errors.As(err, &re) && re.Code == rpc.CodeOverloaded:
+		return newAPIError(http.StatusServiceUnavailable, wire.CodeOverloaded, fmt.Sprintf("%s: %s", procedure, trimRPC(re)))
 	case errors.As(err, &re):
 		return &apiError{status: http.StatusUnprocessableEntity, code: wire.CodeRemoteError, message: trimRPC(re), remote: remoteDetail(re, codec)}
 	case errors.Is(err, rpc.ErrNotFound):

@@ -91,6 +91,9 @@ type api struct {
 	metrics *metrics.Metrics
 	// meshes is the last realm picture (ops.go).
 	meshes meshCache
+	// inFlight holds a token per call or publish in flight (overload.go);
+	// set at construction.
+	inFlight chan struct{}
 }
 
 // NewHandler returns the node's API as one http.Handler, with the routes
@@ -112,6 +115,7 @@ func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.AP
 	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux(),
 		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n),
 		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval}
+	a.inFlight = make(chan struct{}, maxInFlight)
 	a.cred = rand.Text()
 	policy, _ := newTargetPolicy(nil, func() string { return a.addrs.HTTP }) // no entries: no error
 	a.wh = newWebhooks(a, policy)
@@ -346,6 +350,9 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// error) are the callee's or the caller's business, not the
 		// node's: Debug.
 		a.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if code == wire.CodeOverloaded {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	writeJSON(w, status, wire.ErrorBody{Error: wire.Error{Code: code, Message: msg, Remote: remote}})
 }

@@ -82,6 +82,11 @@ func (a *api) postPublish(r *http.Request) (int, any, error) {
 	if codecOf(r.Header.Get("Content-Type")) == rpc.JSON && !json.Valid(payload) {
 		return 0, nil, badRequest("the payload is not valid JSON (Content-Type %s); send other payloads as %s", wire.ContentTypeJSON, wire.ContentTypeRaw)
 	}
+	release, err := a.admit("publishes")
+	if err != nil {
+		return 0, nil, err
+	}
+	defer release()
 	if err := a.n.PubSub().Publish(r.Context(), topic, payload); err != nil {
 		return 0, nil, pubsubError(err)
 	}
