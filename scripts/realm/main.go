@@ -239,21 +239,31 @@ func run(o options) error {
 	if err := sleep(ctx, o.settle); err != nil {
 		return err
 	}
-	for _, np := range nodes {
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		ps, err := np.api.Peers(qctx)
-		var ms int
-		if m, merr := np.api.RealmMembers(qctx, api.MembersQuery{}); merr == nil {
-			ms = len(m.Members)
-		}
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: peers: %w", np.name, err)
-		}
-		rep.Peers = append(rep.Peers, len(ps))
-		rep.Members = append(rep.Members, ms)
+	rep.Peers, rep.Members = make([]int, len(nodes)), make([]int, len(nodes))
+	var qwg sync.WaitGroup
+	qsem := make(chan struct{}, 8)
+	for i, np := range nodes {
+		qwg.Add(1)
+		qsem <- struct{}{}
+		go func() {
+			defer qwg.Done()
+			defer func() { <-qsem }()
+			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if ps, err := np.api.Peers(qctx); err == nil {
+				rep.Peers[i] = len(ps)
+			} else {
+				rep.Peers[i] = -1 // no answer
+			}
+			if m, err := np.api.RealmMembers(qctx, api.MembersQuery{}); err == nil {
+				rep.Members[i] = len(m.Members)
+			} else {
+				rep.Members[i] = -1
+			}
+		}()
 	}
-	fmt.Printf("peers per node (connected peers of the realm): %s; members listed per node: %s\n",
+	qwg.Wait()
+	fmt.Printf("peers per node (connected peers of the realm; -1: the API did not answer in 30 s): %s; members listed per node: %s\n",
 		summary(ints(rep.Peers), "%.0f"), summary(ints(rep.Members), "%.0f"))
 
 	// Idle CPU: nothing but the realm runs its own timers.
