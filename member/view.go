@@ -295,10 +295,11 @@ func (v *view) applyAlert(a *alert, wire []byte, now time.Time) (res result) {
 				res.accepted = true
 				return res
 			}
-			if len(e.sus.authors) == 0 {
+			if len(e.sus.authors) == 0 && a.Author != v.self {
 				// Our suspicion rests on news of its failure alone (this
 				// alert, by another way, or another's): it ends by its
-				// timeout or its refutation, not by hearsay.
+				// timeout (our own alert, declareFailedLocked) or its
+				// refutation, not by hearsay.
 				return res
 			}
 		}

@@ -156,6 +156,20 @@ func TestViewRules(t *testing.T) {
 	if exp := v.expired(now.Add(2 * time.Second)); len(exp) != 1 || exp[0].id != x.id {
 		t.Fatalf("expired: %v", exp)
 	}
+	// At its timeout, this node's own word ends a suspicion that rests on
+	// hearsay (declareFailedLocked): the rule above is for others' news.
+	// (It once refused that too, and such a suspect stayed forever.)
+	z := newPrincipal(t)
+	rz, wz := z.record(t, 4)
+	v.applyRecord(rz, wz, now)
+	fz, fwz := w1.alert(t, alertFailed, z.id, 4)
+	if res := v.applyAlert(fz, fwz, now); v.entries[z.id].st != stateSuspect {
+		t.Fatalf("hearsay of z: %+v", res)
+	}
+	own, ownw := self.alert(t, alertFailed, z.id, 4)
+	if res := v.applyAlert(own, ownw, now); !res.accepted || len(res.changes) != 1 || res.changes[0].Kind != Failed {
+		t.Fatalf("our own conclusion: %+v", res)
+	}
 	// A departure is final at its incarnation, and beats a failure.
 	l, lw := x.alert(t, alertLeft, x.id, 90)
 	if res := v.applyAlert(l, lw, now); kinds(res)[0] != Left {
