@@ -114,20 +114,19 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 	}()
 	var nodes []devNode
 	defer func() {
-		// The APIs first, so that no request reaches a closing node; the
-		// actors before their nodes.
+		// The APIs first, so that no request reaches a closing node; then
+		// each node's stack in turn, as if its run process stopped: its
+		// actors (handed to the nodes still up), registry, node (its
+		// goodbye). Closing every actor system first would leave nodes
+		// that are members, and so owners in the others' rings, without
+		// an actor system to take a handoff: each would be retried until
+		// the handoff timeout.
 		var errs []error
 		for _, d := range nodes {
 			errs = append(errs, d.g.Close())
 		}
 		for _, d := range nodes {
-			errs = append(errs, d.a.Close())
-		}
-		for _, d := range nodes {
-			errs = append(errs, d.reg.Close())
-		}
-		for _, d := range nodes {
-			errs = append(errs, d.n.Close())
+			errs = append(errs, d.a.Close(), d.reg.Close(), d.n.Close())
 		}
 		if cerr := errors.Join(errs...); cerr != nil && err == nil {
 			err = fmt.Errorf("stopping: %w", cerr)
