@@ -55,11 +55,15 @@
 //     A node that sees signs of its own slowness (its loop ran late, it had
 //     to refute a suspicion of itself) tolerates longer silences, up to
 //     five times ProbeTimeout, for a while (Lifeguard's local health): on
-//     a starved machine it blames itself before its peers. A failure reported of a member
-//     this node saw no sign of is a suspicion here, not a failure: that is
-//     how two halves of a split merge without one side failing and coming
-//     back on the other. A node whose own loop stalled (a loaded machine)
-//     judges no link until its readers caught up.
+//     a starved machine it blames itself before its peers. A failure
+//     reported of a member this node saw no sign of is a suspicion here,
+//     not a failure: that is how two halves of a split merge without one
+//     side failing and coming back on the other; it ends by the member's
+//     refutation or at its timeout, by this node's own word. A node whose
+//     own loop stalled (a loaded machine) judges no link until its readers
+//     caught up, unless its health is at its worst, and gives its suspects
+//     the time lost, up to five times SuspicionTimeout in all: a node
+//     stalled on every tick still concludes.
 //   - Leaving: Close sends a signed departure on every link, and waits (up
 //     to a second) for each peer to close its link in answer, so that
 //     departures are seen at once, not after a timeout.
