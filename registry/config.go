@@ -44,8 +44,12 @@ const (
 	// one peer: 16 MiB.
 	DefaultPeerQueueBytes = 16 << 20
 	// DefaultMaxClockDrift is how far ahead of this node's clock another
-	// node's hybrid clock may be for this node to follow it.
-	DefaultMaxClockDrift = time.Minute
+	// node's hybrid clock may be for this node to follow it: an hour, far
+	// beyond the drift of clocks that are kept at all, so that a node
+	// whose clock runs late still orders its registrations after those it
+	// learnt of; a clock wrong by more than that is broken, and is not
+	// followed (so it cannot drag the realm's stamps into the future).
+	DefaultMaxClockDrift = time.Hour
 
 	maxMetaSizeLimit = 64 << 10
 	// MaxMessageSizeLimit is the largest MaxMessageSize: 16 MiB.
@@ -110,8 +114,10 @@ type Config struct {
 
 	// MaxClockDrift is how far ahead of the local clock another node's
 	// hybrid logical clock may be for this node to follow it; a stamp
-	// further ahead is not followed (and counted), so one node with a wrong
-	// clock cannot drag the realm's clocks forward. Default 1 min.
+	// further ahead is not followed (and counted), so one node
+	// with a wrong clock cannot drag the realm's clocks forward. Within it,
+	// a registration is always ordered after those its node knew of,
+	// whatever the clocks. Default 1 h.
 	MaxClockDrift time.Duration
 
 	// Resolve settles a name registered by two processes (two sides of a

@@ -68,7 +68,7 @@ func (r *Registry) openLink(p peer.ID) *peerLink {
 		return nil
 	}
 	l.mu.Lock()
-	ok := l.out != nil && !l.closed && !l.draining
+	ok := l.s != nil && !l.closed && !l.draining
 	l.mu.Unlock()
 	if !ok {
 		return nil

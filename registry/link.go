@@ -65,9 +65,13 @@ type dialState struct {
 	failures int
 }
 
-// peerLink is everything between this node and one peer: our stream to it
-// (written by the link's writer goroutine) and its stream to us (read by
-// the stream handler), and what we know the peer holds.
+// peerLink is one session with a peer: one bidirectional stream, opened by
+// the node with the smaller peer ID (so that two nodes never race to pair
+// two streams), written by the link's writer goroutine and read by its
+// reader; and what we know the peer holds. When the stream ends, the
+// session ends: the link is forgotten, and the next session starts afresh
+// with a new stream (after a restart of either registry, a lost stream,
+// a new connection).
 type peerLink struct {
 	r    *Registry
 	id   peer.ID
@@ -78,10 +82,9 @@ type peerLink struct {
 
 	// mu guards the fields below.
 	mu        sync.Mutex
-	out       network.Stream // our stream to the peer; nil until opened
+	s         network.Stream // the session's stream; nil until open
 	opening   bool
 	lastOpen  time.Time
-	in        network.Stream // the peer's current stream to us
 	helloSeen bool
 	clusters  map[string]bool // the peer's named clusters, from its frames
 	ctrl      []byte          // queued control frames; never dropped
@@ -164,18 +167,21 @@ func (r *Registry) stopReplication() {
 		links = append(links, l)
 	}
 	r.repl.mu.Unlock()
+	// Each writer sends the goodbye and closes its side of the stream; each
+	// reader ends when the peer, having read it, closes its own, or at the
+	// deadline.
+	dl := time.Now().Add(closeFlush)
 	for _, l := range links {
 		l.mu.Lock()
 		l.ctrl = frame.Append(l.ctrl, typeBye, wireVersion, nil)
 		l.draining = true
-		if l.out != nil {
-			_ = l.out.SetWriteDeadline(time.Now().Add(closeFlush))
-		}
-		in := l.in
+		st := l.s
 		l.mu.Unlock()
-		if in != nil {
-			_ = in.Reset()
+		if st == nil {
+			l.close() // no session to say goodbye on
+			continue
 		}
+		_ = st.SetDeadline(dl)
 		l.signal()
 	}
 }
@@ -222,15 +228,20 @@ func (r *Registry) link(p peer.ID) *peerLink {
 	return l
 }
 
-// ensureLink makes sure our stream to p is open or opening.
+// ensureLink opens a session with p unless there is one or one is being
+// opened. Only the node with the smaller peer ID opens: the other waits for
+// its stream.
 func (r *Registry) ensureLink(p peer.ID) {
+	if r.self > p {
+		return
+	}
 	l := r.link(p)
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.out != nil || l.opening || l.closed || time.Since(l.lastOpen) < openRetry && !l.lastOpen.IsZero() {
+	if l.s != nil || l.opening || l.closed || time.Since(l.lastOpen) < openRetry && !l.lastOpen.IsZero() {
 		return
 	}
 	if !r.enter() {
@@ -241,8 +252,8 @@ func (r *Registry) ensureLink(p peer.ID) {
 	go l.open()
 }
 
-// open opens our stream to the peer, sends our hello first, and runs the
-// writer.
+// open opens the session's stream and runs its writer; a reader goroutine
+// reads the peer's frames.
 func (l *peerLink) open() {
 	defer l.r.wg.Done()
 	r := l.r
@@ -261,13 +272,34 @@ func (l *peerLink) open() {
 		}
 		return
 	}
-	l.out = s
-	// The hello goes before anything queued meanwhile.
-	l.ctrl = append(appendHello(nil, r.Clusters()), l.ctrl...)
-	if l.helloSeen {
-		l.ctrl = r.appendDigestsLocked(l, l.ctrl, false)
-	}
 	l.mu.Unlock()
+	if !r.enter() {
+		_ = s.Reset()
+		return
+	}
+	go func() {
+		defer r.wg.Done()
+		l.serve(s)
+	}()
+	l.start(s)
+}
+
+// start begins a session on s: our hello first, then the writer, on the
+// calling goroutine.
+func (l *peerLink) start(s network.Stream) {
+	r := l.r
+	hello := appendHello(nil, r.Clusters())
+	l.mu.Lock()
+	l.s = s
+	// The hello goes before anything queued meanwhile.
+	l.ctrl = append(hello, l.ctrl...)
+	seen := l.helloSeen
+	l.mu.Unlock()
+	if seen {
+		// The peer's hello came first: our digests follow ours now (not
+		// under l.mu: digests take the clusters' locks, which come first).
+		r.sendDigests(l)
+	}
 	r.log.info("registry: linked to peer", "peer", l.id)
 	l.signal()
 	l.writeLoop()
@@ -293,7 +325,7 @@ func (l *peerLink) writeLoop() {
 			out := append(l.ctrl, l.msgs...)
 			l.ctrl, l.msgs = nil, nil
 			drain := l.draining
-			s := l.out
+			s := l.s
 			l.mu.Unlock()
 			if len(out) > 0 {
 				if err := l.write(s, out); err != nil {
@@ -329,27 +361,26 @@ func (l *peerLink) write(s network.Stream, b []byte) error {
 	return nil
 }
 
-// close ends the link's streams at once; its state goes with it.
+// close ends the session at once (its stream reset); its state goes with
+// it.
 func (l *peerLink) close() { l.shut(false) }
 
-// shut closes the link: gracefully (our stream is closed after what was
-// written, so that the peer reads our goodbye), or at once (reset).
+// shut ends the session: gracefully (our side of the stream is closed after
+// what was written, and the reader goes on until the peer closes its side,
+// having read our goodbye), or at once (reset).
 func (l *peerLink) shut(graceful bool) {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
-		out, in := l.out, l.in
+		st := l.s
 		l.mu.Unlock()
 		close(l.done)
-		if out != nil {
+		if st != nil {
 			if graceful {
-				_ = out.Close()
+				_ = st.CloseWrite()
 			} else {
-				_ = out.Reset()
+				_ = st.Reset()
 			}
-		}
-		if in != nil {
-			_ = in.Reset()
 		}
 		r := l.r
 		r.repl.mu.Lock()
@@ -387,7 +418,8 @@ func (r *Registry) peerGone(p peer.ID) {
 	}
 }
 
-// handleStream reads a peer's stream until it ends.
+// handleStream takes a session opened by the peer: a new stream replaces
+// any session with that peer (its registry restarted, or lost the old one).
 func (r *Registry) handleStream(s network.Stream) {
 	if !r.enter() {
 		_ = s.Reset()
@@ -395,32 +427,48 @@ func (r *Registry) handleStream(s network.Stream) {
 	}
 	defer r.wg.Done()
 	p := s.Conn().RemotePeer()
-	l := r.link(p)
-	if l == nil {
-		_ = s.Reset()
-		return
-	}
-	l.mu.Lock()
-	old := l.in
-	l.in = s
-	l.mu.Unlock()
+	r.repl.mu.Lock()
+	old := r.repl.links[p]
+	r.repl.mu.Unlock()
 	if old != nil {
-		_ = old.Reset() // a newer stream replaces it
+		old.close()
 	}
-	r.ensureLink(p)
-	err := l.read(s)
-	l.mu.Lock()
-	if l.in == s {
-		l.in = nil
-	}
-	l.mu.Unlock()
-	if err != nil && !errors.Is(err, io.EOF) && r.ctx.Err() == nil {
-		r.stats.badFrames.Add(1)
-		r.log.debug("registry: stream from peer closed", "peer", p, "err", err)
+	l := r.link(p)
+	if l == nil || !r.enter() {
 		_ = s.Reset()
 		return
 	}
+	go func() {
+		defer r.wg.Done()
+		l.start(s)
+	}()
+	l.serve(s)
+}
+
+// serve reads the session's stream until it ends, and then ends the
+// session.
+func (l *peerLink) serve(s network.Stream) {
+	r := l.r
+	err := l.read(s)
+	if err != nil && !errors.Is(err, io.EOF) && r.ctx.Err() == nil && !l.isDraining() {
+		r.stats.badFrames.Add(1)
+		r.log.debug("registry: stream from peer closed", "peer", l.id, "err", err)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		l.close()
+		_ = s.Reset()
+		return
+	}
+	// The peer closed its side (its goodbye, if any, is read): close ours,
+	// gracefully if we are closing too.
+	l.shut(true)
 	_ = s.Close()
+}
+
+func (l *peerLink) isDraining() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.draining
 }
 
 // read decodes and applies the frames of a peer's stream.
@@ -563,7 +611,7 @@ func (r *Registry) linkSays(p peer.ID, cluster string) bool {
 func (r *Registry) clusterJoined(c *cluster) {
 	for _, l := range r.allLinks() {
 		l.mu.Lock()
-		if l.out != nil {
+		if l.s != nil {
 			l.ctrl = appendClusters(l.ctrl, clustersJoin, []string{c.name})
 		}
 		shared := l.clusters[c.name]
@@ -581,7 +629,7 @@ func (r *Registry) clusterLeft(c *cluster) {
 	for _, l := range r.allLinks() {
 		c.detach(l)
 		l.mu.Lock()
-		if l.out != nil {
+		if l.s != nil {
 			l.ctrl = appendClusters(l.ctrl, clustersLeave, []string{c.name})
 		}
 		l.forgetClusterLocked(c.name)

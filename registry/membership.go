@@ -47,6 +47,7 @@ func (r *Registry) watchMembers(ch <-chan member.Change) {
 
 func (r *Registry) memberChange(ch member.Change) {
 	id := ch.Member.ID
+
 	if id == r.self || id == "" {
 		return
 	}

@@ -109,29 +109,11 @@ func (l *peerLink) queueDigest(c *cluster, resync bool) {
 	d := c.digestLocked(resync)
 	c.mu.Unlock()
 	l.mu.Lock()
-	if l.out != nil && !l.closed && !l.draining {
+	if l.s != nil && !l.closed && !l.draining {
 		l.ctrl = appendDigest(l.ctrl, d)
 	}
 	l.mu.Unlock()
 	l.signal()
-}
-
-// appendDigestsLocked appends our digests of every cluster shared with the
-// peer. The caller holds l.mu.
-func (r *Registry) appendDigestsLocked(l *peerLink, dst []byte, resync bool) []byte {
-	r.mu.RLock()
-	cs := r.clusterList()
-	r.mu.RUnlock()
-	for _, c := range cs {
-		if c.name != "" && !l.clusters[c.name] {
-			continue
-		}
-		c.mu.Lock()
-		d := c.digestLocked(resync)
-		c.mu.Unlock()
-		dst = appendDigest(dst, d)
-	}
-	return dst
 }
 
 // askDigests sends our digests to every linked peer now.
@@ -147,7 +129,7 @@ func (r *Registry) sendDigests(l *peerLink) {
 	r.mu.RUnlock()
 	for _, c := range cs {
 		l.mu.Lock()
-		ok := l.helloSeen && l.out != nil && (c.name == "" || l.clusters[c.name])
+		ok := l.helloSeen && l.s != nil && (c.name == "" || l.clusters[c.name])
 		l.mu.Unlock()
 		if ok {
 			l.queueDigest(c, false)
@@ -169,16 +151,33 @@ func (r *Registry) antiEntropy() {
 		case <-t.C:
 			r.askDigests()
 			r.dialMembers()
-			// A peer we know but have no stream to (its identify came
-			// before we started, or opening failed): try again.
-			for _, l := range r.allLinks() {
-				l.mu.Lock()
-				retry := l.out == nil && !l.opening && !l.closed
-				l.mu.Unlock()
-				if retry && r.h.Network().Connectedness(l.id) == network.Connected {
-					r.ensureLink(l.id)
-				}
+			r.relink()
+		}
+	}
+}
+
+// relink opens a session with every connected peer that speaks the
+// protocol and has none (one that ended while the connection stayed, an
+// identify that came before we started, an open that failed), where this
+// node is the one to open it.
+func (r *Registry) relink() {
+	for _, p := range r.h.Network().Peers() {
+		if r.self > p {
+			continue
+		}
+		r.repl.mu.Lock()
+		l := r.repl.links[p]
+		r.repl.mu.Unlock()
+		if l != nil {
+			l.mu.Lock()
+			ok := l.s != nil || l.opening || l.closed
+			l.mu.Unlock()
+			if ok {
+				continue
 			}
+		}
+		if protos, _ := r.h.Peerstore().SupportsProtocols(p, r.proto); len(protos) > 0 {
+			r.ensureLink(p)
 		}
 	}
 }
