@@ -178,13 +178,16 @@
 //	macula-node registry info | log-level [off|info|verbose]
 //	macula-node registry connect|disconnect CLUSTER
 //	macula-node registry dispatch KEY [--data JSON | --data-file FILE | --data -] [--raw]
+//	macula-node registry register KEY... [--meta JSON]   (groups join KEY... likewise)
 //
 // list the realm's registered names and group members as the node sees them
 // (KEY PROCESS META; a PREFIX ends in "/", a key without one lists that key and
 // every key under it), print its changes as they come (TIME KIND KEY PROCESS
 // META [REASON: DETAIL]), show its clusters, nodes and counters, set its own
-// log level, connect the node to a named cluster, and send a message to every
-// process under a key. See docs/registry.md.
+// log level, connect the node to a named cluster, send a message to every
+// process under a key, and hold names or memberships for a process that
+// lives as long as the command (printing what is sent to it). See
+// docs/registry.md.
 //
 // # Errors and exit codes
 //

@@ -32,12 +32,14 @@ node and replicated between them. Keys are segments separated by "/"
   macula-node registry log-level LEVEL  off, info or verbose
   macula-node registry connect|disconnect CLUSTER
   macula-node registry dispatch KEY --data JSON
-  macula-node groups ls [PREFIX]        the members of groups`,
+  macula-node registry register KEY     hold a name until stopped, print its messages
+  macula-node groups ls [PREFIX]        the members of groups
+  macula-node groups join KEY           hold a membership until stopped`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
 	cmd.AddCommand(newRegistryLsCmd(), newRegistryWatchCmd(stderr), newRegistryInfoCmd(), newRegistryLogLevelCmd(),
-		newClusterCmd("connect"), newClusterCmd("disconnect"), newDispatchCmd())
+		newClusterCmd("connect"), newClusterCmd("disconnect"), newDispatchCmd(), newHoldCmd(false, stderr))
 	return cmd
 }
 
@@ -111,7 +113,7 @@ func metaText(m json.RawMessage, enc string) string {
 	return string(m)
 }
 
-func newGroupsCmd() *cobra.Command {
+func newGroupsCmd(stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "groups",
 		Short: "Ask a running node about the registry's groups",
@@ -167,6 +169,7 @@ members (see registry ls).`,
 		}
 		return tw.Flush()
 	}))
+	cmd.AddCommand(newHoldCmd(true, stderr))
 	return cmd
 }
 
@@ -399,4 +402,93 @@ func newDispatchCmd() *cobra.Command {
 		_, err = fmt.Fprintf(w, "dispatched to %d process(es) under %s\n", n, args[0])
 		return err
 	})
+}
+
+// newHoldCmd makes `registry register KEY` and `groups join KEY`: a
+// process of the node's API that holds the name (or membership) as long as
+// the command runs, and prints the messages sent to it.
+func newHoldCmd(join bool, stderr io.Writer) *cobra.Command {
+	var (
+		meta, cluster string
+		asJSON        bool
+	)
+	use, short, what := "register KEY...", "Hold names for a process until stopped, and print its messages", "registered"
+	if join {
+		use, short, what = "join KEY...", "Hold group memberships for a process until stopped, and print its messages", "joined"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `.
+
+The command makes a process through the node's API (it lives as long as the
+command runs), ` + what + ` under each KEY with --meta, and prints one line per message
+sent or dispatched to it (FROM KEY PAYLOAD; with --json the API's object).
+It says "` + what + ` KEY as PROCESS" on stderr once done. SIGINT or SIGTERM ends the
+process: its names and memberships go, everywhere. A name it loses to another
+registration (after a partition) prints a "lost" line.`,
+		Args: argsN(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if meta != "" && !json.Valid([]byte(meta)) {
+				return &usageError{err: errors.New("--meta is not valid JSON"), hint: cmd.CommandPath()}
+			}
+			addr, _ := cmd.Flags().GetString("api")
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := newAPIClient(cmd, addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			p, err := c.OpenProcess(ctx)
+			if err != nil {
+				return clientError(addr, err)
+			}
+			defer p.Close()
+			var m json.RawMessage
+			if meta != "" {
+				m = json.RawMessage(meta)
+			}
+			for _, key := range args {
+				if join {
+					err = c.Join(ctx, p.Info().ID, key, m, cluster)
+				} else {
+					_, err = c.Register(ctx, p.Info().ID, key, m, cluster)
+				}
+				if err != nil {
+					return clientError(addr, err)
+				}
+				fmt.Fprintf(stderr, "macula-node: %s %s as %s\n", what, key, p.Info().Addr)
+			}
+			out := cmd.OutOrStdout()
+			enc := json.NewEncoder(out)
+			for {
+				msg, err := p.Next()
+				switch {
+				case err == nil:
+				case ctx.Err() != nil:
+					return nil
+				case errors.Is(err, io.EOF):
+					return fmt.Errorf("the node at %s ended the process (is it stopping?)", addr)
+				default:
+					return clientError(addr, err)
+				}
+				if asJSON {
+					err = enc.Encode(msg)
+				} else if msg.Kind == "lost" {
+					_, err = fmt.Fprintf(out, "lost %s to %s: %s\n", msg.Key, msg.Winner, msg.Reason)
+				} else {
+					_, err = fmt.Fprintf(out, "%s %s %s\n", dash(msg.From), dash(msg.Key), metaText(msg.Payload, msg.PayloadEncoding))
+				}
+				if err != nil {
+					return err
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&meta, "meta", "", "the metadata, JSON")
+	f.StringVar(&cluster, "cluster", "", "a named cluster instead of the default one")
+	f.BoolVar(&asJSON, "json", false, "print each message as the API's JSON object, one a line")
+	return cmd
 }

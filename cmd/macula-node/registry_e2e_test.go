@@ -122,6 +122,44 @@ func TestRegistryEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The CLI holds a name for as long as it runs, and prints what is sent
+	// to it.
+	hold := startProc(t, "registry register on a", nil, "--api", a.st.API, "registry", "register", "cli/holder", "--meta", `{"by":"cli"}`)
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if !strings.Contains(hold.stderr.String(), "registered cli/holder as ") {
+			return fmt.Errorf("stderr %q", hold.stderr.String())
+		}
+		return nil
+	})
+	testnet.Eventually(t, 20*time.Second, func() error {
+		e, err := clients[b].Lookup(ctx, "cli/holder", "")
+		if err != nil {
+			return err
+		}
+		if string(e.Meta) != `{"by":"cli"}` {
+			return fmt.Errorf("meta %s", e.Meta)
+		}
+		return nil
+	})
+	if n, err := clients[c].Dispatch(ctx, "cli/holder", []byte(`{"ping":1}`), api.ContentTypeJSON, ""); err != nil || n != 1 {
+		t.Fatalf("dispatch to the CLI's name: %d, %v", n, err)
+	}
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if !strings.Contains(hold.stdout.String(), `cli/holder {"ping":1}`) {
+			return fmt.Errorf("stdout %q", hold.stdout.String())
+		}
+		return nil
+	})
+	if code := hold.stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
+		t.Fatalf("registry register exited %d: %s", code, hold.stderr.String())
+	}
+	testnet.Eventually(t, 20*time.Second, func() error {
+		if _, err := clients[b].Lookup(ctx, "cli/holder", ""); apiCode(err) != api.CodeNotFound {
+			return fmt.Errorf("lookup: %v", err)
+		}
+		return nil
+	})
+
 	// A named cluster of b and c only.
 	for _, n := range nodes[1:] {
 		if r := runCmd(t, 20*time.Second, nil, "--api", n.st.API, "registry", "connect", "game"); r.code != 0 {

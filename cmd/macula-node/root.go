@@ -102,7 +102,7 @@ remote error, 6 disconnected, 7 unauthorized.`,
 		newActorsCmd(),
 		newRingCmd(),
 		newRegistryCmd(stderr),
-		newGroupsCmd(),
+		newGroupsCmd(stderr),
 	)
 	return root
 }
