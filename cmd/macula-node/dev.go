@@ -328,6 +328,9 @@ func printDevTable(w io.Writer, nodes []devNode, authority ed25519.PrivateKey) {
 	fmt.Fprintf(&b, "  %s --api %s publish %s.greetings --data '{\"hello\":\"world\"}'\n", self, other.g.Addr(), devRealm)
 	fmt.Fprintf(&b, "  %s --api %s actors call %s %s player_1\n", self, first.g.Addr(), devCapability, actors.CounterKind)
 	fmt.Fprintf(&b, "  %s --api %s ring\n", self, other.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s registry watch\n", self, first.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s registry register user/alice --meta '{\"role\":\"admin\"}'\n", self, other.g.Addr())
+	fmt.Fprintf(&b, "  %s --api %s registry ls\n", self, first.g.Addr())
 	if strings.HasPrefix(self, "go run ") {
 		fmt.Fprintf(&b, "(or 'make build', then bin/macula-node ...; 'go install ./cmd/macula-node' puts macula-node on PATH)\n")
 	}
