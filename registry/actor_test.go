@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/macula-io/macula/actors"
 )
@@ -34,7 +33,7 @@ func TestActorProcess(t *testing.T) {
 	if _, err := r.Dispatch(ctx, "counters", []byte(`"add"`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the casts to reach the actor", func() bool {
+	eventually(t, wait, "the casts to reach the actor", func() bool {
 		_, reply, err := sys.Call(ctx, actors.Request{Capability: "game", Kind: actors.CounterKind, ID: "scores", Payload: []byte(`"get"`)})
 		var got struct{ Count int }
 		return err == nil && json.Unmarshal(reply, &got) == nil && got.Count == 2

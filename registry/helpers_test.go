@@ -13,6 +13,11 @@ import (
 
 const testRealm = "io.acme.orders"
 
+// wait bounds every wait for something that must happen: generous, so that
+// a loaded machine (CI, a shared box) is slow, never failing. Tests never
+// assert on timings.
+const wait = 30 * time.Second
+
 func TestMain(m *testing.M) {
 	if os.Getenv("REGISTRY_DRIVER") != "" {
 		os.Exit(runDriver()) // inside a lab namespace: see driver_test.go
@@ -81,7 +86,7 @@ func next(t testing.TB, m *Monitor) Batch {
 			t.Fatal("monitor closed")
 		}
 		return b
-	case <-time.After(5 * time.Second):
+	case <-time.After(wait):
 		t.Fatal("no batch from the monitor")
 	}
 	return Batch{}

@@ -436,7 +436,7 @@ func TestDispatchLocal(t *testing.T) {
 			if m.Kind != MessageData || string(m.Payload) != "hello" || m.Key != "room/1" {
 				t.Fatalf("message %+v", m)
 			}
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 			t.Fatal("no message")
 		}
 	}

@@ -176,7 +176,7 @@ func TestRelayedStateIsBounded(t *testing.T) {
 	for i := range 60 {
 		mustJoin(t, p, fmt.Sprintf("many/%d", i), "")
 	}
-	eventually(t, 5*time.Second, "the drop to be counted", func() bool { return ns[1].r.Stats().DroppedOverLimit > 0 })
+	eventually(t, wait, "the drop to be counted", func() bool { return ns[1].r.Stats().DroppedOverLimit > 0 })
 	if ms, _ := ns[1].r.Members("many/"); len(ms) > 50 {
 		t.Fatalf("%d entries kept", len(ms))
 	}

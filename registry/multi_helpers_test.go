@@ -64,7 +64,7 @@ func link(t testing.TB, a, b *tnode) {
 
 func waitLinked(t testing.TB, a, b *tnode) {
 	t.Helper()
-	eventually(t, 10*time.Second, "registry link", func() bool {
+	eventually(t, wait, "registry link", func() bool {
 		return slices.Contains(a.r.linkedPeers(""), b.h.ID()) && slices.Contains(b.r.linkedPeers(""), a.h.ID())
 	})
 }
@@ -100,7 +100,7 @@ func dump(t testing.TB, r *Registry, clusters ...string) string {
 func converged(t testing.TB, ns []*tnode, clusters ...string) string {
 	t.Helper()
 	var last []string
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		last = last[:0]
 		for _, n := range ns {
@@ -126,7 +126,7 @@ func converged(t testing.TB, ns []*tnode, clusters ...string) string {
 // hasName waits until r sees key registered to want (zero: not at all).
 func hasName(t testing.TB, r *Registry, key string, want Addr, opts ...Option) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("%s -> %s", key, want), func() bool {
+	eventually(t, wait, fmt.Sprintf("%s -> %s", key, want), func() bool {
 		e, err := r.Lookup(key, opts...)
 		if want.IsZero() {
 			return err != nil
@@ -138,7 +138,7 @@ func hasName(t testing.TB, r *Registry, key string, want Addr, opts ...Option) {
 // memberCount waits until r sees n members of key.
 func memberCount(t testing.TB, r *Registry, key string, n int, opts ...Option) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("%d members of %s", n, key), func() bool {
+	eventually(t, wait, fmt.Sprintf("%d members of %s", n, key), func() bool {
 		ms, err := r.Members(key, opts...)
 		return err == nil && len(ms) == n
 	})

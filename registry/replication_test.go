@@ -134,7 +134,7 @@ func TestCleanLeaveIsImmediate(t *testing.T) {
 // where only the node is known.
 func (a Addr) withAny(r *Registry, key string) Addr {
 	var got Addr
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		if e, err := r.Lookup(key); err == nil && e.Addr.Node == a.Node {
 			return e.Addr
@@ -244,7 +244,7 @@ func TestPartitionConflictResolvedAndLoserTold(t *testing.T) {
 		if m.Kind != MessageLost || m.Key != "leader" || m.Winner != pa.Addr() || !strings.Contains(m.Reason, "won by") {
 			t.Fatalf("notice %+v", m)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(wait):
 		t.Fatal("the loser was not told")
 	}
 	var saw bool
@@ -433,7 +433,7 @@ func TestDispatchOneMessagePerNode(t *testing.T) {
 			if string(m.Payload) != "hi" || m.Key != "fan/out" {
 				t.Fatalf("message %+v", m)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(wait):
 			t.Fatalf("%v got nothing", p.Addr())
 		}
 	}
@@ -456,7 +456,7 @@ func TestSendAcrossNodes(t *testing.T) {
 		if string(m.Payload) != "ping" || m.From != p.Addr() {
 			t.Fatalf("got %+v", m)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(wait):
 		t.Fatal("no message")
 	}
 	// A node that is gone: a typed error.
@@ -465,7 +465,7 @@ func TestSendAcrossNodes(t *testing.T) {
 		t.Fatalf("send to a gone node: %v", err)
 	}
 	ns[1].h.Close()
-	eventually(t, 10*time.Second, "the link to close", func() bool {
+	eventually(t, wait, "the link to close", func() bool {
 		return errors.Is(p.Send(context.Background(), h.Addr(), nil), ErrNodeGone)
 	})
 }
@@ -477,7 +477,7 @@ func TestNodesTracksPeers(t *testing.T) {
 		t.Fatalf("nodes %v", nodes)
 	}
 	ns[2].r.Close()
-	eventually(t, 10*time.Second, "the closed node to go", func() bool {
+	eventually(t, wait, "the closed node to go", func() bool {
 		nodes, _ := ns[0].r.Nodes()
 		return len(nodes) == 2
 	})

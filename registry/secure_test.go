@@ -122,7 +122,7 @@ func TestSecureDropsWhatAPeerMayNotWrite(t *testing.T) {
 	mustRegister(t, p, "forged/name", "")
 	mustJoin(t, p, "forged/group", "")
 	hasName(t, ns[1].r, "svc/ok", p.Addr())
-	eventually(t, 5*time.Second, "the drops to be counted", func() bool { return ns[1].r.Stats().DroppedUnauthorized >= 2 })
+	eventually(t, wait, "the drops to be counted", func() bool { return ns[1].r.Stats().DroppedUnauthorized >= 2 })
 	if _, err := ns[1].r.Lookup("forged/name"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a forged name was kept: %v", err)
 	}
@@ -136,7 +136,7 @@ func TestSecureDropsWhatAPeerMayNotWrite(t *testing.T) {
 	if n, err := ns[0].r.Dispatch(context.Background(), "svc/ok", []byte("x")); err != nil || n != 2 {
 		t.Fatalf("dispatch: %d, %v", n, err)
 	}
-	eventually(t, 5*time.Second, "the dispatch to be refused", func() bool { return ns[1].r.stats.refusedDispatch.Load() == 1 })
+	eventually(t, wait, "the dispatch to be refused", func() bool { return ns[1].r.stats.refusedDispatch.Load() == 1 })
 	select {
 	case m := <-q.Messages():
 		t.Fatalf("a refused dispatch arrived: %+v", m)
