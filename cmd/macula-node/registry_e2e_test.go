@@ -19,8 +19,9 @@ import (
 // uses the registry through their APIs and the CLI: names and groups
 // replicate, prefix queries, monitors (registry watch), dispatch with one
 // message per node, a named cluster that only its nodes see, a process
-// whose API stream closes, a node that stops cleanly and one that is
-// killed, and a node that comes back.
+// whose API stream closes, a node that stops cleanly, one that is killed
+// (the name it held becomes free and another node takes it), and a node
+// that comes back (nothing of its former life returns).
 func TestRegistryEndToEnd(t *testing.T) {
 	t.Parallel()
 	const realmName = "io.e2e.registry"
@@ -32,7 +33,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	b.waitReady(t)
 	c.waitReady(t)
 	nodes := []*runNode{a, b, c}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	clients := map[*runNode]*api.Client{}
 	for _, n := range nodes {
@@ -63,7 +64,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 
 	// A watch on c, through the CLI.
 	watch := startProc(t, "watch on c", nil, "--api", c.st.API, "registry", "watch", "svc/", "--count", "2")
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(watch.stderr.String(), "watching svc/") {
 			return errors.New("not yet")
 		}
@@ -75,7 +76,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes[1:] {
-		testnet.Eventually(t, 20*time.Second, func() error {
+		testnet.Eventually(t, 30*time.Second, func() error {
 			e, err := clients[n].Lookup(ctx, "svc/leader", "")
 			if err != nil {
 				return err
@@ -100,7 +101,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		r := runCmd(t, 20*time.Second, nil, "--api", a.st.API, "groups", "ls", "chat/", "--json")
 		var ms []api.RegistryMember
 		if err := json.Unmarshal([]byte(r.stdout), &ms); err != nil {
@@ -125,13 +126,13 @@ func TestRegistryEndToEnd(t *testing.T) {
 	// The CLI holds a name for as long as it runs, and prints what is sent
 	// to it.
 	hold := startProc(t, "registry register on a", nil, "--api", a.st.API, "registry", "register", "cli/holder", "--meta", `{"by":"cli"}`)
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(hold.stderr.String(), "registered cli/holder as ") {
 			return fmt.Errorf("stderr %q", hold.stderr.String())
 		}
 		return nil
 	})
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		e, err := clients[b].Lookup(ctx, "cli/holder", "")
 		if err != nil {
 			return err
@@ -144,7 +145,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	if n, err := clients[c].Dispatch(ctx, "cli/holder", []byte(`{"ping":1}`), api.ContentTypeJSON, ""); err != nil || n != 1 {
 		t.Fatalf("dispatch to the CLI's name: %d, %v", n, err)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(hold.stdout.String(), `cli/holder {"ping":1}`) {
 			return fmt.Errorf("stdout %q", hold.stdout.String())
 		}
@@ -153,7 +154,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	if code := hold.stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 		t.Fatalf("registry register exited %d: %s", code, hold.stderr.String())
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if _, err := clients[b].Lookup(ctx, "cli/holder", ""); apiCode(err) != api.CodeNotFound {
 			return fmt.Errorf("lookup: %v", err)
 		}
@@ -169,7 +170,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 	if err := clients[b].Join(ctx, procs[b].Info().ID, "room/1", json.RawMessage(`"b"`), "game"); err != nil {
 		t.Fatal(err)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		ms, err := clients[c].Members(ctx, "room/1", "game", 0)
 		if err != nil || len(ms) != 1 {
 			return fmt.Errorf("%v, %v", ms, err)
@@ -194,7 +195,7 @@ func TestRegistryEndToEnd(t *testing.T) {
 		t.Fatalf("b exited %d", code)
 	}
 	for _, n := range []*runNode{a, c} {
-		testnet.Eventually(t, 10*time.Second, func() error {
+		testnet.Eventually(t, 30*time.Second, func() error {
 			ms, err := clients[n].Members(ctx, "chat/", "", 0)
 			if err != nil {
 				return err
@@ -206,10 +207,34 @@ func TestRegistryEndToEnd(t *testing.T) {
 		})
 	}
 
-	// c is killed: a notices (its liveness check closes the connection)
-	// and drops c's entries.
-	c.cmd.Process.Kill()
+	// c holds a name; a second process on a is refused it.
+	if _, err := clients[c].Register(ctx, procs[c].Info().ID, "svc/worker", json.RawMessage(`"c"`), ""); err != nil {
+		t.Fatal(err)
+	}
+	pa2, err := clients[a].OpenProcess(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa2.Close()
 	testnet.Eventually(t, 30*time.Second, func() error {
+		e, err := clients[a].Lookup(ctx, "svc/worker", "")
+		if err != nil {
+			return err
+		}
+		if e.Addr != procs[c].Info().Addr {
+			return fmt.Errorf("owner %s", e.Addr)
+		}
+		return nil
+	})
+	if _, err := clients[a].Register(ctx, pa2.Info().ID, "svc/worker", nil, ""); apiCode(err) != api.CodeTaken {
+		t.Fatalf("registering c's name on a: %v", err)
+	}
+
+	// c is killed: a notices (its liveness check closes the connection)
+	// and drops c's entries: its memberships go, and its name is free
+	// for a to take.
+	c.cmd.Process.Kill()
+	testnet.Eventually(t, 60*time.Second, func() error {
 		ms, err := clients[a].Members(ctx, "chat/", "", 0)
 		if err != nil {
 			return err
@@ -218,6 +243,10 @@ func TestRegistryEndToEnd(t *testing.T) {
 			return fmt.Errorf("%d members left", len(ms))
 		}
 		return nil
+	})
+	testnet.Eventually(t, 60*time.Second, func() error {
+		_, err := clients[a].Register(ctx, pa2.Info().ID, "svc/worker", json.RawMessage(`"a"`), "")
+		return err
 	})
 
 	// c comes back (same identity): its new entries reach a.
@@ -232,13 +261,25 @@ func TestRegistryEndToEnd(t *testing.T) {
 	if err := cl.Join(ctx, p2.Info().ID, "chat/back", nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	testnet.Eventually(t, 30*time.Second, func() error {
+	testnet.Eventually(t, 60*time.Second, func() error {
 		ms, err := clients[a].Members(ctx, "chat/", "", 0)
 		if err != nil {
 			return err
 		}
 		if len(ms) != 1 || ms[0].Key != "chat/back" {
 			return fmt.Errorf("members %+v", ms)
+		}
+		return nil
+	})
+	// The name c held before it died stays a's on the new c: nothing of
+	// the dead node comes back.
+	testnet.Eventually(t, 60*time.Second, func() error {
+		e, err := cl.Lookup(ctx, "svc/worker", "")
+		if err != nil {
+			return err
+		}
+		if e.Addr != pa2.Info().Addr || string(e.Meta) != `"a"` {
+			return fmt.Errorf("owner %s, meta %s", e.Addr, e.Meta)
 		}
 		return nil
 	})
