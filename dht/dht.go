@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -20,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p-kad-dht/amino"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -91,6 +93,19 @@ type Config struct {
 	// RetryInterval is the wait before a failed announcement is tried
 	// again; it doubles on each failure up to a minute. Default: 2s.
 	RetryInterval time.Duration
+	// RequestTimeout is the least time a request waits for a peer's answer
+	// (see sender.go): the wait is ten of the peer's round-trip times when
+	// that is longer, at most 10s, and 2s while its round-trip time is not
+	// known. A peer that does not answer in time fails the request (the
+	// query goes on without it) and is suspect. Default: 500ms.
+	RequestTimeout time.Duration
+	// Unresponsive, if set, is told when a peer becomes suspect: it left a
+	// request unanswered. Queries skip it until Responsive(p), until it is
+	// gone, or for SuspectFor. The node pings it at once. It must not block.
+	Unresponsive func(peer.ID)
+	// SuspectFor is how long a suspect peer is skipped by queries unless
+	// Responsive ends it first. Default: 10s.
+	SuspectFor time.Duration
 	// Logger gets the DHT's own log lines. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -116,6 +131,8 @@ type Stats struct {
 // DHT is a realm's Kademlia DHT on one host.
 type DHT struct {
 	kad    *kad.IpfsDHT
+	host   host.Host
+	rt     atomic.Pointer[kb.RoutingTable] // kad's, once kad.New returned (the sender may run before)
 	store  ds.Batching
 	realm  string
 	cfg    Config
@@ -133,7 +150,21 @@ type DHT struct {
 	providing map[string]*announcement // keys this node provides
 	seen      map[string]time.Time     // provider keys other peers stored here, by multihash bytes
 	closed    bool
+
+	// smu guards suspects. A leaf: the query filters take it.
+	smu      sync.Mutex
+	suspects map[peer.ID]suspicion
 }
+
+// suspicion is why and until when a peer is skipped by queries.
+type suspicion struct {
+	until time.Time
+	inRT  bool // it was in the routing table when it became suspect
+}
+
+// maxSuspects bounds the suspects kept; past it, expired ones are dropped,
+// then all (they are only skipped for a while).
+const maxSuspects = 4096
 
 // announcement is where a provided key's announcement to the realm stands.
 // Guarded by DHT.mu.
@@ -174,6 +205,12 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 2 * time.Second
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 500 * time.Millisecond
+	}
+	if cfg.SuspectFor <= 0 {
+		cfg.SuspectFor = 10 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -190,6 +227,8 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		return nil, fmt.Errorf("dht: Config.Mode %q: want server, client or auto", cfg.Mode)
 	}
 	d := &DHT{
+		host:      h,
+		suspects:  make(map[peer.ID]suspicion),
 		store:     dssync.MutexWrap(ds.NewMapDatastore()),
 		realm:     cfg.Realm,
 		cfg:       cfg,
@@ -203,11 +242,11 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		kad.Mode(mode),
 		kad.Datastore(d.store),
 		kad.OnRequestHook(d.onRequest),
-	}
-	if gone := cfg.Gone; gone != nil {
-		opts = append(opts,
-			kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return !gone(ai.ID) }),
-			kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return !gone(p) }))
+		kad.WithCustomMessageSender(func(h host.Host, protos []protocol.ID) pb.MessageSenderWithDisconnect {
+			return &sender{d: d, h: h, protos: protos}
+		}),
+		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return d.askable(ai.ID) }),
+		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.askable(p) }),
 	}
 	for ns, v := range cfg.Validators {
 		opts = append(opts, kad.NamespacedValidator(ns, v))
@@ -217,6 +256,7 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		return nil, fmt.Errorf("dht: %w", err)
 	}
 	d.kad = k
+	d.rt.Store(k.RoutingTable())
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.wg.Add(2)
 	go d.reprovideLoop()
@@ -235,6 +275,88 @@ func (d *DHT) bound(ctx context.Context) context.Context {
 // (Gone keeps it from coming back through a query.)
 func (d *DHT) ForgetPeer(p peer.ID) {
 	d.kad.RoutingTable().RemovePeer(p)
+	d.smu.Lock()
+	delete(d.suspects, p)
+	d.smu.Unlock()
+}
+
+// askable reports whether queries may ask p and the routing table may
+// hold it: it is neither gone nor suspect.
+func (d *DHT) askable(p peer.ID) bool {
+	if d.cfg.Gone != nil && d.cfg.Gone(p) {
+		return false
+	}
+	return !d.suspected(p)
+}
+
+// suspected reports whether p is suspect: it left a request unanswered,
+// and has not answered a ping since.
+func (d *DHT) suspected(p peer.ID) bool {
+	d.smu.Lock()
+	defer d.smu.Unlock()
+	if len(d.suspects) == 0 {
+		return false
+	}
+	s, ok := d.suspects[p]
+	if ok && time.Now().After(s.until) {
+		delete(d.suspects, p)
+		return false
+	}
+	return ok
+}
+
+// unanswered makes p suspect: a request to it went unanswered for bound.
+// It leaves the routing table (queries seed from it unfiltered) until
+// Responsive.
+func (d *DHT) unanswered(p peer.ID, bound time.Duration) {
+	if d.cfg.Gone != nil && d.cfg.Gone(p) {
+		return // known already
+	}
+	rt := d.rt.Load()
+	inRT := rt != nil && rt.Find(p) != ""
+	now := time.Now()
+	d.smu.Lock()
+	s, was := d.suspects[p]
+	was = was && now.Before(s.until)
+	if !was && len(d.suspects) >= maxSuspects {
+		for q, o := range d.suspects {
+			if now.After(o.until) {
+				delete(d.suspects, q)
+			}
+		}
+		if len(d.suspects) >= maxSuspects {
+			clear(d.suspects)
+		}
+	}
+	d.suspects[p] = suspicion{until: now.Add(d.cfg.SuspectFor), inRT: inRT || (was && s.inRT)}
+	d.smu.Unlock()
+	if rt != nil {
+		rt.RemovePeer(p)
+	}
+	if was {
+		return
+	}
+	d.log.Debug("peer left a DHT request unanswered; suspect", "peer", p, "bound", bound)
+	if d.cfg.Unresponsive != nil {
+		d.cfg.Unresponsive(p)
+	}
+}
+
+// Responsive tells the DHT that p, suspect since it left a request
+// unanswered, answers again (a ping got through): queries ask it again,
+// and it is back in the routing table if it was there. For a peer that is
+// not suspect it does nothing.
+func (d *DHT) Responsive(p peer.ID) {
+	d.smu.Lock()
+	s, ok := d.suspects[p]
+	delete(d.suspects, p)
+	d.smu.Unlock()
+	if !ok || !s.inRT || d.host.Network().Connectedness(p) != network.Connected || !d.askable(p) {
+		return
+	}
+	if _, err := d.kad.RoutingTable().TryAddPeer(p, true, true); err != nil {
+		d.log.Debug("a suspect that answers again is not back in the routing table", "peer", p, "err", err)
+	}
 }
 
 // onRequest counts the keys other peers ask us to hold provider records for,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -359,4 +360,95 @@ func newDHTWith(t *testing.T, h host.Host, cfg Config) *DHT {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// silence makes h's DHT take requests and never answer them, as a node
+// that was killed without a word looks while its connections stay open.
+func silence(h host.Host, realm string) {
+	proto := ProtocolPrefix(realm) + "/kad/1.0.0"
+	h.SetStreamHandler(proto, func(s network.Stream) {
+		_, _ = io.Copy(io.Discard, s) // until the asker resets the stream
+		_ = s.Reset()
+	})
+	// Streams that peers keep open for their next requests end too.
+	for _, c := range h.Network().Conns() {
+		for _, s := range c.GetStreams() {
+			if s.Protocol() == proto {
+				_ = s.Reset()
+			}
+		}
+	}
+}
+
+// A lookup does not wait for a connected peer that stops answering: the
+// request to it fails after its bound, the peer becomes suspect (told to
+// Unresponsive, out of the routing table and of queries), and lookups and
+// announcements end without it. A provider the others know of is still
+// found (no false not found), and Responsive brings the peer back.
+func TestSilentPeerDoesNotStallQueries(t *testing.T) {
+	const realm = "io.acme.orders"
+	var mu sync.Mutex
+	var told []peer.ID
+	ha, hb, hc, hs := newHost(t), newHost(t), newHost(t), newHost(t)
+	a := newDHTWith(t, ha, Config{Realm: realm, Unresponsive: func(p peer.ID) {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, p)
+	}})
+	b, c, s := newDHT(t, hb, realm), newDHT(t, hc, realm), newDHT(t, hs, realm)
+	all := []host.Host{ha, hb, hc, hs}
+	for i, x := range all {
+		for _, y := range all[i+1:] {
+			connect(t, x, y)
+		}
+	}
+	waitRoutingTable(t, a, hb.ID(), hc.ID(), hs.ID())
+	for _, d := range []*DHT{b, c, s} {
+		waitRoutingTable(t, d, ha.ID())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Provide(ctx, "served-by-b"); err != nil {
+		t.Fatal(err)
+	}
+	// a has measured s's round-trip time by now (the routing tables were
+	// filled by queries); kad-dht's own bound would be 10 s.
+	silence(hs, realm)
+
+	// Each deadline is below kad-dht's 10 s wait: a lookup that ends
+	// before its deadline did not wait for s.
+	for _, key := range []string{"nobody-provides-this", "nor-this"} {
+		lctx, lcancel := context.WithTimeout(ctx, 8*time.Second)
+		t0 := time.Now()
+		provs, err := a.Lookup(lctx, key, 0)
+		ended := lctx.Err()
+		lcancel()
+		t.Logf("lookup of %s with a silent peer: %v", key, time.Since(t0).Round(time.Millisecond))
+		if err != nil || len(provs) != 0 || ended != nil {
+			t.Fatalf("lookup of %s with a silent peer: %v, %v; its deadline: %v", key, provs, err, ended)
+		}
+	}
+	mu.Lock()
+	gotTold := slices.Contains(told, hs.ID())
+	mu.Unlock()
+	if !gotTold || !a.suspected(hs.ID()) || slices.Contains(a.RoutingTablePeers(), hs.ID()) {
+		t.Fatalf("the silent peer: told %v, suspect %v, routing table %v", gotTold, a.suspected(hs.ID()), a.RoutingTablePeers())
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 8*time.Second)
+	provs, err := a.Lookup(lctx, "served-by-b", 1)
+	lcancel()
+	if err != nil || len(provs) != 1 || provs[0].ID != hb.ID() {
+		t.Fatalf("lookup of b's key with a silent peer: %v, %v", provs, err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 8*time.Second)
+	err = a.Provide(pctx, "served-by-a")
+	pcancel()
+	if err != nil {
+		t.Fatalf("Provide with a silent peer: %v", err)
+	}
+	a.Responsive(hs.ID())
+	if a.suspected(hs.ID()) || !slices.Contains(a.RoutingTablePeers(), hs.ID()) {
+		t.Fatalf("after Responsive: suspect %v, routing table %v", a.suspected(hs.ID()), a.RoutingTablePeers())
+	}
+	_ = c
 }
