@@ -300,6 +300,7 @@ func (x *RPC) CallAsync(ctx context.Context, procedure string, payload []byte, o
 type pendingCall struct {
 	ch       chan result // capacity 1; one send, by whoever removed it from pending
 	deadline time.Time
+	sent     time.Time
 }
 
 type result struct {
@@ -328,7 +329,11 @@ type clientConn struct {
 	// under both adsMu and RPC.mu, so either suffices to read it.
 	adsSent uint64
 
-	// mu guards pending, err and nextSweep.
+	// lastRecv is when the last frame came from the peer (unix ns); kept
+	// only with Config.Unanswered.
+	lastRecv atomic.Int64
+
+	// mu guards pending, err, nextSweep and probeArmed.
 	mu      sync.Mutex
 	pending map[uint64]*pendingCall
 	err     error // set once the stream is finished
@@ -336,6 +341,10 @@ type clientConn struct {
 	// nextSweep (zero: not armed), the earliest deadline it knows of.
 	sweep     *time.Timer
 	nextSweep time.Time
+	// probe, with Config.Unanswered only, checks whether calls wait on a
+	// silent peer (checkUnanswered); armed while calls are pending.
+	probe      *time.Timer
+	probeArmed bool
 }
 
 // callPeer sends one call to p. sent reports whether the request may have
@@ -383,11 +392,12 @@ func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, proced
 	defer c.inflight.Add(-1)
 
 	id := c.ids.Add(1)
-	left := time.Until(o.deadline)
+	now := time.Now()
+	left := o.deadline.Sub(now)
 	if left <= 0 {
 		return nil, false, ErrTimeout
 	}
-	pc := &pendingCall{ch: make(chan result, 1), deadline: o.deadline}
+	pc := &pendingCall{ch: make(chan result, 1), deadline: o.deadline, sent: now}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -397,6 +407,10 @@ func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, proced
 	if c.nextSweep.IsZero() || o.deadline.Before(c.nextSweep) {
 		c.nextSweep = o.deadline
 		c.sweep.Reset(left)
+	}
+	if c.probe != nil && !c.probeArmed {
+		c.probeArmed = true
+		c.probe.Reset(x.cfg.ProbeAfter)
 	}
 	c.mu.Unlock()
 
@@ -469,6 +483,40 @@ func (c *clientConn) sweepNow() {
 	}
 }
 
+// checkUnanswered tells Config.Unanswered of the peer when calls have
+// waited ProbeAfter while nothing came from it, and arms itself again while
+// calls are pending.
+func (c *clientConn) checkUnanswered() {
+	after := c.x.cfg.ProbeAfter
+	now := time.Now()
+	c.mu.Lock()
+	if c.err != nil || len(c.pending) == 0 {
+		c.probeArmed = false
+		c.mu.Unlock()
+		return
+	}
+	quiet := time.Unix(0, c.lastRecv.Load()) // silent since
+	oldest := now
+	for _, pc := range c.pending {
+		if pc.sent.Before(oldest) {
+			oldest = pc.sent
+		}
+	}
+	if oldest.After(quiet) {
+		quiet = oldest
+	}
+	wait := after - now.Sub(quiet)
+	silent := wait <= 0
+	if silent {
+		wait = after
+	}
+	c.probe.Reset(wait)
+	c.mu.Unlock()
+	if silent {
+		c.x.cfg.Unanswered(c.peer)
+	}
+}
+
 func (c *clientConn) drop(id uint64) {
 	c.mu.Lock()
 	delete(c.pending, id)
@@ -486,6 +534,9 @@ func (c *clientConn) fail(err error) {
 	c.pending = map[uint64]*pendingCall{}
 	c.mu.Unlock()
 	c.sweep.Stop()
+	if c.probe != nil {
+		c.probe.Stop()
+	}
 	c.w.finish(true)
 	for _, pc := range pend {
 		pc.ch <- result{err: err}
@@ -530,6 +581,9 @@ func (c *clientConn) readLoop() {
 			c.fail(fmt.Errorf("%w: %s: %v", ErrDisconnected, c.peer, err))
 			c.w.wait()
 			return
+		}
+		if c.probe != nil {
+			c.lastRecv.Store(time.Now().UnixNano())
 		}
 		if h.Type != frameResponse || h.Version != wireVersion {
 			c.fail(fmt.Errorf("%w: %s sent frame type %d version %d", ErrDisconnected, c.peer, h.Type, h.Version))
@@ -630,6 +684,10 @@ func (x *RPC) open(ctx context.Context, p peer.ID) (*clientConn, error) {
 	c.w = newWStream(s, x.cfg.MaxInFlightPerPeer+16, func() bool { return len(c.sem) > 1 })
 	c.sweep = time.AfterFunc(time.Hour, c.sweepNow)
 	c.sweep.Stop()
+	if x.cfg.Unanswered != nil {
+		c.probe = time.AfterFunc(time.Hour, c.checkUnanswered)
+		c.probe.Stop()
+	}
 	return c, nil
 }
 

@@ -77,6 +77,14 @@ type Config struct {
 	AvoidFor time.Duration
 	// DialTimeout bounds reaching one provider. Default: 5s.
 	DialTimeout time.Duration
+	// Unanswered, if set, is told when calls to a peer have waited
+	// ProbeAfter while nothing at all came from it on their stream, and
+	// again every ProbeAfter while that lasts. It is no verdict (a handler
+	// may take long): the node pings the peer at once, so that one that
+	// died is found out sooner than by its idle pings. It must not block.
+	Unanswered func(peer.ID)
+	// ProbeAfter: see Unanswered. Default: 1s.
+	ProbeAfter time.Duration
 	// Logger gets the service's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// TracerProvider makes a span for every call made (client) and served
@@ -119,6 +127,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.ProviderTTL, 10*time.Second)
 	defd(&c.AvoidFor, 10*time.Second)
 	defd(&c.DialTimeout, 5*time.Second)
+	defd(&c.ProbeAfter, time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

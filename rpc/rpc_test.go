@@ -575,3 +575,51 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
+
+// A call that waits on a callee from which nothing comes is reported to
+// Config.Unanswered (the node pings the callee then).
+func TestUnansweredCallReported(t *testing.T) {
+	told := make(chan peer.ID, 16)
+	a := newNode(t, nil)
+	b := newNode(t, func(c *Config) {
+		c.ProbeAfter = 100 * time.Millisecond
+		c.Unanswered = func(p peer.ID) {
+			select {
+			case told <- p:
+			default:
+			}
+		}
+	})
+	mesh(t, a, b)
+	release := make(chan struct{})
+	advertise(t, a, "io.acme.orders.slow", func(ctx context.Context, req *Request) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return []byte("done"), nil
+	})
+	advertise(t, a, "io.acme.orders.fast", echo)
+	waitCallable(t, b, "io.acme.orders.fast")
+	for range 20 {
+		if _, err := b.rpc.Call(context.Background(), "io.acme.orders.fast", []byte("x"), WithTimeout(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for len(told) > 0 {
+		<-told // a fast call may have waited ProbeAfter under load
+	}
+	pend := b.rpc.CallAsync(context.Background(), "io.acme.orders.slow", nil, WithTimeout(30*time.Second))
+	select {
+	case p := <-told:
+		if p != a.h.ID() {
+			t.Fatalf("told of %s, want the callee %s", p, a.h.ID())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a call waiting on a silent callee was never reported")
+	}
+	close(release)
+	if reply, err := pend.Result(); err != nil || string(reply) != "done" {
+		t.Fatalf("the slow call: %q, %v", reply, err)
+	}
+}
