@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -64,6 +65,9 @@ type Node struct {
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// probes and probesAnswered count the pings of suspect peers
+	// (liveness.go) and those answered, for tests.
+	probes, probesAnswered atomic.Int64
 
 	// mu guards the fields below it.
 	mu     sync.Mutex
@@ -151,11 +155,12 @@ func New(cfg Config) (_ *Node, err error) {
 		dhtHost = membersOnly{Host: h, n: n}
 	}
 	if n.dht, err = dht.New(dhtHost, dht.Config{
-		Realm:      s.Realm,
-		Mode:       s.DHTMode,
-		Validators: map[string]record.Validator{alias.Namespace: n.aliasV},
-		Gone:       n.gater.gone,
-		Logger:     n.log,
+		Realm:        s.Realm,
+		Mode:         s.DHTMode,
+		Validators:   map[string]record.Validator{alias.Namespace: n.aliasV},
+		Gone:         n.gater.gone,
+		Unresponsive: n.suspect,
+		Logger:       n.log,
 	}); err != nil {
 		return nil, err
 	}
@@ -167,6 +172,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	rcfg := s.RPC
 	rcfg.Realm, rcfg.Logger, rcfg.Access = s.Realm, n.log, n.sec.pol
+	rcfg.Unanswered = n.suspect // a callee gone silent is pinged at once
 	if n.rpc, err = rpc.New(h, n.dht, n.events, rcfg); err != nil {
 		return nil, fmt.Errorf("%w: rpc: %w", ErrConfig, err)
 	}

@@ -25,6 +25,8 @@ type peerState struct {
 	since    time.Time
 	// stopWatch ends watchPeer; nil when none runs.
 	stopWatch context.CancelFunc
+	// probe asks watchPeer to ping now (suspect); set with stopWatch.
+	probe chan struct{}
 	// gone says why the peer is no peer any more although connections to
 	// it may be left: ReasonLeft (it said goodbye) or ReasonUnresponsive
 	// (it stopped answering pings). "" while it is a peer.
@@ -236,8 +238,9 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		if ps.stopWatch == nil {
 			var wctx context.Context
 			wctx, ps.stopWatch = context.WithCancel(n.ctx)
+			ps.probe = make(chan struct{}, 1)
 			n.wg.Add(1)
-			go n.watchPeer(wctx, p, n.activity.track(p))
+			go n.watchPeer(wctx, p, n.activity.track(p), ps.probe)
 		}
 	}
 	n.mu.Unlock()
