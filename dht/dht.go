@@ -151,9 +151,13 @@ type DHT struct {
 	seen      map[string]time.Time     // provider keys other peers stored here, by multihash bytes
 	closed    bool
 
-	// smu guards suspects. A leaf: the query filters take it.
+	// smu guards suspects and expiry. A leaf: the query filters take it.
 	smu      sync.Mutex
 	suspects map[peer.ID]suspicion
+	// expiry ends the suspicions that no answer ended (expireSuspects);
+	// armed while there are suspects; nil once closed.
+	expiry      *time.Timer
+	expiryArmed bool
 }
 
 // suspicion is why and until when a peer is skipped by queries.
@@ -258,6 +262,10 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 	d.kad = k
 	d.rt.Store(k.RoutingTable())
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.smu.Lock()
+	d.expiry = time.AfterFunc(time.Hour, d.expireSuspects)
+	d.expiry.Stop()
+	d.smu.Unlock()
 	d.wg.Add(2)
 	go d.reprovideLoop()
 	go d.retryLoop()
@@ -298,11 +306,54 @@ func (d *DHT) suspected(p peer.ID) bool {
 		return false
 	}
 	s, ok := d.suspects[p]
-	if ok && time.Now().After(s.until) {
-		delete(d.suspects, p)
-		return false
+	return ok && time.Now().Before(s.until)
+}
+
+// expireSuspects ends the suspicions that expired (SuspectFor passed with
+// no answer to a ping, or nobody pinging): the peers are asked again, and
+// those that were in the routing table are back in it while connected
+// (kad-dht would take them back only when they next answer a query or
+// identify again).
+func (d *DHT) expireSuspects() {
+	now := time.Now()
+	var back []peer.ID
+	d.smu.Lock()
+	if d.expiry == nil {
+		d.smu.Unlock()
+		return
 	}
-	return ok
+	next := time.Duration(0)
+	for p, s := range d.suspects {
+		if left := s.until.Sub(now); left > 0 {
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		delete(d.suspects, p)
+		if s.inRT {
+			back = append(back, p)
+		}
+	}
+	d.expiryArmed = next > 0
+	if d.expiryArmed {
+		d.expiry.Reset(next)
+	}
+	d.smu.Unlock()
+	for _, p := range back {
+		d.readmit(p)
+	}
+}
+
+// readmit puts p, no longer suspect, back into the routing table when it is
+// connected and not gone.
+func (d *DHT) readmit(p peer.ID) {
+	if d.ctx.Err() != nil || d.host.Network().Connectedness(p) != network.Connected || !d.askable(p) {
+		return
+	}
+	if _, err := d.kad.RoutingTable().TryAddPeer(p, true, true); err != nil {
+		d.log.Debug("a peer no longer suspect is not back in the routing table", "peer", p, "err", err)
+	}
 }
 
 // unanswered makes p suspect: a request to it went unanswered for bound.
@@ -329,6 +380,10 @@ func (d *DHT) unanswered(p peer.ID, bound time.Duration) {
 		}
 	}
 	d.suspects[p] = suspicion{until: now.Add(d.cfg.SuspectFor), inRT: inRT || (was && s.inRT)}
+	if d.expiry != nil && !d.expiryArmed {
+		d.expiryArmed = true
+		d.expiry.Reset(d.cfg.SuspectFor)
+	}
 	d.smu.Unlock()
 	if rt != nil {
 		rt.RemovePeer(p)
@@ -351,11 +406,8 @@ func (d *DHT) Responsive(p peer.ID) {
 	s, ok := d.suspects[p]
 	delete(d.suspects, p)
 	d.smu.Unlock()
-	if !ok || !s.inRT || d.host.Network().Connectedness(p) != network.Connected || !d.askable(p) {
-		return
-	}
-	if _, err := d.kad.RoutingTable().TryAddPeer(p, true, true); err != nil {
-		d.log.Debug("a suspect that answers again is not back in the routing table", "peer", p, "err", err)
+	if ok && s.inRT {
+		d.readmit(p)
 	}
 }
 
@@ -762,6 +814,12 @@ func (d *DHT) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
+	d.smu.Lock()
+	if d.expiry != nil {
+		d.expiry.Stop()
+		d.expiry = nil
+	}
+	d.smu.Unlock()
 	d.cancel()
 	d.wg.Wait()
 	return d.kad.Close()

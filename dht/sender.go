@@ -28,7 +28,8 @@ import (
 // Config.RequestTimeout, at most maxRequestTimeout). A peer that does not
 // answer in time fails that request, so the lookup goes on without it
 // (kad-dht counts it unreachable and drops it from the routing table), and
-// it becomes suspect: no query asks it, and the routing table does not
+// when its bound came from a measured round-trip time (the node's pings
+// measure it), it becomes suspect: no query asks it, and the routing table does not
 // take it back, until Responsive says it answers again (the node pings it
 // at once: Config.Unresponsive), it is gone, or SuspectFor passes.
 //
@@ -68,11 +69,14 @@ var _ pb.MessageSenderWithDisconnect = (*sender)(nil)
 func (s *sender) OnDisconnect(context.Context, peer.ID) {}
 
 // open opens a stream to p for one message, and bounds it: by ctx, and by
-// the answer's deadline, which it returns with the bound. Over an existing
-// connection the stream opens at once; otherwise the dial is bounded by ctx
-// (the query's dial timeout).
-func (s *sender) open(ctx context.Context, p peer.ID) (str network.Stream, bound time.Duration, deadline time.Time, stop func() bool, err error) {
-	bound = s.d.requestTimeout(p)
+// the answer's deadline, which it returns with the bound; measured says
+// whether the bound comes from p's round-trip time. Over an existing
+// connection the stream opens within the bound (it fails the request, but
+// makes no suspect: a stream waits for the connection's identify, which is
+// slow on a loaded machine, not on a dead peer's connection); otherwise the
+// dial is bounded by ctx (the query's dial timeout).
+func (s *sender) open(ctx context.Context, p peer.ID) (str network.Stream, bound time.Duration, measured bool, deadline time.Time, stop func() bool, err error) {
+	bound, measured = s.d.requestTimeout(p)
 	octx := ctx
 	if s.h.Network().Connectedness(p) == network.Connected {
 		var cancel context.CancelFunc
@@ -82,21 +86,20 @@ func (s *sender) open(ctx context.Context, p peer.ID) (str network.Stream, bound
 	str, err = s.h.NewStream(octx, p, s.protos...)
 	if err != nil {
 		if ctx.Err() == nil && octx.Err() != nil {
-			s.d.unanswered(p, bound)
-			return nil, 0, time.Time{}, nil, fmt.Errorf("%w: %s: opening a stream: %v", errNoAnswer, p, err)
+			return nil, 0, false, time.Time{}, nil, fmt.Errorf("%w: %s: opening a stream: %v", errNoAnswer, p, err)
 		}
-		return nil, 0, time.Time{}, nil, err
+		return nil, 0, false, time.Time{}, nil, err
 	}
 	deadline = time.Now().Add(bound)
 	_ = str.SetDeadline(deadline)
 	// A query that ends (its context) resets the streams it waits on.
 	stop = context.AfterFunc(ctx, func() { _ = str.Reset() })
-	return str, bound, deadline, stop, nil
+	return str, bound, measured, deadline, stop, nil
 }
 
 // SendRequest sends req to p and returns its answer.
 func (s *sender) SendRequest(ctx context.Context, p peer.ID, req *pb.Message) (*pb.Message, error) {
-	str, bound, deadline, stop, err := s.open(ctx, p)
+	str, bound, measured, deadline, stop, err := s.open(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +116,9 @@ func (s *sender) SendRequest(ctx context.Context, p peer.ID, req *pb.Message) (*
 			return nil, ctx.Err()
 		}
 		if !time.Now().Before(deadline) {
-			s.d.unanswered(p, bound)
+			if measured { // else the bound was a guess
+				s.d.unanswered(p, bound)
+			}
 			return nil, fmt.Errorf("%w: %s did not answer within %v: %v", errNoAnswer, p, bound, err)
 		}
 		return nil, err
@@ -125,7 +130,7 @@ func (s *sender) SendRequest(ctx context.Context, p peer.ID, req *pb.Message) (*
 
 // SendMessage sends msg to p, which answers nothing.
 func (s *sender) SendMessage(ctx context.Context, p peer.ID, msg *pb.Message) error {
-	str, _, _, stop, err := s.open(ctx, p)
+	str, _, _, _, stop, err := s.open(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -146,11 +151,12 @@ func writeMsg(str network.Stream, m *pb.Message) error {
 	return bw.Flush()
 }
 
-// requestTimeout is how long a request to p waits for its answer.
-func (d *DHT) requestTimeout(p peer.ID) time.Duration {
+// requestTimeout is how long a request to p waits for its answer, and
+// whether that comes from p's measured round-trip time.
+func (d *DHT) requestTimeout(p peer.ID) (time.Duration, bool) {
 	rtt := d.host.Peerstore().LatencyEWMA(p)
 	if rtt <= 0 {
-		return max(unknownRTTTimeout, d.cfg.RequestTimeout)
+		return max(unknownRTTTimeout, d.cfg.RequestTimeout), false
 	}
-	return min(max(requestRTTs*rtt, d.cfg.RequestTimeout), maxRequestTimeout)
+	return min(max(requestRTTs*rtt, d.cfg.RequestTimeout), maxRequestTimeout), true
 }
