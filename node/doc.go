@@ -1,11 +1,12 @@
 // Package node runs one Macula node: one libp2p host over QUIC, its Ed25519
 // identity, its realm, and the wiring of the services on that host (dht,
 // rpc, pubsub, nat, the UCAN validator of a secure realm), with the event
-// stream that telemetry reads. The protocols of its own are few: the realm
-// handshake (with the goodbye of a node that leaves) and the revocation
-// exchange of a secure realm. The signed alias records are package alias
-// (their validator and publisher), NAT traversal (who dials, birthday
-// probing) the nat/punch service; node starts and closes both.
+// stream that telemetry reads. Its one protocol of its own is the realm
+// handshake (with the goodbye of a node that leaves). The signed alias
+// records are package alias (their validator and publisher), NAT traversal
+// (who dials, birthday probing) the nat/punch service, the revocation
+// exchange of a secure realm package revocation; node starts and closes
+// them.
 //
 // # Identity
 //
@@ -62,10 +63,10 @@
 // and which Close removes first), one liveness watcher per peer, one
 // reconnect loop per bootstrap peer, the alias publisher, the membership
 // expiry loop of a secure realm, the NAT prober's address watcher, and short
-// lived ones (revocation senders, the closer of a peer that said goodbye).
+// lived ones (the closer of a peer that said goodbye).
 // Close removes the stream handlers, says goodbye, cancels the lifetime
-// context, closes the services in reverse order of start (pubsub, rpc, dht,
-// nat, host) and waits for all of them. New uses the same Close to undo a
+// context, closes the services in reverse order of start (punch,
+// revocations, pubsub, rpc, alias publisher, dht, nat, host) and waits for all of them. New uses the same Close to undo a
 // start that failed half way.
 //
 // # Locks
@@ -76,5 +77,5 @@
 // it is never held while calling into a service or something that may wait
 // for the swarm's notifications (ClosePeer, Connect, NewStream). gater.mu
 // and security.mu are leaves: nothing else is locked while one of them is
-// held. security.persistMu is taken before the UCAN validator's lock.
+// held.
 package node

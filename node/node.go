@@ -33,6 +33,7 @@ import (
 	"github.com/macula-io/macula/nat/punch"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/revocation"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -40,17 +41,20 @@ import (
 // The lock order is in the package doc.
 type Node struct {
 	// Set in New, read-only after.
-	cfg        *settings
-	log        *slog.Logger
-	id         *identity
-	did        string
-	alias      string
-	host       host.Host
-	gater      *gater
-	dht        *dht.DHT
-	rpc        *rpc.RPC
-	pubsub     *pubsub.PubSub
-	members    *member.Members
+	cfg     *settings
+	log     *slog.Logger
+	id      *identity
+	did     string
+	alias   string
+	host    host.Host
+	gater   *gater
+	dht     *dht.DHT
+	rpc     *rpc.RPC
+	pubsub  *pubsub.PubSub
+	members *member.Members
+	// rev passes revocation records on, in a secure realm; set once the
+	// host runs (a handshake may end before: atomic).
+	rev        atomic.Pointer[revocation.Exchange]
 	events     *event.Bus
 	aliasV     *alias.Validator
 	aliasPub   *alias.Publisher
@@ -150,6 +154,19 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, listenError(s.ListenAddrs, err)
 	}
 	n.host = h
+	if n.sec.v != nil {
+		x, err := revocation.New(h, revocation.Config{
+			Realm: s.Realm, Validator: n.sec.v, Dir: s.DataDir, Timeout: s.HandshakeTimeout,
+			Peers:   n.verifiedPeers,
+			Member:  func(p peer.ID) bool { return n.sec.table.Peer(p) != nil },
+			Applied: n.dropRevokedMembers,
+			Logger:  n.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: revocations: %w", ErrConfig, err)
+		}
+		n.rev.Store(x)
+	}
 	var dhtHost host.Host = h
 	if n.sec.v != nil {
 		dhtHost = membersOnly{Host: h, n: n}
@@ -200,9 +217,6 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.started = time.Now()
 
-	if n.sec.v != nil {
-		n.handle(h, RevocationProtocol(s.Realm), n.handleRevocations)
-	}
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
@@ -397,6 +411,9 @@ func (n *Node) Close() error {
 	// they announce through; NAT before the host, since it holds a
 	// reference to the host's QUIC socket.
 	errs = append(errs, n.closePunch())
+	if x := n.rev.Load(); x != nil {
+		errs = append(errs, x.Close())
+	}
 	if n.pubsub != nil {
 		errs = append(errs, n.pubsub.Close())
 	}

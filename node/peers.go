@@ -258,8 +258,8 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(c.Stat().Direction.String()), Path: path,
 		DID: peerdid.Of(p)}
 	n.events.Emit(e)
-	if n.sec.v != nil {
-		n.sendRevocations(p, n.sec.v.Revocations())
+	if x := n.rev.Load(); x != nil {
+		x.SendAll(p)
 	}
 	n.aliasPub.Wake() // a record not published yet has a peer to go to
 }

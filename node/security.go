@@ -1,13 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,16 +17,15 @@ import (
 
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/alias"
-	"github.com/macula-io/macula/frame"
-	"github.com/macula-io/macula/internal/atomicfile"
 	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
+	"github.com/macula-io/macula/revocation"
 	"github.com/macula-io/macula/ucan"
 )
 
 // RevocationsFile keeps, in the data directory, the revocation records the
-// node has seen, so that a restart does not forget them.
-const RevocationsFile = "revocations"
+// node has seen, so that a restart does not forget them (revocation.File).
+const RevocationsFile = revocation.File
 
 // ReplayFile keeps, in the data directory, the bearer invocations the node
 // has accepted and that have not expired, so that a restart does not let
@@ -45,25 +40,22 @@ const nonMemberRefuseFor = 30 * time.Second
 // open, so that the peer reads the refusal and can say why.
 const refusalGrace = 300 * time.Millisecond
 
-// security is the node's side of a secure realm: its validator, its own
-// chains and verdict, the verdicts of its peers, and the revocations it
-// knows. In an open realm v is nil and pol is access.Open.
+// security is the node's side of a secure realm: its validator (with the
+// revocations in force), its own chains and verdict, and the verdicts of its
+// peers. In an open realm v is nil and pol is access.Open.
 type security struct {
 	v     *ucan.Validator // nil: open realm
 	table *access.Table   // secure realm only
 	pol   access.Policy
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	chains  []ucan.Chain
-	wire    []byte            // MarshalChains(chains)
-	member  string            // text of the chain granting our name, for alias records
-	seenRev map[[32]byte]bool // revocation records already handled
+	mu     sync.Mutex
+	chains []ucan.Chain
+	wire   []byte // MarshalChains(chains)
+	member string // text of the chain granting our name, for alias records
 	// refusedWarned: a peer's refusal of this node was logged since the
 	// chains last changed (it is logged once, not per redial).
 	refusedWarned bool
-	// persistMu serialises writes of the revocations file.
-	persistMu sync.Mutex
 }
 
 // Secure reports whether the node's realm has an authority.
@@ -86,7 +78,6 @@ func (n *Node) Grant() ucan.Grant { return n.sec.pol.Self().Grant() }
 
 // initSecurity sets up the validator and checks the node's own chains.
 func (n *Node) initSecurity(self peer.ID) error {
-	n.sec.seenRev = make(map[[32]byte]bool)
 	if n.cfg.Authority == "" {
 		n.sec.pol = access.Open(self)
 		n.log.Warn("OPEN REALM: no authority is configured, so every node that knows the realm's name may join it and call, publish, subscribe and advertise anything; for development only (set an authority to secure it)")
@@ -107,8 +98,8 @@ func (n *Node) initSecurity(self peer.ID) error {
 	n.sec.v = v
 	n.sec.table = access.NewTable(nil)
 	n.sec.pol = n.sec.table
-	if err := n.loadRevocations(); err != nil {
-		return err
+	if err := revocation.Load(v, n.cfg.DataDir, n.log); err != nil {
+		return fmt.Errorf("%w: %v", ErrDataDir, err)
 	}
 	return n.setOwnChains(n.cfg.Chains, n.cfg.ChainSources)
 }
@@ -358,22 +349,7 @@ func (n *Node) membersOnlyHandler(handler network.StreamHandler) network.StreamH
 	}
 }
 
-// ---- revocations ----
-
-// RevocationProtocol carries revocation records between the nodes of a realm.
-func RevocationProtocol(realmName string) protocol.ID {
-	return protocol.ID("/macula/" + realmName + "/revocations/1.0.0")
-}
-
-// Revocation frames (append only).
-const (
-	frameRevocation uint8 = 1
-	revocationVer   uint8 = 1
-	maxRevocation         = 16 << 10
-	// maxRevocationsSent bounds what one stream carries; a node holding more
-	// sends the newest... all it can, in any order, up to this many.
-	maxRevocationsSent = 4096
-)
+// ---- revocations (package revocation carries them) ----
 
 // ErrNotSecure: the operation needs a realm with an authority.
 var ErrNotSecure = errors.New("the realm is open (no authority)")
@@ -387,7 +363,7 @@ func (n *Node) Revoke(ctx context.Context, record []byte) error {
 	if n.sec.v == nil {
 		return fmt.Errorf("%w: nothing to revoke", ErrNotSecure)
 	}
-	_, err := n.addRevocation(record, "")
+	_, err := n.rev.Load().Add(record, "")
 	return err
 }
 
@@ -397,35 +373,6 @@ func (n *Node) Revocations() [][]byte {
 		return nil
 	}
 	return n.sec.v.Revocations()
-}
-
-// addRevocation applies a record and, when it is new, stores it and floods it
-// to every peer but from. It reports whether it was new.
-func (n *Node) addRevocation(record []byte, from peer.ID) (bool, error) {
-	sum := sha256.Sum256(record)
-	n.sec.mu.Lock()
-	seen := n.sec.seenRev[sum]
-	n.sec.mu.Unlock()
-	if seen {
-		return false, nil
-	}
-	if err := n.sec.v.AddRevocation(record); err != nil {
-		return false, err
-	}
-	n.sec.mu.Lock()
-	if len(n.sec.seenRev) >= 4*maxRevocationsSent {
-		n.sec.seenRev = make(map[[32]byte]bool) // only a cache: the validator dedupes too
-	}
-	n.sec.seenRev[sum] = true
-	n.sec.mu.Unlock()
-	n.persistRevocation(record)
-	n.dropRevokedMembers()
-	for _, p := range n.verifiedPeers() {
-		if p != from {
-			n.sendRevocations(p, [][]byte{record})
-		}
-	}
-	return true, nil
 }
 
 // dropRevokedMembers disconnects peers whose membership is no longer valid.
@@ -450,136 +397,6 @@ func (n *Node) verifiedPeers() []peer.ID {
 		}
 	}
 	return out
-}
-
-// sendRevocations sends records to p in the background (bounded by the
-// node's lifetime and a timeout).
-func (n *Node) sendRevocations(p peer.ID, records [][]byte) {
-	if len(records) == 0 {
-		return
-	}
-	n.spawn(func() {
-		if len(records) > maxRevocationsSent {
-			records = records[:maxRevocationsSent]
-		}
-		// A few tries while the peer stays connected; past them, the
-		// periodic resync (expiryLoop) or the next handshake delivers.
-		for try := 0; try < revocationTries; try++ {
-			err := n.sendRevocationsOnce(p, records)
-			if err == nil {
-				return
-			}
-			n.log.Debug("cannot send revocations", "peer", p, "try", try+1, "err", err)
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			if n.host.Network().Connectedness(p) != network.Connected {
-				return
-			}
-		}
-	})
-}
-
-// revocationTries is how many times a revocation is sent to a connected peer
-// before it is left to the periodic resync.
-const revocationTries = 3
-
-func (n *Node) sendRevocationsOnce(p peer.ID, records [][]byte) error {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.HandshakeTimeout)
-	defer cancel()
-	s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "macula revocations"), p, RevocationProtocol(n.cfg.Realm))
-	if err != nil {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
-	for _, r := range records {
-		if err := frame.Write(s, frameRevocation, revocationVer, r); err != nil {
-			_ = s.Reset()
-			return err
-		}
-	}
-	return s.Close()
-}
-
-// handleRevocations reads records from a member peer.
-func (n *Node) handleRevocations(s network.Stream) {
-	defer s.Close()
-	p := s.Conn().RemotePeer()
-	if n.sec.v == nil || n.sec.table.Peer(p) == nil {
-		_ = s.Reset()
-		return
-	}
-	_ = s.SetDeadline(time.Now().Add(n.cfg.HandshakeTimeout))
-	r := frame.NewReader(s, maxRevocation)
-	for i := 0; i < maxRevocationsSent; i++ {
-		hdr, rec, err := r.Next()
-		if err != nil {
-			return
-		}
-		if hdr.Type != frameRevocation || hdr.Version != revocationVer {
-			_ = s.Reset()
-			return
-		}
-		rec = append([]byte(nil), rec...)
-		if _, err := n.addRevocation(rec, p); err != nil {
-			n.log.Debug("refused revocation record", "peer", p, "err", err)
-		}
-	}
-}
-
-func (n *Node) loadRevocations() error {
-	if n.cfg.DataDir == "" {
-		return nil
-	}
-	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, RevocationsFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrDataDir, err)
-	}
-	r := frame.NewReader(bytes.NewReader(b), maxRevocation)
-	for {
-		hdr, rec, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil || hdr.Type != frameRevocation {
-			n.log.Warn("ignoring the rest of an unreadable revocations file", "file", filepath.Join(n.cfg.DataDir, RevocationsFile), "err", err)
-			break
-		}
-		rec = append([]byte(nil), rec...)
-		if err := n.sec.v.AddRevocation(rec); err != nil {
-			n.log.Debug("ignoring stored revocation", "err", err)
-			continue
-		}
-		n.sec.seenRev[sha256.Sum256(rec)] = true
-	}
-	return nil
-}
-
-// persistRevocation rewrites the revocations file with every record in
-// force (a few hundred bytes each).
-func (n *Node) persistRevocation([]byte) {
-	if n.cfg.DataDir == "" {
-		return
-	}
-	n.sec.persistMu.Lock()
-	defer n.sec.persistMu.Unlock()
-	var buf bytes.Buffer
-	for _, rec := range n.sec.v.Revocations() {
-		if err := frame.Write(&buf, frameRevocation, revocationVer, rec); err != nil {
-			n.log.Warn("cannot encode revocations", "err", err)
-			return
-		}
-	}
-	if err := atomicfile.Write(filepath.Join(n.cfg.DataDir, RevocationsFile), buf.Bytes(), 0o600); err != nil {
-		n.log.Warn("cannot store revocations", "err", err)
-	}
 }
 
 // checkAliasMember is the alias validator's check in a secure realm: the
@@ -628,11 +445,7 @@ func (n *Node) expiryLoop() {
 		n.dropRevokedMembers()
 		ticks++
 		if ticks%resyncTicks == 0 {
-			if recs := n.sec.v.Revocations(); len(recs) > 0 {
-				for _, p := range n.verifiedPeers() {
-					n.sendRevocations(p, recs)
-				}
-			}
+			n.rev.Load().Resync()
 		}
 		g := n.sec.pol.Self().Grant()
 		switch {
