@@ -11,6 +11,7 @@ import (
 
 	"github.com/macula-io/macula/event"
 	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/ring"
 )
 
 // joinLate has node a hold counters, then makes node d a member serving
@@ -325,4 +326,45 @@ func shardsLeaving(n *tnode) int {
 		cs.mu.Unlock()
 	}
 	return k
+}
+
+// TestGivenUpMessageDoesNotRunLate: a remote call held on its owner until
+// after its caller gave up (here: the shard's admission lock held, as while
+// shards move) is not delivered when the owner gets to it, so it cannot
+// run after the caller's next message.
+func TestGivenUpMessageDoesNotRunLate(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", nil, "game")
+	b := c.add("b", nil, "chat")
+	c.sync()
+	c.waitView()
+	id := "late"
+	cs := a.sys.route.capState("game")
+	lk := &cs.locks[ring.ShardOf(id)]
+	lk.Lock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, _, err := b.sys.Call(ctx, Request{Capability: "game", Kind: "counter", ID: id})
+	cancel()
+	if !errors.Is(err, ErrTimeout) {
+		lk.Unlock()
+		t.Fatalf("held call: %v, want ErrTimeout", err)
+	}
+	// The caller's next message, held behind it.
+	next := make(chan string, 1)
+	go func() {
+		_, reply, err := b.sys.Call(context.Background(), Request{Capability: "game", Kind: "counter", ID: id})
+		if err != nil {
+			next <- err.Error()
+			return
+		}
+		next <- string(reply)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	lk.Unlock()
+	if got := <-next; got != "1" {
+		t.Fatalf("the next call answered %q, want 1 (the given-up call ran)", got)
+	}
+	if _, got := call(t, a.sys, "game", "counter", id, "get", nil); got != "1" {
+		t.Fatalf("count %s, want 1: the given-up call ran late", got)
+	}
 }

@@ -259,6 +259,14 @@ func (l *local) admit(cc *callCtx, kt *kindTable, shard int, id string, cast boo
 		}
 		a.mu.Unlock()
 	}
+	if cc.fromPeer && cc.ctx.Err() != nil {
+		// Checked under a.mu: a message of the same sender admitted
+		// before this one came after the sender gave up on this one
+		// (rpc's cancel precedes it on the stream), so this one must not
+		// run after it.
+		a.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: %s.%s %q: its caller gave up before it was delivered", ErrTimeout, kt.key.capability, kt.key.kind, id)
+	}
 	a.last = l.s.clock.Load()
 	if !cast && a.state == idle {
 		// The common case: nobody runs the actor. The caller runs the

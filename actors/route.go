@@ -954,7 +954,7 @@ func (s *System) handleMessage(ctx context.Context, req *rpc.Request) ([]byte, e
 		}
 	}
 	shard := ring.ShardOf(r.ID)
-	cc := callCtx{ctx: ctx, timeout: s.cfg.CallTimeout}
+	cc := callCtx{ctx: ctx, timeout: s.cfg.CallTimeout, fromPeer: true}
 	if dl, ok := ctx.Deadline(); ok {
 		cc.dl, cc.bctx = dl, ctx
 	} else {

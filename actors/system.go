@@ -228,9 +228,14 @@ func (s *System) send(ctx context.Context, req Request, cast bool) (Ref, []byte,
 type callCtx struct {
 	ctx     context.Context
 	timeout time.Duration
-	dl      time.Time       // zero until needed
-	bctx    context.Context // ctx bounded by dl, made on first use
-	cancel  context.CancelFunc
+	// fromPeer: ctx is an rpc handler's, which ends when the remote
+	// caller gives up (its cancel, or the deadline); a message whose
+	// caller has given up is not admitted, so that it cannot run after
+	// that caller's next message.
+	fromPeer bool
+	dl       time.Time       // zero until needed
+	bctx     context.Context // ctx bounded by dl, made on first use
+	cancel   context.CancelFunc
 }
 
 // deadline returns the message's deadline.

@@ -472,11 +472,13 @@ func (c *clientConn) sweepNow() {
 	}
 	c.mu.Unlock()
 	for _, e := range gone {
-		e.pc.ch <- result{err: ErrTimeout}
+		// The cancel goes out before the caller learns of the timeout:
+		// whatever it sends next follows the cancel on the stream.
 		cb := startFrame(frameCancel)
 		*cb = appendCancel(*cb, e.id)
 		sealFrame(cb)
 		c.w.trySend(cb)
+		e.pc.ch <- result{err: ErrTimeout}
 	}
 	if len(gone) > 0 {
 		c.closeIfDrained()
