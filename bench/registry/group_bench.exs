@@ -5,7 +5,8 @@
 #   elixir --name r1@127.0.0.1 --cookie macula-bench -pa EBIN group_bench.exs replica
 #   elixir --name c@127.0.0.1 --cookie macula-bench -pa EBIN group_bench.exs replicate N r1@127.0.0.1 r2@127.0.0.1
 #
-# It prints one line per case: "case <name> <value> <unit>".
+# It prints one line per case: "case <name> <value> <unit> <CPU µs per op>";
+# the benchmark starts it with --erl "+sbwt none +sbwtdcpu none +sbwtdio none".
 
 defmodule MaculaGroupBench do
   @name :bench
@@ -17,9 +18,13 @@ defmodule MaculaGroupBench do
     :ok
   end
 
-  def out(name, value, unit) do
-    IO.puts("case #{name} #{:erlang.float_to_binary(value / 1, decimals: 1)} #{unit}")
+  # cpu: CPU microseconds per operation (all the VM's threads; run with
+  # +sbwt none so that spinning schedulers do not count).
+  def out(name, {value, cpu}, unit) do
+    IO.puts("case #{name} #{:erlang.float_to_binary(value / 1, decimals: 1)} #{unit} #{:erlang.float_to_binary(cpu / 1, decimals: 3)}")
   end
+
+  def cpu_ms, do: elem(:erlang.statistics(:runtime), 0)
 
   # Spawns n processes that each run fun.(i) and then stay alive (their
   # entries live as long as they do).
@@ -52,6 +57,7 @@ defmodule MaculaGroupBench do
   # returns the number of calls per second.
   def parallel(workers, dur_ms, init, op) do
     parent = self()
+    c0 = cpu_ms()
     t0 = System.monotonic_time(:microsecond)
     deadline = div(t0, 1000) + dur_ms
 
@@ -60,7 +66,7 @@ defmodule MaculaGroupBench do
     end
 
     total = Enum.reduce(1..workers, 0, fn _, acc -> receive do: ({:count, c} -> acc + c) end)
-    total * 1_000_000 / (System.monotonic_time(:microsecond) - t0)
+    {total * 1_000_000 / (System.monotonic_time(:microsecond) - t0), (cpu_ms() - c0) * 1000 / total}
   end
 
   defp loop(state, op, deadline, n) do
@@ -110,7 +116,8 @@ defmodule MaculaGroupBench do
       s
     end
 
-    out("join+leave", 2 * parallel(1, dur_ms, fn _ -> nil end, joinleave), "writes/s")
+    {rate, cpu} = parallel(1, dur_ms, fn _ -> nil end, joinleave)
+    out("join+leave", {2 * rate, cpu / 2}, "writes/s")
 
     # A 10,000-member group: 10,000 processes join one key.
     m = 10_000
@@ -143,6 +150,9 @@ defmodule MaculaGroupBench do
 
     keys = for i <- 0..(n - 1), do: "it/#{i}"
     parent = self()
+    nodes = [node() | replicas]
+    cpu = fn -> Enum.sum(Enum.map(nodes, fn nd -> elem(:erpc.call(nd, :erlang, :statistics, [:runtime]), 0) end)) end
+    c0 = cpu.()
     t0 = System.monotonic_time(:microsecond)
 
     # One process writes them all (a process may hold many names).
@@ -159,8 +169,9 @@ defmodule MaculaGroupBench do
     end)
 
     t2 = System.monotonic_time(:microsecond)
-    out("replicate-written", (t1 - t0) / 1000, "ms")
-    out("replicate-visible", (t2 - t0) / 1000, "ms")
+    c1 = cpu.()
+    out("replicate-written", {(t1 - t0) / 1000, 0}, "ms")
+    out("replicate-visible", {(t2 - t0) / 1000, (c1 - c0) * 1000 / n}, "ms")
   end
 
   defp wait(ms, f) do

@@ -45,6 +45,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,8 +65,9 @@ const benchRealm = "io.bench.registry"
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type result struct {
-	name, unit string
-	ours, peer float64 // peer 0: not measured
+	name, unit       string
+	ours, peer       float64 // peer 0: not measured
+	oursCPU, peerCPU float64 // CPU µs per operation (the whole process; for replication, all three nodes, per name)
 }
 
 func BenchmarkRegistry(b *testing.B) {
@@ -76,7 +78,7 @@ func BenchmarkRegistry(b *testing.B) {
 	res := ours(b)
 	peer, why := group(b)
 	for i := range res {
-		res[i].peer = peer[res[i].name]
+		res[i].peer, res[i].peerCPU = peer[res[i].name][0], peer[res[i].name][1]
 	}
 	load1 := loadAvg()
 	fmt.Printf("\nregistry beside phoenixframework/group 0.2.1: GOMAXPROCS=%d, workers %d, %v per local case, load average %s -> %s\n",
@@ -84,9 +86,9 @@ func BenchmarkRegistry(b *testing.B) {
 	if why != "" {
 		fmt.Printf("the original was not run: %s\n", why)
 	}
-	fmt.Printf("%-18s %16s %16s %8s  %s\n", "case", "Macula", "group", "ratio", "unit")
+	fmt.Printf("%-18s %10s %10s %7s %12s %12s %7s  %s\n", "case", "Macula", "group", "ratio", "CPU/op ours", "CPU/op group", "ratio", "unit")
 	for _, r := range res {
-		ratio, pf := "-", "-"
+		ratio, pf, cratio, pc, oc := "-", "-", "-", "-", "-"
 		if r.peer > 0 {
 			pf = human(r.peer)
 			ratio = fmt.Sprintf("%.2fx", r.ours/r.peer)
@@ -94,9 +96,16 @@ func BenchmarkRegistry(b *testing.B) {
 				ratio = fmt.Sprintf("%.2fx", r.peer/r.ours)
 			}
 		}
-		fmt.Printf("%-18s %16s %16s %8s  %s\n", r.name, human(r.ours), pf, ratio, r.unit)
+		if r.oursCPU > 0 {
+			oc = fmt.Sprintf("%.3f µs", r.oursCPU)
+		}
+		if r.peerCPU > 0 && r.oursCPU > 0 {
+			pc = fmt.Sprintf("%.3f µs", r.peerCPU)
+			cratio = fmt.Sprintf("%.2fx", r.peerCPU/r.oursCPU)
+		}
+		fmt.Printf("%-18s %10s %10s %7s %12s %12s %7s  %s\n", r.name, human(r.ours), pf, ratio, oc, pc, cratio, r.unit)
 	}
-	fmt.Println("(ratio: how many times Macula's figure is better)")
+	fmt.Println("(ratios: how many times Macula's figure is better; CPU/op: CPU time of the whole process (VM) per operation, which load changes less than rates)")
 }
 
 func human(v float64) string {
@@ -118,9 +127,20 @@ func loadAvg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
+// cpuTime is the CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // parallel runs workers goroutines calling op(worker, i) for the duration
-// and returns calls per second.
-func parallel(workers int, dur time.Duration, op func(w, i int)) float64 {
+// and returns calls per second and CPU µs per call.
+func parallel(workers int, dur time.Duration, op func(w, i int)) (float64, float64) {
+	runtime.GC()
+	c0 := cpuTime()
 	var stop atomic.Bool
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -137,7 +157,13 @@ func parallel(workers int, dur time.Duration, op func(w, i int)) float64 {
 	time.Sleep(dur)
 	stop.Store(true)
 	wg.Wait()
-	return float64(total.Load()) / time.Since(start).Seconds()
+	n := float64(total.Load())
+	return n / time.Since(start).Seconds(), float64((cpuTime() - c0).Microseconds()) / n
+}
+
+// res names a figure of ours: res(name, unit)(rate, cpu).
+func res(name, unit string) func(rate, cpu float64) result {
+	return func(rate, cpu float64) result { return result{name: name, unit: unit, ours: rate, oursCPU: cpu} }
 }
 
 func ours(b *testing.B) []result {
@@ -171,51 +197,52 @@ func ours(b *testing.B) []result {
 			b.Fatal(err)
 		}
 	}
-	out = append(out, result{name: "lookup-100k", unit: "lookups/s", ours: parallel(*flagWorkers, *flagDur, func(w, i int) {
+	out = append(out, res("lookup-100k", "lookups/s")(parallel(*flagWorkers, *flagDur, func(w, i int) {
 		if _, err := r.Lookup(keys[(w*7919+i)%n]); err != nil {
 			panic(err)
 		}
-	})})
-	out = append(out, result{name: "lookup-hot", unit: "lookups/s", ours: parallel(*flagWorkers, *flagDur, func(w, i int) {
+	})))
+	out = append(out, res("lookup-hot", "lookups/s")(parallel(*flagWorkers, *flagDur, func(w, i int) {
 		if _, err := r.Lookup(keys[0]); err != nil {
 			panic(err)
 		}
-	})})
+	})))
 	one := spawn()
-	out = append(out, result{name: "register-1", unit: "writes/s", ours: parallel(1, *flagDur, func(_, i int) {
+	out = append(out, res("register-1", "writes/s")(parallel(1, *flagDur, func(_, i int) {
 		if err := one.Register("one/"+strconv.Itoa(i), meta); err != nil {
 			panic(err)
 		}
-	})})
+	})))
 	ws := make([]*registry.Process, *flagWorkers)
 	for i := range ws {
 		ws[i] = spawn()
 	}
-	out = append(out, result{name: "register-parallel", unit: "writes/s", ours: parallel(*flagWorkers, *flagDur, func(w, i int) {
+	out = append(out, res("register-parallel", "writes/s")(parallel(*flagWorkers, *flagDur, func(w, i int) {
 		if err := ws[w].Register("w"+strconv.Itoa(w)+"/"+strconv.Itoa(i), meta); err != nil {
 			panic(err)
 		}
-	})})
+	})))
 	jl := spawn()
-	out = append(out, result{name: "join+leave", unit: "writes/s", ours: 2 * parallel(1, *flagDur, func(_, _ int) {
+	rate, cpu := parallel(1, *flagDur, func(_, _ int) {
 		if err := jl.Join("room/1", nil); err != nil {
 			panic(err)
 		}
 		if err := jl.Leave("room/1"); err != nil {
 			panic(err)
 		}
-	})})
+	})
+	out = append(out, res("join+leave", "writes/s")(2*rate, cpu/2))
 	const m = 10_000
 	for range m {
 		if err := spawn().Join("big/group", []byte(`{"role":"m"}`)); err != nil {
 			b.Fatal(err)
 		}
 	}
-	out = append(out, result{name: "members-10k", unit: "reads/s", ours: parallel(1, *flagDur, func(_, _ int) {
+	out = append(out, res("members-10k", "reads/s")(parallel(1, *flagDur, func(_, _ int) {
 		if ms, _ := r.Members("big/group"); len(ms) != m {
 			panic(len(ms))
 		}
-	})})
+	})))
 	lr.Close()
 
 	// Replication across three nodes.
@@ -224,6 +251,8 @@ func ours(b *testing.B) []result {
 	if err != nil {
 		b.Fatal(err)
 	}
+	runtime.GC()
+	c0 := cpuTime()
 	start := time.Now()
 	for i := range total {
 		if err := w.Register("it/"+strconv.Itoa(i), meta); err != nil {
@@ -240,8 +269,8 @@ func ours(b *testing.B) []result {
 	}
 	visible := time.Since(start)
 	out = append(out,
-		result{name: "replicate-written", unit: "ms", ours: float64(written.Microseconds()) / 1000},
-		result{name: "replicate-visible", unit: "ms", ours: float64(visible.Microseconds()) / 1000})
+		res("replicate-written", "ms")(float64(written.Microseconds())/1000, 0),
+		res("replicate-visible", "ms")(float64(visible.Microseconds())/1000, float64((cpuTime()-c0).Microseconds())/float64(total)))
 	return out
 }
 
@@ -297,7 +326,7 @@ func startNodes(b *testing.B, n int) []*benchNode {
 
 // group runs group_bench.exs on the original and returns its figures by
 // case, or why it did not run.
-func group(b *testing.B) (map[string]float64, string) {
+func group(b *testing.B) (map[string][2]float64, string) {
 	src := os.Getenv("GROUP_SRC")
 	if src == "" {
 		return nil, "GROUP_SRC is not set (a checkout of github.com/phoenixframework/group v0.2.1)"
@@ -313,12 +342,12 @@ func group(b *testing.B) (map[string]float64, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
-	out := map[string]float64{}
+	out := map[string][2]float64{}
 	cookie := "macula-bench-" + strconv.Itoa(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	run := func(name string, args ...string) error {
-		all := append([]string{"--name", name + "@127.0.0.1", "--cookie", cookie, "-pa", ebin, script}, args...)
+		all := append([]string{"--erl", noSpin, "--name", name + "@127.0.0.1", "--cookie", cookie, "-pa", ebin, script}, args...)
 		cmd := exec.CommandContext(ctx, "elixir", all...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -329,9 +358,10 @@ func group(b *testing.B) (map[string]float64, string) {
 		sc := bufio.NewScanner(bytes.NewReader(so))
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) == 4 && f[0] == "case" {
+			if len(f) == 5 && f[0] == "case" {
 				v, _ := strconv.ParseFloat(f[2], 64)
-				out[f[1]] = v
+				c, _ := strconv.ParseFloat(f[4], 64)
+				out[f[1]] = [2]float64{v, c}
 			}
 		}
 		return nil
@@ -343,7 +373,7 @@ func group(b *testing.B) (map[string]float64, string) {
 	var reps []string
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("r%d_%d", i, os.Getpid())
-		cmd := exec.CommandContext(ctx, "elixir", "--name", name+"@127.0.0.1", "--cookie", cookie, "-pa", ebin, script, "replica")
+		cmd := exec.CommandContext(ctx, "elixir", "--erl", noSpin, "--name", name+"@127.0.0.1", "--cookie", cookie, "-pa", ebin, script, "replica")
 		if err := cmd.Start(); err != nil {
 			return out, err.Error()
 		}
@@ -357,6 +387,10 @@ func group(b *testing.B) (map[string]float64, string) {
 }
 
 func dur() time.Duration { return *flagDur }
+
+// noSpin keeps idle BEAM schedulers from busy-waiting, which would count as
+// CPU time (and take CPU from a loaded machine).
+const noSpin = "+sbwt none +sbwtdcpu none +sbwtdio none"
 
 // compileGroup compiles GROUP_SRC/lib into a temporary directory, with the
 // changes that Elixir 1.14 needs, and returns the directory of the .beam
