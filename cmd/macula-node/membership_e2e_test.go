@@ -71,7 +71,7 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 		}
 		return fmt.Errorf("%s is no peer", id)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
+	testnet.Eventually(t, 30*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
 
 	// The call chain (line 2) revoked; m learns it at once.
 	callFile := filepath.Join(mn.dir, "call")
@@ -87,7 +87,7 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	if err := m.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if m.exited() {
 			t.Fatalf("m exited on SIGHUP:\n%s", m.stderr.String())
 		}
@@ -104,14 +104,14 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	if err := warned(m.proc); err != nil {
 		t.Fatalf("restart: %v\n%s", err, m.stderr.String())
 	}
-	testnet.Eventually(t, 20*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
+	testnet.Eventually(t, 30*time.Second, func() error { return isPeer(bootClient, m.st.PeerID) })
 
 	// m's membership revoked: boot drops it, and m is refused.
 	memberFile := filepath.Join(mn.dir, "member")
 	if r := runCmd(t, 20*time.Second, nil, "--api", boot.st.API, "ucan", "revoke", "--as", authKey, "@"+memberFile, "--send"); r.code != 0 {
 		t.Fatalf("ucan revoke (member): exit %d: %s", r.code, r.stderr)
 	}
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		if isPeer(bootClient, m.st.PeerID) == nil {
 			return fmt.Errorf("m still a peer")
 		}
@@ -145,7 +145,7 @@ func TestMembershipLifecycleEndToEnd(t *testing.T) {
 	// revocation of its membership when it rejoins (boot sends what it
 	// holds after the handshake), and keeps it on disk.
 	mClient := apiClient(t, m)
-	testnet.Eventually(t, 20*time.Second, func() error {
+	testnet.Eventually(t, 30*time.Second, func() error {
 		recs, err := mClient.Revocations(churnCtx(t, 5*time.Second))
 		if err != nil {
 			return err
