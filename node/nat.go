@@ -100,28 +100,7 @@ func (n *Node) startNAT() {
 	}
 	cfg.Respond = true
 	cfg.Logger = n.log
-	cfg.OnUpdate = func(i nat.Info) {
-		if n.events.Wants(event.NATProbe) {
-			public := ""
-			if ap, ok := i.PublicAddr(); ok {
-				public = ap.String()
-			}
-			n.events.Emit(event.Event{Kind: event.NATProbe, Outcome: string(i.Type), Addr: public, Reason: i.Error,
-				Duration: time.Duration(i.DurationMS * float64(time.Millisecond))})
-		}
-		prev := n.nat.last.Swap(&i)
-		if prev == nil || prev.Type != i.Type || prev.PublicIP != i.PublicIP || prev.PublicPort != i.PublicPort {
-			public := ""
-			if ap, ok := i.PublicAddr(); ok {
-				public = ap.String()
-			}
-			n.log.Info("NAT probed", "type", i.Type, "public", public, "err", i.Error)
-			n.events.Emit(event.Event{Kind: event.NATChanged, Outcome: string(i.Type), Addr: public, Reason: i.Error})
-		}
-		if r := n.nat.reach.Load(); r != nil {
-			r.Update()
-		}
-	}
+	cfg.OnUpdate = n.natUpdated
 	p, err := nat.New(cfg, conn)
 	if err != nil {
 		conn.Close()
@@ -132,30 +111,55 @@ func (n *Node) startNAT() {
 	base := cfg.Servers
 	n.nat.peers = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { n.peerSTUN(p, base) }}
 	n.host.Network().Notify(n.nat.peers)
-	// Probe again when the host's own addresses change (a new interface, a
-	// new local IP, another network): the mapping may have changed with
-	// them. The host's own address events come from interface lists that
-	// go-libp2p caches for a minute; the interfaces are cheap to read.
 	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		t := time.NewTicker(ifaceCheckEvery)
-		defer t.Stop()
-		last := interfaceKey()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-t.C:
-			}
-			key := interfaceKey()
-			if key != last {
-				n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
-				p.Reprobe()
-			}
-			last = key
+	go n.watchInterfaces(p)
+}
+
+// natUpdated is the prober's OnUpdate: an event per probe (for who wants
+// them), a log line and an event when the NAT changed, and the reach
+// service told to decide again.
+func (n *Node) natUpdated(i nat.Info) {
+	public := ""
+	if ap, ok := i.PublicAddr(); ok {
+		public = ap.String()
+	}
+	if n.events.Wants(event.NATProbe) {
+		n.events.Emit(event.Event{Kind: event.NATProbe, Outcome: string(i.Type), Addr: public, Reason: i.Error,
+			Duration: time.Duration(i.DurationMS * float64(time.Millisecond))})
+	}
+	prev := n.nat.last.Swap(&i)
+	if prev == nil || prev.Type != i.Type || prev.PublicIP != i.PublicIP || prev.PublicPort != i.PublicPort {
+		n.log.Info("NAT probed", "type", i.Type, "public", public, "err", i.Error)
+		n.events.Emit(event.Event{Kind: event.NATChanged, Outcome: string(i.Type), Addr: public, Reason: i.Error})
+	}
+	if r := n.nat.reach.Load(); r != nil {
+		r.Update()
+	}
+}
+
+// watchInterfaces probes the NAT again when the host's own addresses change
+// (a new interface, a new local IP, another network): the mapping may have
+// changed with them. The host's own address events come from interface
+// lists that go-libp2p caches for a minute; the interfaces are cheap to
+// read. It returns when the node closes.
+func (n *Node) watchInterfaces(p *nat.Prober) {
+	defer n.wg.Done()
+	t := time.NewTicker(ifaceCheckEvery)
+	defer t.Stop()
+	last := interfaceKey()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
 		}
-	}()
+		key := interfaceKey()
+		if key != last {
+			n.log.Info("local addresses changed; probing the NAT again", "addrs", key)
+			p.Reprobe()
+		}
+		last = key
+	}
 }
 
 // ifaceCheckEvery is how often the node looks for a change of its
