@@ -26,7 +26,7 @@ func TestNATChange(t *testing.T) {
 	bin := buildMaculaNode(t)
 	m := &matrix{t: t, cfg: matrixConfig{name: "change"}, bin: bin, start: time.Now(), byName: map[string]*mnode{}}
 	m.lab = New(t, Options{Sites: []SiteSpec{{Name: "home", NAT: FullCone}}})
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	m.ctx = ctx
 	m.dataRoot = t.TempDir()
@@ -34,7 +34,7 @@ func TestNATChange(t *testing.T) {
 
 	m.relay = &mnode{name: "relay", typ: "relay", host: m.lab.Relay()}
 	m.startNode(m.relay, []string{"--stun", m.lab.STUNAddr()})
-	if err := m.relay.waitUp(ctx, 15*time.Second, ""); err != nil {
+	if err := m.relay.waitUp(ctx, 60*time.Second, ""); err != nil {
 		t.Fatal(err)
 	}
 	site := m.lab.Site("home")
@@ -47,8 +47,8 @@ func TestNATChange(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		var last string
-		for time.Since(start) < 45*time.Second {
-			info, err := n.waitDecided(ctx, 10*time.Second)
+		for time.Since(start) < 120*time.Second {
+			info, err := n.waitDecided(ctx, 30*time.Second)
 			if err == nil && info.Reachability.Reachability == want {
 				circuit := strings.Contains(strings.Join(n.addrs, " "), "p2p-circuit")
 				if circuit == info.Reachability.RelayReservations {

@@ -225,12 +225,12 @@ func (m *matrix) dumpLogs(t *testing.T) {
 func (m *matrix) startNodes(t *testing.T) {
 	m.relay = &mnode{name: "relay", typ: "relay", host: m.lab.Relay()}
 	m.startNode(m.relay, m.cfg.relay(m))
-	if err := m.relay.waitUp(m.ctx, 15*time.Second, ""); err != nil {
+	if err := m.relay.waitUp(m.ctx, 60*time.Second, ""); err != nil {
 		t.Fatal(err)
 	}
 	m.relay2 = &mnode{name: "relay2", typ: "relay", host: m.lab.Relay2()}
 	m.startNode(m.relay2, m.cfg.relay2(m))
-	if err := m.relay2.waitUp(m.ctx, 15*time.Second, ""); err != nil {
+	if err := m.relay2.waitUp(m.ctx, 60*time.Second, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, typ := range matrixTypes {
@@ -256,7 +256,7 @@ func (m *matrix) startNodes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.nat, errs[i] = n.waitDecided(m.ctx, 30*time.Second)
+			n.nat, errs[i] = n.waitDecided(m.ctx, 90*time.Second)
 		}()
 	}
 	wg.Wait()
@@ -291,7 +291,7 @@ func (m *matrix) detect(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			deadline := time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(60 * time.Second)
 			for time.Now().Before(deadline) {
 				info, err := r.n.natInfo(m.ctx)
 				if err != nil {
@@ -384,7 +384,7 @@ func (m *matrix) advertise(t *testing.T) {
 			if m.pubsubCLI {
 				n.sub = n.host.Start(m.t, m.bin, "subscribe", n.topic(), "--json", "--api", matrixAPI)
 			}
-			deadline := time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(60 * time.Second)
 			for time.Now().Before(deadline) {
 				if strings.Contains(adv.Output(), "advertised") && strings.Contains(echo.Output(), "ready") &&
 					(n.sub == nil || strings.Contains(n.sub.Output(), "subscribed to")) {
@@ -576,7 +576,7 @@ func (m *matrix) failover(t *testing.T) {
 			payload := fmt.Sprintf(`{"failover":%q}`, f.c.label())
 			for time.Since(killAt) < failoverBudget && m.ctx.Err() == nil {
 				f.attempts++
-				out, err := f.c.caller.cli(m.ctx, 8*time.Second, "call", f.c.callee.procedure(), "--data", payload, "--timeout", "2s", "--raw")
+				out, err := f.c.caller.cli(m.ctx, 20*time.Second, "call", f.c.callee.procedure(), "--data", payload, "--timeout", "5s", "--raw")
 				// Any call that succeeds after the kill counts, whatever path
 				// it took (a direct one, or relay2).
 				if err == nil && strings.Contains(string(out), f.c.label()) {
@@ -585,8 +585,8 @@ func (m *matrix) failover(t *testing.T) {
 					// not lose it (its link moved off the relay).
 					mark := "after-kill-" + f.c.key()
 					f.pubsub = "lost"
-					if _, err := f.c.caller.cli(m.ctx, 5*time.Second, "publish", f.c.callee.topic(), "--data", fmt.Sprintf(`{"m":%q}`, mark)); err == nil {
-						for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+					if _, err := f.c.caller.cli(m.ctx, 15*time.Second, "publish", f.c.callee.topic(), "--data", fmt.Sprintf(`{"m":%q}`, mark)); err == nil {
+						for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 							if strings.Contains(f.c.callee.sub.Output(), mark) {
 								f.pubsub = "ok"
 								break
@@ -620,7 +620,7 @@ func (m *matrix) failover(t *testing.T) {
 			defer wg.Done()
 			res, at := "none", time.Duration(0)
 			for time.Since(killAt) < failoverBudget && m.ctx.Err() == nil {
-				err := n.waitUp(m.ctx, 5*time.Second, "")
+				err := n.waitUp(m.ctx, 15*time.Second, "")
 				var via []string
 				for _, a := range n.addrs {
 					if strings.Contains(a, "p2p-circuit") {

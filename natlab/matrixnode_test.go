@@ -114,7 +114,7 @@ type peerJSON struct {
 
 // peer returns what n's peers list says of the peer with ID id, if listed.
 func (n *mnode) peer(ctx context.Context, id string) (peerJSON, bool, error) {
-	out, err := n.cli(ctx, 5*time.Second, "peers", "--json")
+	out, err := n.cli(ctx, 15*time.Second, "peers", "--json")
 	if err != nil {
 		return peerJSON{}, false, err
 	}
@@ -149,7 +149,7 @@ func (n *mnode) waitUp(ctx context.Context, within time.Duration, want string) e
 			return fmt.Errorf("%s exited: %v\n%s", n.name, n.proc.Wait(), n.proc.Output())
 		default:
 		}
-		out, err := n.cli(ctx, 3*time.Second, "id", "--json")
+		out, err := n.cli(ctx, 10*time.Second, "id", "--json")
 		if err == nil {
 			var info struct {
 				PeerID string   `json:"peer_id"`
@@ -211,7 +211,7 @@ func (c *cell) run(ctx context.Context) {
 	payload := fmt.Sprintf(`{"cell":%q}`, c.label())
 	for time.Since(start) < cellCallBudget && ctx.Err() == nil {
 		c.attempts++
-		out, err := c.caller.cli(ctx, 10*time.Second, "call", c.callee.procedure(), "--data", payload, "--timeout", "4s", "--raw")
+		out, err := c.caller.cli(ctx, 20*time.Second, "call", c.callee.procedure(), "--data", payload, "--timeout", "4s", "--raw")
 		if err == nil && strings.Contains(string(out), c.label()) {
 			c.ok, c.firstCall = true, time.Since(start)
 			break
@@ -283,7 +283,7 @@ func (c *cell) publish(ctx context.Context, start time.Time) {
 	until := time.Now().Add(cellPubSubBudget)
 	for time.Now().Before(until) && ctx.Err() == nil {
 		c.publishes++
-		if _, err := c.caller.cli(ctx, 5*time.Second, "publish", c.callee.topic(), "--data", payload); err != nil {
+		if _, err := c.caller.cli(ctx, 15*time.Second, "publish", c.callee.topic(), "--data", payload); err != nil {
 			c.pubsubErr = err.Error()
 		}
 		for range 4 {
@@ -434,7 +434,7 @@ type natJSON struct {
 
 func (n *mnode) natInfo(ctx context.Context) (natJSON, error) {
 	var info natJSON
-	out, err := n.cli(ctx, 5*time.Second, "nat", "info", "--json")
+	out, err := n.cli(ctx, 15*time.Second, "nat", "info", "--json")
 	if err == nil {
 		err = json.Unmarshal(out, &info)
 	}
@@ -468,7 +468,7 @@ func (n *mnode) waitDecided(ctx context.Context, within time.Duration) (natJSON,
 			if info.Reachability.RelayReservations {
 				want = "p2p-circuit"
 			}
-			if err := n.waitUp(ctx, 3*time.Second, want); err != nil {
+			if err := n.waitUp(ctx, 10*time.Second, want); err != nil {
 				last = err
 				continue
 			}

@@ -50,12 +50,12 @@ func TestNATMesh(t *testing.T) {
 
 	m.relay = &mnode{name: "pub1", typ: "open", host: m.lab.Relay()}
 	m.startNode(m.relay, []string{"--stun", m.lab.STUNAddr()})
-	if err := m.relay.waitUp(ctx, 15*time.Second, ""); err != nil {
+	if err := m.relay.waitUp(ctx, 60*time.Second, ""); err != nil {
 		t.Fatal(err)
 	}
 	m.relay2 = &mnode{name: "pub2", typ: "open", host: m.lab.Relay2()}
 	m.startNode(m.relay2, []string{"--stun", m.lab.STUNAddr(), "--bootstrap", m.relay.multiaddr()})
-	if err := m.relay2.waitUp(ctx, 15*time.Second, ""); err != nil {
+	if err := m.relay2.waitUp(ctx, 60*time.Second, ""); err != nil {
 		t.Fatal(err)
 	}
 	nodes := []*mnode{m.relay, m.relay2}
@@ -72,7 +72,7 @@ func TestNATMesh(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.nat, errs[i] = n.waitDecided(ctx, 30*time.Second)
+			n.nat, errs[i] = n.waitDecided(ctx, 90*time.Second)
 		}()
 	}
 	wg.Wait()
