@@ -41,6 +41,11 @@ type natState struct {
 	prober atomic.Pointer[nat.Prober]    // nil until started
 	last   atomic.Pointer[nat.Info]      // the latest finished probe
 	reach  atomic.Pointer[reach.Service] // nil until started
+
+	// lost is the notifiee that looks for a peer again when its last,
+	// relayed, connection closed (refind.go); set in startReach.
+	lost   *network.NotifyBundle
+	refind refinds
 }
 
 // info returns the latest NAT information (zero before the first probe).
@@ -300,6 +305,8 @@ func (s *settings) policy() nat.Policy {
 // and dial-back checks, the DHT mode, the relay reservations and the relay
 // service, and applies them.
 func (n *Node) startReach() error {
+	n.nat.lost = n.watchRelayedLoss()
+	n.host.Network().Notify(n.nat.lost)
 	res := relayv2.DefaultResources()
 	res.Limit = &relayv2.RelayLimit{Duration: n.cfg.RelayLimitDuration, Data: n.cfg.RelayLimitData}
 	// go-libp2p's bounds (128 reservations, 16 circuits per peer, one
@@ -337,6 +344,9 @@ func (n *Node) startReach() error {
 }
 
 func (n *Node) closeReach() error {
+	if n.nat.lost != nil && n.host != nil {
+		n.host.Network().StopNotify(n.nat.lost)
+	}
 	if r := n.nat.reach.Load(); r != nil {
 		return r.Close()
 	}
