@@ -527,6 +527,22 @@ func (m *matrix) cellTables(t *testing.T) {
 	m.grid = grid.String()
 }
 
+// circuitRelays names the relays of the circuit addresses among addrs
+// ("none" for none).
+func (m *matrix) circuitRelays(addrs []string) string {
+	var via []string
+	for _, a := range addrs {
+		if strings.Contains(a, "p2p-circuit") {
+			via = append(via, m.relayVia(a))
+		}
+	}
+	slices.Sort(via)
+	if res := strings.Join(slices.Compact(via), ", "); res != "" {
+		return res
+	}
+	return "none"
+}
+
 // relayVia names the relay of a relayed address ("direct" for none).
 func (m *matrix) relayVia(addr string) string {
 	switch {
@@ -564,6 +580,17 @@ func (m *matrix) failover(t *testing.T) {
 				f.viaBefore = p.Addrs[0]
 			}
 			fos = append(fos, f)
+		}
+	}
+	// The relays that the symmetric-NAT nodes hold reservations with
+	// before the kill (their circuit addresses).
+	symBefore := map[string]string{}
+	for _, n := range m.natNodes {
+		if n.typ == Symmetric {
+			symBefore[n.name] = "?"
+			if err := n.waitUp(m.ctx, 15*time.Second, ""); err == nil {
+				symBefore[n.name] = m.circuitRelays(n.addrs)
+			}
 		}
 	}
 	killAt := time.Now()
@@ -621,16 +648,7 @@ func (m *matrix) failover(t *testing.T) {
 			res, at := "none", time.Duration(0)
 			for time.Since(killAt) < failoverBudget && m.ctx.Err() == nil {
 				err := n.waitUp(m.ctx, 15*time.Second, "")
-				var via []string
-				for _, a := range n.addrs {
-					if strings.Contains(a, "p2p-circuit") {
-						via = append(via, m.relayVia(a))
-					}
-				}
-				slices.Sort(via)
-				if res = strings.Join(slices.Compact(via), ", "); res == "" {
-					res = "none"
-				}
+				res = m.circuitRelays(n.addrs)
 				if err == nil && res == "relay2" {
 					at = time.Since(killAt)
 					break
@@ -664,7 +682,11 @@ func (m *matrix) failover(t *testing.T) {
 			t.Errorf("relay failover: %s was direct, yet its first %d call(s) after the relay's death failed: %s", f.c.label(), f.attempts-1, f.err)
 		}
 	}
-	fmt.Fprintf(&fo, "\nRelayed addresses of the symmetric-NAT nodes after the relay died: ")
+	fmt.Fprintf(&fo, "\nRelayed addresses of the symmetric-NAT nodes before the kill: ")
+	for _, n := range []string{"sym1", "sym2"} {
+		fmt.Fprintf(&fo, "%s: %s; ", n, symBefore[n])
+	}
+	fmt.Fprintf(&fo, "after the relay died: ")
 	for _, n := range []string{"sym1", "sym2"} {
 		fmt.Fprintf(&fo, "%s: %s; ", n, symReserved[n])
 	}
