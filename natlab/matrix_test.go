@@ -23,13 +23,12 @@ import (
 //
 //	go test -run TestNATMatrix -v ./natlab/
 //
-// It runs in two configurations, each a subtest in a lab of its own:
-// "default", where nodes get only --bootstrap and --stun (every choice about
-// reachability, DHT mode, relays and relay service is the node's own), and
-// "tuned", with the flags that forced those choices before the nodes made
-// them (relays --relay-service --reachability public, NATed nodes
-// --reachability private --dht-mode client, the public node --reachability
-// public). NATLAB_MATRIX=default or =tuned runs one of them.
+// Each configuration is a subtest in a lab of its own: "default", where
+// nodes get only --bootstrap and --stun (every choice about reachability,
+// DHT mode, relays and relay service is the node's own), always; and, built
+// with -tags natlabtuned (matrix_tuned_test.go), "tuned", with the flags
+// that forced those choices before the nodes made them, for comparison.
+// NATLAB_MATRIX=default or =tuned runs one of them.
 //
 // With NATLAB_MATRIX_DOC=1 the test also writes the tables into
 // docs/nat.md (between its matrix and matrix-tuned markers).
@@ -63,21 +62,6 @@ var matrixConfigs = []matrixConfig{
 		},
 		site:   (*matrix).common,
 		public: (*matrix).common,
-	},
-	{
-		name: "tuned", doc: "matrix-tuned",
-		relay: func(m *matrix) []string {
-			return []string{"--relay-service", "--reachability", "public", "--stun", m.lab.STUNAddr(), "--reconnect-interval", "500ms"}
-		},
-		relay2: func(m *matrix) []string {
-			return []string{"--relay-service", "--reachability", "public", "--stun", m.lab.STUNAddr(), "--bootstrap", m.relay.multiaddr(), "--reconnect-interval", "500ms"}
-		},
-		site: func(m *matrix) []string {
-			return append(m.common(), "--reachability", "private", "--dht-mode", "client", "--reconnect-interval", "500ms")
-		},
-		public: func(m *matrix) []string {
-			return append(m.common(), "--reachability", "public", "--reconnect-interval", "500ms")
-		},
 	},
 }
 
