@@ -77,7 +77,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer-id> of a peer to join through (repeatable)")
 	fs.StringArrayVar(&o.STUN, "stun", nil, "STUN server HOST:PORT for the NAT probe (repeatable; bootstrap peers answer STUN too)")
 	fs.StringArrayVar(&o.Relays, "relay", nil, "multiaddr with /p2p/<peer-id> of a relay node to keep a reservation with (repeatable; default: the bootstrap peers)")
-	fs.Var(&o.RelayService, "relay-service", "relay for realm members behind NAT: true forces it on, false off (default: auto, while the node is publicly reachable)")
+	fs.Var(&o.RelayService, "relay-service", "relay for realm members behind NAT: true forces it on, false off; auto: on while the node is publicly reachable")
 	fs.Lookup("relay-service").NoOptDefVal = "true"
 	fs.BoolVar(&o.HolePunching, "hole-punching", true, "upgrade relayed connections to direct ones by hole punching")
 	fs.StringVar(&o.Reachability, "reachability", "", "force reachability: public or private (default: measured, from STUN and peers' dial-back checks)")
