@@ -220,7 +220,9 @@ func siteArgs(specs []SiteSpec) string {
 
 // run runs natlab.sh with args and returns its combined output.
 func (l *Lab) run(args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Bringing a lab up takes 15-30 s on a quiet machine; under a load of
+	// 150-200, with other labs being built beside it, it took over 2 min.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{l.scriptPath}, args...)...)
 	var stderr bytes.Buffer
