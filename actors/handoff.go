@@ -175,7 +175,10 @@ func (r *router) send2(ctx context.Context, capability string, target peer.ID, s
 				return err
 			}
 			var re *rpc.RemoteError
-			if errors.As(err, &re) && re.Code != rpc.CodeOverloaded && re.Code != rpc.CodeNotAdvertised {
+			// While this node leaves, a node that does not serve is
+			// most likely closing too (macula-node dev stops all its
+			// nodes): waiting for it would only hold the leave up.
+			if errors.As(err, &re) && re.Code != rpc.CodeOverloaded && !(re.Code == rpc.CodeNotAdvertised && !r.leavingAll.Load()) {
 				// Refused, or its system is closing: retrying changes
 				// nothing. Not advertised is worth the wait: a node
 				// that has just started is a member (and so the owner)
