@@ -32,8 +32,7 @@ import (
 //
 // A peer the node is using and that stops answering is found out sooner.
 // When it leaves a DHT request unanswered past a bound set by its
-// round-trip time (the DHT's Unresponsive), or an rpc call unanswered past
-// ProbeAfter (rpc's Unanswered), it is suspect: its watcher pings it at
+// round-trip time (the DHT's Unresponsive), it is suspect: its watcher pings it at
 // once, with a timeout of probeRTTs of its round-trip times but at least
 // livenessProbeTimeout, and again at once after a miss. Two misses in a row
 // declare it gone, as above: about 3 s after a kill, where a peer pinged

@@ -189,7 +189,9 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	rcfg := s.RPC
 	rcfg.Realm, rcfg.Logger, rcfg.Access = s.Realm, n.log, n.sec.pol
-	rcfg.Unanswered = n.suspect // a callee gone silent is pinged at once
+	// rcfg.Unanswered (probe a callee that sends nothing back for a second)
+	// is not wired: with it, a call held by a callee that serves one call at
+	// a time was ended (gateway TestAPIRemoteOverloaded), not yet understood.
 	if n.rpc, err = rpc.New(h, n.dht, n.events, rcfg); err != nil {
 		return nil, fmt.Errorf("%w: rpc: %w", ErrConfig, err)
 	}
