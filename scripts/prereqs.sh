@@ -21,6 +21,7 @@ declare -A pkg=(
   [nft]=nftables [turnserver]=coturn [stun]=stun-client
   [ip]=iproute2 [ss]=iproute2 [sysctl]=procps [setsid]=util-linux
   [chromium]=chromium
+  [systemd-analyze]=systemd
 )
 declare -A need=(
   [gcc]="the race detector (cgo): make test cannot run without it"
@@ -32,8 +33,9 @@ declare -A need=(
   [stun]="natlab TestNATTypes's second opinion (stun-client)"
   [ip]="the NAT lab" [ss]="the NAT lab" [sysctl]="the NAT lab" [setsid]="the NAT lab"
   [chromium]="cmd/macula-node TestDashboardInBrowser (the dashboard in headless Chromium)"
+  [systemd-analyze]="cmd/macula-node TestDeploymentDocs (verifies the systemd unit of docs/deployment.md)"
 )
-tools=(gcc make node npm nft turnserver stun ip ss sysctl setsid chromium)
+tools=(gcc make node npm nft turnserver stun ip ss sysctl setsid chromium systemd-analyze)
 
 missing() {
   local out=()

@@ -168,13 +168,17 @@ func runDoctor(ctx context.Context, cmd *cobra.Command, o *runOptions) *doctorRe
 		Summary: fmt.Sprintf("realm %s, node %s, data directory %s", rep.Realm, rep.Name, p.dataDir)})
 	checkDataDir(rep, p.dataDir)
 
-	c := api.NewClient(rep.API)
-	c.Local = true
-	if lc, err := api.ReadLocalCredential(filepath.Join(p.dataDir, api.CredentialFile)); err == nil && lc.For(rep.API) {
-		c.Credential = lc.Credential
-	} else if cc, err := newAPIClient(cmd, rep.API); err == nil {
-		c.Close()
-		c = cc
+	// The node's local credential is in its data directory (the default
+	// one too): newAPIClient looks there.
+	if err := cmd.Flags().Set("data-dir", p.dataDir); err != nil {
+		rep.add(doctorCheck{Check: "node", Status: checkFail, Summary: err.Error()})
+		return rep
+	}
+	c, err := newAPIClient(cmd, rep.API)
+	if err != nil {
+		rep.add(doctorCheck{Check: "node", Status: checkFail, Summary: err.Error(),
+			Fix: "give --api-credential the node's local credential file (api-credential in its data directory)"})
+		return rep
 	}
 	defer c.Close()
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)

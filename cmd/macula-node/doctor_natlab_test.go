@@ -16,12 +16,13 @@ import (
 	"github.com/macula-io/macula/natlab"
 )
 
-// TestDoctorNATLab runs macula-node in the NAT lab: a public relay node
-// and one node behind each of full-cone, port-restricted and symmetric
-// NAT, started with the flags a user types (realm, bootstrap, STUN). In
-// each site, doctor with the node's settings must report the router's NAT
-// type, a relay reservation, and whether peers reach the node directly; on
-// the public host, an open NAT and no need of a relay. Then, in a site, a
+// TestDoctorNATLab runs the commands of docs/deployment.md in the NAT lab
+// (its public node, id, site and doctor blocks, with the lab's addresses
+// for the example ones): a public relay node and one site node behind
+// each of full-cone, port-restricted and symmetric NAT. In each site,
+// doctor with the node's settings must report the router's NAT type, the
+// relay reservation the node holds, and whether peers reach the node
+// directly; on the public host, an open NAT and no need of a relay. Then, in a site, a
 // node set up wrong (a bootstrap address where nothing listens, a data
 // directory other users may write) gets a failure that says what to fix.
 func TestDoctorNATLab(t *testing.T) {
@@ -32,10 +33,9 @@ func TestDoctorNATLab(t *testing.T) {
 		t.Skip(err)
 	}
 	t.Parallel()
-	const (
-		realmName = "io.natlab.doctor"
-		listen    = "/ip4/0.0.0.0/udp/7400/quic-v1"
-	)
+	// The commands of docs/deployment.md, with the lab's addresses.
+	doc := deploymentDoc(t)
+	const realmName = "io.acme.orders" // the doc's
 	lab := natlab.New(t, natlab.Options{Sites: []natlab.SiteSpec{
 		{Name: "fc", NAT: natlab.FullCone},
 		{Name: "pr", NAT: natlab.PortRestricted},
@@ -48,21 +48,19 @@ func TestDoctorNATLab(t *testing.T) {
 	type site struct {
 		name, nat string
 		host      *natlab.Host
-		args      []string // run's settings, which doctor takes too
+		args      []string // run's settings
+		doctor    []string // doctor's: the same settings
 		proc      *natlab.Proc
-		private   bool // started with --reachability private
-	}
-	settings := func(name string, extra ...string) []string {
-		return append([]string{"--realm", realmName, "--name", name, "--data-dir", filepath.Join(root, name),
-			"--stun", lab.STUNAddr()}, extra...)
 	}
 	start := func(s *site) {
-		s.proc = s.host.Start(t, append([]string{binPath, "run"}, s.args...)...)
+		cmd := s.host.Command(context.Background(), append([]string{binPath}, s.args...)...)
+		cmd.Env = childEnv(t)
+		s.proc = s.host.StartCommand(t, cmd)
 	}
 	doctor := func(s *site, args []string) (doctorReport, error) {
 		cctx, ccancel := context.WithTimeout(ctx, 90*time.Second)
 		defer ccancel()
-		cmd := s.host.Command(cctx, append(append([]string{binPath, "doctor"}, args...), "--json")...)
+		cmd := s.host.Command(cctx, append(append([]string{binPath}, args...), "--json")...)
 		cmd.Env = childEnv(t)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -74,11 +72,15 @@ func TestDoctorNATLab(t *testing.T) {
 		return rep, nil
 	}
 
-	relay := &site{name: "relay", nat: "open", host: lab.Relay(), args: settings("relay", "--relay-service", "--reachability", "public")}
+	stun := []string{docSTUN, lab.STUNAddr()}
+	relayDir := filepath.Join(root, "relay")
+	relay := &site{name: "relay", nat: "open", host: lab.Relay(),
+		args: append(docCommand(t, doc["public"], stun...), "--data-dir", relayDir)}
+	relay.doctor = append([]string{"doctor"}, relay.args[1:]...)
 	start(relay)
-	var relayAddr string
+	var relayID string
 	testnet.Eventually(t, 60*time.Second, func() error {
-		b, err := os.ReadFile(filepath.Join(root, "relay", stateFile))
+		b, err := os.ReadFile(filepath.Join(relayDir, stateFile))
 		if err != nil {
 			return err
 		}
@@ -86,19 +88,25 @@ func TestDoctorNATLab(t *testing.T) {
 		if err := json.Unmarshal(b, &st); err != nil {
 			return err
 		}
-		relayAddr = fmt.Sprintf("/ip4/%s/udp/7400/quic-v1/p2p/%s", lab.Relay().Addr, st.PeerID)
+		relayID = st.PeerID
 		return nil
 	})
+	// The doc's `macula-node id` on the public host prints the address
+	// the sites bootstrap through.
+	idCmd := relay.host.Command(ctx, append([]string{binPath}, docCommand(t, doc["id"])...)...)
+	idCmd.Env = childEnv(t)
+	if out, err := idCmd.Output(); err != nil || !strings.Contains(string(out), fmt.Sprintf("/ip4/%s/udp/7400/quic-v1/p2p/%s", lab.Relay().Addr, relayID)) {
+		t.Fatalf("the doc's id command on the public node: %v\n%s", err, out)
+	}
 	sites := []*site{relay}
-	// fc and pr as a user starts them; sym told it is private, as doctor
-	// advises behind NAT when there is no reservation.
-	for _, s := range []struct {
-		name, nat string
-		private   bool
-	}{{"fc", natlab.FullCone, false}, {"pr", natlab.PortRestricted, false}, {"sym", natlab.Symmetric, true}} {
-		ss := &site{name: s.name, nat: s.nat, host: lab.Site(s.name).Host, args: settings(s.name, "--bootstrap", relayAddr), private: s.private}
-		if s.private {
-			ss.args = append(ss.args, "--reachability", "private")
+	for _, s := range []struct{ name, nat string }{{"fc", natlab.FullCone}, {"pr", natlab.PortRestricted}, {"sym", natlab.Symmetric}} {
+		subst := []string{docPublicIP, lab.Relay().Addr.String(), docPeerID, relayID, docSTUN, lab.STUNAddr(), "site-a", "site-" + s.name}
+		dir := []string{"--data-dir", filepath.Join(root, s.name)}
+		ss := &site{name: s.name, nat: s.nat, host: lab.Site(s.name).Host,
+			args:   append(docCommand(t, doc["site"], subst...), dir...),
+			doctor: append(docCommand(t, doc["doctor"], subst...), dir...)}
+		if strings.Join(ss.args[1:], " ") != strings.Join(ss.doctor[1:], " ") {
+			t.Fatalf("the doc's doctor command does not take the site's settings:\n%q\n%q", ss.args, ss.doctor)
 		}
 		start(ss)
 		sites = append(sites, ss)
@@ -113,11 +121,11 @@ func TestDoctorNATLab(t *testing.T) {
 			var last error
 			deadline := time.Now().Add(150 * time.Second)
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				rep, last = doctor(s, s.args)
+				rep, last = doctor(s, s.doctor)
 				if last == nil {
 					var circuit bool
 					if circuit, last = hasCircuit(ctx, s.host); last == nil {
-						last = judge(s.name, s.nat, rep, circuit, s.private)
+						last = judge(s.name, s.nat, rep, circuit, s.nat != "open")
 					}
 				}
 				if last == nil {
@@ -148,9 +156,9 @@ func TestDoctorNATLab(t *testing.T) {
 	if err := os.Chmod(bad, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	wrong := strings.Replace(relayAddr, "/udp/7400/", "/udp/7409/", 1)
+	wrong := fmt.Sprintf("/ip4/%s/udp/7409/quic-v1/p2p/%s", lab.Relay().Addr, relayID)
 	badSite := &site{name: "pr-bad", host: lab.Site("pr").Host}
-	rep, err := doctor(badSite, []string{"--realm", realmName, "--name", "bad", "--data-dir", bad, "--api", "127.0.0.1:7411",
+	rep, err := doctor(badSite, []string{"doctor", "--realm", realmName, "--name", "bad", "--data-dir", bad, "--api", "127.0.0.1:7411",
 		"--listen", "/ip4/0.0.0.0/udp/7410/quic-v1", "--bootstrap", wrong, "--stun", lab.STUNAddr()})
 	if err != nil {
 		t.Fatal(err)
