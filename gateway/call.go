@@ -12,10 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/tracing"
 )
 
 // Limits of the call route.
@@ -152,7 +155,9 @@ func (a *api) postCall(w http.ResponseWriter, r *http.Request) error {
 	if idempotent {
 		opts = append(opts, rpc.Idempotent())
 	}
-	reply, err := a.n.RPC().Call(r.Context(), procedure, payload, opts...)
+	// A traceparent header continues the program's trace through the call.
+	ctx := tracing.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	reply, err := a.n.RPC().Call(ctx, procedure, payload, opts...)
 	if err != nil {
 		return callError(procedure, timeout, codec, err)
 	}

@@ -30,6 +30,12 @@ const testRealm = "io.acme.orders"
 // startNode starts a node on loopback and closes it when the test ends.
 func startNode(t *testing.T, realmName, name string, bootstrap ...*node.Node) *node.Node {
 	t.Helper()
+	return startNodeWith(t, nil, realmName, name, bootstrap...)
+}
+
+// startNodeWith is startNode with mod applied to the node's Config.
+func startNodeWith(t *testing.T, mod func(*node.Config), realmName, name string, bootstrap ...*node.Node) *node.Node {
+	t.Helper()
 	cfg := node.DefaultConfig(realmName, name)
 	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
 	cfg.Logger = testnet.QuietLogger()
@@ -39,6 +45,9 @@ func startNode(t *testing.T, realmName, name string, bootstrap ...*node.Node) *n
 		for _, a := range b.Addrs() {
 			cfg.Bootstrap = append(cfg.Bootstrap, a.String())
 		}
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	n, err := node.New(cfg)
 	if err != nil {

@@ -15,8 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	wire "github.com/macula-io/macula/api"
 	"github.com/macula-io/macula/rpc"
+	"github.com/macula-io/macula/tracing"
 )
 
 // Limits of webhook advertisements.
@@ -397,6 +400,8 @@ func (w *webhooks) forward(ctx context.Context, e *webhook, timeout time.Duratio
 	if dl, ok := ctx.Deadline(); ok {
 		hr.Header.Set(HeaderDeadline, dl.UTC().Format(time.RFC3339Nano))
 	}
+	// The caller's trace goes on to the webhook (traceparent, tracestate).
+	tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(hr.Header))
 	resp, err := client.Do(hr)
 	if err != nil {
 		return nil, w.failed(ctx, rctx, target, timeout, err)

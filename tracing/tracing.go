@@ -1,15 +1,15 @@
 // Package tracing carries W3C trace context (https://www.w3.org/TR/trace-context/)
-// across Macula's wire: the binary form that rpc requests and pub/sub
-// messages carry (frames of version 2 on the protocols' /1.1.0 streams),
-// and the traceparent/tracestate headers of the API and its webhooks. A
-// trace started by a program (an OpenTelemetry span in its context, or a
-// traceparent header on an API request) goes through every node a call
-// or a message crosses, and out to webhooks.
+// across Macula's wire: the binary form that rpc requests carry (request
+// frames of version 2 on rpc/1.1.0 streams), and the traceparent/tracestate
+// headers of the API's calls and of webhooks. A trace started by a program
+// (an OpenTelemetry span in its context, or a traceparent header on POST
+// /v1/call) goes through the nodes the call crosses, and out to the
+// webhook that serves it. Pub/sub messages do not carry it yet.
 //
 // Spans are made only when the program configures a TracerProvider
-// (node.Config.TracerProvider; macula-node run --otlp-endpoint exports
-// them over OTLP, package tracing/otlp). Without one no span is made and
-// nothing is exported; a context that already carries a trace is still
+// (node.Config.RPC.TracerProvider; macula-node run --otlp-endpoint exports
+// them over OTLP/HTTP, package tracing/otlp). Without one no span is made
+// and nothing is exported; a context that already carries a trace is still
 // passed on, so a trace crosses nodes that do not record.
 //
 // # Binary form

@@ -27,6 +27,7 @@ import (
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/realm"
 	"github.com/macula-io/macula/registry"
+	"github.com/macula-io/macula/tracing/otlp"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -64,6 +65,7 @@ type runOptions struct {
 	WebhookAllow         []string
 	DemoActors           bool
 	Capabilities         []string
+	OTLPEndpoint         string
 }
 
 // addFlags defines run's flags on fs, bound to o: the one definition of
@@ -94,6 +96,7 @@ func (o *runOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Capabilities, "capabilities", nil, "capabilities this node serves, comma-separated (game,chat); in a secure realm each needs a serve grant")
 	fs.StringArrayVar(&o.UCAN, "ucan", nil, "file of delegation chains (one per line) granting this node membership or capabilities (repeatable; see 'macula-node ucan issue'); SIGHUP reads them again")
 	fs.BoolVar(&o.DemoActors, "demo-actors", false, "serve the demo actor kind \"counter\" on every capability the node serves, for trying actors without writing Go")
+	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector (OTLP/HTTP) to export the node's spans to, such as http://127.0.0.1:4318 (default: none, no spans are made)")
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -237,6 +240,11 @@ func (o *runOptions) plan() (*daemonPlan, error) {
 	if err := gateway.CheckWebhookAllow(o.WebhookAllow); err != nil {
 		return nil, fmt.Errorf("--webhook-allow %v", err)
 	}
+	if o.OTLPEndpoint != "" {
+		if err := otlp.CheckEndpoint(o.OTLPEndpoint); err != nil {
+			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+	}
 	return &daemonPlan{
 		nodeCfg:      nc,
 		gwCfg:        gateway.Config{Addr: o.API, HTTP3Addr: http3, DataDir: dir, WebhookAllow: append([]string(nil), o.WebhookAllow...)},
@@ -344,6 +352,23 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 			lg.hold.discard()
 		}
 		return err
+	}
+
+	// Spans still queued go out on the way out (after the node's Close,
+	// deferred below, so that its last calls are in).
+	if o.OTLPEndpoint != "" {
+		tp, err := otlp.New(otlp.Config{Endpoint: o.OTLPEndpoint, Realm: p.nodeCfg.Realm, Node: p.nodeCfg.Name})
+		if err != nil {
+			return failed(&usageError{err: fmt.Errorf("--otlp-endpoint: %w", err), hint: "macula-node run"})
+		}
+		p.nodeCfg.RPC.TracerProvider = tp
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Close(ctx); err != nil {
+				lg.logger.Warn("otlp: spans not exported", "err", err)
+			}
+		}()
 	}
 
 	// The lock before anything reads or writes the directory: a second
