@@ -347,12 +347,10 @@ func doctorRunning(ctx context.Context, rep *doctorReport, c *api.Client, info *
 		default:
 			rep.add(doctorCheck{Check: "relays", Status: checkFail,
 				Summary: "no relay reservation: a peer that cannot punch through this node's NAT cannot reach it",
-				Fix: "behind NAT give --reachability private, so that the node reserves a relay at once instead of waiting for AutoNAT " +
-					"to conclude it from several peers; the relays are the bootstrap peers that run --relay-service, or those given with --relay MULTIADDR"})
+				Fix: "the relays are the bootstrap peers that serve as relays (a public node does; its 'macula-node nat info' says so), " +
+					"or those given with --relay MULTIADDR; --reachability private makes the node reserve one whatever it measured"})
 		}
 	}
-
-	doctorRelayService(rep, o)
 
 	peers, err := c.Peers(ctx)
 	if err != nil {
@@ -390,22 +388,6 @@ func doctorRunning(ctx context.Context, rep *doctorReport, c *api.Client, info *
 	default:
 		rep.add(doctorCheck{Check: "tokens", Status: checkOK, Summary: "the node's grant does not expire"})
 	}
-}
-
-// doctorRelayService: go-libp2p serves as a relay only while it believes
-// itself public, which AutoNAT concludes only after several peers dialed
-// back; a public node says so with --reachability public.
-func doctorRelayService(rep *doctorReport, o *runOptions) {
-	if !o.RelayService {
-		return
-	}
-	if o.Reachability != "public" {
-		rep.add(doctorCheck{Check: "relay_service", Status: checkWarn,
-			Summary: "--relay-service without --reachability public: the relay serves only once AutoNAT has found this node public, which needs several peers to dial back",
-			Fix:     "on a public node give --reachability public too"})
-		return
-	}
-	rep.add(doctorCheck{Check: "relay_service", Status: checkOK, Summary: "serving as a relay for nodes behind NAT"})
 }
 
 // listenAddrs keeps the addresses that are not relayed.
@@ -603,7 +585,6 @@ func doctorStandalone(ctx context.Context, rep *doctorReport, p *daemonPlan, o *
 		}
 	}
 
-	doctorRelayService(rep, o)
 	doctorBootstrap(rep, o.Bootstrap, 0, func(ai peer.AddrInfo) error { return dialBootstrap(ctx, ai) },
 		func(peer.AddrInfo) string { return "reachable (a QUIC handshake with a throwaway key)" })
 
