@@ -152,6 +152,25 @@ func runChurn(t *testing.T, size int) {
 		})
 	}
 	step("every procedure callable from n1")
+	// The "before" figures are of a settled realm: a node runs its DHT as
+	// a client until its measurements say it is publicly reachable, and
+	// its peers put it in their routing tables once it serves. Right after
+	// the start, advertise answers (rightly) that the announcement is
+	// pending: a first-second state, not the steady one measured here.
+	for _, n := range nodes {
+		c := apiClient(t, n)
+		testnet.Eventually(t, 60*time.Second, func() error {
+			st, err := c.DHTStats(churnCtx(t, 5*time.Second))
+			if err != nil {
+				return err
+			}
+			if st.Mode != "server" || st.Nodes == 0 {
+				return fmt.Errorf("%s: DHT %s with %d peers in its routing table", n.name, st.Mode, st.Nodes)
+			}
+			return nil
+		})
+	}
+	step("every DHT a server with a routing table")
 	beforeAdv, beforeProv := churnAdvertiseProvide(t, nodes[2], hook.URL, "before")
 	step("advertise and provide measured (before)")
 
