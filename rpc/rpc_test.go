@@ -416,6 +416,24 @@ func TestOverloadedCallee(t *testing.T) {
 	}
 }
 
+// A caller that waits for each answer before its next call never exceeds
+// the callee's bound, so it is never refused as overloaded: the slot is
+// free before the answer goes out.
+func TestSequentialCallsAtTheBound(t *testing.T) {
+	a := newNode(t, func(c *Config) { c.MaxConcurrentPerPeer = 1 })
+	b := newNode(t, nil)
+	mesh(t, a, b)
+	advertise(t, a, "io.acme.orders.echo1", func(_ context.Context, req *Request) ([]byte, error) {
+		return req.Payload, nil
+	})
+	waitCallable(t, b, "io.acme.orders.echo1")
+	for i := range 500 {
+		if _, err := b.rpc.Call(context.Background(), "io.acme.orders.echo1", []byte("x"), WithTimeout(10*time.Second)); err != nil {
+			t.Fatalf("call %d of a caller that waits for each answer: %v", i, err)
+		}
+	}
+}
+
 func TestCodecs(t *testing.T) {
 	a, b := newNode(t, nil), newNode(t, nil)
 	mesh(t, a, b)

@@ -134,7 +134,6 @@ func (sc *serverConn) readLoop() error {
 			go func() {
 				defer sc.wg.Done()
 				defer x.drain.exit()
-				defer func() { <-sc.sem }()
 				sc.serve(ctx, req, vd)
 			}()
 		case frameAdsSet, frameAdsAdd:
@@ -163,6 +162,18 @@ func (sc *serverConn) readLoop() error {
 
 func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 	x := sc.x
+	// The caller's slot is free once the handler is done, before the
+	// answer goes out: a caller that waits for each answer before its next
+	// call never finds its own finished call still counted (it did, and
+	// got "overloaded", when the slot was freed after the send).
+	freed := false
+	free := func() {
+		if !freed {
+			freed = true
+			<-sc.sem
+		}
+	}
+	defer free()
 	outcome := ServedOK
 	if x.bus.Wants(event.CallServed) && !internal(req.procedure) {
 		// The call's start: its deadline is the arrival plus the time
@@ -203,6 +214,7 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 	h := x.handler(req.procedure)
 	if h == nil {
 		outcome = ServedNotAdvertised
+		free()
 		sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeNotAdvertised, Message: req.procedure + " is not advertised here"})
 		return
 	}
@@ -216,6 +228,7 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 		}()
 		return h(hctx, &Request{Procedure: req.procedure, Payload: req.payload, Codec: req.codec, Caller: sc.caller, Verdict: vd})
 	}()
+	free()
 	if ctx.Err() != nil {
 		outcome = ServedCancelled
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
