@@ -71,6 +71,9 @@ type Peer struct {
 	Path      string    `json:"path,omitempty"`
 	RTTMillis float64   `json:"rtt_ms"`
 	Since     time.Time `json:"since"`
+	// DirectSince is when the oldest direct connection to the peer opened;
+	// absent while the path is relayed.
+	DirectSince *time.Time `json:"direct_since,omitempty"`
 }
 
 // Resolution is the answer of GET /v1/resolve/{did}: what a DID resolves

@@ -451,16 +451,21 @@ func (a *api) getPeers(_ *http.Request) (int, any, error) {
 	ps := a.n.Peers()
 	out := make([]wire.Peer, 0, len(ps))
 	for _, p := range ps {
+		var direct *time.Time
+		if !p.DirectSince.IsZero() {
+			direct = &p.DirectSince
+		}
 		out = append(out, wire.Peer{
-			PeerID:    p.ID.String(),
-			DID:       p.DID,
-			Alias:     p.Alias,
-			Name:      p.Name,
-			Addrs:     multiaddrStrings(p.Addrs),
-			Direction: p.Direction,
-			Path:      p.Path,
-			RTTMillis: float64(p.RTT.Microseconds()) / 1000,
-			Since:     p.Since,
+			PeerID:      p.ID.String(),
+			DID:         p.DID,
+			Alias:       p.Alias,
+			Name:        p.Name,
+			Addrs:       multiaddrStrings(p.Addrs),
+			Direction:   p.Direction,
+			Path:        p.Path,
+			RTTMillis:   float64(p.RTT.Microseconds()) / 1000,
+			Since:       p.Since,
+			DirectSince: direct,
 		})
 	}
 	return http.StatusOK, out, nil

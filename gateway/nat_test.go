@@ -37,6 +37,10 @@ func TestNATAndPeerPath(t *testing.T) {
 			if len(peers) != 1 || peers[0].Path != "direct" {
 				return fmt.Errorf("%s: peers = %+v", proto, peers)
 			}
+			// A direct path says since when, by the node's clock.
+			if ds := peers[0].DirectSince; ds == nil || ds.Before(peers[0].Since.Add(-time.Minute)) || ds.After(time.Now()) {
+				return fmt.Errorf("%s: direct_since = %v (since %v)", proto, ds, peers[0].Since)
+			}
 			return nil
 		})
 	}

@@ -464,16 +464,16 @@ func (m *matrix) cellTables(t *testing.T) {
 		after := "-"
 		if c.direct > 0 {
 			after = "0 (direct at once)"
-			if d := c.direct - c.firstCall; d > 0 {
+			if d := c.toDirect(); d > 0 {
 				after = ms(d)
 			}
-			if c.direct-c.firstCall > directGoal {
+			if d := c.toDirect(); d > directGoal {
 				after += " (over the goal)"
-				m.overGoal = append(m.overGoal, fmt.Sprintf("%s %s", c.label(), ms(c.direct-c.firstCall)))
+				m.overGoal = append(m.overGoal, fmt.Sprintf("%s %s", c.label(), ms(d)))
 			}
 		}
 		fmt.Fprintf(&tb, "| %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s |\n", c.label(), pre, types,
-			call, ms(c.firstCall), c.pathAtFirst, ms(c.direct), after, c.pathAtEnd, shortAddr(c.addr, m.relay, m.relay2), c.rtt, ps, ref)
+			call, ms(c.firstCall), c.pathAtFirst, c.directAt(), after, c.pathAtEnd, shortAddr(c.addr, m.relay, m.relay2), c.rtt, ps, ref)
 		if !c.ok {
 			t.Errorf("cell %s: no successful call within %v (%d attempts): %s", c.label(), cellCallBudget, c.attempts, c.err)
 			continue
@@ -498,7 +498,7 @@ func (m *matrix) cellTables(t *testing.T) {
 					s := "FAIL"
 					switch {
 					case c.ok && c.pathAtEnd == "direct":
-						s = "direct " + ms(c.direct)
+						s = "direct " + c.directAt()
 					case c.ok:
 						s = "relayed " + ms(c.firstCall)
 					}

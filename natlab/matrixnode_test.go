@@ -110,6 +110,9 @@ type peerJSON struct {
 	Addrs  []string `json:"addrs"`
 	Path   string   `json:"path"`
 	RTT    float64  `json:"rtt_ms"`
+	// DirectSince: when the caller's node opened its oldest direct
+	// connection to the peer (its own clock; the lab's namespaces share it).
+	DirectSince *time.Time `json:"direct_since"`
 }
 
 // peer returns what n's peers list says of the peer with ID id, if listed.
@@ -183,7 +186,11 @@ type cell struct {
 	attempts     int
 	firstCall    time.Duration // from the start of the cell
 	pathAtFirst  string
-	direct       time.Duration // from the start of the cell; 0: never
+	direct       time.Duration // from the start of the cell, as a peers poll saw it; 0: never
+	// directOpened: when the caller's node opened the direct connection,
+	// from the start of the cell (negative: before it), if the node said.
+	directOpened time.Duration
+	directKnown  bool
 	pathAtEnd    string
 	rtt          float64
 	relayAddr    string // the caller's address of the callee, if relayed
@@ -245,6 +252,7 @@ func (c *cell) run(ctx context.Context) {
 	c.pathAtEnd = c.pathAtFirst
 	if c.pathAtFirst == "direct" {
 		c.direct = time.Since(start)
+		c.directFrom(p, start)
 	} else {
 		wait := cellSettle
 		if c.wantDirect() {
@@ -257,6 +265,7 @@ func (c *cell) run(ctx context.Context) {
 				c.pathAtEnd = p.Path
 				if p.Path == "direct" {
 					c.direct = time.Since(start)
+					c.directFrom(p, start)
 					break
 				}
 			}
@@ -273,6 +282,36 @@ func (c *cell) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// directFrom keeps when the caller's node says its direct connection
+// opened: a peers poll sees it only after a CLI process's start, which took
+// seconds on a loaded machine.
+func (c *cell) directFrom(p peerJSON, start time.Time) {
+	if p.DirectSince != nil {
+		c.directOpened, c.directKnown = p.DirectSince.Sub(start), true
+	}
+}
+
+// toDirect is how long after the first successful call (its CLI process's
+// return) the path was direct: by the node's clock where it said, else by
+// the peers poll. Zero when it was direct by then.
+func (c *cell) toDirect() time.Duration {
+	if c.directKnown {
+		return max(c.directOpened-c.firstCall, 0)
+	}
+	return max(c.direct-c.firstCall, 0)
+}
+
+// directAt renders when the path became direct, from the start of the cell.
+func (c *cell) directAt() string {
+	switch {
+	case c.directKnown && c.directOpened <= 0:
+		return "before the cell"
+	case c.directKnown:
+		return ms(c.directOpened)
+	}
+	return ms(c.direct)
 }
 
 // publish publishes to the callee's topic from the caller until the

@@ -167,7 +167,7 @@ func TestNATMesh(t *testing.T) {
 		}
 		if c.ok && c.pathAtEnd == "direct" {
 			direct++
-			toDirect = append(toDirect, max(c.direct-c.firstCall, 0))
+			toDirect = append(toDirect, c.toDirect())
 		} else if c.ok {
 			relayed = append(relayed, fmt.Sprintf("%s (%s / %s)", c.label(), typeOf(c.callee), typeOf(c.caller)))
 			if c.wantDirect() {
@@ -175,7 +175,7 @@ func TestNATMesh(t *testing.T) {
 			}
 		}
 		fmt.Fprintf(&tb, "| %s%s | %s / %s | %s | %s | %s | %s | %s |\n", c.label(), pre, typeOf(c.callee), typeOf(c.caller),
-			call, ms(c.firstCall), c.pathAtFirst, ms(c.direct), c.pathAtEnd)
+			call, ms(c.firstCall), c.pathAtFirst, c.directAt(), c.pathAtEnd)
 	}
 	// Per pair of types: connected and direct.
 	type tally struct{ n, ok, direct int }

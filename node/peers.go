@@ -52,6 +52,10 @@ type PeerInfo struct {
 	// RTT is the smoothed round-trip time to the peer (zero until measured).
 	RTT   time.Duration
 	Since time.Time
+	// DirectSince is when the oldest direct connection to the peer opened
+	// (zero while every connection is relayed): how long after a relayed
+	// first contact the path became direct, by the node's own clock.
+	DirectSince time.Time
 }
 
 // Peers returns the connected peers of the realm, sorted by peer ID.
@@ -81,6 +85,9 @@ func (n *Node) Peers() []PeerInfo {
 			p.Path = "relayed"
 			for _, c := range conns {
 				if !isRelayed(c.RemoteMultiaddr()) {
+					if p.Path != "direct" {
+						p.DirectSince = c.Stat().Opened
+					}
 					p.Path = "direct"
 				}
 			}
