@@ -56,7 +56,7 @@ func (x *RPC) handleStream(s network.Stream) {
 	if x.openRealm {
 		sc.open = ucan.OpenVerdict(sc.caller.DID)
 	}
-	sc.w = newWStream(s, x.cfg.MaxConcurrentPerPeer+16, func() bool { return len(sc.sem) > 1 })
+	sc.w = newWStream(s, x.cfg.MaxConcurrentPerPeer+16, func() bool { return len(sc.sem) > 0 }) // a handler still running: its answer may share the write
 	x.serving[sc] = struct{}{}
 	x.wg.Add(1)
 	x.mu.Unlock()
