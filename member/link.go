@@ -223,6 +223,7 @@ func (m *Members) readLoop(in *inStream) {
 	defer close(in.done)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	delete(m.lingering, in)
 	if in.link.in != in {
 		_ = in.s.Reset()
 		return // replaced by a newer stream, or closed
@@ -684,6 +685,11 @@ func (m *Members) closeLinkLocked(l *link) {
 		l.out = nil
 	}
 	// Our reader ends when the peer closes its stream in turn; it finds
-	// itself no longer the link's, so nothing more happens.
-	l.in = nil
+	// itself no longer the link's, so nothing more happens. A peer that
+	// does not within ProbeTimeout (it hangs) has the stream reset: a
+	// reader waiting on it for ever would also hold Close.
+	if l.in != nil {
+		m.lingering[l.in] = time.Now().Add(max(m.cfg.ProbeTimeout, leaveFlush))
+		l.in = nil
+	}
 }

@@ -95,7 +95,11 @@ type Members struct {
 	opening  int              // links being opened
 	retry    map[peer.ID]*retryState
 	watchers map[*watcher]struct{}
-	addrsDue bool // the host's addresses changed
+	// lingering: readers of links the overlay closed, which end when the
+	// peer closes its stream in turn; one that has not by its deadline
+	// (a peer that hangs) is reset, and Close resets them all.
+	lingering map[*inStream]time.Time
+	addrsDue  bool // the host's addresses changed
 	// stalledUntil: this node's tick loop ran late; silent links are not
 	// judged before then (see stalledLocked).
 	stalledUntil time.Time
@@ -137,24 +141,25 @@ func New(h host.Host, bus Emitter, cfg Config) (*Members, error) {
 	}
 	now := time.Now()
 	m := &Members{
-		h:        h,
-		bus:      bus,
-		cfg:      cfg,
-		log:      cfg.Logger.With("realm", cfg.Realm),
-		proto:    Protocol(cfg.Realm),
-		self:     h.ID(),
-		key:      key,
-		boot:     uint64(now.UnixMilli()),
-		access:   cfg.Access,
-		secure:   !access.IsOpen(cfg.Access),
-		tick:     max(cfg.ProbeInterval/2, 5*time.Millisecond),
-		v:        newView(h.ID(), cfg.Rings, cfg.MaxMembers, cfg.SuspicionTimeout, cfg.Confirmations),
-		wantCaps: cfg.Capabilities,
-		clusters: cfg.Clusters,
-		links:    make(map[peer.ID]*link),
-		wanted:   make(map[peer.ID]bool),
-		retry:    make(map[peer.ID]*retryState),
-		watchers: make(map[*watcher]struct{}),
+		h:         h,
+		bus:       bus,
+		cfg:       cfg,
+		log:       cfg.Logger.With("realm", cfg.Realm),
+		proto:     Protocol(cfg.Realm),
+		self:      h.ID(),
+		key:       key,
+		boot:      uint64(now.UnixMilli()),
+		access:    cfg.Access,
+		secure:    !access.IsOpen(cfg.Access),
+		tick:      max(cfg.ProbeInterval/2, 5*time.Millisecond),
+		v:         newView(h.ID(), cfg.Rings, cfg.MaxMembers, cfg.SuspicionTimeout, cfg.Confirmations),
+		wantCaps:  cfg.Capabilities,
+		clusters:  cfg.Clusters,
+		links:     make(map[peer.ID]*link),
+		wanted:    make(map[peer.ID]bool),
+		retry:     make(map[peer.ID]*retryState),
+		watchers:  make(map[*watcher]struct{}),
+		lingering: make(map[*inStream]time.Time),
 	}
 	if err := m.checkOwn(cfg.Capabilities); err != nil {
 		return nil, err
@@ -391,6 +396,9 @@ func (m *Members) close() {
 		if l.in != nil {
 			ins = append(ins, l.in)
 		}
+	}
+	for in := range m.lingering {
+		ins = append(ins, in)
 	}
 	for p := range m.wanted {
 		m.h.ConnManager().Unprotect(p, connProtectTag)
@@ -887,6 +895,12 @@ func (m *Members) tickLoop() {
 			lastReconnect = now
 			m.reconnectLocked()
 			m.linkStrangersLocked(now)
+		}
+		for in, deadline := range m.lingering {
+			if now.After(deadline) {
+				delete(m.lingering, in)
+				_ = in.s.Reset()
+			}
 		}
 		if now.Sub(lastTombs) >= tombstoneEvery {
 			lastTombs = now

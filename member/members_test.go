@@ -231,3 +231,50 @@ func TestManyMembers(t *testing.T) {
 	rest := append(append([]*testMember{}, ms[:7]...), ms[8:]...)
 	eventually(t, 30*time.Second, "departure seen everywhere", func() bool { return sees(rest, rest...) })
 }
+
+// TestClosedLinkToHungPeer: a link the overlay closes waits for the peer to
+// close its stream in turn; a peer that hangs never does. Its reader is
+// reset after ProbeTimeout, and Close does not wait for it (it did, for
+// ever: TestChurn hung in Close when the overlay had dropped a link to a
+// frozen member).
+func TestClosedLinkToHungPeer(t *testing.T) {
+	a := newMember(t, "a", nil)
+	b := newMember(t, "b", nil)
+	connect(t, a.h, b.h)
+	eventually(t, 30*time.Second, "a linked to b both ways", func() bool {
+		a.m.mu.Lock()
+		defer a.m.mu.Unlock()
+		l := a.m.links[b.h.ID()]
+		return l != nil && l.up()
+	})
+	b.m.mu.Lock() // frozen: it reads nothing and closes nothing
+	defer b.m.mu.Unlock()
+	a.m.mu.Lock()
+	a.m.closeLinkLocked(a.m.links[b.h.ID()])
+	if len(a.m.lingering) != 1 {
+		a.m.mu.Unlock()
+		t.Fatalf("%d lingering readers, want 1", len(a.m.lingering))
+	}
+	a.m.mu.Unlock()
+	eventually(t, 30*time.Second, "the hung peer's reader reset", func() bool {
+		a.m.mu.Lock()
+		defer a.m.mu.Unlock()
+		return len(a.m.lingering) == 0
+	})
+	// And Close returns with a lingering reader too.
+	a.m.mu.Lock()
+	if l := a.m.links[b.h.ID()]; l != nil {
+		a.m.closeLinkLocked(l)
+	}
+	a.m.mu.Unlock()
+	closed := make(chan struct{})
+	go func() {
+		a.m.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waits on the reader of a link to a hung peer")
+	}
+}
