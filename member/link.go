@@ -623,8 +623,23 @@ func (m *Members) linksTickLocked(now time.Time) {
 			m.lostLocked(l, fmt.Sprintf("no frame for %v", silence), true)
 		case l.in == nil && l.out != nil && now.Sub(l.outSince) >= m.cfg.ProbeTimeout:
 			// The peer took our stream but opened none back (it is at
-			// MaxLinks, or going): not a sign of failure.
+			// MaxLinks, or going): not a sign of failure by itself. But
+			// a peer that hangs does the same (its host still accepts
+			// streams), link after link: once that has lasted
+			// ProbeTimeout, it is suspected, weakly and once, as an
+			// unreachable one (a live peer refutes). Each new link
+			// clears the retry state, so that cannot tell.
+			p := l.peer
+			nb := m.noBack[p]
+			if nb == nil {
+				nb = &noBackState{first: now}
+				m.noBack[p] = nb
+			}
 			m.lostLocked(l, fmt.Sprintf("no stream back within %v", m.cfg.ProbeTimeout), false)
+			if !nb.suspected && m.wanted[p] && now.Sub(nb.first) >= m.cfg.ProbeTimeout {
+				nb.suspected = true
+				m.suspectLocked(p, alertUnreachable, fmt.Sprintf("no stream back for %v", now.Sub(nb.first).Round(time.Millisecond)))
+			}
 		}
 	}
 }
@@ -655,6 +670,7 @@ func (m *Members) overlayLocked(now time.Time) {
 		if l != nil && l.up() {
 			upWanted++
 			delete(m.retry, p)
+			delete(m.noBack, p)
 			continue
 		}
 		if l != nil && (l.opening || l.out != nil) {

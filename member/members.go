@@ -99,7 +99,10 @@ type Members struct {
 	// peer closes its stream in turn; one that has not by its deadline
 	// (a peer that hangs) is reset, and Close resets them all.
 	lingering map[*inStream]time.Time
-	addrsDue  bool // the host's addresses changed
+	// noBack: peers whose links took our stream but opened none back,
+	// since their link was last up (see linksTickLocked).
+	noBack   map[peer.ID]*noBackState
+	addrsDue bool // the host's addresses changed
 	// stalledUntil: this node's tick loop ran late; silent links are not
 	// judged before then (see stalledLocked).
 	stalledUntil time.Time
@@ -115,6 +118,13 @@ type Members struct {
 }
 
 // retryState delays reopening a link to a peer after failures.
+// noBackState: since when a peer's links take our stream but open none
+// back, and whether that raised a suspicion.
+type noBackState struct {
+	first     time.Time
+	suspected bool
+}
+
 type retryState struct {
 	fails     int
 	next      time.Time
@@ -160,6 +170,7 @@ func New(h host.Host, bus Emitter, cfg Config) (*Members, error) {
 		retry:     make(map[peer.ID]*retryState),
 		watchers:  make(map[*watcher]struct{}),
 		lingering: make(map[*inStream]time.Time),
+		noBack:    make(map[peer.ID]*noBackState),
 	}
 	if err := m.checkOwn(cfg.Capabilities); err != nil {
 		return nil, err
@@ -910,6 +921,11 @@ func (m *Members) tickLoop() {
 			for p, r := range m.retry {
 				if now.Sub(r.next) > retryMax && m.links[p] == nil && !m.wanted[p] {
 					delete(m.retry, p)
+				}
+			}
+			for p := range m.noBack {
+				if m.links[p] == nil && !m.wanted[p] {
+					delete(m.noBack, p)
 				}
 			}
 		}

@@ -122,7 +122,23 @@ func TestSilentFailure(t *testing.T) {
 		}
 	}()
 	others := []*testMember{ms[0], ms[1], ms[2], ms[4]}
-	eventually(t, 30*time.Second, "the frozen member failed everywhere", func() bool { return sees(others, others...) })
+	for deadline := time.Now().Add(30 * time.Second); !sees(others, others...); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			for _, x := range others {
+				x.m.mu.Lock()
+				var view, links []string
+				for id, e := range x.m.v.entries {
+					view = append(view, fmt.Sprintf("%s=%d/%d", id.ShortString(), e.st, e.inc))
+				}
+				for id, l := range x.m.links {
+					links = append(links, fmt.Sprintf("%s(up %v)", id.ShortString(), l.up()))
+				}
+				x.m.mu.Unlock()
+				t.Logf("%s: view %v; links %v; %+v", x.m.Self().Name, view, links, x.m.Stats())
+			}
+			t.Fatalf("the frozen member %s not failed everywhere after 30 s", victim.h.ID().ShortString())
+		}
+	}
 	t.Logf("silent member declared failed by all others after %v (ProbeTimeout %v)", time.Since(start).Round(time.Millisecond), fastConfig("x").ProbeTimeout)
 	for i, x := range ms {
 		if x == victim {
