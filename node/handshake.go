@@ -132,6 +132,15 @@ func (n *Node) handleHandshake(s network.Stream) {
 	if err := n.admit(n.ctx, s.Conn().RemotePeer(), h); err != nil {
 		n.log.Info("refusing peer: no valid membership", "peer", s.Conn().RemotePeer(), "err", err)
 		_ = frame.Write(s, frameRefused, helloVersion, []byte(err.Error()))
+		if errors.Is(err, ErrNotMember) {
+			// Known here first: our own handshake with the peer may end
+			// without its answer (refused in turn, the peer closes the
+			// connection at once), and whoever waits for the peer
+			// (Connect) must learn that it is no member, not that the
+			// connection closed.
+			n.gater.refuse(s.Conn().RemotePeer(), nonMemberRefuseFor, refusedNonMember)
+			n.peerChanged()
+		}
 		return
 	}
 	n.notePeerName(s.Conn().RemotePeer(), h)

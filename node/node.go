@@ -87,6 +87,10 @@ type Node struct {
 	// refusedBy holds, for the peers that refused this node's own
 	// membership, why (cleared when one admits it, or its chains change).
 	refusedBy map[peer.ID]error
+	// handshaking counts the realm handshakes running per peer: a peer
+	// whose connection closed is not given up on while one still runs
+	// (its refusal may be read but not handled yet).
+	handshaking map[peer.ID]int
 	// rejoin is closed and replaced when the node's chains change: the
 	// bootstrap loops waiting to redial go at once.
 	rejoin chan struct{}
@@ -121,9 +125,10 @@ func New(cfg Config) (_ *Node, err error) {
 		redial:  make(map[peer.ID]chan struct{}),
 		changed: make(chan struct{}),
 
-		refusedBy: make(map[peer.ID]error),
-		rejoin:    make(chan struct{}),
-		activity:  newActivity(s.Realm),
+		refusedBy:   make(map[peer.ID]error),
+		handshaking: make(map[peer.ID]int),
+		rejoin:      make(chan struct{}),
+		activity:    newActivity(s.Realm),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// One cleanup for every failure below: Close stops whatever was started

@@ -114,7 +114,20 @@ func (n *Node) IsPeer(p peer.ID) bool {
 }
 
 func (n *Node) onConnected(c network.Conn) {
-	n.spawn(func() {
+	p := c.RemotePeer()
+	n.mu.Lock()
+	n.handshaking[p]++
+	n.mu.Unlock()
+	done := func() {
+		n.mu.Lock()
+		if n.handshaking[p]--; n.handshaking[p] <= 0 {
+			delete(n.handshaking, p)
+		}
+		n.peerChangedLocked()
+		n.mu.Unlock()
+	}
+	if !n.spawn(func() {
+		defer done()
 		h, err := n.handshake(n.ctx, c)
 		if err != nil {
 			if n.ctx.Err() != nil {
@@ -124,7 +137,9 @@ func (n *Node) onConnected(c network.Conn) {
 			return
 		}
 		n.onVerified(c, h)
-	})
+	}) {
+		done()
+	}
 }
 
 // enter counts a running stream handler that Close waits for; the handler
@@ -338,8 +353,10 @@ func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, conn
 		if err := n.refusalOf(p); err != nil {
 			return err
 		}
-		// A relayed connection is Limited, not Connected: it counts.
-		if connected && n.host.Network().Connectedness(p) == network.NotConnected {
+		// A relayed connection is Limited, not Connected: it counts. A
+		// handshake still running on a closed connection ends soon (its
+		// stream fails), having perhaps read why the peer refused us.
+		if connected && n.host.Network().Connectedness(p) == network.NotConnected && !n.handshakeRunning(p) {
 			return fmt.Errorf("%s: %w", p, errHandshakeLost)
 		}
 		select {
@@ -350,6 +367,13 @@ func (n *Node) awaitPeer(ctx context.Context, p peer.ID, ready func() bool, conn
 			return ErrClosed
 		}
 	}
+}
+
+// handshakeRunning reports whether a realm handshake with p is running.
+func (n *Node) handshakeRunning(p peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.handshaking[p] > 0
 }
 
 // errHandshakesFailing: the peer is refused after repeated failed
