@@ -21,10 +21,11 @@ build:
 #
 # Tests whose figures the race detector makes meaningless (the idle actor's
 # memory) are built only without it (//go:build !race) and run in a second,
-# short pass without -race.
+# short pass without -race. Last, the 20-node churn test (make churn).
 test: prereqs lint
 	$(GO) run ./internal/testsum -race -count=1 -timeout 15m $(PKGS)
 	$(GO) run ./internal/testsum -count=1 -timeout 5m -run '^TestIdleActorMemory$$' ./actors
+	$(MAKE) --no-print-directory churn
 
 # Check the test prerequisites (make test does it first).
 prereqs:
@@ -66,8 +67,8 @@ clean:
 
 # The churn test with 20 macula-node run processes on loopback: one stopped
 # cleanly, one killed, calls from a third; it prints the failures and
-# latencies per second (docs/churn.md). CI runs it after the suite, alone,
-# so that 20 nodes have the machine to themselves.
+# latencies per second (docs/churn.md). make test runs it after the suite,
+# alone, so that 20 nodes have the machine to themselves.
 churn:
 	$(GO) test -tags churn -count=1 -run '^TestChurn20EndToEnd$$' -v -timeout 5m ./cmd/macula-node
 
