@@ -215,6 +215,9 @@ func (m *Members) readLoop(in *inStream) {
 		in.lastRecv.Store(time.Now().UnixNano())
 		m.framesIn.Add(1)
 		if err = m.handleFrame(in, h, body); err != nil {
+			if errors.Is(err, io.EOF) {
+				break // the peer's departure: the link is closed already
+			}
 			m.droppedInvalid.Add(1)
 			m.logRateLimited(&m.invalidLogged, "closing a membership stream after a bad frame", "peer", p, "err", err)
 			break

@@ -75,6 +75,12 @@ func TestJoinChangeLeave(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no member_left event")
 	}
+	// A departure is no bad frame (it was counted and logged as one).
+	for _, x := range []*testMember{a, b} {
+		if st := x.m.Stats(); st.DroppedInvalid != 0 {
+			t.Fatalf("%s: %d invalid frames after a clean leave", x.m.Self().Name, st.DroppedInvalid)
+		}
+	}
 }
 
 // star starts n members, each connected only to the first, and waits
