@@ -291,3 +291,45 @@ func TestSlowSubscriberNode(t *testing.T) {
 		t.Fatalf("good subscriber stats %+v", st)
 	}
 }
+
+// TestSubscriberLinkResetByPublisher: the publisher (no interest of its own)
+// drops the subscriber's stream and opens a new one of its own, as its
+// inbound side does when a newer stream of the peer replaces the live one
+// and then fails (seen in the NAT lab while a pair moved from relayed to
+// direct). The subscriber's link to it is dead but not written to; it must
+// notice and link again, or the publisher never again learns its interest
+// (messages stopped for good before).
+func TestSubscriberLinkResetByPublisher(t *testing.T) {
+	sub, pub := newNode(t, nil), newNode(t, nil)
+	connect(t, sub.h, pub.h)
+	_, c := subscribe(t, sub.ps, "io.acme.orders.reset")
+	testnet.Eventually(t, 30*time.Second, func() error {
+		publish(t, pub.ps, "io.acme.orders.reset", []byte("before"))
+		if c.len() == 0 {
+			return errors.New("nothing arrived yet")
+		}
+		return nil
+	})
+	// What the publisher's handleStream did: reset the subscriber's stream,
+	// forget its interest, and open a new stream of its own.
+	pub.ps.mu.Lock()
+	r := pub.ps.remotes[sub.h.ID()]
+	if r == nil || r.in == nil || r.out == nil {
+		pub.ps.mu.Unlock()
+		t.Fatal("no link both ways")
+	}
+	_ = r.in.s.Reset()
+	pub.ps.dropInboundLocked(r)
+	r.out.close()
+	r.out = nil
+	pub.ps.openOnLocked(r, nil, nil, true)
+	pub.ps.mu.Unlock()
+	n := c.len()
+	testnet.Eventually(t, 30*time.Second, func() error {
+		publish(t, pub.ps, "io.acme.orders.reset", []byte("after"))
+		if c.len() <= n {
+			return errors.New("no message since the reset")
+		}
+		return nil
+	})
+}

@@ -64,6 +64,14 @@ func (ps *PubSub) handleStream(s network.Stream) {
 	}
 	r.in = in
 	ps.gen.Add(1)
+	if r.out != nil && before == nil {
+		// The peer (re)started talking to us. It may have reset our
+		// stream on its side meanwhile (it replaced our stream by a newer
+		// one that then failed): our link would not notice before its
+		// next write, and the peer would never learn our interest. Say it
+		// again: a reset stream fails that write and the link reopens.
+		r.out.sendControl(appendInterestSetFrames(nil, uint32(ps.cfg.MaxMessageSize), ps.patternsLocked()))
+	}
 	ps.openOnLocked(r, nil, s.Conn(), true)
 	ps.wg.Add(1)
 	ps.mu.Unlock()

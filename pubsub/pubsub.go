@@ -639,11 +639,18 @@ func (ps *PubSub) linkDone(l *link, err error) {
 		return
 	}
 	ps.log.Debug("pubsub stream to peer failed", "peer", l.peer, "err", err)
-	// The peer still talks to us and wants messages: open a new stream,
-	// after a backoff if this keeps failing.
-	if r.in != nil && len(r.patterns) > 0 {
+	// The peer still talks to us and wants messages, or must learn what we
+	// want: open a new stream, after a backoff if this keeps failing.
+	// At once, unless the last failure was recent (noting the failure
+	// first, then asking without force, skipped the open every time, and
+	// nothing asked again).
+	if r.in != nil && (len(r.patterns) > 0 || len(ps.patternsLocked()) > 0) {
+		b := ps.backoff[r.id]
+		due := b == nil || !time.Now().Before(b.next)
 		ps.failedLocked(r.id)
-		ps.openLocked(r, nil, false)
+		if due {
+			ps.openLocked(r, nil, true)
+		}
 	}
 	ps.gcLocked(r)
 }
