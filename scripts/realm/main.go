@@ -546,45 +546,23 @@ func measureLookups(ctx context.Context, o options, nodes []*nodeProc, rep *repo
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
-	var first, again []float64
 	missing := 0
-	type pair struct{ from, to int }
-	done := map[pair]bool{}
-	for len(first) < o.lookups {
-		from, to := rand.IntN(len(nodes)), rand.IntN(len(nodes))
-		if from == to || done[pair{from, to}] {
-			if len(done) >= len(nodes)*(len(nodes)-1) {
-				break
-			}
-			continue
-		}
-		done[pair{from, to}] = true
-		for round := 0; round < 2; round++ {
-			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			t := time.Now()
-			res, err := nodes[from].api.DHTLookup(lctx, key(nodes[to]))
-			ms := float64(time.Since(t).Microseconds()) / 1000
-			cancel()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			found := false
-			if err == nil {
-				for _, p := range res.Providers {
-					if p.PeerID == nodes[to].state.PeerID {
-						found = true
-					}
+	first, again, err := timePairs(ctx, len(nodes), o.lookups, func(ctx context.Context, from, to int) {
+		res, err := nodes[from].api.DHTLookup(ctx, key(nodes[to]))
+		found := false
+		if err == nil {
+			for _, p := range res.Providers {
+				if p.PeerID == nodes[to].state.PeerID {
+					found = true
 				}
 			}
-			if !found {
-				missing++
-			}
-			if round == 0 {
-				first = append(first, ms)
-			} else {
-				again = append(again, ms)
-			}
 		}
+		if !found {
+			missing++
+		}
+	})
+	if err != nil {
+		return err
 	}
 	rep.Lookup, rep.LookupAgain, rep.LookupMissing = statsOf(first), statsOf(again), missing
 	fmt.Printf("DHT lookup of a key provided on another node (API, default limit): first %s; again from the same node %s; %d of %d did not find the provider\n",
@@ -608,40 +586,18 @@ func measureCalls(ctx context.Context, o options, nodes []*nodeProc, hook *webho
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
-	var first, again []float64
 	errs := 0
-	type pair struct{ from, to int }
-	done := map[pair]bool{}
 	payload := []byte(`"ping"`)
 	var lastErr error
-	for len(first) < o.calls {
-		from, to := rand.IntN(len(nodes)), rand.IntN(len(nodes))
-		if from == to || done[pair{from, to}] {
-			if len(done) >= len(nodes)*(len(nodes)-1) {
-				break
-			}
-			continue
+	first, again, err := timePairs(ctx, len(nodes), o.calls, func(ctx context.Context, from, to int) {
+		_, err := nodes[from].api.Call(ctx, proc(nodes[to]), payload, api.CallOptions{Timeout: 5 * time.Second, ContentType: api.ContentTypeJSON})
+		if err != nil {
+			errs++
+			lastErr = err
 		}
-		done[pair{from, to}] = true
-		for round := 0; round < 2; round++ {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			t := time.Now()
-			_, err := nodes[from].api.Call(cctx, proc(nodes[to]), payload, api.CallOptions{Timeout: 5 * time.Second, ContentType: api.ContentTypeJSON})
-			ms := float64(time.Since(t).Microseconds()) / 1000
-			cancel()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				errs++
-				lastErr = err
-			}
-			if round == 0 {
-				first = append(first, ms)
-			} else {
-				again = append(again, ms)
-			}
-		}
+	})
+	if err != nil {
+		return err
 	}
 	rep.CallFirst, rep.CallAgain, rep.CallErrors = statsOf(first), statsOf(again), errs
 	fmt.Printf("RPC call between a random pair (API, webhook echo): first call of the pair %s; again %s; %d errors",
@@ -651,6 +607,37 @@ func measureCalls(ctx context.Context, o options, nodes []*nodeProc, hook *webho
 	}
 	fmt.Println()
 	return nil
+}
+
+// timePairs runs op for up to want distinct random ordered pairs of n
+// nodes, twice each (the first time, then again), one at a time with 10 s
+// each, and returns how long each run took in milliseconds.
+func timePairs(ctx context.Context, n, want int, op func(ctx context.Context, from, to int)) (first, again []float64, err error) {
+	type pair struct{ from, to int }
+	done := map[pair]bool{}
+	for len(first) < want && len(done) < n*(n-1) {
+		from, to := rand.IntN(n), rand.IntN(n)
+		if from == to || done[pair{from, to}] {
+			continue
+		}
+		done[pair{from, to}] = true
+		for round := 0; round < 2; round++ {
+			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			t := time.Now()
+			op(octx, from, to)
+			ms := float64(time.Since(t).Microseconds()) / 1000
+			cancel()
+			if ctx.Err() != nil {
+				return first, again, ctx.Err()
+			}
+			if round == 0 {
+				first = append(first, ms)
+			} else {
+				again = append(again, ms)
+			}
+		}
+	}
+	return first, again, nil
 }
 
 // webhook is the echo procedure's handler: it answers the payload.
