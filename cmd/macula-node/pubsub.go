@@ -143,14 +143,8 @@ func subscribeLoop(ctx context.Context, c *api.Client, addr, pattern string, asJ
 	var reported uint64
 	for n := 0; count == 0 || n < count; n++ {
 		ev, err := sub.Next()
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, io.EOF):
-			return fmt.Errorf("the node at %s ended the subscription (is it stopping?)", addr)
-		default:
-			return clientError(addr, err)
+		if done, err := streamEnd(ctx, err, addr, "subscription"); done {
+			return err
 		}
 		if asJSON {
 			err = enc.Encode(ev)

@@ -243,14 +243,8 @@ func watchLoop(ctx context.Context, c *api.Client, addr, prefix, cluster string,
 	enc.SetEscapeHTML(false)
 	for n := 0; count == 0 || n < count; {
 		b, err := wt.Next()
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, io.EOF):
-			return fmt.Errorf("the node at %s ended the watch (is it stopping?)", addr)
-		default:
-			return clientError(addr, err)
+		if done, err := streamEnd(ctx, err, addr, "watch"); done {
+			return err
 		}
 		if b.Missed > 0 {
 			fmt.Fprintf(stderr, "macula-node: the node dropped %d event(s), not read fast enough\n", b.Missed)
@@ -464,14 +458,8 @@ registration (after a partition) prints a "lost" line.`,
 			enc := json.NewEncoder(out)
 			for {
 				msg, err := p.Next()
-				switch {
-				case err == nil:
-				case ctx.Err() != nil:
-					return nil
-				case errors.Is(err, io.EOF):
-					return fmt.Errorf("the node at %s ended the process (is it stopping?)", addr)
-				default:
-					return clientError(addr, err)
+				if done, err := streamEnd(ctx, err, addr, "process"); done {
+					return err
 				}
 				if asJSON {
 					err = enc.Encode(msg)
@@ -491,4 +479,20 @@ registration (after a partition) prints a "lost" line.`,
 	f.StringVar(&cluster, "cluster", "", "a named cluster instead of the default one")
 	f.BoolVar(&asJSON, "json", false, "print each message as the API's JSON object, one a line")
 	return cmd
+}
+
+// streamEnd says what the error of a stream's Next means for a command that
+// prints the stream: done is false when there was none; else the command
+// ends with nil (the user interrupted it), with why the node ended the
+// stream (what: subscription, watch, process), or with the client error.
+func streamEnd(ctx context.Context, err error, addr, what string) (done bool, result error) {
+	switch {
+	case err == nil:
+		return false, nil
+	case ctx.Err() != nil:
+		return true, nil
+	case errors.Is(err, io.EOF):
+		return true, fmt.Errorf("the node at %s ended the %s (is it stopping?)", addr, what)
+	}
+	return true, clientError(addr, err)
 }
