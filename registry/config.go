@@ -140,6 +140,10 @@ type Config struct {
 	// Logger gets the log lines (through the level above), with the realm
 	// attached. Default slog.Default().
 	Logger *slog.Logger
+
+	// now is the wall clock (time.Now when nil); tests set a skewed one
+	// before New, as the registry reads it from its goroutines.
+	now func() time.Time
 }
 
 // DefaultConfig returns the defaults for realm.

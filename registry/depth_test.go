@@ -44,9 +44,14 @@ func TestClockReadAndObserve(t *testing.T) {
 // registration would be the earlier one and win; its hybrid clock followed
 // a's stamp, so a keeps the name after the heal.
 func TestLateClockDoesNotStealAName(t *testing.T) {
-	ns := newMemberNodes(t, 2, nil, nil)
+	i := 0
+	ns := newMemberNodes(t, 2, nil, func(c *Config) {
+		if i == 1 { // b's clock is half an hour late
+			c.now = func() time.Time { return time.Now().Add(-30 * time.Minute) }
+		}
+		i++
+	})
 	a, b := ns[0], ns[1]
-	b.r.clock.now = func() time.Time { return time.Now().Add(-30 * time.Minute) }
 	pa := spawn(t, a.r)
 	mustRegister(t, pa, "leader", "a")
 	hasName(t, b.r, "leader", pa.Addr())

@@ -194,3 +194,31 @@ func TestDialsUnlinkedMembers(t *testing.T) {
 	mustRegister(t, p, "direct/c", "")
 	hasName(t, a.r, "direct/c", p.Addr())
 }
+
+// Reading the registry's peers (Stats, the API's node list) while digests
+// arrive must not stop replication: onDigest once took the replication's
+// lock under a link's, and linkedPeers takes them the other way round.
+func TestStatsWhileDigestsArrive(t *testing.T) {
+	ns := newMemberNodes(t, 3, nil, func(c *Config) { c.AntiEntropy = 10 * time.Millisecond })
+	for i, n := range ns {
+		mustRegister(t, spawn(t, n.r), fmt.Sprintf("user/%d", i), "")
+	}
+	converged(t, ns)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+			for _, n := range ns {
+				_ = n.r.Stats()
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stats blocked: the registry's locks are stuck")
+	}
+	p := spawn(t, ns[0].r)
+	mustRegister(t, p, "user/after", "")
+	hasName(t, ns[2].r, "user/after", p.Addr())
+}

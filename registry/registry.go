@@ -96,7 +96,10 @@ func New(h host.Host, members Membership, cfg Config) (*Registry, error) {
 	}
 	r.log.l = cfg.Logger.With("realm", cfg.Realm)
 	r.log.set(cfg.LogLevel)
-	r.clock.now = time.Now
+	r.clock.now = cfg.now
+	if r.clock.now == nil {
+		r.clock.now = time.Now
+	}
 	r.clock.maxDrift = cfg.MaxClockDrift
 	// Process numbers start at the start time in nanoseconds, so that an
 	// address of a previous run of this node does not name a process of

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -56,6 +57,18 @@ func (r *Registry) mayRelay(origin peer.ID) bool {
 	r.repl.mu.Lock()
 	defer r.repl.mu.Unlock()
 	return r.repl.live[origin]
+}
+
+// relayable returns the origins whose entries this node may relay (see
+// mayRelay), as a copy: onDigest holds a cluster's and a link's locks,
+// and the lock order puts the replication's lock between those two.
+func (r *Registry) relayable() map[peer.ID]bool {
+	if r.secure || r.members == nil {
+		return nil
+	}
+	r.repl.mu.Lock()
+	defer r.repl.mu.Unlock()
+	return maps.Clone(r.repl.live)
 }
 
 // purgeNode drops a node's streams: in every cluster, or only in the named
@@ -261,6 +274,7 @@ func (l *peerLink) onDigest(d digest) {
 	for _, s := range d.streams {
 		has[s.origin] = mark{s.epoch, s.ver}
 	}
+	relay := r.relayable()
 	c.mu.Lock()
 	l.mu.Lock()
 	first := !l.synced[c.name]
@@ -287,7 +301,7 @@ func (l *peerLink) onDigest(d digest) {
 			}
 			continue
 		}
-		if !r.mayRelay(origin) {
+		if !relay[origin] {
 			continue
 		}
 		behind := !ok || ph.ver < st.ver
