@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
+
+	"github.com/macula-io/macula/internal/rtt"
 )
 
 // Answers bounded by the peer's round-trip time.
@@ -24,12 +26,12 @@ import (
 // that long. A live peer answers a DHT request from memory, within a few
 // round trips however busy it is; so the DHT's message sender (kad-dht's,
 // reimplemented here: its own is internal) bounds the wait for an answer
-// by the peer's smoothed round-trip time (requestRTTs of them, at least
-// Config.RequestTimeout, at most maxRequestTimeout). A peer that does not
+// by the peer's round-trip time (requestRTTs of them, at least
+// Config.RequestTimeout, at most maxRequestTimeout), as QUIC measures it
+// on a direct connection, fresh and without handler time (internal/rtt). A peer that does not
 // answer in time fails that request, so the lookup goes on without it
 // (kad-dht counts it unreachable and drops it from the routing table), and
-// when its bound came from a measured round-trip time (the node's pings
-// measure it), it becomes suspect: no query asks it, and the routing table does not
+// when its bound came from a measured round-trip time, it becomes suspect: no query asks it, and the routing table does not
 // take it back, until Responsive says it answers again (the node pings it
 // at once: Config.Unresponsive), it is gone, or SuspectFor passes.
 //
@@ -76,6 +78,14 @@ func (s *sender) OnDisconnect(context.Context, peer.ID) {}
 // slow on a loaded machine, not on a dead peer's connection); otherwise the
 // dial is bounded by ctx (the query's dial timeout).
 func (s *sender) open(ctx context.Context, p peer.ID) (str network.Stream, bound time.Duration, measured bool, deadline time.Time, stop func() bool, err error) {
+	if !s.d.askable(p) {
+		// The query filters keep such a peer out of queries, but not out
+		// of kad-dht's follow-up, which asks again every one of the
+		// closest peers whose answer was still awaited when the query
+		// ended: a dead peer that made a lookup wait its bound once made
+		// it wait a second time.
+		return nil, 0, false, time.Time{}, nil, fmt.Errorf("%w: %s is suspect or gone", errNoAnswer, p)
+	}
 	bound, measured = s.d.requestTimeout(p)
 	octx := ctx
 	if s.h.Network().Connectedness(p) == network.Connected {
@@ -154,9 +164,9 @@ func writeMsg(str network.Stream, m *pb.Message) error {
 // requestTimeout is how long a request to p waits for its answer, and
 // whether that comes from p's measured round-trip time.
 func (d *DHT) requestTimeout(p peer.ID) (time.Duration, bool) {
-	rtt := d.host.Peerstore().LatencyEWMA(p)
-	if rtt <= 0 {
+	r := rtt.Of(d.host, p)
+	if r <= 0 {
 		return max(unknownRTTTimeout, d.cfg.RequestTimeout), false
 	}
-	return min(max(requestRTTs*rtt, d.cfg.RequestTimeout), maxRequestTimeout), true
+	return min(max(requestRTTs*r, d.cfg.RequestTimeout), maxRequestTimeout), true
 }

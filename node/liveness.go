@@ -8,6 +8,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/macula-io/macula/internal/rtt"
 )
 
 // Liveness: a peer that dies without closing its connections (kill -9, a
@@ -68,8 +70,7 @@ func (n *Node) suspect(p peer.ID) {
 
 // probeTimeout is the wait for a suspect's answer.
 func (n *Node) probeTimeout(p peer.ID) time.Duration {
-	rtt := n.host.Peerstore().LatencyEWMA(p)
-	return min(max(probeRTTs*rtt, livenessProbeTimeout), livenessTimeout)
+	return min(max(probeRTTs*rtt.Of(n.host, p), livenessProbeTimeout), livenessTimeout)
 }
 
 // watchPeer pings p until ctx ends or p is declared gone; u says whether

@@ -53,7 +53,7 @@
 // # Retries (retry.go)
 //
 // DCUtR and the punches above run once per relayed connection. A pair
-// still reached through relays only RetryAfter (15 s) after its relayed
+// still reached through relays only RetryAfter (4 s) after its relayed
 // connection opened is punched again, then after twice the wait (at most 5
 // min) while it stays relayed. The symmetric side of a pair retries (a
 // direct dial or birthday probing, as above); between two NATs that map

@@ -58,7 +58,7 @@ type Config struct {
 	BirthdayProbes int
 	// RetryAfter is how long a peer stays reached through relays only
 	// before the service punches again (retry.go); the wait doubles after
-	// each retry. Default: 15s.
+	// each retry. Default: 4s.
 	RetryAfter time.Duration
 	// Logger receives the service's logs. Default: slog.Default().
 	Logger *slog.Logger

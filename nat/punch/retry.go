@@ -28,8 +28,12 @@ import (
 const (
 	// retryTick is how often the relayed peers are looked at.
 	retryTick = 2 * time.Second
-	// retryAfter is the default Config.RetryAfter.
-	retryAfter = 15 * time.Second
+	// retryAfter is the default Config.RetryAfter: soon after the first
+	// punch, which ends within about as long when it fails (a lost probe
+	// on a loaded path is the usual cause, and a retry a few seconds later
+	// usually gets through); a pair that stays relayed is tried at
+	// doubling waits, a few packets each time, so the cost stays small.
+	retryAfter = 4 * time.Second
 	// retryMaxWait bounds the doubling wait between retries.
 	retryMaxWait = 5 * time.Minute
 	// retryParallel bounds the punches (first tries and retries) at once.
