@@ -304,7 +304,14 @@ func (m *matrix) detect(t *testing.T) {
 		}
 		i := r.info
 		fmt.Fprintf(&tb, "| %s | %s | %s | %s / %s | %s (%s) | %s:%d | %s |\n", r.n.name, want, i.Type, i.Mapping, i.Filtering, hp, wantHP, i.PublicIP, i.PublicPort, r.err)
-		if i.Type != want {
+		// Two hosts behind one router (the hairpin site) both use port
+		// 7400: Linux NAT keeps a source port only where that mapping is
+		// free, so the second host gets another port towards the
+		// destinations the first already uses on 7400, and the same port
+		// towards the others. Its mapping then really depends on the
+		// destination, and symmetric is a right answer for it.
+		shared := r.n.site != nil && r.n.site.Hairpin && i.Type == "symmetric"
+		if i.Type != want && !shared {
 			t.Errorf("nat info in %s (%s router): type %q (%s / %s), error %q", r.n.name, want, i.Type, i.Mapping, i.Filtering, r.err)
 		}
 		if r.n.site != nil && hp != wantHP {
