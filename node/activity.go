@@ -53,6 +53,7 @@ type peerUse struct {
 func newActivity(realmName string) *activity {
 	return &activity{counted: map[protocol.ID]bool{
 		rpc.Protocol(realmName):                      true,
+		rpc.ProtocolTrace(realmName):                 true, // what callers open first
 		pubsub.Protocol(realmName):                   true,
 		dht.ProtocolPrefix(realmName) + "/kad/1.0.0": true,
 	}}

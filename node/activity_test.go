@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,5 +45,29 @@ func TestPeerInUse(t *testing.T) {
 	}
 	if !use().inUse(time.Now()) {
 		t.Fatal("b is not in use right after a call to it")
+	}
+}
+
+// Every protocol that carries calls, messages or lookups counts as use:
+// when rpc added its traced protocol (1.1.0, which callers open first),
+// calls stopped counting, and a peer only called looked idle (pinged
+// every 30 s, a death found that late) unless a DHT lookup went to it.
+func TestUseProtocolsCounted(t *testing.T) {
+	a := startNode(t, "io.acme.orders", "a", nil)
+	served := 0
+	for _, p := range a.host.Mux().Protocols() {
+		s := string(p)
+		if !strings.HasPrefix(s, "/macula/io.acme.orders/") {
+			continue
+		}
+		if strings.Contains(s, "/rpc/") || strings.Contains(s, "/pubsub/") || strings.Contains(s, "/kad/") {
+			served++
+			if !a.activity.counted[p] {
+				t.Errorf("%s carries calls, messages or lookups but does not count as use", p)
+			}
+		}
+	}
+	if served < 3 { // rpc (two versions) and pubsub; kad once the DHT serves
+		t.Fatalf("only %d call, message and lookup protocols served: %v", served, a.host.Mux().Protocols())
 	}
 }
