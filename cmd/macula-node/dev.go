@@ -206,7 +206,7 @@ func runDev(ctx context.Context, stop func(), o *devOptions, stdout, stderr io.W
 	lg.hold.release()
 	printDevTable(stdout, nodes, authority)
 	<-ctx.Done()
-	stop()
+	stopSignals(stop)
 	fmt.Fprintln(stdout, "stopping")
 	return nil
 }

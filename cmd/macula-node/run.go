@@ -477,7 +477,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	}
 
 	<-ctx.Done()
-	stop()
+	stopSignals(stop)
 	lg.logger.Info("stopping")
 	// The actors first: they hand theirs to the other nodes while this one
 	// is still a member. Then leave the realm: the peers stop sending calls
