@@ -35,10 +35,12 @@ const (
 	// stream keeps, so that a peer a little behind gets a delta rather than
 	// a full copy.
 	DefaultReplicationLog = 8192
-	// DefaultAntiEntropy is how often linked nodes compare digests. A
-	// digest costs a few dozen bytes per node of the cluster; comparing
-	// every second bounds how long a node waits for entries of nodes it is
-	// not linked to (one interval per hop) and repairs anything lost.
+	// DefaultAntiEntropy is the tick on which linked nodes compare
+	// digests, when there is something to compare (sync.go: after a
+	// change or a difference; every 30 ticks otherwise). A digest costs a
+	// few dozen bytes per node of the cluster; the tick bounds how long a
+	// node waits for entries of nodes it is not linked to (one or two
+	// ticks per hop) and repairs anything lost.
 	DefaultAntiEntropy = time.Second
 	// DefaultPeerQueueBytes bounds the messages (Send, Dispatch) queued to
 	// one peer: 16 MiB.

@@ -94,8 +94,14 @@ type peerLink struct {
 	need      map[skey]bool   // relayed streams to push
 	prev      map[skey]mark   // the peer's previous digest, for the stall rule
 	draining  bool            // send what is queued, then close
-	closed    bool
-	said      atomic.Bool // the peer said goodbye
+	// Quiet digests (sync.go): the fingerprint of what we held and the
+	// time when our last tick's digests went out, and until when the
+	// peer's last digest, which differed, makes every tick send them.
+	digestFP   uint64
+	digestAt   time.Time
+	eagerUntil time.Time
+	closed     bool
+	said       atomic.Bool // the peer said goodbye
 
 	staging map[skey]*staged // full deltas being received; owned by the reader
 }

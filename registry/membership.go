@@ -54,9 +54,11 @@ func (r *Registry) memberChange(ch member.Change) {
 	switch ch.Kind {
 	case member.Joined:
 		r.setLive(id, true)
-		// Ask the linked peers what they hold: the node's entries may
-		// reach this one through them before it links to the node.
-		r.askDigests()
+		// Tell the linked peers what we hold, for a few ticks: the
+		// node's entries may reach this one through them before it
+		// links to the node (a peer relays a stream to one that stays
+		// behind on it).
+		r.eagerDigests()
 	case member.Left, member.Failed:
 		r.setLive(id, false)
 		reason, detail := ReasonNodeLeft, "the node left the realm"

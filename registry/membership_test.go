@@ -222,3 +222,31 @@ func TestStatsWhileDigestsArrive(t *testing.T) {
 	mustRegister(t, p, "user/after", "")
 	hasName(t, ns[2].r, "user/after", p.Addr())
 }
+
+// An idle realm's links stay quiet: digests go out when what a node holds
+// changed, while a peer's digest differs, and every quietTicks ticks, not
+// on every tick; a change still reaches every node at once.
+func TestIdleLinksQuiet(t *testing.T) {
+	ns := newMemberNodes(t, 3, nil, func(c *Config) { c.AntiEntropy = 50 * time.Millisecond })
+	for i, n := range ns {
+		mustRegister(t, spawn(t, n.r), fmt.Sprintf("user/%d", i), "")
+	}
+	converged(t, ns)
+	time.Sleep((eagerTicks + 2) * 50 * time.Millisecond) // the eager windows end
+	before := make([]uint64, len(ns))
+	for i, n := range ns {
+		before[i] = n.r.Stats().FramesSent
+	}
+	const ticks = 20 // under quietTicks: at most one repair digest per link
+	time.Sleep(ticks * 50 * time.Millisecond)
+	for i, n := range ns {
+		if sent := n.r.Stats().FramesSent - before[i]; sent > 2*2 {
+			t.Errorf("node %d sent %d frames to its 2 peers in %d idle ticks (one digest per tick would be %d)", i, sent, ticks, 2*ticks)
+		}
+	}
+	p := spawn(t, ns[0].r)
+	mustRegister(t, p, "user/late", "")
+	for _, n := range ns[1:] {
+		hasName(t, n.r, "user/late", p.Addr())
+	}
+}
