@@ -27,8 +27,9 @@ import (
 // round trips however busy it is; so the DHT's message sender (kad-dht's,
 // reimplemented here: its own is internal) bounds the wait for an answer
 // by the peer's round-trip time (requestRTTs of them, at least
-// Config.RequestTimeout, at most maxRequestTimeout), as QUIC measures it
-// on a direct connection, fresh and without handler time (internal/rtt). A peer that does not
+// Config.RequestTimeout, at most maxRequestTimeout): the lower of QUIC's
+// estimate on a direct connection (fresh, without handler time) and the
+// peerstore's ping average (internal/rtt). A peer that does not
 // answer in time fails that request, so the lookup goes on without it
 // (kad-dht counts it unreachable and drops it from the routing table), and
 // when its bound came from a measured round-trip time, it becomes suspect: no query asks it, and the routing table does not

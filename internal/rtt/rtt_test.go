@@ -14,9 +14,9 @@ import (
 
 func TestMain(m *testing.M) { testnet.VerifyTestMain(m) }
 
-// Over a direct QUIC connection, QUIC's measurement counts, not a stale
-// average in the peerstore; without a connection, the average is all
-// there is.
+// Over a direct QUIC connection, QUIC's measurement counts when the
+// peerstore's average is stale and high; without a connection, the average
+// is all there is.
 func TestQUICMeasurementOverStaleAverage(t *testing.T) {
 	a, b := testnet.Host(t), testnet.Host(t)
 	stale := 10 * time.Second
