@@ -62,6 +62,10 @@ type options struct {
 	converge time.Duration
 	startMax time.Duration
 	wave     int
+	// The soak (soak.go).
+	soak      time.Duration
+	killEvery time.Duration
+	stopEvery time.Duration
 }
 
 // nodeProc is one running macula-node process.
@@ -100,6 +104,9 @@ func main() {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures as JSON to this file")
 	flag.DurationVar(&o.converge, "converge", 3*time.Minute, "give up when the realm has not converged by then")
 	flag.IntVar(&o.wave, "wave", 5, "nodes started at once")
+	flag.DurationVar(&o.soak, "soak", 0, "instead of measuring the idle realm, run the soak for this long (load and faults; see soak.go)")
+	flag.DurationVar(&o.killEvery, "kill-every", 30*time.Second, "soak: kill -9 a random node this often (it comes back 3 s later)")
+	flag.DurationVar(&o.stopEvery, "stop-every", 150*time.Second, "soak: SIGSTOP a random node for 20 s this often")
 	flag.DurationVar(&o.startMax, "start-timeout", 2*time.Minute, "give up when a node has not written its node.json by then")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -237,6 +244,10 @@ func run(o options) error {
 
 	fmt.Printf("settling for %v\n", o.settle)
 	if err := sleep(ctx, o.settle); err != nil {
+		return err
+	}
+	if o.soak > 0 {
+		nodes, err = soak(ctx, o, bin, dir, nodes, hook)
 		return err
 	}
 	rep.Peers, rep.Members = make([]int, len(nodes)), make([]int, len(nodes))
