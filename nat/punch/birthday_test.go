@@ -140,6 +140,15 @@ func TestBdayBegin(t *testing.T) {
 	if !s.bdayBegin(a, true, now.Add(bdayInterval)) {
 		t.Fatal("attempt after the interval refused")
 	}
+	s.bdayEnd()
+	// The peer's retry, bdayInterval after it began its last attempt,
+	// reaches us a little less than that after we answered it.
+	if s.bdayBegin(a, false, now.Add(bdayInterval/2)) {
+		t.Fatal("an answer within half the interval allowed")
+	}
+	if !s.bdayBegin(a, false, now.Add(bdayInterval-bdayTimeout)) {
+		t.Fatal("the peer's retry refused: it began its last attempt before we answered it")
+	}
 	// At most bdayMaxRunning at once.
 	if !s.bdayBegin(b, true, now) {
 		t.Fatal("second peer refused")
