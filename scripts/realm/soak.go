@@ -90,7 +90,7 @@ func (s *soakNode) set(f func(s *soakNode)) {
 type soakMinute struct {
 	upOK, upFail, downTyped, downOther, hung int
 	backOK, backTyped, backOther             int
-	lat                                      []float64 // ms, calls to up nodes that succeeded
+	lat                                      []float64 // ms, calls between steady nodes that succeeded
 	maxLat                                   float64
 	upErrs                                   map[string]int
 	published, pubFail                       int
@@ -110,6 +110,22 @@ type soakRun struct {
 	mu      sync.Mutex
 	minutes []*soakMinute
 	back    []string // per restart: rediscovery times
+	failed  []string // the first failed calls between steady nodes
+	slow    []string // the first that took over a second
+}
+
+// faultedNow names the nodes that are down or stopped now.
+func (r *soakRun) faultedNow() string {
+	var out []string
+	for i, s := range r.nodes {
+		if _, up := s.get(); !up {
+			out = append(out, "n"+strconv.Itoa(i))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, " ")
 }
 
 func (r *soakRun) minute() *soakMinute {
@@ -208,7 +224,6 @@ func (r *soakRun) callLoop(ctx context.Context) {
 		steady := same && r.nodes[to].settled() && r.nodes[fi].settled()
 		r.note(func(m *soakMinute) {
 			ms := float64(took) / float64(time.Millisecond)
-			m.maxLat = max(m.maxLat, ms)
 			if took > soakDeadline+2*time.Second && fromGen == fromAfter {
 				m.hung++ // not the caller's own node stopped under it
 			}
@@ -217,6 +232,11 @@ func (r *soakRun) callLoop(ctx context.Context) {
 			case steady && err == nil:
 				m.upOK++
 				m.lat = append(m.lat, ms)
+				m.maxLat = max(m.maxLat, ms)
+				if took > time.Second && len(r.slow) < 30 {
+					r.slow = append(r.slow, fmt.Sprintf("%s n%d -> n%d took %v (faulted then: %s)",
+						time.Since(r.start).Round(time.Millisecond), fi, to, took.Round(time.Millisecond), r.faultedNow()))
+				}
 			case steady:
 				m.upFail++
 				code := "other"
@@ -224,6 +244,10 @@ func (r *soakRun) callLoop(ctx context.Context) {
 					code = ae.Code
 				}
 				m.upErrs[code]++
+				if len(r.failed) < 30 {
+					r.failed = append(r.failed, fmt.Sprintf("%s n%d -> n%d after %v: %v (faulted then: %s)",
+						time.Since(r.start).Round(time.Millisecond), fi, to, took.Round(time.Millisecond), err, r.faultedNow()))
+				}
 			case same && err == nil:
 				m.backOK++
 			case same && errors.As(err, &ae):
@@ -469,6 +493,18 @@ func (r *soakRun) print() {
 		fmt.Printf("%3d  %5d %4d %6.1f %7.1f %8.1f%s  %8d %5d %5d  %10d %5d  %4d  %8d (%d)  %5d/%d/%d  %6d  %6.1f  %s\n", i,
 			m.upOK, m.upFail, st.P50, st.P99, m.maxLat, fails, m.backOK, m.backTyped, m.backOther, m.downTyped, m.downOther, m.hung,
 			m.published, m.pubFail, m.delivered[0], m.delivered[1], m.delivered[2], m.goroutines, m.rssMax, strings.Join(m.faults, ", "))
+	}
+	if len(r.failed) > 0 {
+		fmt.Println("failed calls between steady nodes (the first 30):")
+		for _, f := range r.failed {
+			fmt.Println("  " + f)
+		}
+	}
+	if len(r.slow) > 0 {
+		fmt.Println("calls between steady nodes that took over 1 s (the first 30):")
+		for _, f := range r.slow {
+			fmt.Println("  " + f)
+		}
 	}
 	fmt.Println("restarts:")
 	for _, b := range r.back {
