@@ -32,9 +32,11 @@ import (
 // peerstore's ping average (internal/rtt). A peer that does not
 // answer in time fails that request, so the lookup goes on without it
 // (kad-dht counts it unreachable and drops it from the routing table), and
-// when its bound came from a measured round-trip time, it becomes suspect: no query asks it, and the routing table does not
-// take it back, until Responsive says it answers again (the node pings it
-// at once: Config.Unresponsive), it is gone, or SuspectFor passes.
+// when its bound came from a measured round-trip time, it becomes suspect:
+// no query asks it (nor kad-dht's follow-up: the sender refuses it), and
+// the routing table does not take it back, until Responsive says it
+// answers again (the node pings it at once: Config.Unresponsive), it is
+// gone, or SuspectFor passes.
 //
 // A false suspicion (a live peer slower than its bound) costs one request
 // and the peer's place in queries for the time of one ping; it cannot make

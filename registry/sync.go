@@ -5,7 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"time"
@@ -177,22 +177,25 @@ func (r *Registry) eagerDigests() {
 	r.askDigests(now)
 }
 
+// fingerprintSeed keys the fingerprints; they are compared within this
+// process only.
+var fingerprintSeed = maphash.MakeSeed()
+
 // fingerprint sums a hash of every stream's cluster, origin, epoch and
 // version: any change of what this node holds changes it (all but
-// certainly), whatever the order of the streams.
+// certainly), whatever the order of the streams. It runs on every tick and
+// allocates nothing.
 func (r *Registry) fingerprint() uint64 {
 	r.mu.RLock()
 	cs := r.clusterList()
 	r.mu.RUnlock()
 	var fp uint64
 	for _, c := range cs {
+		name := maphash.String(fingerprintSeed, c.name)
 		c.mu.Lock()
 		for _, st := range c.streams {
-			h := fnv.New64a()
-			_, _ = h.Write([]byte(c.name))
-			_, _ = h.Write([]byte{0})
-			_, _ = h.Write([]byte(st.origin))
-			fp += h.Sum64() ^ mix64(st.epoch) ^ mix64(st.ver+0x9e3779b97f4a7c15)
+			origin := maphash.String(fingerprintSeed, string(st.origin))
+			fp += mix64(name^mix64(origin)) ^ mix64(st.epoch) ^ mix64(st.ver+0x9e3779b97f4a7c15)
 		}
 		c.mu.Unlock()
 	}

@@ -34,7 +34,7 @@ func Of(h host.Host, p peer.ID) time.Duration {
 			best = v
 		}
 	}
-	return max(best, 0)
+	return best
 }
 
 // Conn returns the smoothed round-trip time that QUIC measured on c, or 0

@@ -294,7 +294,7 @@ func (r *soakRun) observe(ctx context.Context, k int) {
 	for ctx.Err() == nil {
 		sub, err := np.api.Subscribe(ctx, r.topic())
 		if err != nil {
-			time.Sleep(time.Second)
+			_ = sleep(ctx, time.Second)
 			continue
 		}
 		for {
