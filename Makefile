@@ -3,6 +3,7 @@ GO      ?= go
 BIN     := bin/macula-node
 PKGS    := ./...
 FUZZTIME ?= 10s
+TEST_FUZZTIME ?= 2s
 
 .PHONY: all build test test-short bench lint fuzz dev clean churn deps prereqs realm soak
 
@@ -21,11 +22,14 @@ build:
 #
 # Tests whose figures the race detector makes meaningless (the idle actor's
 # memory) are built only without it (//go:build !race) and run in a second,
-# short pass without -race. Last, the 20-node churn test (make churn).
+# short pass without -race. Then the 20-node churn test (make churn), and
+# last a short run of every fuzz target (make fuzz, TEST_FUZZTIME each: about
+# 3 minutes for 2 s).
 test: prereqs lint
 	$(GO) run ./internal/testsum -race -count=1 -timeout 15m $(PKGS)
 	$(GO) run ./internal/testsum -count=1 -timeout 5m -run '^TestIdleActorMemory$$' ./actors
 	$(MAKE) --no-print-directory churn
+	@scripts/fuzz.sh $(TEST_FUZZTIME)
 
 # Check the test prerequisites (make test does it first).
 prereqs:
@@ -50,10 +54,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Run each fuzz target for FUZZTIME (go test -fuzz takes one target at a
-# time): a table of executions and results, every target run even after a
-# crash (scripts/fuzz.sh). Not in CI: 2 s per target takes 8.5 min here (each
-# target compiles its package with coverage); CI runs the seed corpora.
+# Run each fuzz target for FUZZTIME: a table of executions and results, every
+# target run even after a crash (scripts/fuzz.sh: one instrumented test binary
+# per package). make test runs it with TEST_FUZZTIME.
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // HeaderLen is the size of a frame header in bytes.
@@ -78,6 +79,14 @@ type Reader struct {
 	buf []byte
 }
 
+// keepBuf is the largest buffer a Reader keeps between frames, and the step
+// by which it grows a larger one while the payload arrives: a header that
+// announces a frame at the size limit commits no more than that until the
+// bytes come (a peer that sends such headers on many streams and stalls
+// holds kilobytes, not the limit, per stream), and a stream that carried one
+// large frame does not keep its buffer while idle.
+const keepBuf = 64 << 10
+
 // NewReader returns a Reader that refuses payloads over max bytes.
 func NewReader(r io.Reader, max uint32) *Reader {
 	return &Reader{r: r, max: max}
@@ -88,6 +97,9 @@ func NewReader(r io.Reader, max uint32) *Reader {
 // ErrTooLarge (without reading the payload) when the header announces more
 // than the limit.
 func (fr *Reader) Next() (Header, []byte, error) {
+	if cap(fr.buf) > keepBuf {
+		fr.buf = nil
+	}
 	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return Header{}, nil, ErrTruncated
@@ -98,15 +110,21 @@ func (fr *Reader) Next() (Header, []byte, error) {
 	if h.Length > fr.max {
 		return h, nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, h.Length, fr.max)
 	}
-	if cap(fr.buf) < int(h.Length) {
-		fr.buf = make([]byte, h.Length)
-	}
-	p := fr.buf[:h.Length]
-	if _, err := io.ReadFull(fr.r, p); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return h, nil, ErrTruncated
+	n := int(h.Length)
+	p := fr.buf[:0]
+	for len(p) < n {
+		// At most keepBuf, or the bytes already read, more at a time.
+		step := min(n-len(p), max(len(p), keepBuf))
+		p = slices.Grow(p, step)
+		if _, err := io.ReadFull(fr.r, p[len(p):len(p)+step]); err != nil {
+			fr.buf = p[:0]
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return h, nil, ErrTruncated
+			}
+			return h, nil, err
 		}
-		return h, nil, err
+		p = p[:len(p)+step]
 	}
+	fr.buf = p[:0]
 	return h, p, nil
 }

@@ -87,3 +87,40 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A header that announces a frame at the limit commits memory only as its
+// bytes arrive, and a large frame's buffer is not kept for the next one.
+func TestReaderGrowsWithTheBytes(t *testing.T) {
+	const limit = 1 << 20
+	var b bytes.Buffer
+	b.Write(AppendHeader(nil, 1, 1, limit))
+	b.Write(make([]byte, 10))
+	fr := NewReader(&b, limit)
+	if _, _, err := fr.Next(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("Next of a header and 10 bytes = %v, want ErrTruncated", err)
+	}
+	if c := cap(fr.buf); c > keepBuf {
+		t.Fatalf("a header at the limit with 10 bytes behind it took a buffer of %d bytes (at most %d)", c, keepBuf)
+	}
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), limit/16)
+	b.Reset()
+	if err := Write(&b, 2, 1, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(&b, 3, 1, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	fr = NewReader(&b, limit)
+	h, p, err := fr.Next()
+	if err != nil || h.Type != 2 || !bytes.Equal(p, big) {
+		t.Fatalf("the frame at the limit: type %d, %d bytes, equal %v, err %v", h.Type, len(p), bytes.Equal(p, big), err)
+	}
+	h, p, err = fr.Next()
+	if err != nil || h.Type != 3 || string(p) != "small" {
+		t.Fatalf("the frame after it: type %d, %q, err %v", h.Type, p, err)
+	}
+	if c := cap(fr.buf); c > keepBuf {
+		t.Fatalf("the reader kept a buffer of %d bytes after a small frame (at most %d)", c, keepBuf)
+	}
+}

@@ -2,6 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,4 +96,86 @@ func TestStreamFloodContained(t *testing.T) {
 	}
 	t.Logf("flooding peer: %d streams tried, %d opened, %d written to, %d refused (first: %v); a holds %d of them (inbound limits: %d per peer, %d per peer and protocol); b's calls answered throughout",
 		streams, len(held), opened, refused, firstErr, inbound, limit, protoLimit)
+}
+
+// A peer that sends calls at the payload limit to a slow handler, hundreds
+// at once, is held to its share of the payload bytes that running handlers
+// may hold (the rest are answered "overloaded"), and another peer's calls
+// are served meanwhile.
+func TestMaxSizeCallFloodContained(t *testing.T) {
+	a := startNode(t, "io.acme.orders", "a", nil)
+	b := startNode(t, "io.acme.orders", "b", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
+	flood := startNode(t, "io.acme.orders", "flood", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
+	eventually(t, 30*time.Second, "a to have both peers", func() bool { return len(a.Peers()) == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	release := make(chan struct{})
+	slow := func(ctx context.Context, r *rpc.Request) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}
+	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
+	if err := a.RPC().Advertise(ctx, "io.acme.orders.slow", slow); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
+		t.Fatal(err)
+	}
+	call := func() error {
+		_, err := b.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second))
+		return err
+	}
+	if err := call(); err != nil {
+		t.Fatalf("call before the flood: %v", err)
+	}
+
+	const calls = 96 // 96 MiB of payloads
+	payload := make([]byte, a.RPC().MaxPayload())
+	var overloaded, other atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < calls; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := flood.RPC().Call(ctx, "io.acme.orders.slow", payload, rpc.WithTimeout(time.Minute))
+			var re *rpc.RemoteError
+			switch {
+			case errors.As(err, &re) && re.Code == rpc.CodeOverloaded:
+				overloaded.Add(1)
+			case err != nil:
+				other.Add(1)
+				t.Logf("flood call: %v", err)
+			}
+		}()
+	}
+	maxHeld := 0
+	perPeer := 64 << 20 // rpc's MaxServingBytesPerPeer default
+	eventually(t, time.Minute, "a to hold its share of the flood's payloads and refuse the rest", func() bool {
+		held := a.RPC().Stats().ServingBytes
+		maxHeld = max(maxHeld, held)
+		return held > perPeer || overloaded.Load()+int64(held/len(payload)) >= calls
+	})
+	errDuring := call()
+	close(release)
+	wg.Wait()
+	if maxHeld > perPeer {
+		t.Fatalf("a's handlers held %d payload bytes of one caller; the bound is %d", maxHeld, perPeer)
+	}
+	if errDuring != nil {
+		t.Fatalf("b's call during the flood: %v", errDuring)
+	}
+	if other.Load() != 0 {
+		t.Fatalf("%d flood calls failed otherwise than overloaded", other.Load())
+	}
+	if got := a.RPC().Stats().ServingBytes; got != 0 {
+		t.Fatalf("a still holds %d payload bytes after the handlers returned", got)
+	}
+	if err := call(); err != nil {
+		t.Fatalf("call after the flood: %v", err)
+	}
+	t.Logf("%d calls of %d bytes: %d overloaded, at most %d bytes held (bound %d)", calls, len(payload), overloaded.Load(), maxHeld, perPeer)
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,8 @@ const (
 	maxHello = maxChainsWire + 4<<10
 	// Agent is this implementation's agent string in the hello.
 	Agent = "macula-go/0.1"
+	// maxLife bounds a hello's Life (ours: 16 hex digits).
+	maxLife = 64
 )
 
 // errRefusedByPeer: the peer refused this node's hello (in a secure realm:
@@ -53,6 +57,12 @@ type hello struct {
 	// Chains are the sender's delegation chains (ucan.MarshalChains) in a
 	// secure realm; a membership grant among them admits it.
 	Chains []byte `json:"chains,omitempty"`
+	// Life is random, drawn when the node starts: a peer that meets it
+	// with another Life than on its older connections knows that those
+	// are of the sender's earlier life (it was killed and restarted with
+	// the same key while they were open) and closes them. Empty from a
+	// peer that does not send it.
+	Life string `json:"life,omitempty"`
 }
 
 // HandshakeProtocol returns the realm handshake's protocol ID.
@@ -105,6 +115,9 @@ func parseHello(p []byte, want string) (hello, error) {
 	}
 	if len(h.Agent) > 128 {
 		h.Agent = h.Agent[:128]
+	}
+	if len(h.Life) > maxLife {
+		return h, fmt.Errorf("hello: life of %d bytes, at most %d", len(h.Life), maxLife)
 	}
 	return h, nil
 }
@@ -188,6 +201,13 @@ func (n *Node) handshake(ctx context.Context, c network.Conn) (hello, error) {
 	return h, nil
 }
 
+// newLife draws a node's hello.Life.
+func newLife() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
 func (n *Node) hello() hello {
-	return hello{Realm: n.cfg.Realm, Name: n.cfg.Name, Agent: Agent, Chains: n.ownChainsWire()}
+	return hello{Realm: n.cfg.Realm, Name: n.cfg.Name, Agent: Agent, Chains: n.ownChainsWire(), Life: n.life}
 }

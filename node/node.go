@@ -60,11 +60,13 @@ type Node struct {
 	aliasPub   *alias.Publisher
 	keyCreated bool
 	started    time.Time
-	nat        natState
-	punch      *punch.Service // nil until started
-	dcutr      *punch.Filter  // DCUtR's address filter; the punch service attaches to it
-	sec        security
-	activity   *activity // which peers are in use (liveness)
+	// life tells this run of the node from others with its key (hello.Life).
+	life     string
+	nat      natState
+	punch    *punch.Service // nil until started
+	dcutr    *punch.Filter  // DCUtR's address filter; the punch service attaches to it
+	sec      security
+	activity *activity // which peers are in use (liveness)
 
 	ctx    context.Context // lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -118,6 +120,7 @@ func New(cfg Config) (_ *Node, err error) {
 		id:      id,
 		did:     realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
 		alias:   realm.Alias(s.Realm, s.Name),
+		life:    newLife(),
 		gater:   newGater(),
 		dcutr:   punch.NewFilter(),
 		events:  event.NewBus(),

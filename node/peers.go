@@ -19,9 +19,11 @@ import (
 
 // peerState is what the node knows of a connected peer.
 type peerState struct {
-	name     string
-	agent    string
-	verified map[network.Conn]bool // connections whose handshake succeeded
+	name  string
+	agent string
+	// verified holds the connections whose handshake succeeded, each with
+	// the Life the peer's hello gave on it.
+	verified map[network.Conn]string
 	since    time.Time
 	// stopWatch ends watchPeer; nil when none runs.
 	stopWatch context.CancelFunc
@@ -222,7 +224,7 @@ func (n *Node) notePeerName(p peer.ID, h hello) {
 	defer n.mu.Unlock()
 	ps := n.peers[p]
 	if ps == nil {
-		ps = &peerState{verified: map[network.Conn]bool{}}
+		ps = &peerState{verified: map[network.Conn]string{}}
 		n.peers[p] = ps
 	}
 	ps.name, ps.agent = h.Name, h.Agent
@@ -237,7 +239,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 	}
 	ps := n.peers[p]
 	if ps == nil {
-		ps = &peerState{verified: map[network.Conn]bool{}}
+		ps = &peerState{verified: map[network.Conn]string{}}
 		n.peers[p] = ps
 	}
 	// A peer that left or was declared dead and is back on a new
@@ -251,7 +253,8 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		}
 		ps.gone = ""
 	}
-	ps.verified[c] = true
+	earlier := earlierLives(ps.verified, c, h.Life)
+	ps.verified[c] = h.Life
 	ps.name, ps.agent = h.Name, h.Agent
 	delete(n.refusedBy, p)
 	n.peerChangedLocked()
@@ -266,6 +269,15 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		}
 	}
 	n.mu.Unlock()
+	for _, old := range earlier {
+		// Dead since the peer restarted, and not closed by QUIC until its
+		// idle timeout (~20 s): a node that was itself stopped (SIGSTOP, a
+		// suspended VM) while its peer was killed and restarted kept
+		// calling over the old connection, whose rpc stream libp2p prefers,
+		// while its pings answered over the new one.
+		n.log.Info("closing a connection of the peer's earlier life", "peer", p, "addr", old.RemoteMultiaddr())
+		_ = old.Close()
+	}
 	n.gater.returned(p) // dialable again, if it had gone
 	if !first {
 		return
@@ -286,13 +298,30 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 	n.aliasPub.Wake() // a record not published yet has a peer to go to
 }
 
+// earlierLives returns the verified connections, other than c, whose Life
+// is not life: the peer gave life on c, in a handshake just done, so those
+// are of a run of it that has ended. Connections of a peer that sends no
+// Life are never in it.
+func earlierLives(verified map[network.Conn]string, c network.Conn, life string) []network.Conn {
+	if life == "" {
+		return nil
+	}
+	var out []network.Conn
+	for vc, l := range verified {
+		if vc != c && l != "" && l != life {
+			out = append(out, vc)
+		}
+	}
+	return out
+}
+
 func (n *Node) onDisconnected(c network.Conn) {
 	p := c.RemotePeer()
 	n.mu.Lock()
 	ps := n.peers[p]
 	wasUp := false
 	if ps != nil {
-		wasUp = ps.verified[c]
+		_, wasUp = ps.verified[c]
 		delete(ps.verified, c)
 		if len(ps.verified) == 0 && ps.stopWatch != nil {
 			ps.stopWatch()

@@ -93,8 +93,12 @@
 //
 // At most MaxInFlightPerPeer calls wait on one callee; a caller over it waits
 // for a slot within its deadline. A callee runs every request in its own
-// goroutine, at most MaxConcurrentPerPeer per caller, answering "overloaded"
-// past that, so a slow handler never blocks calls to other procedures.
+// goroutine, at most MaxConcurrentPerPeer per caller (across its streams),
+// answering "overloaded" past that, so a slow handler never blocks calls to
+// other procedures. The request payloads that running handlers hold are
+// bounded too, per caller (MaxServingBytesPerPeer, 64 MiB) and in all
+// (MaxServingBytes, 256 MiB): a caller that sends calls at the size limit to
+// a slow handler is answered "overloaded" past its share.
 // Frames out of a stream go through one writer goroutine per stream that
 // drains a bounded queue into a buffered writer and flushes when the queue is
 // empty: under load many calls share one write. Besides those, the service

@@ -63,9 +63,18 @@ type Config struct {
 	// MaxInFlightPerPeer bounds the calls waiting on one callee; more wait
 	// for a slot. Default: 1024.
 	MaxInFlightPerPeer int
-	// MaxConcurrentPerPeer bounds the handlers running for one caller; more
-	// are answered "overloaded". Default: 1024.
+	// MaxConcurrentPerPeer bounds the handlers running for one caller
+	// (across all of its streams); more are answered "overloaded". Default:
+	// 1024.
 	MaxConcurrentPerPeer int
+	// MaxServingBytesPerPeer bounds the request payload bytes held by the
+	// handlers running for one caller; a call past it is answered
+	// "overloaded". Default: 64 MiB (at least MaxPayload).
+	MaxServingBytesPerPeer int
+	// MaxServingBytes bounds the request payload bytes held by the handlers
+	// running for all remote callers; a call past it is answered
+	// "overloaded". Default: 256 MiB (at least MaxServingBytesPerPeer).
+	MaxServingBytes int
 	// DefaultTimeout applies to calls whose context has no deadline and
 	// that give no WithTimeout. Default: 30s.
 	DefaultTimeout time.Duration
@@ -123,6 +132,10 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxPayload, 1<<20)
 	def(&c.MaxInFlightPerPeer, 1024)
 	def(&c.MaxConcurrentPerPeer, 1024)
+	def(&c.MaxServingBytesPerPeer, 64<<20)
+	c.MaxServingBytesPerPeer = max(c.MaxServingBytesPerPeer, c.MaxPayload)
+	def(&c.MaxServingBytes, 256<<20)
+	c.MaxServingBytes = max(c.MaxServingBytes, c.MaxServingBytesPerPeer)
 	defd(&c.DefaultTimeout, 30*time.Second)
 	defd(&c.ProviderTTL, 10*time.Second)
 	defd(&c.AvoidFor, 10*time.Second)
@@ -211,6 +224,8 @@ type RPC struct {
 	adsWake chan struct{}
 	// drain counts the handlers running for remote callers, for Drain.
 	drain drainer
+	// load bounds what those handlers hold (calls and payload bytes).
+	load *budget
 
 	// mu guards the fields below it.
 	mu sync.Mutex
@@ -246,6 +261,7 @@ func New(h host.Host, r Router, bus *event.Bus, cfg Config) (*RPC, error) {
 		draining:  make(map[*clientConn]struct{}),
 		dialing:   make(map[peer.ID]chan struct{}),
 		serving:   make(map[*serverConn]struct{}),
+		load:      newBudget(cfg),
 		providers: make(map[string]*providerSet),
 		lookups:   make(map[string]chan struct{}),
 		avoid:     make(map[peer.ID]time.Time),

@@ -117,9 +117,15 @@ func (sc *serverConn) readLoop() error {
 					continue
 				}
 			}
+			if !x.load.take(sc.caller.PeerID, len(req.payload)) {
+				sc.refusedEvent(req.procedure, ServedOverloaded)
+				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeOverloaded, Message: "too many calls or payload bytes in flight from this caller, or from all"})
+				continue
+			}
 			select {
 			case sc.sem <- struct{}{}:
 			default:
+				x.load.give(sc.caller.PeerID, len(req.payload))
 				sc.refusedEvent(req.procedure, ServedOverloaded)
 				sc.respondErr(req.id, req.codec, &RemoteError{Code: CodeOverloaded, Message: "too many calls in flight from this caller"})
 				continue
@@ -171,6 +177,7 @@ func (sc *serverConn) serve(ctx *callCtx, req request, vd *ucan.Verdict) {
 		if !freed {
 			freed = true
 			<-sc.sem
+			x.load.give(sc.caller.PeerID, len(req.payload))
 		}
 	}
 	defer free()

@@ -119,11 +119,15 @@ type Stats struct {
 	Buckets []uint64 `json:"latency_buckets"`
 	// Sum is the total duration of the calls counted in Buckets.
 	Sum time.Duration `json:"latency_sum_ns"`
+	// ServingBytes is the request payload bytes held now by the handlers
+	// running for remote callers (bounded by MaxServingBytes).
+	ServingBytes int `json:"serving_bytes"`
 }
 
 // Stats returns the counters.
 func (x *RPC) Stats() Stats {
-	st := Stats{Calls: make(map[string]uint64, len(outcomes)), Served: x.stats.served.Load(), Refused: x.stats.refused.Load(), Sum: time.Duration(x.stats.sumNs.Load())}
+	st := Stats{Calls: make(map[string]uint64, len(outcomes)), Served: x.stats.served.Load(), Refused: x.stats.refused.Load(), Sum: time.Duration(x.stats.sumNs.Load()),
+		ServingBytes: x.load.held()}
 	for i, o := range outcomes {
 		st.Calls[o] = x.stats.calls[i].Load()
 	}

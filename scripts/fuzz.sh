@@ -1,22 +1,41 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of the module for FUZZTIME each (go test -fuzz takes
-# one target at a time) and prints, per target, the executions and the
-# result; a crash leaves its input in the package's testdata/fuzz (a
-# regression case once committed) and makes the run fail after all targets.
+# Runs every fuzz target of the module for FUZZTIME each and prints, per
+# target, the executions and the result; a crash leaves its input in the
+# package's testdata/fuzz (a regression case once committed) and makes the
+# run fail after all targets.
 #
 #   scripts/fuzz.sh [FUZZTIME]      (default 10s; make fuzz FUZZTIME=30s)
+#
+# `go test -fuzz` takes one target at a time and builds its package's
+# instrumented test binary each time; this builds it once per package
+# (`go test -c -fuzz`) and runs every target of the package from it, in the
+# package's directory (its seed corpus in testdata/fuzz), with the go
+# command's fuzz cache (new inputs found before are fuzzed from again).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${1:-10s}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cache="$(go env GOCACHE)/fuzz"
+module=$(go list -m)
 failed=0
 total=0
+start=$SECONDS
 printf '%-44s %-24s %12s  %s\n' PACKAGE TARGET EXECS RESULT
-for pkg in $(go list ./...); do
-	for f in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz'); do
+for dir in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do
+	pkg=${dir#./}
+	bin="$work/${pkg//\//_}.test"
+	if ! go test -c -fuzz=. -o "$bin" "./$pkg" >"$work/build.log" 2>&1; then
+		printf '%-44s %-24s %12s  %s\n' "$pkg" "(build)" - FAILED
+		sed 's/^/    /' "$work/build.log" | tail -40
+		failed=$((failed + 1))
+		continue
+	fi
+	for f in $(grep -h '^func Fuzz' "$dir"/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do
 		total=$((total + 1))
-		if go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+		log="$work/$f.log"
+		if (cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^$f\$" -test.fuzztime="$fuzztime" \
+			-test.fuzzcachedir="$cache/$module/$pkg" >"$log" 2>&1); then
 			result=ok
 		else
 			result="FAILED (see below)"
@@ -24,11 +43,11 @@ for pkg in $(go list ./...); do
 		fi
 		# The last progress line says how many inputs ran.
 		execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-		printf '%-44s %-24s %12s  %s\n' "${pkg#github.com/macula-io/macula/}" "$f" "${execs:-?}" "$result"
+		printf '%-44s %-24s %12s  %s\n' "$pkg" "$f" "${execs:-?}" "$result"
 		if [ "$result" != ok ]; then
 			sed 's/^/    /' "$log" | tail -40
 		fi
 	done
 done
-echo "$total fuzz targets, $fuzztime each: $failed failed"
+echo "$total fuzz targets, $fuzztime each, $((SECONDS - start)) s in all: $failed failed"
 [ "$failed" -eq 0 ]
