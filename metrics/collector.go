@@ -38,6 +38,7 @@ var families = []desc{
 	{"rpc_served_total", "Calls that arrived at this node, by procedure and outcome.", []string{"procedure", "outcome"}},
 	{"rpc_served_duration_seconds", "Time from a call's arrival to its handler's answer, by procedure.", []string{"procedure"}},
 	{"rpc_advertised_procedures", "Procedures advertised on this node.", nil},
+	{"rpc_serving_bytes", "Request payload bytes held by the handlers running for remote callers.", nil},
 	{"pubsub_published_total", "Messages published on this node.", nil},
 	{"pubsub_sent_total", "Message frames written to peers' streams.", nil},
 	{"pubsub_delivered_total", "Messages handed to this node's subscriptions.", nil},
@@ -160,6 +161,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	})
 	o.gauge("rpc_advertised_procedures", float64(len(n.RPC().Advertised())))
 	rst := n.RPC().Stats()
+	o.gauge("rpc_serving_bytes", float64(rst.ServingBytes))
 
 	// Pub/sub.
 	ps := n.PubSub().Stats()
