@@ -19,6 +19,7 @@
 //	macula_rpc_served_total{procedure,outcome}      calls served here (rpc.ServedOutcomes)
 //	macula_rpc_served_duration_seconds{procedure}   their handlers' time
 //	macula_rpc_advertised_procedures                gauge
+//	macula_rpc_serving_bytes                        gauge
 //	macula_pubsub_published_total, _sent_total, _delivered_total, _received_total
 //	macula_pubsub_dropped_total{reason}             send_queue|subscriber_queue|unauthorized|withheld
 //	macula_pubsub_pattern_delivered_total{pattern}, macula_pubsub_pattern_dropped_total{pattern}
