@@ -81,7 +81,9 @@ type SubscribeDropped struct {
 // PubSubStats is the answer of GET /v1/pubsub/stats: the counters of the
 // node's pubsub service.
 type PubSubStats struct {
-	// Published counts successful publishes.
+	// Published counts publishes that were not refused, including
+	// waiting ones that timed out (code no_room; their misses are in
+	// Dropped).
 	Published uint64 `json:"published"`
 	// Sent counts message frames written to peers' streams.
 	Sent uint64 `json:"sent"`
