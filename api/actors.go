@@ -192,11 +192,7 @@ func (c *Client) actorRequest(ctx context.Context, capability, kind, id string, 
 	if opts.InitArg != nil {
 		req.Header.Set(InitArgHeader, string(opts.InitArg))
 	}
-	if opts.Timeout > 0 {
-		req.Header.Set(TimeoutHeader, opts.Timeout.String())
-	} else if tq := timeoutQuery(ctx, nil); tq != nil {
-		req.Header.Set(TimeoutHeader, tq.Get("timeout"))
-	}
+	setTimeout(ctx, req.Header, opts.Timeout)
 	sc := scope{cmd: CommandActor}
 	if c.Token != nil {
 		realmName := opts.Realm

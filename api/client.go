@@ -151,6 +151,16 @@ func durationString(d time.Duration) string {
 	return d.String()
 }
 
+// setTimeout sets the TimeoutHeader of a request to d, or, when d is 0, to
+// a tenth inside ctx's deadline if it has one.
+func setTimeout(ctx context.Context, h http.Header, d time.Duration) {
+	if d > 0 {
+		h.Set(TimeoutHeader, d.String())
+	} else if tq := timeoutQuery(ctx, nil); tq != nil {
+		h.Set(TimeoutHeader, tq.Get("timeout"))
+	}
+}
+
 // timeoutQuery adds ?timeout= a tenth inside ctx's deadline, so that the
 // server answers (with what it found) before the caller gives up.
 func timeoutQuery(ctx context.Context, q url.Values) url.Values {
@@ -270,7 +280,7 @@ func (c *Client) authorize(ctx context.Context, req *http.Request, sc scope) err
 func apiErrorOf(status int, raw []byte) *APIError {
 	var eb ErrorBody
 	if err := json.Unmarshal(raw, &eb); err == nil && eb.Error.Code != "" {
-		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message, Remote: eb.Error.Remote}
+		return &APIError{Status: status, Code: eb.Error.Code, Message: eb.Error.Message, Remote: eb.Error.Remote, Partial: eb.Error.Partial}
 	}
 	msg := strings.TrimSpace(string(raw))
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {

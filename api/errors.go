@@ -45,7 +45,21 @@ const (
 	// node serving a call runs as many of this node's calls as it takes
 	// per caller. Nothing was done; try again later.
 	CodeOverloaded = "overloaded"
+	// CodeNoRoom, 503 with Retry-After (seconds): a publish with
+	// ?wait=true found a subscriber's queue still full when its timeout
+	// ended. The message was queued for some subscribers and dropped for
+	// the others (Error.Partial says how many of each): publishing it
+	// again delivers it twice to the first.
+	CodeNoRoom = "no_room"
 )
+
+// PartialDelivery is what a publish that ended with CodeNoRoom did:
+// Queued subscribers (subscriber nodes and the node's own subscriptions)
+// got the message, Missed did not.
+type PartialDelivery struct {
+	Queued int `json:"queued"`
+	Missed int `json:"missed"`
+}
 
 // Error is the error of an API answer; every error answer's body is
 // {"error":{"code":...,"message":...}} (ErrorBody). Code is one of the Code
@@ -55,6 +69,8 @@ type Error struct {
 	Message string `json:"message"`
 	// Remote is the handler's own error, with Code CodeRemoteError only.
 	Remote *RemoteDetail `json:"remote,omitempty"`
+	// Partial is what a publish did, with Code CodeNoRoom only.
+	Partial *PartialDelivery `json:"partial,omitempty"`
 }
 
 // ErrorBody is the whole body of an error answer.
@@ -74,6 +90,9 @@ type APIError struct {
 	// Remote is the handler's own error when Code is CodeRemoteError (a
 	// call answered 422); nil otherwise.
 	Remote *RemoteDetail
+	// Partial is what a publish did when Code is CodeNoRoom; nil
+	// otherwise.
+	Partial *PartialDelivery
 }
 
 // Error returns "CODE: MESSAGE (HTTP status)".

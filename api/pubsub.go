@@ -81,7 +81,9 @@ type SubscribeDropped struct {
 // PubSubStats is the answer of GET /v1/pubsub/stats: the counters of the
 // node's pubsub service.
 type PubSubStats struct {
-	// Published counts successful publishes.
+	// Published counts publishes that were not refused, including
+	// waiting ones that timed out (code no_room; their misses are in
+	// Dropped).
 	Published uint64 `json:"published"`
 	// Sent counts message frames written to peers' streams.
 	Sent uint64 `json:"sent"`
@@ -120,14 +122,37 @@ type PubSubStats struct {
 // through the node. contentType application/json marks a JSON payload (the
 // node checks that it is JSON); anything else, or "", is raw bytes. It
 // returns once the node has queued the message for its subscribers:
-// delivery is at most once. A refused publish is an *APIError:
+// delivery is at most once, and a subscriber whose queue is full misses it
+// (the node sheds; see PublishWait). A refused publish is an *APIError:
 // CodeInvalidName, CodeTooLarge, CodeBadRequest (not JSON).
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte, contentType string) error {
+	return c.publish(ctx, topic, payload, contentType, nil, http.Header{})
+}
+
+// PublishWait is Publish with flow control (POST ?wait=true): the node
+// waits for room in every full subscriber queue instead of dropping the
+// message there, for at most timeout (0: a tenth inside ctx's deadline if
+// it has one, else the node's default of 10s; the node caps it at
+// MaxTimeout). Subscribers on other nodes are waited for only if they
+// subscribed with backpressure (see package pubsub, "Flow control").
+// When the timeout ends first the error is an *APIError with CodeNoRoom,
+// whose Partial says for how many subscribers the message was queued and
+// for how many it was dropped.
+func (c *Client) PublishWait(ctx context.Context, topic string, payload []byte, contentType string, timeout time.Duration) error {
+	h := http.Header{}
+	setTimeout(ctx, h, timeout)
+	return c.publish(ctx, topic, payload, contentType, url.Values{"wait": {"true"}}, h)
+}
+
+// publish sends POST /v1/publish/{topic} with the query q and the headers
+// h, to which it adds the content type.
+func (c *Client) publish(ctx context.Context, topic string, payload []byte, contentType string, q url.Values, h http.Header) error {
 	if contentType == "" {
 		contentType = ContentTypeRaw
 	}
-	h := http.Header{"Content-Type": {contentType}, "Accept": {"application/json"}}
-	_, err := c.doRaw(ctx, scope{cmd: CommandPublish, res: topic}, http.MethodPost, "/v1/publish/"+url.PathEscape(topic), nil, h, payload)
+	h.Set("Content-Type", contentType)
+	h.Set("Accept", "application/json")
+	_, err := c.doRaw(ctx, scope{cmd: CommandPublish, res: topic}, http.MethodPost, "/v1/publish/"+url.PathEscape(topic), q, h, payload)
 	return err
 }
 

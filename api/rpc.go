@@ -18,8 +18,9 @@ const (
 	ContentTypeRaw  = "application/octet-stream"
 )
 
-// TimeoutHeader carries a call's timeout, a Go duration; the query
-// parameter timeout does the same, and the header wins.
+// TimeoutHeader carries the timeout of a call, an actor message or a
+// waiting publish, a Go duration; the query parameter timeout does the
+// same, and the header wins.
 const TimeoutHeader = "Macula-Timeout"
 
 // RemoteDetail is the error a procedure's handler answered a call with
@@ -122,11 +123,7 @@ func (c *Client) Call(ctx context.Context, procedure string, payload []byte, opt
 	} else {
 		h.Set("Content-Type", ContentTypeRaw)
 	}
-	if opts.Timeout > 0 {
-		h.Set(TimeoutHeader, opts.Timeout.String())
-	} else if tq := timeoutQuery(ctx, nil); tq != nil {
-		h.Set(TimeoutHeader, tq.Get("timeout"))
-	}
+	setTimeout(ctx, h, opts.Timeout)
 	return c.doRaw(ctx, scope{cmd: CommandCall, res: procedure}, http.MethodPost, path, q, h, payload)
 }
 

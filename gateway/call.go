@@ -90,22 +90,27 @@ func (a *api) checkProcedure(procedure string) error {
 	return nil
 }
 
-// callTimeout reads the timeout of a call from the Macula-Timeout header or
-// the timeout query parameter: a positive Go duration, capped to
-// MaxCallTimeout; DefaultCallTimeout when neither is given.
+// callTimeout reads the timeout of a call: see requestTimeout.
 func callTimeout(r *http.Request) (time.Duration, error) {
+	return requestTimeout(r, DefaultCallTimeout, MaxCallTimeout)
+}
+
+// requestTimeout reads a request's timeout from the Macula-Timeout header
+// or the timeout query parameter: a positive Go duration, capped to max;
+// def when neither is given.
+func requestTimeout(r *http.Request, def, max time.Duration) (time.Duration, error) {
 	s, from := r.Header.Get(wire.TimeoutHeader), "header "+wire.TimeoutHeader
 	if s == "" {
 		s, from = r.URL.Query().Get("timeout"), "timeout"
 	}
 	if s == "" {
-		return DefaultCallTimeout, nil
+		return def, nil
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil || d <= 0 {
-		return 0, badRequest("%s %q: want a positive duration such as 5s or 1500ms, at most %v", from, s, MaxCallTimeout)
+		return 0, badRequest("%s %q: want a positive duration such as 5s or 1500ms, at most %v", from, s, max)
 	}
-	return min(d, MaxCallTimeout), nil
+	return min(d, max), nil
 }
 
 // boolParam reads an optional boolean query parameter.

@@ -47,8 +47,9 @@
 //	DELETE /v1/advertise/{procedure}
 //	                        api.Advertisement: withdraw a procedure advertised through the API
 //	POST /v1/publish/{topic}
-//	                        api.PublishResult {"topic":T} (202): publish the body to the topic; see
-//	                        Pub/sub
+//	                        api.PublishResult {"topic":T} (202): publish the body to the topic;
+//	                        ?wait=true waits for room in full subscriber queues (?timeout= or
+//	                        Macula-Timeout, default 10s, at most 60s; 503 no_room); see Pub/sub
 //	GET  /v1/subscribe      server-sent events (text/event-stream) of the messages whose topic
 //	                        matches ?pattern=, until the client goes away; see Pub/sub
 //	GET  /v1/pubsub/stats   api.PubSubStats: published, sent, delivered, dropped (send and local),
@@ -258,6 +259,24 @@
 // is raw bytes. The answer is 202 Accepted {"topic":T} once the message is
 // queued for the subscriber nodes: delivery is at most once, and a 202
 // says nothing of who received it (GET /v1/pubsub/stats counts).
+//
+// By default the node sheds: a subscriber whose queue is full misses the
+// message, and the node counts it (dropped_send, dropped_local). With
+// ?wait=true (any value strconv.ParseBool takes; another is 400
+// bad_request) the node publishes with pubsub.WaitForRoom: it waits for
+// room in every full queue instead, for at most the request's timeout
+// (the Macula-Timeout header or ?timeout=, a Go duration; default
+// DefaultPublishWait, 10s; capped at 60s; read and checked without wait
+// too, but used only with it). A publisher that waits for each answer is
+// so slowed down to its slowest subscriber instead of losing messages;
+// subscribers on other nodes are waited for only if they subscribed with
+// pubsub.Backpressure (package pubsub, "Flow control"). When the timeout
+// ends first the answer is 503 no_room with Retry-After: 1, and the error
+// says what was done, in its message and in
+// "partial":{"queued":Q,"missed":M}: the message was queued for Q
+// subscribers (nodes and the node's own subscriptions) and dropped for M,
+// so publishing it again gives the first Q a second copy. A waiting
+// publish holds one of the API's MaxInFlight slots while it waits.
 //
 // GET /v1/subscribe?pattern=P subscribes the node to P (an exact topic, or
 // "*" for one segment and a final ">" for one or more, able to match a

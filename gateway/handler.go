@@ -266,7 +266,8 @@ type apiError struct {
 	status  int
 	code    string
 	message string
-	remote  *wire.RemoteDetail // set for CodeRemoteError only
+	remote  *wire.RemoteDetail    // set for CodeRemoteError only
+	partial *wire.PartialDelivery // set for CodeNoRoom only
 	// challenges are the WWW-Authenticate values of a 401 answer.
 	challenges []string
 }
@@ -335,9 +336,10 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	msg := err.Error()
 	var remote *wire.RemoteDetail
+	var partial *wire.PartialDelivery
 	var ae *apiError
 	if errors.As(err, &ae) {
-		msg, remote = ae.message, ae.remote
+		msg, remote, partial = ae.message, ae.remote, ae.partial
 		for _, c := range ae.challenges {
 			w.Header().Add("WWW-Authenticate", c)
 		}
@@ -351,10 +353,10 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// node's: Debug.
 		a.log.Debug("API request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	if code == wire.CodeOverloaded {
+	if code == wire.CodeOverloaded || code == wire.CodeNoRoom {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	writeJSON(w, status, wire.ErrorBody{Error: wire.Error{Code: code, Message: msg, Remote: remote}})
+	writeJSON(w, status, wire.ErrorBody{Error: wire.Error{Code: code, Message: msg, Remote: remote, Partial: partial}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -62,13 +62,32 @@ func maxMessageSizeOf(n *node.Node) int {
 	return pubsub.DefaultMaxMessageSize
 }
 
+// Limits of the publish route.
+const (
+	// DefaultPublishWait bounds a publish with ?wait=true that names no
+	// timeout.
+	DefaultPublishWait = 10 * time.Second
+)
+
 // postPublish publishes the request body to the topic. Publish only queues
 // the message for the subscriber nodes (delivery is at most once), so the
-// answer is 202 Accepted.
+// answer is 202 Accepted. With ?wait=true it waits, for at most the
+// request's timeout, for room in full subscriber queues rather than drop
+// the message there (pubsub.WaitForRoom); when the timeout ends first the
+// answer is 503 no_room with Retry-After and what was delivered.
 func (a *api) postPublish(r *http.Request) (int, any, error) {
 	topic := r.PathValue("topic")
 	if err := realm.ValidateTopic(a.n.Realm(), topic); err != nil {
 		return 0, nil, newAPIError(http.StatusBadRequest, wire.CodeInvalidName, err.Error())
+	}
+	wait, err := boolParam(r, "wait")
+	if err != nil {
+		return 0, nil, err
+	}
+	// Read (and so checked) even without wait, which alone uses it.
+	timeout, err := requestTimeout(r, DefaultPublishWait, wire.MaxTimeout)
+	if err != nil {
+		return 0, nil, err
 	}
 	payload, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -87,7 +106,22 @@ func (a *api) postPublish(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	defer release()
-	if err := a.n.PubSub().Publish(r.Context(), topic, payload); err != nil {
+	ctx := r.Context()
+	var opts []pubsub.PublishOption
+	if wait {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+		opts = append(opts, pubsub.WaitForRoom())
+	}
+	if err := a.n.PubSub().Publish(ctx, topic, payload, opts...); err != nil {
+		var nr *pubsub.NoRoomError
+		if errors.As(err, &nr) {
+			return 0, nil, &apiError{status: http.StatusServiceUnavailable, code: wire.CodeNoRoom,
+				message: fmt.Sprintf("%s: the queues of %d of %d subscribers stayed full for %v; the message was queued for the other %d",
+					topic, nr.Missed, nr.Queued+nr.Missed, timeout, nr.Queued),
+				partial: &wire.PartialDelivery{Queued: nr.Queued, Missed: nr.Missed}}
+		}
 		return 0, nil, pubsubError(err)
 	}
 	return http.StatusAccepted, wire.PublishResult{Topic: topic}, nil

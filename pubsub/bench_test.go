@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,5 +156,55 @@ func BenchmarkReceiveCheck(b *testing.B) {
 		if err := ucan.Check(pol.Peer(target), ucan.Publish, "io.acme.orders.placed"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPublishWait measures flow control end to end: a publisher that
+// publishes 128-byte messages with WaitForRoom to one subscriber node whose
+// Backpressure subscription keeps up (fast) or whose handler works for 100
+// µs per message (slow: a busy wait, as a sleep that short lasts much
+// longer on a loaded machine). The time runs until the subscriber has every
+// message; none may be lost. msgs/s is the publisher's rate, which is the
+// subscriber's.
+func BenchmarkPublishWait(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"fast", 0}, {"slow-100us", 100 * time.Microsecond}} {
+		b.Run(tc.name, func(b *testing.B) {
+			pub, sub := newNode(b, nil), newNode(b, nil)
+			connect(b, sub.h, pub.h)
+			var got atomic.Int64
+			all := make(chan struct{})
+			_, err := sub.ps.Subscribe(ordersPattern, func(Message) {
+				for t0 := time.Now(); time.Since(t0) < tc.delay; {
+				}
+				if got.Add(1) == int64(b.N) {
+					close(all)
+				}
+			}, Backpressure())
+			if err != nil {
+				b.Fatal(err)
+			}
+			waitRoutablePeers(b, pub, 1)
+			payload := make([]byte, 128)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := pub.ps.Publish(ctx, "io.acme.orders.placed", payload, WaitForRoom()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			select {
+			case <-all:
+			case <-time.After(time.Minute):
+				b.Fatalf("the subscriber got %d of %d messages", got.Load(), b.N)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if d := pub.ps.Stats().Dropped + sub.ps.Stats().Dropped; d != 0 {
+				b.Fatalf("%d messages dropped", d)
+			}
+		})
 	}
 }

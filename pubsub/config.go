@@ -53,8 +53,9 @@ type Config struct {
 
 	// PeerQueue bounds the send queue of each remote subscriber node, in
 	// messages. When it is full the newest message for that node is dropped
-	// and counted in Stats.DroppedSend: Publish never blocks, and a slow
-	// node never stalls the others. Default 8192.
+	// and counted in Stats.DroppedSend: Publish never blocks (a Publish
+	// with WaitForRoom waits for room instead), and a slow node never
+	// stalls the others. Default 8192.
 	PeerQueue int
 
 	// PeerQueueBytes bounds the same queue in bytes (frames), whichever

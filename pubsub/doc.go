@@ -9,6 +9,9 @@
 // them, on one long-lived stream per pair of nodes: nothing is flooded, and
 // a node with no matching subscription receives no message at all.
 // Delivery is at most once, and in order per publisher and subscriber.
+// Where a queue is full, a publisher sheds by default (the message is
+// dropped there and counted); one that asks (WaitForRoom) is slowed down
+// instead, see "Flow control".
 //
 // # Interest
 //
@@ -92,7 +95,8 @@
 //
 // # Queues
 //
-// Every queue is bounded, and nothing waits on a slow party.
+// Every queue is bounded, and by default nothing waits on a slow party
+// (for the opt-in exceptions, see "Flow control").
 //
 // Send queue, one per link (PeerQueue messages, PeerQueueBytes bytes):
 // Publish appends the message's frame to the link's buffer and returns; the
@@ -100,20 +104,69 @@
 // in one Write, so a batch is everything queued during the previous write
 // (a bufio.Writer flushed whenever the queue runs empty, without a channel
 // per message). When the queue is full the newest message is dropped and
-// counted (Stats.DroppedSend): Publish never blocks, and a slow or stuck
-// subscriber node never delays the others.
+// counted (Stats.DroppedSend): Publish never blocks (unless it asked to
+// wait), and a slow or stuck subscriber node never delays the others.
 //
 // Subscription queue, one per subscription (SubscriptionBuffer messages,
 // including the batch its handler is working on; for SubscribeChan, the
 // channel): the stream reader appends and moves on; when it is full the
 // newest message is dropped and counted (Subscription.Dropped,
-// Stats.DroppedLocal). A stuck handler loses its own messages only.
+// Stats.DroppedLocal). A stuck handler loses its own messages only (a
+// Backpressure subscription holds up its publishers' streams instead).
 //
 // A producer that finds a queue more than half full (Publish for a send
 // queue, a stream reader for a subscription queue) calls runtime.Gosched
 // once: the Go scheduler tends to queue a woken consumer behind its
 // producer on the same processor, and on a busy machine the queue would
 // overflow before the consumer ran. Yielding does not wait for anything.
+//
+// # Flow control
+//
+// A publisher that would rather be slowed down than lose messages
+// publishes with WaitForRoom: Publish then waits, until its ctx ends, for
+// room in each full queue the message goes to (the send queue of each
+// subscriber node, the queue of each local subscription), instead of
+// dropping the message there. If ctx ends first, the message is queued
+// wherever there is room and dropped (and counted, as when shedding) for
+// the rest, and Publish returns a *NoRoomError (matching ErrNoRoom and
+// ctx's error) with both numbers: publishing it again would deliver it
+// twice to the first ones. The default is to shed.
+//
+// Waiting on the send queue alone does not reach a subscriber on another
+// node: its node reads the stream at full speed and drops at the
+// subscription's full queue. A subscription made with Backpressure makes
+// the reader wait for room instead. The reader then stops reading the
+// stream, the stream's QUIC flow-control window (libp2p's: up to 10 MiB)
+// fills, the publisher's writer blocks in Write, the send queue fills,
+// and a waiting Publish waits: a waiting publisher and Backpressure
+// subscriptions lose no message to a full queue, end to end. Nothing
+// waits on a stream or a link that fails: delivery stays at most once (a
+// closed link or stream loses what it holds, counted in DroppedSend), and
+// a message over the subscriber node's size limit is dropped as before.
+//
+// The cost is stated and bounded:
+//
+//   - A full Backpressure subscription holds up the whole stream from that
+//     publisher node: its messages on every topic, for every subscription
+//     of the node, and its interest changes wait too. Other publisher
+//     nodes, and the publisher's other subscriber nodes, are not affected.
+//   - A shedding Publish never waits: where a Backpressure subscriber
+//     holds up the stream, the publisher's send queue to that node is full
+//     and a shedding Publish drops its message there (DroppedSend at the
+//     publisher instead of DroppedLocal at the subscriber). A local
+//     shedding Publish drops at the subscription's full queue as before.
+//   - A waiting Publish waits for its slowest destination, one after the
+//     other, and waits for local subscriptions whether or not they were
+//     made with Backpressure (the wait costs nobody but the publisher).
+//   - Every queue keeps its bound: what waits is the producer (a
+//     publisher's goroutine, a stream reader), never a growing buffer, and
+//     no goroutine is started per message. A reader's wait ends with its
+//     stream and with Close; a publisher's with its ctx, the link's close,
+//     Unsubscribe and Close.
+//   - A handler that publishes with WaitForRoom to a topic that comes back
+//     to its own subscription, directly or through other nodes'
+//     Backpressure subscriptions, can wait for itself: give such a Publish
+//     a deadline.
 //
 // # Authorization
 //
@@ -161,7 +214,8 @@
 // # Concurrency
 //
 // Every method is safe for concurrent use. Lock order: PubSub.mu, then any
-// one of routesMu, a link's mu or a subscription's mu. Goroutines: one
+// one of routesMu, a link's mu or a subscription's mu; nothing waits for
+// room while holding a lock. Goroutines: one
 // writer per link, one reader per inbound stream, one per handler
 // subscription, a peer watcher, a lookup loop, a provide loop, and short
 // lived dials and lookups; Close waits for all of them.

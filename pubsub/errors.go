@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/macula-io/macula/internal/closed"
 )
@@ -31,3 +32,30 @@ var (
 // errMalformed is wrapped by every wire decoding error; a stream that
 // carries such a frame is closed.
 var errMalformed = errors.New("pubsub: malformed frame")
+
+// ErrNoRoom is matched by the error of a Publish with WaitForRoom whose
+// context ended while a subscriber's queue was still full: see
+// NoRoomError.
+var ErrNoRoom = errors.New("pubsub: no room in a subscriber's queue")
+
+// NoRoomError is the error of a Publish with WaitForRoom whose context
+// ended before every queue the message goes to had room. The message was
+// queued for Queued of the destinations (subscriber nodes and local
+// subscriptions) and is lost for the other Missed, which are counted as
+// drops (Stats.DroppedSend, DroppedLocal) as a shedding Publish's would be:
+// publishing it again delivers it twice to the first Queued. It matches
+// ErrNoRoom and the context's error (context.DeadlineExceeded or
+// context.Canceled).
+type NoRoomError struct {
+	Topic          string
+	Queued, Missed int
+	Err            error // the context's error
+}
+
+func (e *NoRoomError) Error() string {
+	return fmt.Sprintf("pubsub: publish to %s: no room in the queues of %d of %d subscribers before the context ended (queued for the other %d): %v",
+		e.Topic, e.Missed, e.Queued+e.Missed, e.Queued, e.Err)
+}
+
+// Unwrap returns ErrNoRoom and the context's error.
+func (e *NoRoomError) Unwrap() []error { return []error{ErrNoRoom, e.Err} }

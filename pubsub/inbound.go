@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +36,9 @@ var errReplaced = errors.New("pubsub: stream replaced by a newer one")
 func (ps *PubSub) handleStream(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	in := &inbound{s: s, peer: p, done: make(chan struct{})}
+	in.ctx, in.cancel = context.WithCancel(ps.ctx)
 	defer close(in.done)
+	defer in.cancel()
 	ps.mu.Lock()
 	if ps.closing {
 		ps.mu.Unlock()
@@ -54,7 +57,7 @@ func (ps *PubSub) handleStream(s network.Stream) {
 			// The peer opened a new stream, so its previous one is gone,
 			// maybe with its process. Ours may be dead too if it runs on
 			// another connection: start over with a fresh one.
-			_ = old.s.Reset()
+			old.reset()
 			ps.dropInboundLocked(r)
 			if r.out != nil && r.out.s.Conn() != s.Conn() {
 				r.out.close()
@@ -82,7 +85,7 @@ func (ps *PubSub) handleStream(s network.Stream) {
 		select {
 		case <-before.done:
 		case <-t.C:
-			_ = before.s.Reset()
+			before.reset()
 			<-before.done
 		case <-ps.ctx.Done():
 		}
@@ -183,7 +186,14 @@ func (ps *PubSub) readLoop(in *inbound) error {
 			msg := Message{Topic: e.topic, Payload: payload, Publisher: did, PublisherPeer: in.peer, Time: time.Unix(0, m.nanos), Seq: m.seq}
 			pressed := false
 			for _, s := range e.subs {
-				pressed = s.deliver(msg) || pressed
+				// A Backpressure subscription holds up the stream while
+				// it is full; the wait ends with the stream (in.ctx).
+				var wait context.Context
+				if s.backpressure {
+					wait = in.ctx
+				}
+				p, _ := s.deliver(wait, msg)
+				pressed = p || pressed
 			}
 			if pressed {
 				// A handler is falling behind, likely queued behind this

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,7 @@ type link struct {
 	draining bool   // Close: write what is queued, then close the stream
 	warned   bool   // the "dropping" line was logged
 	enc      encoder
+	room     roomSignal // publishers waiting for room (WaitForRoom)
 
 	spare []byte // owned by writeLoop
 }
@@ -87,24 +89,36 @@ func (l *link) maySubscribe(topic string, now int64) bool {
 
 // sendMessage queues a message frame unless the queue is full (by count or
 // bytes), the message is over the peer's limit, or the link is closed; in
-// those cases the message is dropped and counted. It never blocks beyond
-// the queue's mutex. It reports whether the queue is more than half full.
-func (l *link) sendMessage(seq uint64, nanos int64, topic string, payload []byte) (pressed bool) {
+// those cases the message is dropped and counted. With a nil wait it never
+// blocks beyond the queue's mutex. With a wait context (Publish with
+// WaitForRoom) it waits for room in a full queue until wait ends, and then
+// drops the message, counts it and returns wait's error; it never waits
+// for a closed link or a message over the limit (they drop as without
+// wait). It reports whether the queue is more than half full.
+func (l *link) sendMessage(wait context.Context, seq uint64, nanos int64, topic string, payload []byte) (pressed bool, err error) {
 	if uint32(len(payload)) > l.limit.Load() {
 		l.ps.droppedSend.Add(1)
-		return false
+		return false, nil
 	}
 	n := len(payload) + msgOverhead // at most
 	l.mu.Lock()
-	if l.closed || l.draining || l.queued >= l.ps.cfg.PeerQueue || len(l.buf)+n > l.ps.cfg.PeerQueueBytes {
-		warn := !l.warned && !l.closed && !l.draining
-		l.warned = true
+	for !l.closed && !l.draining && (l.queued >= l.ps.cfg.PeerQueue || len(l.buf)+n > l.ps.cfg.PeerQueueBytes) {
+		if wait == nil || wait.Err() != nil {
+			warn := !l.warned && wait == nil
+			l.warned = l.warned || warn
+			l.mu.Unlock()
+			l.ps.droppedSend.Add(1)
+			if warn {
+				l.ps.log.Info("subscriber node too slow; dropping its messages", "peer", l.peer)
+			}
+			return true, waitErr(wait)
+		}
+		l.room.waitLocked(&l.mu, l.done, wait)
+	}
+	if l.closed || l.draining {
 		l.mu.Unlock()
 		l.ps.droppedSend.Add(1)
-		if warn {
-			l.ps.log.Info("subscriber node too slow; dropping its messages", "peer", l.peer)
-		}
-		return true
+		return false, nil
 	}
 	wake := len(l.buf) == 0
 	l.buf = l.enc.appendMessage(l.buf, seq, nanos, topic, payload)
@@ -114,7 +128,7 @@ func (l *link) sendMessage(seq uint64, nanos int64, topic string, payload []byte
 	if wake {
 		l.signal()
 	}
-	return pressed
+	return pressed, nil
 }
 
 // queueLen returns the number of messages queued.
@@ -166,6 +180,7 @@ func (l *link) writeLoop() {
 			}
 			out, n := l.buf, l.queued
 			l.buf, l.queued = l.spare[:0], 0
+			l.room.wakeLocked()
 			l.mu.Unlock()
 			if _, err := l.s.Write(out); err != nil {
 				l.close()

@@ -66,19 +66,28 @@ var emptyPayload = []byte{}
 // otherwise the error wraps realm.ErrInvalid (realm.ErrOutsideRealm for a
 // topic of another realm). A payload over MaxMessageSize is ErrTooLarge.
 //
-// Publish never blocks on the network or on subscribers: it queues the
-// message for each subscriber node and returns. A node whose queue is full
-// misses the message (Stats.DroppedSend). When a queue is more than half
-// full, Publish yields the processor once (runtime.Gosched) so that the
-// queue's writer gets to run; it never waits for it. The caller may reuse payload when
-// Publish returns. Delivery is at most once, in order per publisher and
-// subscriber; subscriber nodes this node has not learnt of yet (see the
-// package doc) miss the message.
+// By default Publish never blocks on the network or on subscribers (it
+// sheds): it queues the message for each subscriber node and local
+// subscription and returns. A node or subscription whose queue is full
+// misses the message (Stats.DroppedSend, DroppedLocal). When a queue is
+// more than half full, Publish yields the processor once (runtime.Gosched)
+// so that the queue's consumer gets to run; it never waits for it.
+//
+// With WaitForRoom, Publish waits instead, until ctx ends, for room in
+// each full queue, one after the other. If ctx ends first the message is
+// still queued where there is room, and the error is a *NoRoomError (it
+// matches ErrNoRoom and ctx's error) that says for how many destinations
+// it was queued and for how many it was dropped. See the package doc,
+// "Flow control".
+//
+// The caller may reuse payload when Publish returns. Delivery is at most
+// once, in order per publisher and subscriber; subscriber nodes this node
+// has not learnt of yet (see the package doc) miss the message.
 //
 // In a secure realm (Config.Access), Publish fails with ErrUnauthorized
 // unless the node may publish to topic, and sends the message only to the
 // subscriber nodes that may subscribe to it.
-func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) error {
+func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte, opts ...PublishOption) error {
 	if ps.closed.Load() {
 		return ErrClosed
 	}
@@ -100,14 +109,30 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 	if err != nil {
 		return err
 	}
+	// wait is nil for a shedding Publish: the queues drop rather than wait.
+	var wait context.Context
+	for _, o := range opts {
+		if o.wait {
+			wait = ctx
+		}
+	}
 	seq := ps.seq.Add(1)
 	now := time.Now().UnixNano()
 	pressed := false
+	queued, missed := 0, 0
+	count := func(p bool, err error) {
+		pressed = p || pressed
+		if err != nil {
+			missed++
+		} else {
+			queued++
+		}
+	}
 	for _, l := range rt.links {
 		if ps.secure && !l.maySubscribe(topic, now) {
 			continue
 		}
-		pressed = l.sendMessage(seq, now, topic, payload) || pressed
+		count(l.sendMessage(wait, seq, now, topic, payload))
 	}
 	if len(rt.local) > 0 && ps.mayDeliverLocally(topic) {
 		p := emptyPayload
@@ -116,7 +141,7 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 		}
 		m := Message{Topic: topic, Payload: p, Publisher: ps.did, PublisherPeer: ps.self, Time: time.Unix(0, now), Seq: seq}
 		for _, s := range rt.local {
-			pressed = s.deliver(m) || pressed
+			count(s.deliver(wait, m))
 		}
 	}
 	if pressed {
@@ -130,6 +155,9 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte) err
 	}
 	if ps.bus != nil && (tr == nil || tr.eventDue(now)) {
 		ps.bus.Emit(event.Event{Kind: event.Publish, Topic: topic, Time: time.Unix(0, now)})
+	}
+	if missed > 0 {
+		return &NoRoomError{Topic: topic, Queued: queued, Missed: missed, Err: ctx.Err()}
 	}
 	return nil
 }

@@ -154,8 +154,19 @@ type inbound struct {
 	s    network.Stream
 	peer peer.ID
 	done chan struct{} // closed when its reader has ended
+	// ctx ends with the stream (reset, or the reader ended) and bounds the
+	// reader's waits for room in Backpressure subscriptions: a reset
+	// reaches a reader that is not reading.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// handedOver: a newer stream of the peer waits for this one to end.
 	handedOver atomic.Bool
+}
+
+// reset resets the stream and ends a wait of its reader for room.
+func (in *inbound) reset() {
+	in.cancel()
+	_ = in.s.Reset()
 }
 
 // retryState delays the next attempt to reach a peer after failures.
@@ -166,7 +177,8 @@ type retryState struct {
 
 // Stats counts what a PubSub did since New.
 type Stats struct {
-	// Published counts successful Publish calls.
+	// Published counts the Publish calls that were not refused, including
+	// those that returned a NoRoomError (their misses are in Dropped).
 	Published uint64 `json:"published"`
 	// Sent counts message frames written to peers' streams.
 	Sent uint64 `json:"sent"`
@@ -183,7 +195,8 @@ type Stats struct {
 	DroppedLocal uint64 `json:"dropped_local"`
 	// Queued is the number of messages waiting in the send queues to
 	// peers now. A publisher that wants no drops can keep it below
-	// PeerQueue (times the subscriber nodes) by publishing more slowly.
+	// PeerQueue (times the subscriber nodes) by publishing more slowly, or
+	// publish with WaitForRoom.
 	Queued int `json:"queued"`
 	// FramesReceived counts message frames received from peers, whether
 	// or not a local subscription wanted them (interest frames are not
@@ -325,7 +338,7 @@ func (ps *PubSub) close() {
 		l.shutdown(closeFlush)
 	}
 	for _, in := range ins {
-		_ = in.s.Reset()
+		in.reset()
 	}
 	for _, s := range subs {
 		s.stop()
@@ -389,7 +402,7 @@ func (ps *PubSub) peerGone(p peer.ID) {
 		ps.gen.Add(1)
 	}
 	if r.in != nil && r.in.s.Conn().IsClosed() {
-		_ = r.in.s.Reset()
+		r.in.reset()
 		ps.dropInboundLocked(r)
 	}
 	ps.gcLocked(r)

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,6 +22,8 @@ type Subscription struct {
 	limit   int           // queue bound of a handler subscription
 	wake    chan struct{} // cap 1: the queue went from empty to not empty
 	done    chan struct{} // closed by stop
+	// backpressure: stream readers wait for room (Backpressure).
+	backpressure bool
 
 	stopped atomic.Bool
 	dropped atomic.Uint64
@@ -28,11 +31,16 @@ type Subscription struct {
 	stat     *patternStat
 	stopOnce sync.Once
 	unsub    sync.Once
+	// sending counts the producers blocked on a send to ch (waiting for
+	// room); stop waits for them to leave before it closes ch. A producer
+	// is added under mu while closed is false.
+	sending sync.WaitGroup
 
 	// mu guards the fields below it.
 	mu     sync.Mutex
-	queue  []Message // waiting for the handler
-	queued int       // len(queue) plus the batch the handler is working through
+	queue  []Message  // waiting for the handler
+	queued int        // len(queue) plus the batch the handler is working through
+	room   roomSignal // producers waiting for room in queue
 	closed bool
 }
 
@@ -46,21 +54,26 @@ type Subscription struct {
 // when it is full, new messages are dropped and counted (Dropped), and
 // nothing else slows down. Local publishes are delivered too.
 //
+// With Backpressure, messages from other nodes wait for room instead (see
+// Backpressure for the cost), and a full queue slows down their publishers
+// that publish with WaitForRoom.
+//
 // In a secure realm (Config.Access), Subscribe fails with ErrUnauthorized
 // unless the node may subscribe to every topic pattern can match: a grant
 // of io.acme.orders.* allows io.acme.orders.* and io.acme.orders.placed,
 // not io.acme.>.
-func (ps *PubSub) Subscribe(pattern string, handler func(Message)) (*Subscription, error) {
+func (ps *PubSub) Subscribe(pattern string, handler func(Message), opts ...SubscribeOption) (*Subscription, error) {
 	if handler == nil {
 		return nil, errors.New("pubsub: subscribe: nil handler")
 	}
 	s := &Subscription{
-		ps:      ps,
-		pattern: pattern,
-		handler: handler,
-		limit:   ps.cfg.SubscriptionBuffer,
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
+		ps:           ps,
+		pattern:      pattern,
+		handler:      handler,
+		limit:        ps.cfg.SubscriptionBuffer,
+		wake:         make(chan struct{}, 1),
+		done:         make(chan struct{}),
+		backpressure: backpressureOf(opts),
 	}
 	if err := ps.addSub(s); err != nil {
 		return nil, err
@@ -71,17 +84,19 @@ func (ps *PubSub) Subscribe(pattern string, handler func(Message)) (*Subscriptio
 // SubscribeChan is Subscribe with a channel: messages whose topic matches
 // pattern are sent on the returned channel, which has room for buffer
 // messages (Config.SubscriptionBuffer when buffer <= 0). A message that
-// finds the channel full is dropped and counted. The channel is closed by
+// finds the channel full is dropped and counted (with Backpressure, one
+// from another node waits for room instead). The channel is closed by
 // Unsubscribe and by Close. It is authorized as Subscribe is.
-func (ps *PubSub) SubscribeChan(pattern string, buffer int) (*Subscription, <-chan Message, error) {
+func (ps *PubSub) SubscribeChan(pattern string, buffer int, opts ...SubscribeOption) (*Subscription, <-chan Message, error) {
 	if buffer <= 0 {
 		buffer = ps.cfg.SubscriptionBuffer
 	}
 	s := &Subscription{
-		ps:      ps,
-		pattern: pattern,
-		ch:      make(chan Message, buffer),
-		done:    make(chan struct{}),
+		ps:           ps,
+		pattern:      pattern,
+		ch:           make(chan Message, buffer),
+		done:         make(chan struct{}),
+		backpressure: backpressureOf(opts),
 	}
 	if err := ps.addSub(s); err != nil {
 		return nil, nil, err
@@ -238,60 +253,108 @@ func (s *Subscription) Unsubscribe() {
 	})
 }
 
-// stop ends delivery to s.
+// stop ends delivery to s. Producers waiting for room give up (the
+// message is neither delivered nor counted as dropped, as for a stopped
+// subscription); the channel closes once no producer is blocked on it.
 func (s *Subscription) stop() {
 	s.stopOnce.Do(func() {
 		s.stopped.Store(true)
 		s.mu.Lock()
 		s.closed = true
 		s.queue = nil
-		if s.ch != nil {
-			close(s.ch)
-		}
 		s.mu.Unlock()
 		close(s.done)
+		if s.ch != nil {
+			s.sending.Wait()
+			close(s.ch)
+		}
 	})
 }
 
-// deliver queues m for the handler, or sends it on the channel, without
-// blocking; a full queue or channel drops it. It is called by stream
-// readers and by Publish. It reports whether the queue is more than half
-// full, so that the caller can yield the processor to the handler (see
-// package doc, "Queues").
-func (s *Subscription) deliver(m Message) (pressed bool) {
+// deliver queues m for the handler, or sends it on the channel. It is
+// called by stream readers and by Publish. With a nil wait it never blocks:
+// a full queue or channel drops m and counts it. With a wait context it
+// waits for room until wait ends, and then drops m, counts it and returns
+// wait's error. It reports whether the queue is more than half full, so
+// that the caller can yield the processor to the handler (see package doc,
+// "Queues").
+func (s *Subscription) deliver(wait context.Context, m Message) (pressed bool, err error) {
 	s.mu.Lock()
+	if s.ch != nil {
+		return s.sendLocked(wait, m)
+	}
+	for !s.closed && s.queued >= s.limit {
+		if wait == nil || wait.Err() != nil {
+			s.mu.Unlock()
+			s.drop()
+			return true, waitErr(wait)
+		}
+		s.room.waitLocked(&s.mu, s.done, wait)
+	}
 	if s.closed {
 		s.mu.Unlock()
-		return false
+		return false, nil
 	}
-	if s.ch != nil {
+	wake := len(s.queue) == 0
+	s.queue = append(s.queue, m)
+	s.queued++
+	pressed = 2*s.queued > s.limit
+	s.mu.Unlock()
+	if wake {
 		select {
-		case s.ch <- m:
-			s.mu.Unlock()
-			s.ps.delivered.Add(1)
-			s.stat.delivered.Add(1)
-			return 2*len(s.ch) > cap(s.ch)
+		case s.wake <- struct{}{}:
 		default:
 		}
-	} else if s.queued < s.limit {
-		wake := len(s.queue) == 0
-		s.queue = append(s.queue, m)
-		s.queued++
-		pressed = 2*s.queued > s.limit
-		s.mu.Unlock()
-		if wake {
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-		}
-		return pressed
 	}
+	return pressed, nil
+}
+
+// sendLocked is deliver for a channel subscription; it is called with mu
+// held and unlocks it. A producer that waits blocks on the send itself,
+// counted in sending so that stop does not close the channel under it.
+func (s *Subscription) sendLocked(wait context.Context, m Message) (pressed bool, err error) {
+	if s.closed {
+		s.mu.Unlock()
+		return false, nil
+	}
+	select {
+	case s.ch <- m:
+		s.mu.Unlock()
+		s.countDelivered(1)
+		return 2*len(s.ch) > cap(s.ch), nil
+	default:
+	}
+	if wait == nil || wait.Err() != nil {
+		s.mu.Unlock()
+		s.drop()
+		return true, waitErr(wait)
+	}
+	s.sending.Add(1)
 	s.mu.Unlock()
+	defer s.sending.Done()
+	select {
+	case s.ch <- m:
+		s.countDelivered(1)
+		return true, nil
+	case <-s.done:
+		return false, nil
+	case <-wait.Done():
+		s.drop()
+		return true, wait.Err()
+	}
+}
+
+// drop counts a message lost to a full queue.
+func (s *Subscription) drop() {
 	s.dropped.Add(1)
 	s.stat.dropped.Add(1)
 	s.ps.droppedLocal.Add(1)
-	return true
+}
+
+// countDelivered counts n messages handed to the handler or the channel.
+func (s *Subscription) countDelivered(n uint64) {
+	s.ps.delivered.Add(n)
+	s.stat.delivered.Add(n)
 }
 
 // run calls the handler with queued messages, a batch at a time, until the
@@ -310,6 +373,7 @@ func (s *Subscription) run() {
 			s.mu.Lock()
 			s.queued -= handled
 			handled = 0
+			s.room.wakeLocked()
 			if s.closed {
 				s.mu.Unlock()
 				return
@@ -327,8 +391,17 @@ func (s *Subscription) run() {
 				batch[i] = Message{} // let the payload go
 			}
 			handled = len(batch)
-			s.ps.delivered.Add(uint64(handled))
-			s.stat.delivered.Add(uint64(handled))
+			s.countDelivered(uint64(handled))
 		}
 	}
+}
+
+// backpressureOf reports whether opts ask for Backpressure.
+func backpressureOf(opts []SubscribeOption) bool {
+	for _, o := range opts {
+		if o.backpressure {
+			return true
+		}
+	}
+	return false
 }

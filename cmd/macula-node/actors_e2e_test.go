@@ -335,11 +335,6 @@ func TestActorsE2E(t *testing.T) {
 	}
 }
 
-func isCode(err error, code string) bool {
-	var ae *api.APIError
-	return errors.As(err, &ae) && ae.Code == code
-}
-
 // actorLoad runs one sequential caller per actor id through the given
 // clients; every reply must be the previous count plus one, except after a
 // kill (state lost: it starts again at 1).

@@ -59,6 +59,10 @@ func newClientCmd(cmd *cobra.Command, run func(ctx context.Context, c *api.Clien
 
 // clientError turns a failed API call into one line a person can act on.
 func clientError(addr string, err error) error {
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return &codedError{code: ce.code, err: clientError(addr, ce.err)}
+	}
 	var ae *api.APIError
 	switch {
 	case errors.As(err, &ae):
@@ -84,6 +88,12 @@ func clientError(addr string, err error) error {
 		return fmt.Errorf("cannot reach the node API at %s: %v", addr, rootCause(err))
 	}
 	return err
+}
+
+// isCode reports whether err is an API answer with the error code code.
+func isCode(err error, code string) bool {
+	var ae *api.APIError
+	return errors.As(err, &ae) && ae.Code == code
 }
 
 // rootCause is the innermost error of a chain of single wraps.

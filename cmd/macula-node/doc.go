@@ -126,7 +126,7 @@
 //
 // # Publishing and subscribing
 //
-//	macula-node publish TOPIC [--data JSON | --data-file FILE | --data -] [--raw] [--json]
+//	macula-node publish TOPIC [--data JSON | --data-file FILE | --data -] [--raw] [--wait [--timeout D]] [--json]
 //
 // publishes a message to the concrete topic TOPIC of the node's realm
 // (io.acme.orders.placed; no wildcards) through POST /v1/publish/TOPIC, and
@@ -135,6 +135,14 @@
 // received it). The payload is --data, the file --data-file, or stdin with
 // --data -; it is sent as JSON, checked to be JSON before it is sent, unless
 // --raw sends it as raw bytes; with no payload at all, an empty raw one.
+// By default the node sheds: a subscriber whose queue is full misses the
+// message, and the node counts it. With --wait (POST ?wait=true) the node
+// waits, for at most --timeout (default the node's 10s, at most 60s), for
+// room in every full queue instead, so a publisher is slowed down rather
+// than losing messages (subscribers on other nodes only if they subscribed
+// with backpressure: see package pubsub, "Flow control"); when the timeout
+// ends first, publish exits 4 and says for how many subscribers the
+// message was queued and for how many it was dropped.
 //
 //	macula-node subscribe PATTERN [--json] [--count N]
 //
@@ -208,7 +216,8 @@
 //	   (run's missing --realm, a bad realm or node name, log level, address
 //	   or config file key, in a flag, a MACULA_* variable or the config file)
 //	3  call: no node of the realm advertises the procedure (HTTP 404 not_found)
-//	4  call: no answer within the timeout (504 timeout)
+//	4  call: no answer within the timeout (504 timeout); publish --wait:
+//	   a subscriber's queue stayed full until the timeout (503 no_room)
 //	5  call: the handler answered with an error (422 remote_error)
 //	6  call: the connection to the handler's node was lost, or none could be
 //	   reached (502 disconnected)

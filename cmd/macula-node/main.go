@@ -17,7 +17,7 @@ const (
 	exitError        = 1 // the command ran and failed
 	exitUsage        = 2 // the command line is wrong (unknown flag, command or argument), or a setting is
 	exitNotFound     = 3 // no node of the realm advertises the procedure
-	exitTimeout      = 4 // the call got no answer within its timeout
+	exitTimeout      = 4 // the call got no answer within its timeout; publish --wait found no room within it
 	exitRemote       = 5 // the procedure's handler answered with an error
 	exitDisconnected = 6 // the connection to the handler's node was lost
 	exitUnauthorized = 7 // the caller may not call the procedure

@@ -24,7 +24,7 @@ import (
 func newPublishCmd() *cobra.Command {
 	var (
 		data, dataFile string
-		raw            bool
+		raw, wait      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "publish TOPIC",
@@ -39,16 +39,29 @@ unchecked. Without any, an empty payload. Subscribers see a JSON payload as
 JSON and any other as base64.
 
 publish prints "published N bytes to TOPIC" once the node has queued the
-message for its subscribers; that does not say who received it.`,
+message for its subscribers; that does not say who received it.
+
+By default the node sheds: a subscriber whose queue is full misses the
+message (the node counts it: macula-node pubsub stats). With --wait the node
+waits for room in every full queue instead, for at most --timeout (default:
+the node's 10s, at most 60s), so that a publisher that runs publish in a
+loop is slowed down to its slowest subscriber rather than losing messages.
+It reaches subscribers on other nodes only if they subscribed with
+backpressure (see package pubsub, "Flow control"). If the timeout ends
+first, publish exits 4 and says for how many subscribers the message was
+queued and for how many it was dropped: publishing it again would give the
+first ones a second copy.`,
 		Example: `  macula-node publish io.acme.orders.placed --data '{"id":42}'
   macula-node publish io.acme.orders.placed --data-file order.json
-  head -c 64 /dev/urandom | macula-node publish io.acme.orders.noise --data - --raw`,
+  head -c 64 /dev/urandom | macula-node publish io.acme.orders.noise --data - --raw
+  macula-node publish io.acme.orders.placed --data '{"id":43}' --wait --timeout 30s`,
 		Args: argsN(1, 1),
 	}
 	f := cmd.Flags()
 	f.StringVar(&data, "data", "", "the payload, JSON unless --raw; - reads it from stdin")
 	f.StringVar(&dataFile, "data-file", "", "read the payload from this file")
 	f.BoolVar(&raw, "raw", false, "send the payload as raw bytes, without checking that it is JSON")
+	f.BoolVar(&wait, "wait", false, "wait (up to --timeout) for room in full subscriber queues instead of dropping the message there")
 	f.SortFlags = false
 	return newClientCmd(cmd, func(ctx context.Context, c *api.Client, cc *clientCmd, w io.Writer, args []string) error {
 		topic := args[0]
@@ -63,7 +76,12 @@ message for its subscribers; that does not say who received it.`,
 		case !json.Valid(payload):
 			return &usageError{err: errors.New("the payload is not valid JSON (give --raw for other payloads)"), hint: cmd.CommandPath()}
 		}
-		if err := c.Publish(ctx, topic, payload, ct); err != nil {
+		if !wait {
+			err = c.Publish(ctx, topic, payload, ct)
+		} else if err = c.PublishWait(ctx, topic, payload, ct, 0); isCode(err, api.CodeNoRoom) {
+			return &codedError{code: exitTimeout, err: err}
+		}
+		if err != nil {
 			return err
 		}
 		if cc.json {

@@ -108,3 +108,44 @@ func TestPayloadText(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishWaitFlag runs macula-node publish against a fake node API:
+// --wait asks the node to wait (?wait=true) within the --timeout it passes
+// on, a no_room answer exits 4 with the node's message, and without --wait
+// the request asks for nothing of the kind.
+func TestPublishWaitFlag(t *testing.T) {
+	t.Parallel()
+	type request struct{ wait, timeout string }
+	got := make(chan request, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/publish/io.acme.orders.placed" {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"not_found","message":"no route"}}`)
+			return
+		}
+		got <- request{r.URL.Query().Get("wait"), r.Header.Get(api.TimeoutHeader)}
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("wait") == "" {
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"topic":"io.acme.orders.placed"}`)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"code":"no_room","message":"io.acme.orders.placed: the queues of 1 of 3 subscribers stayed full for 5s; the message was queued for the other 2","partial":{"queued":2,"missed":1}}}`)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	r := runCmd(t, 30*time.Second, nil, "--api", addr, "publish", "io.acme.orders.placed", "--data", "1")
+	if req := <-got; r.code != 0 || r.stdout != "published 1 bytes to io.acme.orders.placed\n" || req.wait != "" {
+		t.Errorf("without --wait: exit %d, stdout %q, stderr %q, request %+v", r.code, r.stdout, r.stderr, req)
+	}
+	r = runCmd(t, 30*time.Second, nil, "--api", addr, "publish", "io.acme.orders.placed", "--data", "1", "--wait", "--timeout", "10s")
+	want := "macula-node: io.acme.orders.placed: the queues of 1 of 3 subscribers stayed full for 5s; the message was queued for the other 2\n"
+	req := <-got
+	if r.code != exitTimeout || r.stderr != want || req.wait != "true" || req.timeout == "" {
+		t.Errorf("--wait: exit %d, stderr %q (want %q), request %+v", r.code, r.stderr, want, req)
+	}
+	t.Logf("--wait --timeout 10s sent %s: %s", api.TimeoutHeader, req.timeout)
+}
