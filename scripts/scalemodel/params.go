@@ -24,14 +24,12 @@ var (
 	alpha       = amino.DefaultConcurrency // requests in flight per query (internal/config Defaults)
 	beta        = amino.DefaultResiliency  // the closest beta must have answered for a query to end
 	provideTTL  = amino.DefaultProvideValidity
-	kadProvide  = amino.DefaultReprovideInterval // kad-dht's own provider; Macula reprovides itself (below)
-	lookupSettl = dht.LookupSettle               // a Lookup with a limit ends this long after the first provider
+	lookupSettl = dht.LookupSettle // a Lookup with a limit ends this long after the first provider
 
 	// Membership (member/config.go).
 	rings         = member.DefaultRings
 	probeInterval = member.DefaultProbeInterval
 	probeTimeout  = member.DefaultProbeTimeout
-	suspicionTTL  = member.DefaultSuspicionTimeout
 
 	// Connection manager (node/limits.go).
 	lowWater  = node.ConnLowWater
@@ -88,10 +86,9 @@ const (
 	// connections (half inbound, half outbound).
 	maxConns = 1024
 
-	// node/nat.go: autorelay.WithNumRelays(2) (reservations a private node
-	// keeps) and relayReservationsPerIP.
+	// node/nat.go: autorelay.WithNumRelays(2), the reservations a private
+	// node keeps. (relayReservationsPerIP, 32, is not modelled.)
 	numRelays         = 2
-	relayResPerIP     = 32
 	relayLimitTime    = time.Hour // node/config.go: RelayLimitDuration
 	relayLimitData    = 1 << 30   // node/config.go: RelayLimitData
 	memberRecordBytes = 300       // docs/membership.md: ~300 bytes per member with its addresses
@@ -100,8 +97,5 @@ const (
 // Sizes on the wire that the model assumes (not read from the code).
 const (
 	frameHeader = 6   // package frame: type, version, uint32 length
-	packetOver  = 50  // a QUIC short-header packet, STREAM frame and AEAD tag around a small frame
 	peerAddrs   = 110 // a peer's addresses in a DHT answer (two or three multiaddrs)
-	dhtRequest  = 60  // a FIND_NODE or GET_PROVIDERS request: type, key (34-byte multihash), framing
-	handshakeKB = 8   // a new connection: QUIC handshake with certificates, realm handshake, identify (KB)
 )
