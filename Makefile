@@ -5,7 +5,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 2s
 
-.PHONY: all build test test-short bench lint fuzz dev clean churn deps prereqs realm soak
+.PHONY: all build test test-short bench lint fuzz dev clean churn deps prereqs realm soak scalemodel
 
 all: build
 
@@ -94,3 +94,11 @@ realm: build
 SOAK ?= 10m
 soak: build
 	$(GO) run ./scripts/realm -n 20 -bin $(BIN) -settle 5s -soak $(SOAK) $(REALM_ARGS)
+
+# The model of a realm of 50, 1,000 and 10,000 nodes across sites
+# (scripts/scalemodel: real peer IDs, the membership's overlay, kad-dht's
+# routing tables and queries, the connection manager, the registry's
+# digests, relays; docs/reliability.md has its figures). About half a
+# minute; SCALE_ARGS passes flags (-n 50,2000 -seed 2 -json out.json).
+scalemodel:
+	nice -n 5 $(GO) run ./scripts/scalemodel $(SCALE_ARGS)

@@ -1,6 +1,7 @@
 package member
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -344,6 +345,31 @@ func TestNeighboursAndWatchers(t *testing.T) {
 		}
 		if !succ {
 			t.Fatalf("%s is a neighbour but neither watches the other", p)
+		}
+	}
+}
+
+// TestOverlay checks that Overlay gives every member the neighbours its
+// own view computes.
+func TestOverlay(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5, 40} {
+		ids := make([]peer.ID, n)
+		for i := range ids {
+			ids[i] = newPrincipal(t).id
+		}
+		for _, rings := range []int{1, 2, 3} {
+			all := Overlay(ids, rings)
+			for _, self := range ids {
+				v := newView(self, rings, 100, time.Second, 2)
+				for _, id := range ids {
+					if id != self {
+						v.entries[id] = &entry{id: id, st: stateAlive, keys: ringKeys(id, rings)}
+					}
+				}
+				if want, got := v.neighbours(), all[self]; !slices.Equal(want, got) {
+					t.Fatalf("%d members, %d rings: Overlay gives %v, the view %v", n, rings, got, want)
+				}
+			}
 		}
 	}
 }
