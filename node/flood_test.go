@@ -30,17 +30,7 @@ func TestStreamFloodContained(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
-	if err := a.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
-		t.Fatal(err)
-	}
-	call := func() error {
-		_, err := b.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second))
-		return err
-	}
-	if err := call(); err != nil {
-		t.Fatalf("call before the flood: %v", err)
-	}
+	call := echoFromB(ctx, t, a, b)
 
 	const streams = 3000
 	proto := rpc.Protocol("io.acme.orders")
@@ -125,20 +115,10 @@ func TestMaxSizeCallFloodContained(t *testing.T) {
 		}
 		return nil, nil
 	}
-	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
 	if err := a.RPC().Advertise(ctx, "io.acme.orders.slow", slow); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
-		t.Fatal(err)
-	}
-	call := func() error {
-		_, err := b.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second))
-		return err
-	}
-	if err := call(); err != nil {
-		t.Fatalf("call before the flood: %v", err)
-	}
+	call := echoFromB(ctx, t, a, b)
 
 	const calls = 96
 	payload := make([]byte, a.RPC().MaxPayload())
@@ -184,4 +164,22 @@ func TestMaxSizeCallFloodContained(t *testing.T) {
 		t.Fatalf("call after the flood: %v", err)
 	}
 	t.Logf("%d calls of %d bytes: %d overloaded, at most %d bytes held (bound %d)", calls, len(payload), overloaded.Load(), maxHeld, perPeer)
+}
+
+// echoFromB advertises an echo procedure on a and returns a call of it from
+// b, which it makes once (before a flood).
+func echoFromB(ctx context.Context, t *testing.T, a, b *Node) func() error {
+	t.Helper()
+	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
+	if err := a.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
+		t.Fatal(err)
+	}
+	call := func() error {
+		_, err := b.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second))
+		return err
+	}
+	if err := call(); err != nil {
+		t.Fatalf("call before the flood: %v", err)
+	}
+	return call
 }
