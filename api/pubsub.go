@@ -134,7 +134,8 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, cont
 // message there, for at most timeout (0: a tenth inside ctx's deadline if
 // it has one, else the node's default of 10s; the node caps it at
 // MaxTimeout). Subscribers on other nodes are waited for only if they
-// subscribed with backpressure (see package pubsub, "Flow control").
+// subscribed with backpressure (Subscribe with Backpressure, or package
+// pubsub's; see package pubsub, "Flow control").
 // When the timeout ends first the error is an *APIError with CodeNoRoom,
 // whose Partial says for how many subscribers the message was queued and
 // for how many it was dropped.
@@ -183,16 +184,41 @@ type Subscription struct {
 	closed  atomic.Bool
 }
 
+// SubscribeOption changes how the node treats a subscription's full queue.
+// The zero value changes nothing.
+type SubscribeOption struct{ backpressure bool }
+
+// Backpressure asks the node to subscribe with backpressure
+// (?backpressure=true, pubsub.Backpressure): when the subscription's
+// queue is full because Next is not called fast enough, messages from
+// other nodes wait for room instead of being dropped, which slows down
+// their publishers that wait (PublishWait) to the pace of this reader. The
+// cost is on the node: while the queue is full, the whole stream from each
+// such publisher node to it waits (every topic, every subscription), and
+// a publisher that does not wait loses its messages at its own full send
+// queue instead. A reader that stops calling Next until a write of the
+// node's to it has waited 30s is cut off (Next returns an error once it
+// has read what was sent), which releases them.
+func Backpressure() SubscribeOption { return SubscribeOption{backpressure: true} }
+
 // Subscribe subscribes the node to pattern (an exact topic of its realm,
 // or one with "*" and a final ">") and returns once the node has made the
 // subscription, so that messages published from then on reach it (once
 // the publishers' nodes learnt of it: see package pubsub). Read the
 // messages with Next, and Close the subscription when done; ending ctx
-// ends it too. A refused pattern is an *APIError with CodeInvalidName.
-func (c *Client) Subscribe(ctx context.Context, pattern string) (*Subscription, error) {
+// ends it too. By default the node drops messages that Next is too slow
+// for (see Dropped); with Backpressure it slows their publishers down
+// instead. A refused pattern is an *APIError with CodeInvalidName.
+func (c *Client) Subscribe(ctx context.Context, pattern string, opts ...SubscribeOption) (*Subscription, error) {
 	const path = "/v1/subscribe"
 	ctx, cancel := context.WithCancel(ctx)
-	u := c.base + path + "?" + url.Values{"pattern": {pattern}}.Encode()
+	q := url.Values{"pattern": {pattern}}
+	for _, o := range opts {
+		if o.backpressure {
+			q.Set("backpressure", "true")
+		}
+	}
+	u := c.base + path + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		cancel()

@@ -55,8 +55,15 @@ func advertiseTestProcs(t *testing.T, n *node.Node) {
 // connectedPair starts two nodes of the test realm that see each other.
 func connectedPair(t *testing.T, a, b string) (*node.Node, *node.Node) {
 	t.Helper()
-	na := startNode(t, testRealm, a)
-	nb := startNode(t, testRealm, b, na)
+	return connectedPairWith(t, nil, nil, a, b)
+}
+
+// connectedPairWith is connectedPair with modA and modB (either may be
+// nil) applied to the nodes' Configs.
+func connectedPairWith(t *testing.T, modA, modB func(*node.Config), a, b string) (*node.Node, *node.Node) {
+	t.Helper()
+	na := startNodeWith(t, modA, testRealm, a)
+	nb := startNodeWith(t, modB, testRealm, b, na)
 	testnet.Eventually(t, 10*time.Second, func() error {
 		if !na.IsPeer(nb.ID()) || !nb.IsPeer(na.ID()) {
 			return fmt.Errorf("%s sees %s: %v; %s sees %s: %v", a, b, na.IsPeer(nb.ID()), b, a, nb.IsPeer(na.ID()))

@@ -51,7 +51,8 @@
 //	                        ?wait=true waits for room in full subscriber queues (?timeout= or
 //	                        Macula-Timeout, default 10s, at most 60s; 503 no_room); see Pub/sub
 //	GET  /v1/subscribe      server-sent events (text/event-stream) of the messages whose topic
-//	                        matches ?pattern=, until the client goes away; see Pub/sub
+//	                        matches ?pattern=, until the client goes away; ?backpressure=true
+//	                        slows waiting publishers down instead of dropping; see Pub/sub
 //	GET  /v1/pubsub/stats   api.PubSubStats: published, sent, delivered, dropped (send and local),
 //	                        queued, frames_received, subscriptions, interested_peers
 //	GET  /v1/ucan/revocations
@@ -270,9 +271,10 @@
 // too, but used only with it). A publisher that waits for each answer is
 // so slowed down to its slowest subscriber instead of losing messages;
 // subscribers on other nodes are waited for only if they subscribed with
-// pubsub.Backpressure (package pubsub, "Flow control"). When the timeout
-// ends first the answer is 503 no_room with Retry-After: 1, and the error
-// says what was done, in its message and in
+// pubsub.Backpressure, as GET /v1/subscribe?backpressure=true does
+// (package pubsub, "Flow control"). When the timeout ends first the
+// answer is 503 no_room with Retry-After: 1, and the error says what was
+// done, in its message and in
 // "partial":{"queued":Q,"missed":M}: the message was queued for Q
 // subscribers (nodes and the node's own subscriptions) and dropped for M,
 // so publishing it again gives the first Q a second copy. A waiting
@@ -316,7 +318,24 @@
 // subscriber, and nobody else slows down; an "event: dropped" says how
 // many (api.SubscribeDropped: since the last report, and in all), at most
 // every DropReportInterval (1s). A client that takes no batch of events
-// for 30s is cut off. A stream with nothing to send for HeartbeatInterval
+// for 30s is cut off.
+//
+// With ?backpressure=true (any value strconv.ParseBool takes; another is
+// 400 bad_request, before anything is subscribed) the node subscribes with
+// pubsub.Backpressure: a message from another node that finds the queue
+// full waits for room instead of being dropped, so a publisher that
+// publishes with ?wait=true is slowed down to this client's pace rather
+// than losing messages to it (messages published on this node without
+// wait still drop). The cost is the node's: while the queue is full, the
+// whole stream from each publisher node to this node waits (every topic,
+// every subscription of the node), and publishers there that do not wait
+// drop at their full send queue instead. A client that stops reading but
+// keeps its connection holds that up until a write to it has waited 30s
+// (the write deadline of a batch, as above; where the connection takes no
+// deadline, the subscription still ends then): its stream and
+// subscription end, and the publisher nodes' streams flow again. The
+// subscription also ends as soon as the client goes away, the gateway
+// closes or the node stops. A stream with nothing to send for HeartbeatInterval
 // (15s) gets a comment line ":". Events are flushed as they come, in
 // batches of what is waiting, over HTTP/1.1 (chunked) and HTTP/3 alike.
 //

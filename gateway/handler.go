@@ -72,6 +72,10 @@ type api struct {
 	// comment line: HeartbeatInterval, or less in tests. Set at
 	// construction, read-only after.
 	heartbeat time.Duration
+	// eventWriteTimeout bounds the write of one batch of events to an
+	// event stream's client: eventWriteTimeout, or less in tests. Set at
+	// construction, read-only after.
+	eventWriteTimeout time.Duration
 	// cred is the local credential (see Loopback in the package doc);
 	// credFile the file a Gateway keeps it in, "" when none. Set before
 	// serving, read-only after.
@@ -114,7 +118,7 @@ func NewHandler(n *node.Node, levels *slog.LevelVar) http.Handler {
 func newAPI(n *node.Node, levels *slog.LevelVar, log *slog.Logger, addrs wire.APIAddrs) *api {
 	a := &api{n: n, levels: levels, log: log, addrs: addrs, mux: http.NewServeMux(),
 		bodyLimits: map[string]int64{}, maxPayload: maxPayloadOf(n),
-		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval}
+		maxMessage: maxMessageSizeOf(n), heartbeat: HeartbeatInterval, eventWriteTimeout: eventWriteTimeout}
 	a.inFlight = make(chan struct{}, maxInFlight)
 	a.cred = rand.Text()
 	policy, _ := newTargetPolicy(nil, func() string { return a.addrs.HTTP }) // no entries: no error

@@ -36,6 +36,9 @@ const (
 	// eventWriteTimeout bounds the write of one batch of events to a
 	// stream's client. A client that does not take a batch in this long is
 	// stuck, not slow; its stream is ended (and its subscription with it).
+	// For a ?backpressure=true stream it is also the longest a client that
+	// stopped reading (but keeps its connection) holds up the streams of
+	// the publisher nodes, once its socket buffers and queue are full.
 	eventWriteTimeout = 30 * time.Second
 	// maxEventBatch is the size, in bytes, after which a stream stops
 	// gathering the messages already waiting and writes them with one
@@ -153,38 +156,64 @@ func (a *api) getPubSubStats(_ *http.Request) (int, any, error) {
 
 // getSubscribe subscribes to ?pattern= and streams the messages as
 // server-sent events until the client goes away, the gateway closes (both
-// end the request's context) or the node's pubsub closes (which closes the
-// subscription's channel). A bad pattern is an error answer; once the
-// stream has started, errors only end it.
+// end the request's context), the node's pubsub closes (which closes the
+// subscription's channel) or a batch's write takes longer than the
+// stream's write timeout. A bad pattern or ?backpressure= is an error
+// answer, before anything is subscribed; once the stream has started,
+// errors only end it.
 func (a *api) getSubscribe(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if !q.Has("pattern") {
 		return badRequest("missing query parameter pattern")
 	}
 	pattern := q.Get("pattern")
-	// The subscription's channel is the stream's bounded queue: pubsub
-	// drops what does not fit (newest first) and counts it, so a client
-	// that reads slowly loses messages and slows down nobody else.
-	sub, ch, err := a.n.PubSub().SubscribeChan(pattern, 0)
+	backpressure, err := boolParam(r, "backpressure")
+	if err != nil {
+		return err
+	}
+	// The subscription's channel is the stream's bounded queue: by default
+	// pubsub drops what does not fit (newest first) and counts it, so a
+	// client that reads slowly loses messages and slows down nobody else.
+	// With ?backpressure=true the node's stream readers wait for room
+	// instead, which slows down waiting publishers on other nodes (and
+	// holds up everything else their nodes send this one) at the pace of
+	// this client. Whatever ends the stream, the deferred Unsubscribe
+	// releases those readers; the write deadline of each batch (in flush)
+	// bounds how long a client that stopped reading can hold them.
+	var opts []pubsub.SubscribeOption
+	if backpressure {
+		opts = append(opts, pubsub.Backpressure())
+	}
+	sub, ch, err := a.n.PubSub().SubscribeChan(pattern, 0, opts...)
 	if err != nil {
 		return pubsubError(err)
 	}
 	defer sub.Unsubscribe()
 	s := &eventStream{
-		w:         w,
-		rc:        http.NewResponseController(w),
-		sub:       sub,
-		ch:        ch,
-		heartbeat: a.heartbeat,
+		w:            w,
+		rc:           http.NewResponseController(w),
+		sub:          sub,
+		ch:           ch,
+		heartbeat:    a.heartbeat,
+		writeTimeout: a.eventWriteTimeout,
 	}
 	// In a secure realm the grant is checked again on every message: a
 	// subscription outlives no revocation or expiry of what allowed it.
 	s.vd, _ = r.Context().Value(verdictKey{}).(*ucan.Verdict)
+	if backpressure {
+		// The write deadline ends a stuck write, but a ResponseWriter
+		// may not support one (NewHandler behind a wrapper that hides
+		// it): then this timer still ends the subscription, and so
+		// releases the publisher nodes' streams, while the write waits.
+		s.stuck = time.AfterFunc(time.Hour, sub.Unsubscribe)
+		s.stuck.Stop()
+		defer s.stuck.Stop()
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no") // proxies that buffer by default: do not
 	w.WriteHeader(http.StatusOK)
-	a.log.Debug("subscription stream started", "pattern", pattern, "remote", r.RemoteAddr)
+	a.log.Debug("subscription stream started", "pattern", pattern, "backpressure", backpressure, "remote", r.RemoteAddr)
 	err = s.run(r.Context(), pattern)
 	a.log.Debug("subscription stream ended", "pattern", pattern, "remote", r.RemoteAddr,
 		"events", s.sent, "dropped", sub.Dropped(), "err", err)
@@ -199,7 +228,12 @@ type eventStream struct {
 	sub       *pubsub.Subscription
 	ch        <-chan pubsub.Message
 	heartbeat time.Duration
-	vd        *ucan.Verdict // nil: an open realm, nothing to check
+	// writeTimeout bounds the write of one batch (eventWriteTimeout).
+	writeTimeout time.Duration
+	// stuck unsubscribes when a write takes longer than writeTimeout;
+	// nil without backpressure.
+	stuck *time.Timer
+	vd    *ucan.Verdict // nil: an open realm, nothing to check
 
 	buf        []byte       // the batch being written
 	scratch    bytes.Buffer // for compacting a JSON payload
@@ -304,10 +338,14 @@ func (s *eventStream) end(why error) error {
 }
 
 // flush writes the batch and flushes it to the client, within
-// eventWriteTimeout.
+// writeTimeout.
 func (s *eventStream) flush(now time.Time) error {
-	if err := s.rc.SetWriteDeadline(now.Add(eventWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := s.rc.SetWriteDeadline(now.Add(s.writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
+	}
+	if s.stuck != nil {
+		s.stuck.Reset(s.writeTimeout)
+		defer s.stuck.Stop()
 	}
 	if _, err := s.w.Write(s.buf); err != nil {
 		return err

@@ -140,11 +140,11 @@
 // waits, for at most --timeout (default the node's 10s, at most 60s), for
 // room in every full queue instead, so a publisher is slowed down rather
 // than losing messages (subscribers on other nodes only if they subscribed
-// with backpressure: see package pubsub, "Flow control"); when the timeout
+// with --backpressure: see subscribe below); when the timeout
 // ends first, publish exits 4 and says for how many subscribers the
 // message was queued and for how many it was dropped.
 //
-//	macula-node subscribe PATTERN [--json] [--count N]
+//	macula-node subscribe PATTERN [--json] [--count N] [--backpressure]
 //
 // subscribes through GET /v1/subscribe to PATTERN: an exact topic
 // (io.acme.orders.placed), "*" for one segment (io.acme.orders.*) or a final
@@ -164,7 +164,14 @@
 // breaks, it exits 1. A subscriber that reads more slowly than messages come
 // loses messages (the node drops the newest for it); subscribe reports each
 // drop on stderr, "macula-node: the node dropped N message(s) of PATTERN, not
-// read fast enough (M in all)".
+// read fast enough (M in all)". With --backpressure (GET
+// /v1/subscribe?backpressure=true) the node holds messages from other nodes
+// back instead, so that publishers that publish with --wait are slowed down
+// to the subscriber's pace (package pubsub, "Flow control"); while it is
+// behind, everything each publisher node sends the subscriber's node waits
+// too. If subscribe stops reading (its output blocked) until a write of the
+// node's to it has waited 30s, the node ends the subscription and subscribe
+// exits 1.
 //
 //	macula-node pubsub stats [--json]
 //

@@ -47,7 +47,8 @@ waits for room in every full queue instead, for at most --timeout (default:
 the node's 10s, at most 60s), so that a publisher that runs publish in a
 loop is slowed down to its slowest subscriber rather than losing messages.
 It reaches subscribers on other nodes only if they subscribed with
-backpressure (see package pubsub, "Flow control"). If the timeout ends
+backpressure (subscribe --backpressure; see package pubsub, "Flow
+control"). If the timeout ends
 first, publish exits 4 and says for how many subscribers the message was
 queued and for how many it was dropped: publishing it again would give the
 first ones a second copy.`,
@@ -94,8 +95,8 @@ first ones a second copy.`,
 
 func newSubscribeCmd(stderr io.Writer) *cobra.Command {
 	var (
-		asJSON bool
-		count  int
+		asJSON, backpressure bool
+		count                int
 	)
 	cmd := &cobra.Command{
 		Use:   "subscribe PATTERN",
@@ -117,10 +118,19 @@ subscribe says "subscribed to PATTERN" on stderr once the node has made the
 subscription, and runs until SIGINT or SIGTERM, or until --count messages
 were printed, and exits 0. If it reads more slowly than messages come, the
 node drops messages for it; it says how many on stderr. If the node stops,
-subscribe exits 1.`,
+subscribe exits 1.
+
+With --backpressure the node holds messages from other nodes back instead
+of dropping them (GET /v1/subscribe?backpressure=true): publishers that
+publish with --wait are slowed down to the pace of this subscriber. The
+cost is on the node: while subscribe is behind, everything each publisher
+node sends it waits too. If subscribe stops reading (its output blocked)
+until a write of the node's to it has waited 30s, the node ends the
+subscription and subscribe exits 1.`,
 		Example: `  macula-node subscribe 'io.acme.orders.*'
   macula-node subscribe 'io.acme.>' --json
-  macula-node subscribe io.acme.orders.placed --count 1`,
+  macula-node subscribe io.acme.orders.placed --count 1
+  macula-node subscribe io.acme.orders.placed --backpressure | ./slow-consumer`,
 		Args: argsN(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if count < 0 {
@@ -134,20 +144,25 @@ subscribe exits 1.`,
 				return err
 			}
 			defer c.Close()
-			return subscribeLoop(ctx, c, addr, args[0], asJSON, count, cmd.OutOrStdout(), stderr)
+			var opts []api.SubscribeOption
+			if backpressure {
+				opts = append(opts, api.Backpressure())
+			}
+			return subscribeLoop(ctx, c, addr, args[0], opts, asJSON, count, cmd.OutOrStdout(), stderr)
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print each message as the API's JSON object, one a line")
 	f.IntVar(&count, "count", 0, "exit after this many messages (0: run until stopped)")
+	f.BoolVar(&backpressure, "backpressure", false, "slow down waiting publishers (publish --wait) when behind, instead of the node dropping messages")
 	f.SortFlags = false
 	return cmd
 }
 
 // subscribeLoop subscribes and prints messages until ctx ends (exit 0),
 // count messages were printed (exit 0), or the stream fails (exit 1).
-func subscribeLoop(ctx context.Context, c *api.Client, addr, pattern string, asJSON bool, count int, stdout, stderr io.Writer) error {
-	sub, err := c.Subscribe(ctx, pattern)
+func subscribeLoop(ctx context.Context, c *api.Client, addr, pattern string, opts []api.SubscribeOption, asJSON bool, count int, stdout, stderr io.Writer) error {
+	sub, err := c.Subscribe(ctx, pattern, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before the node answered

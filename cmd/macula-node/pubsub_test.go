@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -148,4 +149,34 @@ func TestPublishWaitFlag(t *testing.T) {
 		t.Errorf("--wait: exit %d, stderr %q (want %q), request %+v", r.code, r.stderr, want, req)
 	}
 	t.Logf("--wait --timeout 10s sent %s: %s", api.TimeoutHeader, req.timeout)
+}
+
+// TestSubscribeBackpressureFlag runs macula-node subscribe against a fake
+// node API: --backpressure asks for ?backpressure=true, and without it the
+// request asks for nothing of the kind.
+func TestSubscribeBackpressureFlag(t *testing.T) {
+	t.Parallel()
+	got := make(chan url.Values, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.Query()
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, cannedStream)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"--backpressure"}, "true"},
+	} {
+		args := append([]string{"--api", addr, "subscribe", "io.acme.orders.*", "--count", "1"}, tc.flags...)
+		r := runCmd(t, 30*time.Second, nil, args...)
+		q := <-got
+		if r.code != 0 || q.Get("pattern") != "io.acme.orders.*" || q.Get("backpressure") != tc.want || q.Has("backpressure") != (tc.want != "") {
+			t.Errorf("subscribe %v: exit %d, stderr %q, query %v; want backpressure %q", tc.flags, r.code, r.stderr, q, tc.want)
+		}
+	}
 }
