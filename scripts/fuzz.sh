@@ -4,7 +4,8 @@
 # package's testdata/fuzz (a regression case once committed) and makes the
 # run fail after all targets.
 #
-#   scripts/fuzz.sh [FUZZTIME]      (default 10s; make fuzz FUZZTIME=30s)
+#   scripts/fuzz.sh [FUZZTIME]      (default 10s; make fuzz FUZZTIME=30s; or a
+#                                    count of inputs: 2000x, as make test does)
 #
 # `go test -fuzz` takes one target at a time and builds its package's
 # instrumented test binary each time; this builds it once per package
