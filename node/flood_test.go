@@ -178,7 +178,14 @@ func echoFromB(ctx context.Context, t *testing.T, a, b *Node) func() error {
 		_, err := b.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second))
 		return err
 	}
-	if err := call(); err != nil {
+	// b learns of the procedure from a's advertisement on their link, a
+	// moment after Advertise returns: until then the call is not found.
+	var err error
+	eventually(t, 30*time.Second, "b's call before the flood", func() bool {
+		err = call()
+		return !errors.Is(err, rpc.ErrNotFound)
+	})
+	if err != nil {
 		t.Fatalf("call before the flood: %v", err)
 	}
 	return call
