@@ -38,15 +38,11 @@ func TestPublishWait(t *testing.T) {
 	if err := c.PublishWait(ctx, topic, []byte(`0`), wire.ContentTypeJSON, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	err = c.PublishWait(ctx, topic, []byte(`1`), wire.ContentTypeJSON, 200*time.Millisecond)
 	wantAPIError(t, err, http.StatusServiceUnavailable, wire.CodeNoRoom)
 	var ae *wire.APIError
 	if errors.As(err, &ae) && (ae.Partial == nil || *ae.Partial != wire.PartialDelivery{Queued: 0, Missed: 1}) {
 		t.Fatalf("no_room answer %+v, partial %+v; want queued 0, missed 1", ae, ae.Partial)
-	}
-	if took := time.Since(start); took < 200*time.Millisecond {
-		t.Fatalf("no_room after %v, before the timeout", took)
 	}
 	t.Log(err)
 	st, retry, code, err := post(ctx, g, "/v1/publish/"+topic+"?wait=1&timeout=100ms", "2")

@@ -33,6 +33,12 @@ var (
 // carries such a frame is closed.
 var errMalformed = errors.New("pubsub: malformed frame")
 
+// errNotSent: a destination the message could not go to at all (a link
+// closing, a message over the peer's limit, a subscription ending), which
+// no wait would have helped; a waiting Publish counts it neither as queued
+// nor as missed.
+var errNotSent = errors.New("pubsub: not sent")
+
 // ErrNoRoom is matched by the error of a Publish with WaitForRoom whose
 // context ended while a subscriber's queue was still full: see
 // NoRoomError.
@@ -43,7 +49,9 @@ var ErrNoRoom = errors.New("pubsub: no room in a subscriber's queue")
 // queued for Queued of the destinations (subscriber nodes and local
 // subscriptions) and is lost for the other Missed, which are counted as
 // drops (Stats.DroppedSend, DroppedLocal) as a shedding Publish's would be:
-// publishing it again delivers it twice to the first Queued. It matches
+// publishing it again delivers it twice to the first Queued. Destinations
+// that could take no message at all (a link closing, a message over a
+// peer's size limit, a subscription ending) are in neither count. It matches
 // ErrNoRoom and the context's error (context.DeadlineExceeded or
 // context.Canceled).
 type NoRoomError struct {

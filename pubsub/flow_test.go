@@ -78,6 +78,7 @@ func TestFlowControlAcrossNodes(t *testing.T) {
 				}
 			}
 			took := time.Since(start)
+			handledAtEnd := c.len() // what the handler had taken when the last Publish returned
 			// Every message is accounted for: received, dropped by the
 			// publisher, or dropped by the subscriber node.
 			testnet.Eventually(t, 30*time.Second, func() error {
@@ -103,10 +104,11 @@ func TestFlowControlAcrossNodes(t *testing.T) {
 						t.Fatalf("message %d = %q, want %q", i, m.Payload[:8], want)
 					}
 				}
-				// Slowed down: at most what the queues in between hold
-				// (about 400 messages) went faster than the handler.
-				if min := (total - 500) * delay; took < min {
-					t.Fatalf("the publisher took %v, less than the handler needs for what does not fit in between (%v)", took, min)
+				// Slowed down: when the last Publish returned, at most
+				// what the queues in between hold (about 400 messages)
+				// had not reached the handler yet.
+				if handledAtEnd < total-500 {
+					t.Fatalf("the last Publish returned when the handler had taken %d of %d: the publisher was not held to its pace", handledAtEnd, total)
 				}
 			case tc.droppedLocal:
 				if pst.DroppedSend != 0 || sst.DroppedLocal == 0 {
@@ -151,11 +153,7 @@ func TestWaitForRoomDeadline(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	start := time.Now()
 	err = n.ps.Publish(ctx, "io.acme.orders.placed", []byte("no room"), WaitForRoom())
-	if took := time.Since(start); took < timeout {
-		t.Fatalf("Publish returned after %v, before its deadline", took)
-	}
 	var nr *NoRoomError
 	if !errors.Is(err, ErrNoRoom) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &nr) {
 		t.Fatalf("Publish: %v, want a *NoRoomError matching ErrNoRoom and the deadline", err)
@@ -200,13 +198,10 @@ func TestWaitForRoomUnsubscribe(t *testing.T) {
 		return nil
 	})
 	time.Sleep(20 * time.Millisecond) // let it reach the send; either way the test holds
-	start := time.Now()
 	s.Unsubscribe()
+	// Not released, the Publish would wait out its 30 s and fail.
 	if err := <-done; err != nil {
 		t.Fatalf("Publish: %v", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("Unsubscribe and Publish took %v", took)
 	}
 	var got []string
 	for m := range ch { // closed by Unsubscribe
@@ -225,6 +220,39 @@ func TestWaitForRoomUnsubscribe(t *testing.T) {
 // with a NoRoomError naming the node as missed), while the same publisher's
 // shedding Publishes go on at full speed: the stuck node's full queue drops
 // and counts them, and another subscriber node gets every one, in order.
+// A subscription that ends while a waiting Publish is at it is neither
+// queued nor missed: the NoRoomError counts only the full queue that the
+// deadline cut.
+func TestWaitForRoomCountsOnlyFullQueues(t *testing.T) {
+	n := newNode(t, nil)
+	gone, _, err := n.ps.SubscribeChan("io.acme.orders.*", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.ps.SubscribeChan("io.acme.orders.placed", 1); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, n.ps, "io.acme.orders.placed", []byte("fills both channels"))
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		done <- n.ps.Publish(ctx, "io.acme.orders.placed", []byte("waits"), WaitForRoom())
+	}()
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if n.ps.Stats().Published != 2 {
+			return errors.New("the second Publish has not started")
+		}
+		return nil
+	})
+	time.Sleep(20 * time.Millisecond) // let it reach the sends
+	gone.Unsubscribe()
+	var nr *NoRoomError
+	if err := <-done; !errors.As(err, &nr) || nr.Queued != 0 || nr.Missed != 1 {
+		t.Fatalf("Publish: %v (%+v), want a NoRoomError with 0 queued and 1 missed", err, nr)
+	}
+}
+
 func TestWaitingDoesNotSlowShedding(t *testing.T) {
 	const queue, total = 64, 3000
 	pub := newNode(t, func(c *Config) { c.PeerQueue = queue })

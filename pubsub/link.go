@@ -94,11 +94,12 @@ func (l *link) maySubscribe(topic string, now int64) bool {
 // WaitForRoom) it waits for room in a full queue until wait ends, and then
 // drops the message, counts it and returns wait's error; it never waits
 // for a closed link or a message over the limit (they drop as without
-// wait). It reports whether the queue is more than half full.
+// wait, and return errNotSent). It reports whether the queue is more than
+// half full.
 func (l *link) sendMessage(wait context.Context, seq uint64, nanos int64, topic string, payload []byte) (pressed bool, err error) {
 	if uint32(len(payload)) > l.limit.Load() {
 		l.ps.droppedSend.Add(1)
-		return false, nil
+		return false, errNotSent
 	}
 	n := len(payload) + msgOverhead // at most
 	l.mu.Lock()
@@ -118,7 +119,7 @@ func (l *link) sendMessage(wait context.Context, seq uint64, nanos int64, topic 
 	if l.closed || l.draining {
 		l.mu.Unlock()
 		l.ps.droppedSend.Add(1)
-		return false, nil
+		return false, errNotSent
 	}
 	wake := len(l.buf) == 0
 	l.buf = l.enc.appendMessage(l.buf, seq, nanos, topic, payload)

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -122,10 +123,11 @@ func (ps *PubSub) Publish(ctx context.Context, topic string, payload []byte, opt
 	queued, missed := 0, 0
 	count := func(p bool, err error) {
 		pressed = p || pressed
-		if err != nil {
-			missed++
-		} else {
+		switch {
+		case err == nil:
 			queued++
+		case !errors.Is(err, errNotSent):
+			missed++
 		}
 	}
 	for _, l := range rt.links {

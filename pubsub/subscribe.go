@@ -275,9 +275,9 @@ func (s *Subscription) stop() {
 // called by stream readers and by Publish. With a nil wait it never blocks:
 // a full queue or channel drops m and counts it. With a wait context it
 // waits for room until wait ends, and then drops m, counts it and returns
-// wait's error. It reports whether the queue is more than half full, so
-// that the caller can yield the processor to the handler (see package doc,
-// "Queues").
+// wait's error; a stopped subscription takes nothing (errNotSent). It
+// reports whether the queue is more than half full, so that the caller can
+// yield the processor to the handler (see package doc, "Queues").
 func (s *Subscription) deliver(wait context.Context, m Message) (pressed bool, err error) {
 	s.mu.Lock()
 	if s.ch != nil {
@@ -293,7 +293,7 @@ func (s *Subscription) deliver(wait context.Context, m Message) (pressed bool, e
 	}
 	if s.closed {
 		s.mu.Unlock()
-		return false, nil
+		return false, errNotSent
 	}
 	wake := len(s.queue) == 0
 	s.queue = append(s.queue, m)
@@ -315,7 +315,7 @@ func (s *Subscription) deliver(wait context.Context, m Message) (pressed bool, e
 func (s *Subscription) sendLocked(wait context.Context, m Message) (pressed bool, err error) {
 	if s.closed {
 		s.mu.Unlock()
-		return false, nil
+		return false, errNotSent
 	}
 	select {
 	case s.ch <- m:
@@ -337,7 +337,7 @@ func (s *Subscription) sendLocked(wait context.Context, m Message) (pressed bool
 		s.countDelivered(1)
 		return true, nil
 	case <-s.done:
-		return false, nil
+		return false, errNotSent
 	case <-wait.Done():
 		s.drop()
 		return true, wait.Err()
