@@ -36,30 +36,34 @@ type activationLog struct {
 type logStripe struct {
 	// mu guards buf, next and full.
 	mu   sync.Mutex
-	buf  []Activation
+	buf  []Activation // grows by append up to max, then a ring
+	max  int
 	next int
 	full bool
 }
 
+// init sets the log's size. Nothing is allocated until records come: a
+// node that runs no actor keeps no log (the whole log, allocated at once,
+// was a quarter of an idle node's heap).
 func (l *activationLog) init(size int) {
 	if size <= 0 {
 		return
 	}
 	per := max(size/logStripes, 1)
 	for i := range l.stripes {
-		l.stripes[i].buf = make([]Activation, 0, per)
+		l.stripes[i].max = per
 	}
 }
 
 func (l *activationLog) add(a Activation) {
 	st := &l.stripes[a.Incarnation%logStripes]
 	st.mu.Lock()
-	if c := cap(st.buf); c > 0 {
-		if len(st.buf) < c {
+	if st.max > 0 {
+		if len(st.buf) < st.max {
 			st.buf = append(st.buf, a)
 		} else {
 			st.buf[st.next] = a
-			st.next = (st.next + 1) % c
+			st.next = (st.next + 1) % st.max
 			st.full = true
 		}
 	}

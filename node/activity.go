@@ -19,9 +19,9 @@ import (
 //
 // The node pings a peer every livenessInterval only while it uses that
 // peer: while calls, pub/sub messages or DHT queries went to or came from
-// it within activeFor (liveness.go). An idle peer costs one ping every
-// livenessIdleInterval, so that the idle cost of a node does not grow with
-// the number of peers of its realm. The traffic is seen through libp2p's
+// it within activeFor (liveness.go). An idle peer is not pinged (the
+// membership and QUIC's keep-alives find it dead), so that the idle cost
+// of a node does not grow with the number of peers of its realm. The traffic is seen through libp2p's
 // bandwidth reporter hook, called on every read and write of a stream: the
 // protocols of calls, messages and lookups count; the membership's
 // heartbeats, the registry's digests, identify and the pings themselves do
@@ -104,7 +104,8 @@ func (a *activity) used(proto protocol.ID, p peer.ID) {
 	if now-last >= int64(activeFor) {
 		// Idle until now: the watcher checks the peer at once, so that a
 		// call to a peer that died while idle fails within the liveness
-		// window, not after the idle interval.
+		// window, not when the membership or QUIC's idle timeout
+		// finds it.
 		select {
 		case u.wake <- struct{}{}:
 		default:
@@ -130,9 +131,9 @@ func (a *activity) TrimIdle(time.Time)                                    {}
 var _ metrics.Reporter = (*activity)(nil)
 
 // watchFailures makes the liveness watcher of a peer that the membership
-// declares failed check it at once: an idle peer is pinged only every
-// livenessIdleInterval, and the membership's overlay watches every member
-// at a cost that does not grow with the realm.
+// declares failed check it at once: an idle peer is not pinged, and the
+// membership's overlay watches every member at a cost that does not grow
+// with the realm.
 func (n *Node) watchFailures() {
 	defer n.wg.Done()
 	for c := range n.members.Watch(n.ctx) {

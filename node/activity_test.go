@@ -12,22 +12,35 @@ import (
 )
 
 // A peer counts as in use (pinged every second) while calls go to it, and
-// idle (pinged every 30 s) once nothing but the realm's own upkeep (the
+// idle (not pinged) once nothing but the realm's own upkeep (the
 // membership's heartbeats, pings) went to it for activeFor; a call makes it
 // in use again at once.
 func TestPeerInUse(t *testing.T) {
-	a := startNode(t, "io.acme.orders", "a", nil)
-	b := startNode(t, "io.acme.orders", "b", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, _, use := idlePair(t, ctx)
+	if _, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !use().inUse(time.Now()) {
+		t.Fatal("b is not in use right after a call to it")
+	}
+}
+
+// idlePair starts a and b, b serving io.acme.orders.echo, and returns once
+// b counts as idle for a; use returns a's record of b's use.
+func idlePair(t *testing.T, ctx context.Context) (a, b *Node, use func() *peerUse) {
+	t.Helper()
+	a = startNode(t, "io.acme.orders", "a", nil)
+	b = startNode(t, "io.acme.orders", "b", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
 	eventually(t, 30*time.Second, "a and b to see each other", func() bool {
 		return a.IsPeer(b.ID()) && b.IsPeer(a.ID())
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
 	if err := b.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
 		t.Fatal(err)
 	}
-	use := func() *peerUse {
+	use = func() *peerUse {
 		v, ok := a.activity.peers.Load(b.ID())
 		if !ok {
 			t.Fatal("a keeps no record of b's use")
@@ -40,18 +53,13 @@ func TestPeerInUse(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if !use().inUse(time.Now()) {
-		t.Fatal("b is not in use right after a call to it")
-	}
+	return a, b, use
 }
 
 // Every protocol that carries calls, messages or lookups counts as use:
 // when rpc added its traced protocol (1.1.0, which callers open first),
 // calls stopped counting, and a peer only called looked idle (pinged
-// every 30 s, a death found that late) unless a DHT lookup went to it.
+// every 30 s then, a death found that late) unless a DHT lookup went to it.
 func TestUseProtocolsCounted(t *testing.T) {
 	a := startNode(t, "io.acme.orders", "a", nil)
 	served := 0

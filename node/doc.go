@@ -47,8 +47,8 @@
 // most a second; each peer closes the stream once it has dropped the node.
 // Leave says it earlier and waits for the calls the node serves, so that a
 // program can stop its API after the peers stopped calling.
-// Each peer in use is pinged every second, an idle one every 30 s and at
-// once when it is used again or the membership declares it failed
+// Each peer in use is pinged every second; an idle one is not pinged, but
+// at once when it is used again or the membership declares it failed
 // (liveness.go, activity.go); one that misses two pings in a row has its
 // connections closed. Either way the peer is declared gone
 // at once (leave.go): no peer any more, out of the DHT's routing table and

@@ -22,14 +22,17 @@ import (
 // for a moment (a GC pause, a loaded machine) keeps its peers.
 //
 // Only peers in use (activity.go: calls, messages or lookups within
-// activeFor) are pinged every livenessInterval; an idle peer is pinged
-// every livenessIdleInterval, so that an idle node's cost does not grow
-// with its realm. An idle peer is checked at once when it is used again,
-// and when the membership declares it failed (its watchers on the
-// membership's overlay found it silent): either way a dead peer is found
-// within the liveness window of the moment it matters. After a missed ping
-// the next comes livenessInterval later, in use or not. (An idle peer's
-// watcher sleeps until its idle interval ends; a peer in use wakes it.)
+// activeFor) are pinged, every livenessInterval; an idle peer is not
+// pinged at all, so that an idle node's cost does not grow with its realm.
+// Its death is still found: by the membership, whose watchers on the
+// overlay find a silent node within seconds and declare it failed (the
+// node then checks the peer at once), and by QUIC, whose keep-alives
+// close a dead peer's connection after its idle timeout (30 s). An idle
+// peer is also checked at once when it is used again, so a dead one is
+// found within the liveness window of the moment it matters. After a
+// missed ping the next comes livenessInterval later, in use or not. (In a
+// realm of 50 nodes, the idle pings, one every 30 s each way to each
+// peer, were most of an idle node's packets.)
 //
 // A peer the node is using and that stops answering is found out sooner.
 // When it leaves a DHT request unanswered past a bound set by its
@@ -40,9 +43,8 @@ import (
 // every second takes 4 to 5 s. The first answer ends the suspicion (the
 // DHT asks the peer again: Responsive).
 const (
-	livenessIdleInterval = 30 * time.Second
-	livenessTimeout      = 2 * time.Second
-	livenessMisses       = 2
+	livenessTimeout = 2 * time.Second
+	livenessMisses  = 2
 	// livenessProbeTimeout is the least wait for the answer to a suspect's
 	// ping; probeRTTs of its round-trip times when that is longer, at most
 	// livenessTimeout.
@@ -77,15 +79,12 @@ func (n *Node) probeTimeout(p peer.ID) time.Duration {
 func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-chan struct{}) {
 	defer n.wg.Done()
 	// A timer set for the next ping that may be due, not a ticker: an idle
-	// peer's watcher sleeps until its idle interval ends (its use wakes it
-	// through u.wake), so that a node's idle peers cost no wake-up a second
-	// each (a realm of 50 nodes: 49 a second per node, the most frequent of
-	// an idle node's timers).
+	// peer's watcher sleeps until the peer is used (u.wake) or suspect, so
+	// that a node's idle peers cost it no wake-up at all.
 	t := time.NewTimer(livenessInterval)
 	defer t.Stop()
 	misses := 0
-	var last time.Time // of the last ping
-	urgent := false    // suspect: ping at once, with probeTimeout, until it answers
+	urgent := false // suspect: ping at once, with probeTimeout, until it answers
 	for {
 		if !urgent {
 			select { // a probe asked for goes before a tick
@@ -99,9 +98,9 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-cha
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				// An idle peer that answered waits out the idle interval.
-				if now := time.Now(); misses == 0 && !u.inUse(now) && now.Sub(last) < livenessIdleInterval {
-					t.Reset(max(last.Add(livenessIdleInterval).Sub(now), livenessInterval))
+				// An idle peer that answered is not pinged: the timer
+				// stays stopped until its use wakes the watcher.
+				if misses == 0 && !u.inUse(time.Now()) {
 					continue
 				}
 			case <-u.wake:
@@ -112,9 +111,8 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-cha
 			return
 		}
 		// The next ping that may be due, in use or after a miss; an idle
-		// peer's is put off when the timer fires (above).
+		// peer's is dropped when the timer fires (above).
 		t.Reset(livenessInterval)
-		last = time.Now()
 		timeout := livenessTimeout
 		if urgent {
 			timeout = n.probeTimeout(p)

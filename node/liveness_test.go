@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,4 +107,30 @@ func TestSlowDHTPeerStays(t *testing.T) {
 	if !a.IsPeer(b.ID()) {
 		t.Fatal("a dropped b, which answers pings")
 	}
+}
+
+// An idle peer is not pinged at all (it was, every 30 s: in a realm of 50
+// nodes, most of an idle node's packets); its use makes it pinged again at
+// once.
+func TestIdlePeerNotPinged(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, b, use := idlePair(t, ctx)
+	var pings atomic.Int64
+	svc := &ping.PingService{Host: b.Host()}
+	b.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
+		if s.Conn().RemotePeer() == a.ID() {
+			pings.Add(1)
+		}
+		svc.PingHandler(s)
+	})
+	time.Sleep(35 * time.Second) // longer than the idle interval was
+	if n := pings.Load(); n != 0 || use().inUse(time.Now()) {
+		t.Fatalf("a pinged its idle peer b %d times in 35 s (b in use: %v)", n, use().inUse(time.Now()))
+	}
+	if _, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a to ping b once it is used", func() bool { return pings.Load() > 0 })
 }

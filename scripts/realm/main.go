@@ -130,6 +130,8 @@ type report struct {
 	IdleTotal     float64   `json:"idle_cpu_total_pct"`
 	MachineBusy   float64   `json:"machine_busy_pct"` // all CPUs, % of one core, same window
 	RSS           []float64 `json:"rss_mb"`
+	PSS           []float64 `json:"pss_mb"`
+	Private       []float64 `json:"private_mb"`
 	Lookup        stats     `json:"lookup_first"`
 	LookupAgain   stats     `json:"lookup_again"`
 	LookupMissing int       `json:"lookup_missing"` // lookups that did not find the provider
@@ -290,8 +292,15 @@ func run(o options) error {
 		o.idle, rep.IdleTotal, summary(rep.IdleCPU, "%.2f"), rep.MachineBusy, rep.LoadAfter)
 	for _, np := range nodes {
 		rep.RSS = append(rep.RSS, rssMB(np.state.PID))
+		pss, private := smapsMB(np.state.PID)
+		rep.PSS = append(rep.PSS, pss)
+		rep.Private = append(rep.Private, private)
 	}
 	fmt.Printf("RSS per node: %s MB\n", summary(rep.RSS, "%.1f"))
+	// RSS counts in full the pages of the binary's code, which every node
+	// of the realm shares; PSS divides them among the processes that map
+	// them, and private is what this node alone holds (its heap, stacks).
+	fmt.Printf("PSS per node: %s MB; private (what the node alone holds): %s MB\n", summary(rep.PSS, "%.1f"), summary(rep.Private, "%.1f"))
 
 	if err := measureLookups(ctx, o, nodes, &rep); err != nil {
 		return err
@@ -515,6 +524,29 @@ func rssMB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// smapsMB returns a process's proportional set size and its private memory
+// (clean and dirty), in MB, from /proc/<pid>/smaps_rollup.
+func smapsMB(pid int) (pss, private float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "Pss:":
+			pss = kb / 1024
+		case "Private_Clean:", "Private_Dirty:":
+			private += kb / 1024
+		}
+	}
+	return pss, private
 }
 
 func loadavg() string {
