@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -138,6 +139,9 @@ type Config struct {
 	Members member.Config
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
+
+	// testHostOptions, for tests only, are added to the host's options.
+	testHostOptions []libp2p.Option
 }
 
 // DefaultConfig returns the defaults for a node of realm with the given

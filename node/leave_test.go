@@ -38,8 +38,19 @@ func waitDown(t *testing.T, sub *event.Subscription, p peer.ID) event.Event {
 // tables.
 func trio(t *testing.T) (a, b, c *Node) {
 	t.Helper()
+	return trioWith(t, nil)
+}
+
+// trioWith is trio with b's Config changed by modB.
+func trioWith(t *testing.T, modB func(*Config)) (a, b, c *Node) {
+	t.Helper()
 	a = startNode(t, "io.acme.orders", "a", nil)
-	b = startNode(t, "io.acme.orders", "b", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
+	b = startNode(t, "io.acme.orders", "b", func(c *Config) {
+		c.Bootstrap = bootstrapOf(a)
+		if modB != nil {
+			modB(c)
+		}
+	})
 	c = startNode(t, "io.acme.orders", "c", func(cfg *Config) { cfg.Bootstrap = append(bootstrapOf(a), bootstrapOf(b)...) })
 	eventually(t, 15*time.Second, "a full mesh", func() bool {
 		for _, n := range []*Node{a, b, c} {

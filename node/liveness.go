@@ -9,17 +9,25 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/macula-io/macula/internal/heard"
 	"github.com/macula-io/macula/internal/rtt"
 )
 
 // Liveness: a peer that dies without closing its connections (kill -9, a
 // cable) is only noticed by QUIC's idle timeout, 30s in libp2p. The node pings
-// each realm peer every livenessInterval; one that misses livenessMisses
+// each realm peer in use every livenessInterval (below); one that misses livenessMisses
 // pings in a row (each waited for livenessTimeout) has its connections
 // closed and is declared gone (leave.go), so that every service drops it at
 // once: rpc moves its calls to other providers, pubsub stops queueing for
 // it, the DHT stops asking it. Two misses, not one, so that a node stalled
-// for a moment (a GC pause, a loaded machine) keeps its peers.
+// for a moment (a GC pause, a loaded machine) keeps its peers. A ping
+// that times out while the peer's packets kept arriving on a direct QUIC
+// connection (its acknowledgement of the ping, at least) is not a miss:
+// the peer is alive, only slow to answer, as every node is on a machine
+// starting 50 of them on two cores, where dropping live peers and
+// redialling them fed the load (thousands in a minute). A stopped or dead
+// process sends nothing; over a relay the counts are the relay's, and a
+// timeout is a miss.
 //
 // Only peers in use (activity.go: calls, messages or lookups within
 // activeFor) are pinged, every livenessInterval; an idle peer is not
@@ -119,12 +127,27 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-cha
 			n.probes.Add(1)
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
+		before, direct := heard.Packets(n.host, p)
 		res, ok := <-ping.Ping(network.WithAllowLimitedConn(pctx, "macula liveness"), n.host, p)
+		timedOut := pctx.Err() != nil
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if ok && res.Error == nil {
+		answered := ok && res.Error == nil
+		if !answered && timedOut && direct {
+			// The peer's packets still arrive (QUIC acknowledged the
+			// ping, at least): it is alive, only slow to answer, as on
+			// a machine so loaded that the handler waits for a core;
+			// declaring it gone would drop and redial it, and feed the
+			// load. A dead or frozen process sends nothing.
+			if after, _ := heard.Packets(n.host, p); after > before {
+				n.pingsLate.Add(1)
+				n.log.Debug("peer's ping answer is late, but its packets arrive; it stays", "peer", p, "timeout", timeout)
+				answered = true
+			}
+		}
+		if answered {
 			misses = 0
 			if urgent {
 				urgent = false

@@ -74,6 +74,9 @@ type Node struct {
 	// probes and probesAnswered count the pings of suspect peers
 	// (liveness.go) and those answered, for tests.
 	probes, probesAnswered atomic.Int64
+	// pingsLate counts the pings that timed out while the peer's packets
+	// kept arriving (liveness.go): not misses.
+	pingsLate atomic.Int64
 
 	// mu guards the fields below it.
 	mu     sync.Mutex
@@ -297,6 +300,7 @@ func (n *Node) hostOptions() []libp2p.Option {
 			n.handle(h, HandshakeProtocol(s.Realm), n.handleHandshake)
 		})),
 	}
+	opts = append(opts, s.testHostOptions...)
 	return append(opts, n.natOptions()...)
 }
 
