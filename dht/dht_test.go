@@ -471,3 +471,61 @@ func TestSilentPeerDoesNotStallQueries(t *testing.T) {
 	}
 	_ = c
 }
+
+// A lookup with a limit waits for more providers as long as the first took,
+// within [lookupSettleMin, LookupSettle].
+func TestSettleFor(t *testing.T) {
+	for _, c := range []struct{ elapsed, want time.Duration }{
+		{0, lookupSettleMin},
+		{100 * time.Microsecond, lookupSettleMin},
+		{7 * time.Millisecond, 7 * time.Millisecond},
+		{LookupSettle, LookupSettle},
+		{time.Second, LookupSettle},
+	} {
+		if got := settleFor(c.elapsed); got != c.want {
+			t.Errorf("settleFor(%v) = %v, want %v", c.elapsed, got, c.want)
+		}
+	}
+}
+
+// Providers of one key announce it to the same closest peers, so a lookup
+// with a limit, which stops shortly after its first find (2 ms after it
+// when the node's own store has it, as every node here does: the realm is
+// smaller than the 20 closest), still finds them all.
+func TestLimitedLookupFindsEveryProvider(t *testing.T) {
+	const n = 6
+	hs := make([]host.Host, n)
+	ds := make([]*DHT, n)
+	for i := range hs {
+		hs[i] = newHost(t)
+		ds[i] = newDHT(t, hs[i], "io.acme.orders")
+	}
+	for i := 1; i < n; i++ {
+		connect(t, hs[0], hs[i])
+	}
+	for _, d := range ds {
+		d.RefreshRoutingTable(context.Background())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	providers := map[peer.ID]bool{}
+	for _, i := range []int{1, 2, 3} {
+		if err := ds[i].Provide(ctx, "k"); err != nil {
+			t.Fatalf("provide on %d: %v", i, err)
+		}
+		providers[hs[i].ID()] = true
+	}
+	for _, from := range []int{0, 4, 5} {
+		got, err := ds[from].Lookup(ctx, "k", 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[peer.ID]bool{}
+		for _, ai := range got {
+			seen[ai.ID] = true
+		}
+		if len(seen) != len(providers) {
+			t.Errorf("lookup from %d (limit 20) found %d of %d providers: %v", from, len(seen), len(providers), got)
+		}
+	}
+}
