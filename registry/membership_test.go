@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/member"
+	"github.com/macula-io/macula/ucan"
 )
 
 // With a membership, a node's liveness comes from the membership, and
@@ -183,16 +187,48 @@ func TestRelayedStateIsBounded(t *testing.T) {
 }
 
 func TestDialsUnlinkedMembers(t *testing.T) {
-	// a - b - c: a knows c from the membership (and c's addresses, as the
-	// DHT would give them) and connects to it, so that c's entries come
-	// from c itself.
-	ns := newMemberNodes(t, 3, [][2]int{{0, 1}, {1, 2}}, nil)
+	// A secure realm, a - b - c: a knows c from the membership (and c's
+	// addresses, as the DHT would give them) and connects to it, so that
+	// c's entries come from c itself (a secure realm takes them from no
+	// other node).
+	auth := newAuthority(t)
+	var tabs []*access.Table
+	ns := newMemberNodes(t, 3, [][2]int{{0, 1}, {1, 2}}, func(c *Config) {
+		tab := access.NewTable(nil)
+		tabs = append(tabs, tab)
+		c.Access = tab
+	})
+	g := grant{ucan.Register, testRealm + ".direct.>"}
+	for i, n := range ns {
+		tabs[i].SetSelf(auth.verdict(t, n.h.ID(), g))
+		for j, o := range ns {
+			if i != j {
+				tabs[i].Set(o.h.ID(), auth.verdict(t, o.h.ID(), g))
+			}
+		}
+	}
 	a, c := ns[0], ns[2]
 	a.h.Peerstore().AddAddrs(c.h.ID(), c.h.Addrs(), time.Hour)
 	waitLinked(t, a, c)
 	p := spawn(t, c.r)
 	mustRegister(t, p, "direct/c", "")
 	hasName(t, a.r, "direct/c", p.Addr())
+}
+
+// An open realm does not dial its members: a - b - c, a knows c's
+// addresses, and c's entries reach a through b, with no connection
+// between a and c (dialing every member made a full mesh).
+func TestOpenRealmRelaysWithoutDialing(t *testing.T) {
+	ns := newMemberNodes(t, 3, [][2]int{{0, 1}, {1, 2}}, nil)
+	a, c := ns[0], ns[2]
+	a.h.Peerstore().AddAddrs(c.h.ID(), c.h.Addrs(), time.Hour)
+	p := spawn(t, c.r)
+	mustRegister(t, p, "relayed/c", "")
+	hasName(t, a.r, "relayed/c", p.Addr())
+	time.Sleep(10 * 50 * time.Millisecond) // ten ticks, each of which would have dialed
+	if a.h.Network().Connectedness(c.h.ID()) == network.Connected {
+		t.Fatal("a connected to c: an open realm's registry dialed a member")
+	}
 }
 
 // Reading the registry's peers (Stats, the API's node list) while digests
