@@ -672,27 +672,12 @@ func (d *DHT) expireSeen() {
 // nearly always names them all; waiting for the query to visit every one
 // of the closest peers (as kad-dht does) made a lookup in a 50-node realm
 // take several round trips more than finding the providers did.
-//
-// It is the most a lookup waits: the wait is as long as finding the first
-// provider took, at least lookupSettleMin, since answers of peers asked at
-// the same time come about that far apart. A provider found in the node's
-// own store (it is one of the closest peers, so it got every announcement)
-// then returns in a few milliseconds, not 20 (in a calm 50-node realm,
-// 1 ms with a limit of 1 against 25-45 ms with the API's default of 20).
 const LookupSettle = 20 * time.Millisecond
-
-const lookupSettleMin = 2 * time.Millisecond
-
-// settleFor is the wait for more providers after the first, found after
-// elapsed.
-func settleFor(elapsed time.Duration) time.Duration {
-	return min(max(elapsed, lookupSettleMin), LookupSettle)
-}
 
 // Lookup returns up to limit providers of key (all it finds when limit <= 0)
 // with their addresses. It asks the local store and the network until ctx
-// ends or enough are found; with a limit, also once the settle time (see
-// LookupSettle) passed without a new provider after the first. No providers is not an error: the
+// ends or enough are found; with a limit, also once LookupSettle passed
+// without a new provider after the first. No providers is not an error: the
 // slice is empty.
 func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInfo, error) {
 	if err := checkKey(key); err != nil {
@@ -707,7 +692,6 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 	}
 	qctx, stop := context.WithCancel(ctx)
 	defer stop()
-	start := time.Now()
 	found := d.kad.FindProvidersAsync(d.bound(qctx), KeyCID(d.realm, key), count)
 	var settle <-chan time.Time
 	var out []peer.AddrInfo
@@ -725,7 +709,7 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 			}
 			out = append(out, ai)
 			if limit > 0 {
-				settle = time.After(settleFor(time.Since(start)))
+				settle = time.After(LookupSettle)
 			}
 		case <-settle:
 			stop() // the query ends; its channel closes
