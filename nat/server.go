@@ -141,12 +141,22 @@ func (r *responder) handle(m *stun.Message, from netip.AddrPort, arrival int) (o
 	}
 	var change changeFlags
 	var unknown stun.UnknownAttributes
+	seenChange := false
 	for _, a := range m.Attributes {
 		if !a.Type.Required() {
 			continue
 		}
 		switch a.Type {
 		case stun.AttrChangeRequest:
+			// Only the first occurrence counts (RFC 5389 section 15), as
+			// for every reader of the message (stun.Message.Get): the
+			// last one did here, so a request with two answered from a
+			// socket other than the one its first asked for (found by
+			// FuzzResponder at 30,000 inputs).
+			if seenChange {
+				continue
+			}
+			seenChange = true
 			c, err := parseChange(a.Value)
 			if err != nil {
 				return r.errorResponse(m, stun.CodeBadRequest, nil), arrival, true
