@@ -308,7 +308,7 @@ func runModel(n int, o options) (*result, error) {
 	idle.dhtRate = res.RefreshPerSec
 	res.ConnIdle = simulateConns(r, idle, o.simTime, o.seed)
 	res.SessionBytesPerSec = res.ConnToday.newPerSec * 2 * float64(res.DigestBytes)
-	res.LivenessPerSec = float64(o.inUse)/livenessActive.Seconds() + (res.ConnToday.mean-float64(o.inUse))/livenessIdle.Seconds()
+	res.LivenessPerSec = float64(o.inUse) / livenessActive.Seconds()
 	res.KeepAlivePerSec = res.ConnToday.mean / quicKeepAlive.Seconds()
 
 	// --- relays ---------------------------------------------------------------

@@ -74,9 +74,9 @@ const (
 	quietTicks = 30
 	maxDials   = 4
 
-	// node/liveness.go and node/activity.go.
-	livenessActive = time.Second      // livenessInterval: a peer in use
-	livenessIdle   = 30 * time.Second // livenessIdleInterval
+	// node/liveness.go and node/activity.go: a peer in use is pinged every
+	// livenessInterval, an idle one not at all.
+	livenessActive = time.Second
 	// go-libp2p p2p/transport/quicreuse/config.go: KeepAlivePeriod.
 	quicKeepAlive = 15 * time.Second
 	// go-libp2p p2p/net/connmgr/connmgr.go: silencePeriod, the least time

@@ -91,7 +91,7 @@ func printResults(w io.Writer, o options, rs []*result) {
 	t.row("kept: overlay + relays + in use; DHT protected when connected", func(r *result) string {
 		return fmt.Sprintf("%.1f + %d + %d; %.0f", r.OverlayMean, min(numRelays, o.relays), o.inUse, r.DHTProtected)
 	})
-	t.row("today (registry dials every member): mean / max", func(r *result) string {
+	t.row("secure realm (registry dials every member): mean / max", func(r *result) string {
 		return fmt.Sprintf("%.0f / %.0f", r.ConnToday.mean, r.ConnToday.max)
 	})
 	t.row("  opened / trimmed per node per s", func(r *result) string {
