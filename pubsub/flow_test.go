@@ -184,20 +184,8 @@ func TestWaitForRoomUnsubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, n.ps, "io.acme.orders.placed", []byte("fills the channel"))
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		done <- n.ps.Publish(ctx, "io.acme.orders.placed", []byte("waits"), WaitForRoom())
-	}()
-	// Wait until the publisher is blocked on the channel.
-	testnet.Eventually(t, 10*time.Second, func() error {
-		if n.ps.Stats().Published != 2 {
-			return errors.New("the second Publish has not started")
-		}
-		return nil
-	})
-	time.Sleep(20 * time.Millisecond) // let it reach the send; either way the test holds
+	done := waitingPublish(t, n.ps, 30*time.Second) // blocked on the full channel
+	time.Sleep(20 * time.Millisecond)               // let it reach the send; either way the test holds
 	s.Unsubscribe()
 	// Not released, the Publish would wait out its 30 s and fail.
 	if err := <-done; err != nil {
@@ -215,11 +203,6 @@ func TestWaitForRoomUnsubscribe(t *testing.T) {
 	}
 }
 
-// TestWaitingDoesNotSlowShedding: a node with a stuck Backpressure
-// subscription holds up its publisher's waiting Publish (which times out
-// with a NoRoomError naming the node as missed), while the same publisher's
-// shedding Publishes go on at full speed: the stuck node's full queue drops
-// and counts them, and another subscriber node gets every one, in order.
 // A subscription that ends while a waiting Publish is at it is neither
 // queued nor missed: the NoRoomError counts only the full queue that the
 // deadline cut.
@@ -233,18 +216,7 @@ func TestWaitForRoomCountsOnlyFullQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, n.ps, "io.acme.orders.placed", []byte("fills both channels"))
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		done <- n.ps.Publish(ctx, "io.acme.orders.placed", []byte("waits"), WaitForRoom())
-	}()
-	testnet.Eventually(t, 10*time.Second, func() error {
-		if n.ps.Stats().Published != 2 {
-			return errors.New("the second Publish has not started")
-		}
-		return nil
-	})
+	done := waitingPublish(t, n.ps, 2*time.Second)
 	time.Sleep(20 * time.Millisecond) // let it reach the sends
 	gone.Unsubscribe()
 	var nr *NoRoomError
@@ -253,6 +225,11 @@ func TestWaitForRoomCountsOnlyFullQueues(t *testing.T) {
 	}
 }
 
+// TestWaitingDoesNotSlowShedding: a node with a stuck Backpressure
+// subscription holds up its publisher's waiting Publish (which times out
+// with a NoRoomError naming the node as missed), while the same publisher's
+// shedding Publishes go on at full speed: the stuck node's full queue drops
+// and counts them, and another subscriber node gets every one, in order.
 func TestWaitingDoesNotSlowShedding(t *testing.T) {
 	const queue, total = 64, 3000
 	pub := newNode(t, func(c *Config) { c.PeerQueue = queue })
@@ -339,4 +316,25 @@ func TestWaitingDoesNotSlowShedding(t *testing.T) {
 	if st := fast.ps.Stats(); st.Dropped != 0 {
 		t.Fatalf("fast node stats %+v", st)
 	}
+}
+
+// waitingPublish starts a Publish that waits for room (the second on
+// io.acme.orders.placed, after one that filled the subscriptions' channels),
+// with the given deadline, and returns once it has started; its error comes
+// on the channel.
+func waitingPublish(t *testing.T, ps *PubSub, timeout time.Duration) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- ps.Publish(ctx, "io.acme.orders.placed", []byte("waits"), WaitForRoom())
+	}()
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if ps.Stats().Published != 2 {
+			return errors.New("the second Publish has not started")
+		}
+		return nil
+	})
+	return done
 }
