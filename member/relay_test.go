@@ -12,10 +12,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // relayOnly is the gater of a node behind a NAT that nobody can dial: it
@@ -38,20 +38,6 @@ func (g relayOnly) InterceptSecured(_ network.Direction, p peer.ID, c network.Co
 }
 func (g relayOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
-func relayHost(t *testing.T, opts ...libp2p.Option) host.Host {
-	t.Helper()
-	h, err := libp2p.New(append([]libp2p.Option{
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.DisableMetrics(),
-	}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
 // TestThroughRelay: a member that others can reach only through a relay
 // is learnt by all, its links to its ring neighbours run over relayed
 // connections, it changes its capabilities, and its failure is detected;
@@ -62,10 +48,10 @@ func TestThroughRelay(t *testing.T) {
 }
 
 func testThroughRelay(t *testing.T, secure bool) {
-	r := relayHost(t, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
+	r := testnet.HostWith(t, libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
 	rInfo := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
 	circuit := r.Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + r.ID().String() + "/p2p-circuit"))
-	hidden := relayHost(t,
+	hidden := testnet.HostWith(t,
 		libp2p.ConnectionGater(relayOnly{relay: r.ID()}),
 		libp2p.EnableRelay(),
 		// What autorelay advertises behind a real NAT: the relayed
@@ -80,7 +66,7 @@ func testThroughRelay(t *testing.T, secure bool) {
 	if _, err := client.Reserve(ctx, hidden, rInfo); err != nil {
 		t.Fatal(err)
 	}
-	ha, hb := relayHost(t), relayHost(t)
+	ha, hb := testnet.HostWith(t), testnet.HostWith(t)
 	policy := func(h host.Host) func(*Config) { return nil }
 	if secure {
 		sr := newSecureRealm(t)
@@ -186,8 +172,8 @@ func (g behindNAT) InterceptSecured(dir network.Direction, p peer.ID, _ network.
 // failed, however long it lasts.
 func TestUnreachablePairStaysMembers(t *testing.T) {
 	r := newMember(t, "relay", nil)
-	h1 := newMemberOn(t, relayHost(t, libp2p.ConnectionGater(behindNAT{relay: r.h.ID()})), "h1", nil)
-	h2 := newMemberOn(t, relayHost(t, libp2p.ConnectionGater(behindNAT{relay: r.h.ID()})), "h2", nil)
+	h1 := newMemberOn(t, testnet.HostWith(t, libp2p.ConnectionGater(behindNAT{relay: r.h.ID()})), "h1", nil)
+	h2 := newMemberOn(t, testnet.HostWith(t, libp2p.ConnectionGater(behindNAT{relay: r.h.ID()})), "h2", nil)
 	// Three members: each is the other two's neighbour on every ring (in a
 	// realm of four, two members may be opposite on both rings and never
 	// try to link).

@@ -168,6 +168,11 @@ func (m *matrix) startNode(n *mnode, flags []string) {
 	args := []string{m.bin, "run", "--realm", matrixRealm, "--name", n.name,
 		"--data-dir", filepath.Join(m.dataRoot, n.name), "--listen", listenAddr,
 		"--api", matrixAPI, "--http3", "off"}
+	if l := os.Getenv("NATLAB_MATRIX_LOGLEVEL"); l != "" {
+		// For diagnosis (debug shows pubsub's and rpc's decisions); the
+		// matrix's figures come from the default level.
+		args = append(args, "--log-level", l)
+	}
 	n.proc = n.host.Start(m.t, append(args, flags...)...)
 	m.all = append(m.all, n)
 }

@@ -37,7 +37,12 @@ type testNode struct {
 
 func newNode(t testing.TB, mod func(*Config)) *testNode {
 	t.Helper()
-	h := newHost(t)
+	return newNodeOn(t, newHost(t), mod)
+}
+
+// newNodeOn is newNode on a host of the test's own.
+func newNodeOn(t testing.TB, h host.Host, mod func(*Config)) *testNode {
+	t.Helper()
 	d, err := dht.New(h, dht.Config{Realm: testRealm, Logger: testnet.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -443,9 +443,19 @@ const handoverWait = 5 * time.Second
 // before the new one (see handleStream), so per-publisher order holds.
 func (ps *PubSub) moveToDirect(p peer.ID) {
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.moveToDirectLocked(p)
+}
+
+// moveToDirectLocked is moveToDirect with ps.mu held. It is also called
+// when a link was just opened on a relayed connection: the open may have
+// raced with hole punching (the peer's stream came in over the relay as
+// the direct connection was made), and no new connection event follows,
+// so the link would stay on the relay until the relay dies, losing what
+// was written to it meanwhile (seen in the NAT lab's relay failover).
+func (ps *PubSub) moveToDirectLocked(p peer.ID) {
 	r := ps.remotes[p]
 	if r == nil || r.out == nil || r.moving || ps.closing || !r.out.s.Conn().Stat().Limited {
-		ps.mu.Unlock()
 		return
 	}
 	var direct network.Conn
@@ -456,12 +466,10 @@ func (ps *PubSub) moveToDirect(p peer.ID) {
 		}
 	}
 	if direct == nil {
-		ps.mu.Unlock()
 		return
 	}
 	r.moving = true
 	ps.wg.Add(1)
-	ps.mu.Unlock()
 	go func() {
 		defer ps.wg.Done()
 		ctx, cancel := context.WithTimeout(ps.ctx, openTimeout)
@@ -608,6 +616,7 @@ func (ps *PubSub) openLink(p peer.ID, ai *peer.AddrInfo, c network.Conn) {
 	ps.wg.Add(1)
 	go l.writeLoop()
 	l.signal()
+	ps.moveToDirectLocked(p)
 }
 
 // failedLocked notes a failure to reach p and sets when to try again:

@@ -32,11 +32,18 @@ func VerifyTestMain(m *testing.M) {
 // the test ends.
 func Host(t testing.TB) host.Host {
 	t.Helper()
-	h, err := libp2p.New(
+	return HostWith(t, libp2p.DisableRelay())
+}
+
+// HostWith is Host with more options (relays: Host has no circuit
+// transport).
+func HostWith(t testing.TB, opts ...libp2p.Option) host.Host {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"),
 		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.DisableRelay(), libp2p.DisableMetrics(),
-	)
+		libp2p.DisableMetrics(),
+	}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
