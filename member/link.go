@@ -657,12 +657,12 @@ func (m *Members) overlayLocked(now time.Time) {
 		for _, p := range m.v.neighbours() {
 			next[p] = true
 			if !m.wanted[p] {
-				m.h.ConnManager().Protect(p, connProtectTag)
+				m.h.ConnManager().Protect(p, ConnProtectTag)
 			}
 		}
 		for p := range m.wanted {
 			if !next[p] {
-				m.h.ConnManager().Unprotect(p, connProtectTag)
+				m.h.ConnManager().Unprotect(p, ConnProtectTag)
 			}
 		}
 		m.wanted = next

@@ -46,9 +46,10 @@ const (
 	// again.
 	retryMin = 200 * time.Millisecond
 	retryMax = 30 * time.Second
-	// connProtectTag protects, in the connection manager, the connections
-	// of the overlay's links.
-	connProtectTag = "macula-members"
+	// ConnProtectTag protects, in the connection manager, the connections
+	// of the overlay's links (the node's trimming of idle connections
+	// keeps them too).
+	ConnProtectTag = "macula-members"
 	// logEvery bounds repeated warnings (unauthorized claims, bad frames).
 	logEvery = 10 * time.Second
 )
@@ -412,7 +413,7 @@ func (m *Members) close() {
 		ins = append(ins, in)
 	}
 	for p := range m.wanted {
-		m.h.ConnManager().Unprotect(p, connProtectTag)
+		m.h.ConnManager().Unprotect(p, ConnProtectTag)
 	}
 	watchers := make([]*watcher, 0, len(m.watchers))
 	for w := range m.watchers {

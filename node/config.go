@@ -142,6 +142,9 @@ type Config struct {
 
 	// testHostOptions, for tests only, are added to the host's options.
 	testHostOptions []libp2p.Option
+	// testIdleClose and testTrimEvery, for tests only, replace idleClose
+	// and trimEvery (trim.go).
+	testIdleClose, testTrimEvery time.Duration
 }
 
 // DefaultConfig returns the defaults for a node of realm with the given

@@ -50,6 +50,9 @@ const (
 	// ReasonDisconnected: the peer's last connection closed without a
 	// goodbye (a network error, a refusal, a revoked membership).
 	ReasonDisconnected = "disconnected"
+	// ReasonIdle: this node closed its idle connection to the peer
+	// (trim.go); it is dialed again when used.
+	ReasonIdle = "idle"
 )
 
 const (

@@ -77,11 +77,16 @@ type Node struct {
 	// pingsLate counts the pings that timed out while the peer's packets
 	// kept arriving (liveness.go): not misses.
 	pingsLate atomic.Int64
+	// trimmed counts the idle connections closed (trim.go), for tests.
+	trimmed atomic.Int64
 
 	// mu guards the fields below it.
 	mu     sync.Mutex
 	peers  map[peer.ID]*peerState
 	redial map[peer.ID]chan struct{} // bootstrap peer -> signalled on disconnect
+	// idleClosed holds the connections trim.go closed until their
+	// disconnection is seen (their connection_down says "idle").
+	idleClosed map[network.Conn]bool
 	// changed is closed and replaced whenever what awaitPeer waits for may
 	// have changed: a handshake ended, a verdict was set, a peer was
 	// refused or lost its last connection.
@@ -118,18 +123,19 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:     s,
-		log:     s.Logger.With("realm", s.Realm, "node", s.Name),
-		id:      id,
-		did:     realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
-		alias:   realm.Alias(s.Realm, s.Name),
-		life:    newLife(),
-		gater:   newGater(),
-		dcutr:   punch.NewFilter(),
-		events:  event.NewBus(),
-		peers:   make(map[peer.ID]*peerState),
-		redial:  make(map[peer.ID]chan struct{}),
-		changed: make(chan struct{}),
+		cfg:        s,
+		log:        s.Logger.With("realm", s.Realm, "node", s.Name),
+		id:         id,
+		did:        realm.DIDKey(id.priv.Public().(ed25519.PublicKey)),
+		alias:      realm.Alias(s.Realm, s.Name),
+		life:       newLife(),
+		gater:      newGater(),
+		dcutr:      punch.NewFilter(),
+		events:     event.NewBus(),
+		peers:      make(map[peer.ID]*peerState),
+		redial:     make(map[peer.ID]chan struct{}),
+		idleClosed: make(map[network.Conn]bool),
+		changed:    make(chan struct{}),
 
 		refusedBy:   make(map[peer.ID]error),
 		handshaking: make(map[peer.ID]int),
@@ -254,6 +260,8 @@ func New(cfg Config) (_ *Node, err error) {
 		n.wg.Add(1)
 		go n.expiryLoop()
 	}
+	n.wg.Add(1)
+	go n.trimLoop()
 	n.log.Info("node started", "peer", h.ID(), "did", n.did, "alias", n.alias, "addrs", fmt.Sprint(h.Addrs()), "new_key", n.keyCreated)
 	return n, nil
 }

@@ -339,6 +339,8 @@ func (n *Node) onDisconnected(c network.Conn) {
 	}
 	// A peer already declared gone had its connection_down then.
 	down := wasUp && ps != nil && ps.gone == "" && len(ps.verified) == 0
+	idle := n.idleClosed[c]
+	delete(n.idleClosed, c)
 	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
 		select {
 		case ch <- struct{}{}:
@@ -349,8 +351,19 @@ func (n *Node) onDisconnected(c network.Conn) {
 	closed := n.closed
 	n.mu.Unlock()
 	if down && !closed {
-		n.log.Info("peer disconnected", "peer", p)
-		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: ReasonDisconnected})
+		reason := ReasonDisconnected
+		if idle {
+			reason = ReasonIdle
+		}
+		// A live member's connection closing is routine (this node or the
+		// peer trimmed it as idle: trim.go); its death or departure is the
+		// membership's to report. Anything else is worth a line.
+		if _, member := n.members.Get(p); idle || member {
+			n.log.Debug("peer disconnected", "peer", p, "reason", reason)
+		} else {
+			n.log.Info("peer disconnected", "peer", p)
+		}
+		n.events.Emit(event.Event{Kind: event.ConnectionDown, Peer: p.String(), Addr: c.RemoteMultiaddr().String(), Reason: reason})
 	}
 }
 

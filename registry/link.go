@@ -35,6 +35,13 @@ const (
 	dialBackoffMax = 30 * time.Second
 )
 
+// ConnTag tags, in the connection manager, the connections of a secure
+// realm's links: that realm takes a node's entries from the node itself
+// only, so the link is needed while both live, and the node's trimming of
+// idle connections keeps it. An open realm's links run on the connections
+// that exist and are not tagged: entries are relayed.
+const ConnTag = "macula-registry"
+
 // skey names a stream: a node's entries in a cluster.
 type skey struct {
 	cluster string
@@ -230,6 +237,9 @@ func (r *Registry) link(p peer.ID) *peerLink {
 		need: map[skey]bool{}, prev: map[skey]mark{}, staging: map[skey]*staged{},
 	}
 	r.repl.links[p] = l
+	if r.secure {
+		r.h.ConnManager().TagPeer(p, ConnTag, 1)
+	}
 	r.def.attach(l)
 	return l
 }
@@ -392,6 +402,9 @@ func (l *peerLink) shut(graceful bool) {
 		r.repl.mu.Lock()
 		if r.repl.links[l.id] == l {
 			delete(r.repl.links, l.id)
+			if r.secure {
+				r.h.ConnManager().UntagPeer(l.id, ConnTag)
+			}
 		}
 		r.repl.mu.Unlock()
 		r.mu.RLock()

@@ -213,6 +213,11 @@ func TestDialsUnlinkedMembers(t *testing.T) {
 	p := spawn(t, c.r)
 	mustRegister(t, p, "direct/c", "")
 	hasName(t, a.r, "direct/c", p.Addr())
+	// The link is tagged, so that the node's trimming of idle connections
+	// keeps it (c's entries come from c only).
+	if a.h.ConnManager().GetTagInfo(c.h.ID()).Tags[ConnTag] == 0 {
+		t.Fatal("a secure realm's registry link is not tagged in the connection manager")
+	}
 }
 
 // An open realm does not dial its members: a - b - c, a knows c's
@@ -228,6 +233,11 @@ func TestOpenRealmRelaysWithoutDialing(t *testing.T) {
 	time.Sleep(10 * 50 * time.Millisecond) // ten ticks, each of which would have dialed
 	if a.h.Network().Connectedness(c.h.ID()) == network.Connected {
 		t.Fatal("a connected to c: an open realm's registry dialed a member")
+	}
+	// Its links are not tagged: connections that are not otherwise used
+	// may be trimmed, entries are relayed.
+	if ti := a.h.ConnManager().GetTagInfo(ns[1].h.ID()); ti != nil && ti.Tags[ConnTag] != 0 {
+		t.Fatal("an open realm's registry link is tagged")
 	}
 }
 
