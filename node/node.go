@@ -83,7 +83,7 @@ type Node struct {
 	// mu guards the fields below it.
 	mu     sync.Mutex
 	peers  map[peer.ID]*peerState
-	redial map[peer.ID]chan struct{} // bootstrap peer -> signalled on disconnect
+	redial map[peer.ID]chan bool // bootstrap peer -> signalled on disconnect (true: trimmed as idle)
 	// idleClosed holds the connections trim.go closed until their
 	// disconnection is seen (their connection_down says "idle").
 	idleClosed map[network.Conn]bool
@@ -133,7 +133,7 @@ func New(cfg Config) (_ *Node, err error) {
 		dcutr:      punch.NewFilter(),
 		events:     event.NewBus(),
 		peers:      make(map[peer.ID]*peerState),
-		redial:     make(map[peer.ID]chan struct{}),
+		redial:     make(map[peer.ID]chan bool),
 		idleClosed: make(map[network.Conn]bool),
 		changed:    make(chan struct{}),
 
@@ -250,7 +250,7 @@ func New(cfg Config) (_ *Node, err error) {
 			continue // a node listed among its own bootstrap peers
 		}
 		n.mu.Lock()
-		ch := make(chan struct{}, 1)
+		ch := make(chan bool, 1)
 		n.redial[ai.ID] = ch
 		n.mu.Unlock()
 		n.wg.Add(1)

@@ -342,9 +342,15 @@ func (n *Node) onDisconnected(c network.Conn) {
 	idle := n.idleClosed[c]
 	delete(n.idleClosed, c)
 	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
-		select {
-		case ch <- struct{}{}:
-		default:
+		notifyRedial(ch, idle)
+	}
+	if wasUp && n.upPeersLocked() == 0 {
+		// The node lost its last peer: the bootstrap peers whose idle
+		// connections it trimmed are redialed now (trim.go).
+		for bp, ch := range n.redial {
+			if bp != p && n.host.Network().Connectedness(bp) != network.Connected {
+				notifyRedial(ch, false)
+			}
 		}
 	}
 	n.peerChangedLocked()
@@ -469,5 +475,39 @@ func (n *Node) checkPeerName(p peer.ID, name string) {
 	if ok && did != "" && holder != did {
 		n.log.Warn("refused alias claim by another key: a peer uses a name whose alias is bound to another key", "alias", a,
 			"bound_to", holder, "claimed_by", did, "peer", p)
+	}
+}
+
+// upPeersLocked counts the realm peers the node has.
+func (n *Node) upPeersLocked() int {
+	up := 0
+	for _, ps := range n.peers {
+		if ps.up() {
+			up++
+		}
+	}
+	return up
+}
+
+// notifyRedial tells a bootstrap loop that its peer's connection closed:
+// trimmed (as idle, by this node) or not (redial). The channel holds one
+// notice, and a redial is never overwritten by a trim: only the loop
+// receives, and only onDisconnected sends, under Node.mu.
+func notifyRedial(ch chan bool, trimmed bool) {
+	select {
+	case ch <- trimmed:
+		return
+	default:
+	}
+	if trimmed {
+		return // a notice stands; either it says the same, or it asks for a redial
+	}
+	select {
+	case <-ch:
+	default:
+	}
+	select {
+	case ch <- false:
+	default:
 	}
 }

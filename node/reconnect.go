@@ -15,14 +15,15 @@ import (
 const dialTimeout = 15 * time.Second
 
 // maintain keeps the node connected to one bootstrap peer: it dials at
-// start, and again after each disconnect, waiting ReconnectInterval doubled
+// start, and again after each disconnect (one that trim.go made waits
+// until the node has no peer left), waiting ReconnectInterval doubled
 // per failure (with jitter, capped at ReconnectMaxInterval); new chains
 // (SetChains) end the wait at once. It gives up after MaxReconnectAttempts
 // failures in a row (0: never), at once when the peer is of another realm,
 // and after the first failure when DisableReconnect is set. A peer that
 // refuses this node's membership is no reason to stop: the membership may
 // be renewed.
-func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
+func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan bool) {
 	defer n.wg.Done()
 	failures := 0
 	for {
@@ -73,7 +74,21 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan struct{}) {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-disconnected:
+		case trimmed := <-disconnected:
+			// This node closed the connection as idle (trim.go): it is
+			// not redialed while the node has other peers, so that a
+			// bootstrap peer does not keep a connection to every node
+			// that ever bootstrapped through it. The node losing its
+			// last peer, or the peer's connection closing otherwise
+			// (after it came back), redials it.
+			for trimmed {
+				n.log.Debug("bootstrap peer's idle connection closed; redialed when the node has no peer left", "peer", ai.ID)
+				select {
+				case <-n.ctx.Done():
+					return
+				case trimmed = <-disconnected:
+				}
+			}
 			if n.cfg.DisableReconnect {
 				n.log.Info("bootstrap peer dropped; reconnect is off", "peer", ai.ID)
 				return

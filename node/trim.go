@@ -28,15 +28,18 @@ import (
 //     subscriber links (a rare publisher's next message must not wait
 //     for a lookup), relay reservations and circuits, a secure realm's
 //     registry links;
-//   - bootstrap peers (their loop would redial at once);
+//   - the node's only peer;
 //   - peers that are not DHT servers (behind a NAT: another connection may
 //     need hole punching or a relay, which costs far more than keep-alives)
 //     and relayed connections.
 //
 // Only the side that opened a connection closes it: the other side may be
-// the one that needs it (its bootstrap peer, say), and it is the dialer that
-// knows why it dialed. A trimmed peer is dialed again when it is used: a
-// call or lookup then pays a handshake (one round trip on a direct path).
+// the one that needs it, and it is the dialer that knows why it dialed. A
+// trimmed peer is dialed again when it is used: a call or lookup then pays a
+// handshake (one round trip on a direct path). A bootstrap peer is trimmed
+// too (or it would hold a connection to every node that ever bootstrapped
+// through it: 49 in a realm of 50); its loop redials it only when the node
+// has lost every peer (reconnect.go).
 const (
 	idleClose = 2 * time.Minute
 	trimEvery = 30 * time.Second
@@ -73,17 +76,18 @@ func (n *Node) trimLoop() {
 // idle for idle (idleClose) and not worth keeping; it returns how many.
 func (n *Node) trimIdle(now time.Time, idle time.Duration) int {
 	n.mu.Lock()
+	up := n.upPeersLocked()
 	var peers []peer.ID
 	for p, ps := range n.peers {
-		if _, boot := n.redial[p]; boot || ps.gone != "" {
-			continue
+		if _, boot := n.redial[p]; (boot && up <= 1) || ps.gone != "" {
+			continue // a node's only peer stays, whatever it is
 		}
 		peers = append(peers, p)
 	}
 	n.mu.Unlock()
 	closed := 0
 	for _, p := range peers {
-		if n.keepConns(p, now, idle) {
+		if n.keepConns(p, now, idle) != "" {
 			continue
 		}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
@@ -103,26 +107,32 @@ func (n *Node) trimIdle(now time.Time, idle time.Duration) int {
 	return closed
 }
 
-// keepConns reports whether p's connections stay whether or not it is in
-// use now: it was used within idle, or a service needs it.
-func (n *Node) keepConns(p peer.ID, now time.Time, idle time.Duration) bool {
+// keepConns says why p's connections stay whether or not it is in use now
+// ("" if nothing keeps them): it was used within idle, or a service needs
+// it.
+func (n *Node) keepConns(p peer.ID, now time.Time, idle time.Duration) string {
 	v, ok := n.activity.peers.Load(p)
-	if !ok || now.UnixNano()-v.(*peerUse).last.Load() < int64(idle) {
-		return true
+	if !ok {
+		return "no record of its use"
+	}
+	if now.UnixNano()-v.(*peerUse).last.Load() < int64(idle) {
+		return "in use"
 	}
 	cm := n.host.ConnManager()
 	for _, tag := range keptProtections {
 		if cm.IsProtected(p, tag) {
-			return true
+			return "protected: " + tag
 		}
 	}
 	if info := cm.GetTagInfo(p); info != nil {
 		for tag := range info.Tags {
 			if tag != dhtTag {
-				return true
+				return "tagged: " + tag
 			}
 		}
 	}
-	server, _ := n.host.Peerstore().SupportsProtocols(p, dht.ProtocolPrefix(n.cfg.Realm)+"/kad/1.0.0")
-	return len(server) == 0
+	if server, _ := n.host.Peerstore().SupportsProtocols(p, dht.ProtocolPrefix(n.cfg.Realm)+"/kad/1.0.0"); len(server) == 0 {
+		return "not a DHT server"
+	}
+	return ""
 }

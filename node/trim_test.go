@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,10 +30,11 @@ func outbound(a *Node, p peer.ID) []network.Conn {
 
 // TestIdleConnectionsTrimmed: a node closes the connections it opened to
 // peers it has not used for a while (in a realm of 50 every node held 49,
-// each with its keep-alives), and keeps those worth keeping: its bootstrap
-// peer, its membership links, a peer it keeps calling. A trimmed peer is
-// dialed again when it is called, and the membership still lists every
-// member.
+// each with its keep-alives), and keeps those worth keeping: its membership
+// links, a peer it keeps calling. Its peers here are all bootstrap peers:
+// the trimmed ones are not redialed while it has other peers, and are when
+// it loses them all. A trimmed peer is dialed again when it is called, and
+// the membership still lists every member.
 func TestIdleConnectionsTrimmed(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -72,24 +74,26 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 	}
 	listAll(append([]*Node{boot}, others...), size-1)
 	// a joins last, so that it is the one that opens its connections to
-	// the others (those that dial a are not a's to trim).
-	a := join("n1")
+	// the others (those that dial a are not a's to trim), with every other
+	// node as a bootstrap peer.
+	peers := append([]*Node{boot}, others...)
+	a := startNode(t, realmName, "n1", func(c *Config) {
+		short(c)
+		for _, n := range peers {
+			c.Bootstrap = append(c.Bootstrap, bootstrapOf(n)...)
+		}
+	})
 	nodes := append([]*Node{boot, a}, others...)
 	listAll(nodes, size)
 	advertise(a)
 	downs := a.Events().Subscribe(1024, event.ConnectionDown)
 	defer downs.Close()
-	for _, n := range others {
-		if err := a.Connect(ctx, peer.AddrInfo{ID: n.ID(), Addrs: n.Addrs()}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cm := a.host.ConnManager()
 	linked := func(p peer.ID) bool { return cm.IsProtected(p, member.ConnProtectTag) }
 	// The peers a opened a connection to (some had dialed a first) that
 	// are not membership neighbours: one a keeps calling, the others idle.
 	var opened []*Node
-	for _, n := range others {
+	for _, n := range peers {
 		if !linked(n.ID()) && len(outbound(a, n.ID())) > 0 {
 			opened = append(opened, n)
 		}
@@ -114,7 +118,17 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 			}
 		}
 	}()
-	defer func() { close(stop); <-calls }()
+	stopped := false
+	stopCalls := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			if err := <-calls; err != nil {
+				t.Fatalf("a call to the peer in use failed: %v", err)
+			}
+		}
+	}
+	defer stopCalls()
 	// The connections a opened to the idle ones close (but for those that
 	// became membership neighbours meanwhile: the overlay changes as a
 	// joins).
@@ -122,8 +136,8 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 	testnet.Eventually(t, time.Minute, func() error {
 		gone = gone[:0]
 		for _, n := range idlePeers {
-			if linked(n.ID()) {
-				continue
+			if why := a.keepConns(n.ID(), time.Now(), idle); linked(n.ID()) || strings.HasPrefix(why, "protected") || strings.HasPrefix(why, "tagged") {
+				continue // worth keeping: a relay autorelay picked among the bootstrap peers, say
 			}
 			if c := outbound(a, n.ID()); len(c) > 0 {
 				return fmt.Errorf("a still holds the connection it opened to idle %s (opened %v ago; linked %v, kept %v, tags %v)", n.Name(),
@@ -132,7 +146,7 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 			gone = append(gone, n)
 		}
 		if len(gone) == 0 {
-			return errors.New("every idle peer became a membership neighbour")
+			return errors.New("every idle peer is worth keeping (a membership neighbour or a relay)")
 		}
 		return nil
 	})
@@ -145,10 +159,7 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 			t.Fatalf("a closed its connection to %s, which it calls every 300 ms", used.Name())
 		}
 	}
-	if a.host.Network().Connectedness(boot.ID()) != network.Connected {
-		t.Fatal("a is not connected to its bootstrap peer")
-	}
-	for _, n := range others {
+	for _, n := range peers {
 		if linked(n.ID()) && a.host.Network().Connectedness(n.ID()) != network.Connected {
 			t.Fatalf("a is not connected to its membership neighbour %s", n.Name())
 		}
@@ -164,18 +175,17 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 			idleDown[e.Peer] = true
 		}
 	}
-	down := 0
+	// Nor were they redialed: a has other peers.
 	for _, n := range gone {
-		if a.host.Network().Connectedness(n.ID()) == network.Connected {
-			continue
+		if why := a.keepConns(n.ID(), time.Now(), idle); linked(n.ID()) || strings.HasPrefix(why, "protected") || strings.HasPrefix(why, "tagged") {
+			continue // a neighbour or a relay now
 		}
-		down++
+		if a.host.Network().Connectedness(n.ID()) == network.Connected {
+			t.Fatalf("a is connected again to %s, a bootstrap peer it trimmed, while it has other peers", n.Name())
+		}
 		if !idleDown[n.ID().String()] {
 			t.Fatalf("no connection_down with reason %q for %s", ReasonIdle, n.Name())
 		}
-	}
-	if down == 0 {
-		t.Fatal("every trimmed peer is still connected to a (it had dialed a too)")
 	}
 	// A trimmed peer is called all the same (dialed again), and the
 	// membership still lists everyone.
@@ -187,9 +197,17 @@ func TestIdleConnectionsTrimmed(t *testing.T) {
 			t.Fatalf("%s lists %d members after the trimming, want %d", n.Name(), got, size)
 		}
 	}
-	select {
-	case err := <-calls:
-		t.Fatalf("a call to the peer in use failed: %v", err)
-	default:
+	// a loses every peer: its bootstrap loops redial, the trimmed ones too
+	// (nothing else dials a peer that is not a membership neighbour).
+	stopCalls()
+	back := gone[len(gone)-1]
+	for _, p := range a.host.Network().Peers() {
+		_ = a.host.Network().ClosePeer(p)
 	}
+	eventually(t, 30*time.Second, "a to redial a trimmed bootstrap peer once it had no peer left", func() bool {
+		return a.IsPeer(back.ID())
+	})
+	// Its neighbours may have declared it failed meanwhile (every link
+	// lost at once); it refutes and is listed again.
+	listAll(nodes, size)
 }
