@@ -287,6 +287,12 @@ func (m *Members) handleFrame(in *inStream, h frame.Header, body []byte) error {
 		if len(body) != 0 {
 			return malformed("ping with a body")
 		}
+		m.mu.Lock()
+		out := in.link.out
+		m.mu.Unlock()
+		if out != nil {
+			out.answerPing(time.Now())
+		}
 	default:
 		return malformed("unknown frame type %d", h.Type)
 	}
@@ -384,6 +390,7 @@ type outStream struct {
 	done chan struct{} // closed when the writer has returned
 
 	lastSent atomic.Int64 // unix ns of the last write
+	answered atomic.Int64 // unix ns of the last heartbeat queued in answer (answerPing)
 
 	// mu guards the fields below it.
 	mu       sync.Mutex
@@ -711,4 +718,22 @@ func (m *Members) closeLinkLocked(l *link) {
 		m.lingering[l.in] = time.Now().Add(max(m.cfg.ProbeTimeout, leaveFlush))
 		l.in = nil
 	}
+}
+
+// answerPing sends our heartbeat at once, in answer to the peer's, when it
+// would be due within half a ProbeInterval anyway: the two ends' heartbeats
+// then travel together, and each carries QUIC's acknowledgement of the
+// other's. An idle link costs three packets a second instead of four, and
+// each end fewer wake-ups (the overlay's heartbeats were most of an idle
+// node's packets once its idle connections were trimmed; issue 17). A
+// peer that sends pings as fast as it can gets at most one answer per half
+// interval.
+func (o *outStream) answerPing(now time.Time) {
+	half := int64(o.m.cfg.ProbeInterval / 2)
+	t := now.UnixNano()
+	if t-o.lastSent.Load() < half || t-o.answered.Load() < half {
+		return
+	}
+	o.answered.Store(t)
+	o.push(ping, false)
 }

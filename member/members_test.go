@@ -300,3 +300,37 @@ func TestClosedLinkToHungPeer(t *testing.T) {
 		t.Fatal("Close waits on the reader of a link to a hung peer")
 	}
 }
+
+// A heartbeat is answered at once when ours would be due within half an
+// interval, so that the two ends' travel together (each carrying QUIC's
+// acknowledgement of the other's), and not otherwise; a peer that sends
+// heartbeats as fast as it can gets one answer per half interval.
+func TestPingAnswered(t *testing.T) {
+	m := &Members{cfg: Config{ProbeInterval: time.Second, LinkQueue: 16}}
+	o := newOutStream(m, &link{}, nil)
+	queued := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.frames)
+	}
+	now := time.Now()
+	o.answerPing(now) // ours just went (newOutStream): not due
+	if n := queued(); n != 0 {
+		t.Fatalf("answered a heartbeat right after sending ours: %d queued", n)
+	}
+	o.lastSent.Store(now.Add(-600 * time.Millisecond).UnixNano())
+	o.answerPing(now)
+	if n := queued(); n != 1 {
+		t.Fatalf("%d heartbeats queued in answer, want 1", n)
+	}
+	for i := range 10 { // a flood, before the writer sent anything
+		o.answerPing(now.Add(time.Duration(i) * 10 * time.Millisecond))
+	}
+	if n := queued(); n != 1 {
+		t.Fatalf("%d heartbeats queued after a flood of pings, want 1", n)
+	}
+	o.answerPing(now.Add(600 * time.Millisecond))
+	if n := queued(); n != 2 {
+		t.Fatalf("%d heartbeats queued half an interval later, want 2", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -133,12 +134,23 @@ var _ metrics.Reporter = (*activity)(nil)
 // watchFailures makes the liveness watcher of a peer that the membership
 // declares failed check it at once: an idle peer is not pinged, and the
 // membership's overlay watches every member at a cost that does not grow
-// with the realm.
+// with the realm. A bootstrap peer that fails or leaves is redialed (see
+// onDisconnected).
 func (n *Node) watchFailures() {
 	defer n.wg.Done()
 	for c := range n.members.Watch(n.ctx) {
 		if c.Kind == member.Failed {
 			n.activity.wakeUp(c.Member.ID)
+		}
+		if c.Kind == member.Failed || c.Kind == member.Left {
+			// A bootstrap peer waiting to be redialed only when the node
+			// is alone (its connection closed as idle) is gone: its loop
+			// redials it from now on, as for any drop.
+			n.mu.Lock()
+			if ch, ok := n.redial[c.Member.ID]; ok && n.host.Network().Connectedness(c.Member.ID) != network.Connected {
+				notifyRedial(ch, false)
+			}
+			n.mu.Unlock()
 		}
 	}
 }
