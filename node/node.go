@@ -77,8 +77,10 @@ type Node struct {
 	// pingsLate counts the pings that timed out while the peer's packets
 	// kept arriving (liveness.go): not misses.
 	pingsLate atomic.Int64
-	// trimmed counts the idle connections closed (trim.go), for tests.
-	trimmed atomic.Int64
+	// trimmed counts the idle connections closed (trim.go), and redials the
+	// bootstrap loops' dials after their peer dropped (reconnect.go), for
+	// tests.
+	trimmed, redials atomic.Int64
 
 	// mu guards the fields below it.
 	mu     sync.Mutex

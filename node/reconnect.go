@@ -94,6 +94,7 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan bool) {
 				return
 			}
 			n.log.Info("bootstrap peer dropped; reconnecting", "peer", ai.ID)
+			n.redials.Add(1)
 		}
 	}
 }
