@@ -114,8 +114,19 @@ func (a *activity) used(proto protocol.ID, p peer.ID) {
 	}
 }
 
-func (a *activity) LogSentMessageStream(_ int64, proto protocol.ID, p peer.ID) { a.used(proto, p) }
-func (a *activity) LogRecvMessageStream(_ int64, proto protocol.ID, p peer.ID) { a.used(proto, p) }
+// A read or write of nothing is no use: a stream that ends reads nothing
+// (a connection closing as idle looked used the moment it closed).
+func (a *activity) LogSentMessageStream(n int64, proto protocol.ID, p peer.ID) {
+	if n > 0 {
+		a.used(proto, p)
+	}
+}
+
+func (a *activity) LogRecvMessageStream(n int64, proto protocol.ID, p peer.ID) {
+	if n > 0 {
+		a.used(proto, p)
+	}
+}
 
 // The rest of metrics.Reporter: no bandwidth is counted.
 

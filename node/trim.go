@@ -56,9 +56,9 @@ const dhtTag = "kbucket"
 // trimLoop closes idle connections every trimEvery until the node closes.
 func (n *Node) trimLoop() {
 	defer n.wg.Done()
-	every, idle := trimEvery, idleClose
+	every, idle := trimEvery, n.idleClose()
 	if n.cfg.testTrimEvery > 0 {
-		every, idle = n.cfg.testTrimEvery, n.cfg.testIdleClose
+		every = n.cfg.testTrimEvery
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -135,4 +135,13 @@ func (n *Node) keepConns(p peer.ID, now time.Time, idle time.Duration) string {
 		return "not a DHT server"
 	}
 	return ""
+}
+
+// idleClose is how long a peer goes unused before its connections are
+// trimmed (a test may set it shorter).
+func (n *Node) idleClose() time.Duration {
+	if n.cfg.testIdleClose > 0 {
+		return n.cfg.testIdleClose
+	}
+	return idleClose
 }
