@@ -320,13 +320,6 @@ func (n *Node) onDisconnected(c network.Conn) {
 	n.mu.Lock()
 	ps := n.peers[p]
 	wasUp := false
-	// How long the peer had been idle (a peer that trims its connection
-	// to this node does so after idleClose without use, and use is seen on
-	// both ends).
-	var idleFor time.Duration
-	if v, ok := n.activity.peers.Load(p); ok {
-		idleFor = time.Duration(time.Now().UnixNano() - v.(*peerUse).last.Load())
-	}
 	if ps != nil {
 		_, wasUp = ps.verified[c]
 		delete(ps.verified, c)
@@ -349,19 +342,16 @@ func (n *Node) onDisconnected(c network.Conn) {
 	idle := n.idleClosed[c]
 	delete(n.idleClosed, c)
 	if ch, ok := n.redial[p]; ok && n.host.Network().Connectedness(p) != network.Connected {
-		// Closed as idle, here or by the peer (which trims the
-		// connections it opened, a lookup of its own, say, once unused
-		// for idleClose): while the membership lists the peer it is
-		// alive, and a redial would only make a connection to trim again;
-		// its loop redials it when the node has no peer left, or when the
-		// membership says it failed or left. (Redialing at once, each
-		// redial refreshing the routing table and announcing every key
-		// again, made a 50-node realm dial 550 connections a minute, and
-		// growing.) A connection in use, or new, that closes is a drop,
-		// redialed at once: a refusal, say (the node must hear it, to say
-		// how to renew its membership).
-		_, alive := n.members.Get(p)
-		notifyRedial(ch, idle || (alive && idleFor >= n.idleClose()/2))
+		// Closed as idle by this node: redialed only when the node has
+		// no peer left (or the membership says the peer failed or left).
+		// Any other close is a drop, redialed at once: the peer's refusal
+		// (the node must hear it, to say how to renew its membership), or
+		// this node's own stop (SIGSTOP: its peers dropped it, and the
+		// redial is how it comes back), or the peer's trimming of a
+		// connection it opened (one connection, which this node trims in
+		// turn; the redial refreshes the routing table only when the node
+		// was alone, see maintain).
+		notifyRedial(ch, idle)
 	}
 	if wasUp && n.upPeersLocked() == 0 {
 		// The node lost its last peer: the bootstrap peers whose idle

@@ -26,11 +26,15 @@ const dialTimeout = 15 * time.Second
 func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan bool) {
 	defer n.wg.Done()
 	failures := 0
+	joined := false
 	for {
 		if n.ctx.Err() != nil || n.isLeaving() {
 			return
 		}
 		if n.host.Network().Connectedness(ai.ID) != network.Connected {
+			n.mu.Lock()
+			alone := n.upPeersLocked() == 0
+			n.mu.Unlock()
 			ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 			allowed := n.gater.allowDial(ai.ID) // also when it left or was refused: it may be back
 			n.mu.Lock()
@@ -68,8 +72,17 @@ func (n *Node) maintain(ai peer.AddrInfo, disconnected <-chan bool) {
 				continue
 			}
 			failures = 0
-			n.wg.Add(1)
-			go n.refreshAfterJoin()
+			// The routing table is refreshed and every key announced
+			// again on joining, and on coming back from having no peer;
+			// not on each redial while the node has peers: that dialed
+			// dozens of peers per redial, whose connections were trimmed
+			// and redialed in turn (a 50-node realm dialed 550
+			// connections a minute, and growing).
+			if !joined || alone {
+				n.wg.Add(1)
+				go n.refreshAfterJoin()
+			}
+			joined = true
 		}
 		select {
 		case <-n.ctx.Done():
