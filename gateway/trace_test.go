@@ -87,11 +87,18 @@ func TestTraceThroughAPIAndWebhook(t *testing.T) {
 			client = s
 		}
 	}
-	for _, s := range expB.GetSpans() {
-		if s.Name == "serve "+proc {
-			server = s
+	// b ends its span after it has answered: wait for it.
+	testnet.Eventually(t, 10*time.Second, func() error {
+		for _, s := range expB.GetSpans() {
+			if s.Name == "serve "+proc && s.SpanContext.TraceID().String() == traceID {
+				server = s
+			}
 		}
-	}
+		if !server.SpanContext.IsValid() {
+			return fmt.Errorf("no span serve %s in trace %s among %v", proc, traceID, names(expB.GetSpans()))
+		}
+		return nil
+	})
 	if client.SpanContext.TraceID().String() != traceID {
 		t.Fatalf("a's client span: trace %s, want %s (spans %v)", client.SpanContext.TraceID(), traceID, names(expA.GetSpans()))
 	}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -94,7 +95,8 @@ func TestTraceCrossesNodes(t *testing.T) {
 	span.End()
 	want := span.SpanContext().TraceID()
 	client := findSpan(t, expA.GetSpans(), "call io.acme.orders.traced")
-	server := findSpan(t, expB.GetSpans(), "serve io.acme.orders.traced")
+	// b ends its span after it has answered: a may hold the reply first.
+	server := waitSpan(t, expB, "serve io.acme.orders.traced")
 	if client.SpanContext.TraceID() != want || server.SpanContext.TraceID() != want {
 		t.Fatalf("trace ids: program %s, client %s, server %s", want, client.SpanContext.TraceID(), server.SpanContext.TraceID())
 	}
@@ -123,9 +125,34 @@ func TestTraceCrossesNodes(t *testing.T) {
 	}
 	mu.Unlock()
 	// b records (it has a tracer): its span is a root of its own.
-	if s := findSpan(t, expB.GetSpans(), "serve io.acme.orders.traced"); s.Parent.IsValid() {
+	if s := waitSpan(t, expB, "serve io.acme.orders.traced"); s.Parent.IsValid() {
 		t.Errorf("b's span has parent %v over rpc/1.0.0", s.Parent)
 	}
+}
+
+// waitSpan waits for the span called name among exp's: a server records its
+// span after the reply is on its way.
+func waitSpan(t *testing.T, exp *tracetest.InMemoryExporter, name string) tracetest.SpanStub {
+	t.Helper()
+	var found tracetest.SpanStub
+	testnet.Eventually(t, 10*time.Second, func() error {
+		for _, s := range exp.GetSpans() {
+			if s.Name == name {
+				found = s
+				return nil
+			}
+		}
+		return fmt.Errorf("no span %q among %v", name, spanNames(exp.GetSpans()))
+	})
+	return found
+}
+
+func spanNames(spans tracetest.SpanStubs) []string {
+	var names []string
+	for _, s := range spans {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 func findSpan(t *testing.T, spans tracetest.SpanStubs, name string) tracetest.SpanStub {
@@ -135,10 +162,6 @@ func findSpan(t *testing.T, spans tracetest.SpanStubs, name string) tracetest.Sp
 			return s
 		}
 	}
-	var names []string
-	for _, s := range spans {
-		names = append(names, s.Name)
-	}
-	t.Fatalf("no span %q among %v", name, names)
+	t.Fatalf("no span %q among %v", name, spanNames(spans))
 	return tracetest.SpanStub{}
 }
