@@ -195,7 +195,18 @@ func (l *local) register(capability, kind string, f Factory) error {
 		m[kk] = v
 	}
 	m[k] = &kindTable{key: k, factory: f}
+	if len(old) == 0 {
+		// The first kind: the sweeper, asleep until now, keeps the
+		// clock from here on.
+		l.s.clock.Store(nowNano())
+	}
 	l.kinds.Store(&m)
+	if len(old) == 0 {
+		select {
+		case l.s.firstKind <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 

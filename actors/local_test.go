@@ -158,14 +158,7 @@ func TestPassivation(t *testing.T) {
 	sub := s.bus.Subscribe(16, event.ActorStarted, event.ActorStopped)
 	defer sub.Close()
 	ref1, _ := call(t, s, "test", "rec", "r", "", nil)
-	select {
-	case r := <-stops:
-		if r != Passivated {
-			t.Fatalf("stop reason %s", r)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("not passivated")
-	}
+	waitPassivated(t, stops)
 	waitUntil(t, "the entry to go", func() bool { return s.Stats().Active == 0 && len(s.Actors(0)) == 0 })
 	ref2, got := call(t, s, "test", "rec", "r", "", nil)
 	if got != "1" || ref2.Incarnation == ref1.Incarnation {
@@ -258,5 +251,45 @@ func TestCallDeadlineInMailbox(t *testing.T) {
 	call(t, s, "test", "slow", "x", "", nil)
 	if n := handled.Load(); n != 2 {
 		t.Fatalf("%d messages handled, want 2 (the timed-out one skipped)", n)
+	}
+}
+
+// TestSweeperSleepsWithoutKinds: a node that serves no actor kind has no
+// periodic wake-up for actors (its clock stays where New left it); the
+// first kind wakes the sweeper, which keeps the clock and passivates from
+// then on.
+func TestSweeperSleepsWithoutKinds(t *testing.T) {
+	s, err := New(Config{Logger: quiet(), IdleTimeout: 50 * time.Millisecond}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := s.clock.Load()
+	time.Sleep(3 * clockTick)
+	if got := s.clock.Load(); got != start {
+		t.Fatalf("the clock moved by %v with no kind registered", time.Duration(got-start))
+	}
+	stops := make(chan StopReason, 1)
+	must(t, s.Register("test", "rec", func(string) Actor { return &stopRecorder{stops: stops} }))
+	registered := s.clock.Load()
+	if registered == start {
+		t.Fatal("the clock was not set when the first kind came")
+	}
+	waitUntil(t, "the clock to move", func() bool { return s.clock.Load() > registered })
+	call(t, s, "test", "rec", "r", "", nil)
+	waitPassivated(t, stops)
+}
+
+// waitPassivated waits for a stopRecorder's stop, which must be a
+// passivation.
+func waitPassivated(t *testing.T, stops <-chan StopReason) {
+	t.Helper()
+	select {
+	case r := <-stops:
+		if r != Passivated {
+			t.Fatalf("stop reason %s", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not passivated")
 	}
 }

@@ -65,6 +65,9 @@ type System struct {
 	// by the sweeper every clockTick: reading the time on every message
 	// costs more than the message.
 	clock atomic.Int64
+	// firstKind wakes the sweeper when the first kind is registered (cap
+	// 1): a node with no kind has no actor, and its sweeper sleeps.
+	firstKind chan struct{}
 	// names caches the capability and kind names that passed validation
 	// (bounded by maxNames).
 	names  sync.Map // string -> struct{}
@@ -98,7 +101,7 @@ func New(cfg Config, members Members, tr Transport, bus *event.Bus) (*System, er
 	if bus == nil {
 		bus = event.NewBus()
 	}
-	s := &System{cfg: cfg, log: cfg.Logger, bus: bus, members: members, tr: tr, open: access.IsOpen(cfg.Access)}
+	s := &System{cfg: cfg, log: cfg.Logger, bus: bus, members: members, tr: tr, open: access.IsOpen(cfg.Access), firstKind: make(chan struct{}, 1)}
 	if members != nil {
 		s.self = members.Self().ID
 	}
@@ -460,6 +463,17 @@ const clockTick = time.Second
 // plus a tick, before it is passivated).
 func (s *System) sweep() {
 	defer s.wg.Done()
+	// A node with no actor kind (most nodes of a realm serve none) has no
+	// actor to passivate and no clock to keep: no wake-up at all until a
+	// kind is registered (issue 17: every periodic wake-up of an idle node
+	// costs; kinds are never unregistered).
+	for len(*s.local.kinds.Load()) == 0 {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.firstKind:
+		}
+	}
 	tick := clockTick
 	if s.cfg.IdleTimeout > 0 {
 		tick = min(tick, max(s.cfg.IdleTimeout/4, 5*time.Millisecond))
