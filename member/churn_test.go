@@ -74,8 +74,8 @@ func TestChurn(t *testing.T) {
 		}
 		leaver, crashed := pick(), pick()
 		leaverName, crashedName := leaver.m.Self().Name, crashed.m.Self().Name
-		crashed.m.mu.Lock() // frozen: no heartbeat, nothing read, no departure
-		t.Cleanup(crashed.m.mu.Unlock)
+		crashed.freeze() // no heartbeat, nothing read, no departure, no packet
+		t.Cleanup(crashed.thaw)
 		leaver.m.Close()
 		for j := 0; j < 2; j++ {
 			x := newMember(t, fmt.Sprintf("m%d", next), game)

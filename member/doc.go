@@ -26,7 +26,7 @@
 // watched by up to Rings predecessors. The union of the rings is an
 // expander: it stays connected when links fail and news crosses it in
 // O(log N) hops. A link is a pair of streams of protocol
-// /macula/<realm>/members/1.0.0 over the connection the node already has
+// /macula/<realm>/members/1.1.0 (1.0.0 with an older node) over the connection the node already has
 // (direct or through a relay; the connection manager protects it).
 //
 //   - Dissemination: a node that accepts news (a record, a suspicion, a
@@ -43,8 +43,12 @@
 //     (a newcomer, or a member back from the other side of a split). These
 //     links go again after LinkLinger once the overlay's own are up.
 //   - Failure detection: every link carries a frame at least every
-//     ProbeInterval (a heartbeat when there is nothing else); a link silent
-//     for ProbeTimeout, or lost with no connection left, makes the node
+//     ProbeInterval (a heartbeat when there is nothing else). Over a direct
+//     QUIC connection (version 1.1.0) only the end with the lower ID sends
+//     heartbeats; the other end's sign of life is QUIC's acknowledgement of
+//     them (any packet heard from it: internal/heard). A link from whose
+//     peer nothing was heard for ProbeTimeout (no frame, no packet over a
+//     direct connection), or lost with no connection left, makes the node
 //     suspect the peer and say so. A suspicion from Confirmations members
 //     (2) declares the member failed at once; a lone one waits
 //     SuspicionTimeout for a refutation. A link that could never be made
@@ -83,8 +87,10 @@
 //
 // # Costs and scale
 //
-// Idle, a node keeps at most 2*Rings links and sends one heartbeat per link
-// per ProbeInterval: with the defaults at most 4 frames a second, whatever
+// Idle, a node keeps at most 2*Rings links and sends at most one heartbeat
+// per link per ProbeInterval (over direct connections one end of each link
+// only, so half that on average): with the defaults at most 4 frames a
+// second, whatever
 // the size of the realm, and its timers are one ticker (ProbeInterval/2)
 // that walks the links and the suspects, never the whole view. A change
 // costs one frame per link, so about 2*Rings*N frames realm-wide and 2*Rings
@@ -116,8 +122,9 @@
 //
 // # Wire
 //
-// Every frame is a frame of package frame (type, version 1, uint32 length,
-// body); bodies use uvarints (minimal) and one-byte lengths. Frame types,
+// Versions 1.0.0 and 1.1.0 of the protocol carry the same frames; 1.1.0 is
+// the writer's consent that its reader stays quiet (above). Every frame is
+// a frame of package frame (type, version 1, uint32 length, body); bodies use uvarints (minimal) and one-byte lengths. Frame types,
 // append only:
 //
 //	summary (1): view hash [16] | members uvarint

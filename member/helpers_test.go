@@ -3,6 +3,7 @@ package member
 import (
 	"context"
 	"errors"
+	"github.com/libp2p/go-libp2p"
 	"log/slog"
 	"slices"
 	"testing"
@@ -44,11 +45,31 @@ type testMember struct {
 	h   host.Host
 	m   *Members
 	bus *event.Bus
+	// sockets, when newMember made the host: freezing them is the model of
+	// a stopped process (freeze).
+	sockets *testnet.Freezer
 }
 
 func newMember(t testing.TB, name string, mod func(*Config)) *testMember {
 	t.Helper()
-	return newMemberOn(t, testnet.Host(t), name, mod)
+	f := &testnet.Freezer{}
+	x := newMemberOn(t, testnet.HostWith(t, libp2p.DisableRelay(), f.Option()), name, mod)
+	x.sockets = f
+	return x
+}
+
+// freeze stops x as SIGSTOP or kill -9 would: its sockets drop everything
+// (no QUIC acknowledgement either, which is a sign of life to its
+// watchers) and its membership does nothing (its lock is held). thaw
+// undoes it.
+func (x *testMember) freeze() {
+	x.sockets.Freeze()
+	x.m.mu.Lock()
+}
+
+func (x *testMember) thaw() {
+	x.m.mu.Unlock()
+	x.sockets.Thaw()
 }
 
 func newMemberOn(t testing.TB, h host.Host, name string, mod func(*Config)) *testMember {

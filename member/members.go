@@ -60,18 +60,21 @@ const (
 // safe for concurrent use.
 type Members struct {
 	// Set in New, read-only after.
-	h       host.Host
-	bus     Emitter // may be nil
-	cfg     Config
-	log     *slog.Logger
-	proto   protocol.ID
-	self    peer.ID
-	key     crypto.PrivKey
-	boot    uint64
-	access  access.Policy
-	secure  bool
-	hostSub p2pevent.Subscription
-	tick    time.Duration
+	h     host.Host
+	bus   Emitter // may be nil
+	cfg   Config
+	log   *slog.Logger
+	proto protocol.ID
+	// quietProto is the version (1.1.0) that lets a reader with the
+	// higher ID stay quiet (protocolQuiet).
+	quietProto protocol.ID
+	self       peer.ID
+	key        crypto.PrivKey
+	boot       uint64
+	access     access.Policy
+	secure     bool
+	hostSub    p2pevent.Subscription
+	tick       time.Duration
 
 	ctx       context.Context // lifetime; cancelled by Close
 	cancel    context.CancelFunc
@@ -152,26 +155,27 @@ func New(h host.Host, bus Emitter, cfg Config) (*Members, error) {
 	}
 	now := time.Now()
 	m := &Members{
-		h:         h,
-		bus:       bus,
-		cfg:       cfg,
-		log:       cfg.Logger.With("realm", cfg.Realm),
-		proto:     Protocol(cfg.Realm),
-		self:      h.ID(),
-		key:       key,
-		boot:      uint64(now.UnixMilli()),
-		access:    cfg.Access,
-		secure:    !access.IsOpen(cfg.Access),
-		tick:      max(cfg.ProbeInterval/2, 5*time.Millisecond),
-		v:         newView(h.ID(), cfg.Rings, cfg.MaxMembers, cfg.SuspicionTimeout, cfg.Confirmations),
-		wantCaps:  cfg.Capabilities,
-		clusters:  cfg.Clusters,
-		links:     make(map[peer.ID]*link),
-		wanted:    make(map[peer.ID]bool),
-		retry:     make(map[peer.ID]*retryState),
-		watchers:  make(map[*watcher]struct{}),
-		lingering: make(map[*inStream]time.Time),
-		noBack:    make(map[peer.ID]*noBackState),
+		h:          h,
+		bus:        bus,
+		cfg:        cfg,
+		log:        cfg.Logger.With("realm", cfg.Realm),
+		proto:      Protocol(cfg.Realm),
+		quietProto: protocolQuiet(cfg.Realm),
+		self:       h.ID(),
+		key:        key,
+		boot:       uint64(now.UnixMilli()),
+		access:     cfg.Access,
+		secure:     !access.IsOpen(cfg.Access),
+		tick:       max(cfg.ProbeInterval/2, 5*time.Millisecond),
+		v:          newView(h.ID(), cfg.Rings, cfg.MaxMembers, cfg.SuspicionTimeout, cfg.Confirmations),
+		wantCaps:   cfg.Capabilities,
+		clusters:   cfg.Clusters,
+		links:      make(map[peer.ID]*link),
+		wanted:     make(map[peer.ID]bool),
+		retry:      make(map[peer.ID]*retryState),
+		watchers:   make(map[*watcher]struct{}),
+		lingering:  make(map[*inStream]time.Time),
+		noBack:     make(map[peer.ID]*noBackState),
 	}
 	if err := m.checkOwn(cfg.Capabilities); err != nil {
 		return nil, err
@@ -190,6 +194,7 @@ func New(h host.Host, bus Emitter, cfg Config) (*Members, error) {
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(m.proto, m.handleStream)
+	h.SetStreamHandler(m.quietProto, m.handleStream)
 	m.wg.Add(2)
 	go m.watchHost()
 	go m.tickLoop()
@@ -387,6 +392,7 @@ func (m *Members) Close() error {
 func (m *Members) close() {
 	// Stop taking work first: no new streams, no host events.
 	m.h.RemoveStreamHandler(m.proto)
+	m.h.RemoveStreamHandler(m.quietProto)
 	m.hostSub.Close()
 
 	m.mu.Lock()

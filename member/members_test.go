@@ -120,11 +120,11 @@ func TestSilentFailure(t *testing.T) {
 		defer subs[i].Close()
 	}
 	start := time.Now()
-	victim.m.mu.Lock() // frozen: no heartbeat, nothing read
+	victim.freeze() // no heartbeat, nothing read, no packet
 	frozen := true
 	defer func() {
 		if frozen {
-			victim.m.mu.Unlock()
+			victim.thaw()
 		}
 	}()
 	others := []*testMember{ms[0], ms[1], ms[2], ms[4]}
@@ -159,7 +159,7 @@ func TestSilentFailure(t *testing.T) {
 			t.Fatal("no member_failed event")
 		}
 	}
-	victim.m.mu.Unlock()
+	victim.thaw()
 	frozen = false
 	eventually(t, 30*time.Second, "the woken member is a member again", func() bool { return sees(ms, ms...) })
 }
@@ -190,8 +190,8 @@ func TestStalledOnEveryTick(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-done }()
-	victim.m.mu.Lock() // frozen
-	defer victim.m.mu.Unlock()
+	victim.freeze()
+	defer victim.thaw()
 	cfg := fastConfig("x")
 	bound := time.Duration(1+maxHealth) * (cfg.ProbeTimeout + cfg.SuspicionTimeout)
 	start := time.Now()

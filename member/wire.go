@@ -19,6 +19,17 @@ func Protocol(realmName string) protocol.ID {
 	return protocol.ID("/macula/" + realmName + "/members/1.0.0")
 }
 
+// protocolQuiet is version 1.1.0 of the protocol: the same frames, and a
+// promise of the stream's writer (see quietOn): when its reader has the
+// higher peer ID and the stream runs over a direct QUIC connection, the
+// reader sends no heartbeats of its own on the link, and the writer takes
+// QUIC's acknowledgements of its own heartbeats as the reader's sign of
+// life. A node speaks both; a node of version 1.0.0 alone gets heartbeats
+// both ways, as before.
+func protocolQuiet(realmName string) protocol.ID {
+	return protocol.ID("/macula/" + realmName + "/members/1.1.0")
+}
+
 // Frame types of the membership protocol. WARNING: append only; the numbers
 // are part of the protocol.
 const (

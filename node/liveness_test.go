@@ -4,21 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
-	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
-	"github.com/quic-go/quic-go"
-	"go.uber.org/fx"
 
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -48,66 +43,12 @@ func slowLiveness(t *testing.T) {
 	t.Cleanup(func() { livenessInterval = old })
 }
 
-// freezable is a UDP socket that a test can freeze as a stopped process
-// (SIGSTOP, or kill -9 before QUIC notices) is frozen: while frozen it
-// drops what arrives and sends nothing.
-type freezable struct {
-	net.PacketConn
-	frozen atomic.Bool
-}
-
-func (f *freezable) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, a, err := f.PacketConn.ReadFrom(b)
-		if err != nil || !f.frozen.Load() {
-			return n, a, err
-		}
-	}
-}
-
-func (f *freezable) WriteTo(b []byte, a net.Addr) (int, error) {
-	if f.frozen.Load() {
-		return len(b), nil
-	}
-	return f.PacketConn.WriteTo(b, a)
-}
-
 // freezableSockets makes a node's UDP sockets freezable; freeze freezes
 // them all.
 func freezableSockets(c *Config) (freeze func()) {
-	var mu sync.Mutex
-	var socks []*freezable
-	listen := func(network string, laddr *net.UDPAddr) (net.PacketConn, error) {
-		pc, err := net.ListenUDP(network, laddr)
-		if err != nil {
-			return nil, err
-		}
-		f := &freezable{PacketConn: pc}
-		mu.Lock()
-		socks = append(socks, f)
-		mu.Unlock()
-		return f, nil
-	}
-	// libp2p's own QUIC connection manager, with the sockets above (and
-	// without its resource accounting of inbound connections).
-	c.testHostOptions = append(c.testHostOptions, func(cfg *config.Config) error {
-		cfg.QUICReuse = append(cfg.QUICReuse, fx.Provide(func(key quic.StatelessResetKey, tok quic.TokenGeneratorKey, rcmgr network.ResourceManager, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
-			cm, err := quicreuse.NewConnManager(key, tok, quicreuse.OverrideListenUDP(listen), quicreuse.VerifySourceAddress(rcmgr.VerifySourceAddress))
-			if err != nil {
-				return nil, err
-			}
-			lc.Append(fx.StopHook(cm.Close))
-			return cm, nil
-		}))
-		return nil
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, f := range socks {
-			f.frozen.Store(true)
-		}
-	}
+	f := &testnet.Freezer{}
+	c.testHostOptions = append(c.testHostOptions, f.Option())
+	return f.Freeze
 }
 
 // A peer that froze (not a packet from it: a stopped process, a kill -9

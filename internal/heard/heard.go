@@ -7,6 +7,7 @@ package heard
 
 import (
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/quic-go/quic-go"
 )
@@ -26,4 +27,14 @@ func Packets(h host.Host, p peer.ID) (n uint64, direct bool) {
 		}
 	}
 	return n, direct
+}
+
+// Direct reports whether c is a direct QUIC connection, whose packets are
+// the peer's own (not a relay's).
+func Direct(c network.Conn) bool {
+	if c == nil || c.Stat().Limited {
+		return false
+	}
+	var qc *quic.Conn
+	return c.As(&qc) && qc != nil
 }

@@ -126,7 +126,21 @@ func runModel(n int, o options) (*result, error) {
 		res.OverlayMean += d / float64(n)
 		res.OverlayMax = max(res.OverlayMax, d)
 	}
-	res.HeartbeatsPerSec = res.OverlayMean / probeInterval.Seconds()
+	// One heartbeat per link and ProbeInterval from the end with the lower
+	// ID over a direct connection, both ends over a relay (two nodes behind
+	// symmetric NATs: their packets are the relay's).
+	var beats float64
+	for i := range adj {
+		for p := range adj[i] {
+			if i < p {
+				beats++
+				if r.nat[i] == natSymmetric && r.nat[p] == natSymmetric {
+					beats++
+				}
+			}
+		}
+	}
+	res.HeartbeatsPerSec = beats / float64(n) / probeInterval.Seconds()
 	for k := 0; k < 5; k++ {
 		hops, at, msgs := flood(r, adj, rng.IntN(n))
 		res.FloodHops = max(res.FloodHops, hops)
