@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/macula-io/macula/event"
 )
 
 // TestEarlierLifeClosed: a peer that comes back with the same key (killed
@@ -71,5 +73,72 @@ func TestEarlierLives(t *testing.T) {
 	// The same life on another connection (two paths to one run) is kept.
 	if got := earlierLives(map[network.Conn]string{c1: "x"}, c2, "x"); got != nil {
 		t.Fatalf("a second connection of the same life closed %v", got)
+	}
+}
+
+// TestRestartedPeerKept: a peer in use that is killed (its sockets frozen:
+// no packet from it) and restarted with the same key before this node's
+// liveness watcher gave up on it stays this node's peer. The watcher starts
+// afresh for the new life: before, it went on counting the earlier life's
+// missed pings (and the one that fails when that life's connection is
+// closed), declared the peer gone and closed the new life's connection too,
+// and the handshakes cut that way made the two refuse each other (the soak
+// of 2026-12-06 00:36: hundreds of failed calls between live nodes).
+func TestRestartedPeerKept(t *testing.T) {
+	const realmName = "io.acme.orders"
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, realmName, "a", nil)
+	var freeze func()
+	b1 := startNode(t, realmName, "b", func(c *Config) {
+		c.Key = key
+		c.Bootstrap = bootstrapOf(a)
+		freeze = freezableSockets(c)
+	})
+	eventually(t, 30*time.Second, "a and b to see each other", func() bool { return a.IsPeer(b1.ID()) && b1.IsPeer(a.ID()) })
+	// b is in use all along: a pings it every second.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if v, ok := a.activity.peers.Load(b1.ID()); ok {
+				u := v.(*peerUse)
+				u.last.Store(time.Now().UnixNano())
+				select {
+				case u.wake <- struct{}{}:
+				default:
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	sub := a.Events().Subscribe(64, event.ConnectionDown)
+	defer sub.Close()
+
+	freeze()
+	// One ping of a's misses (livenessTimeout), and the restart comes
+	// before the second would.
+	time.Sleep(livenessTimeout + livenessTimeout/4)
+	b2 := startNode(t, realmName, "b", func(c *Config) { c.Key = key; c.Bootstrap = bootstrapOf(a) })
+	eventually(t, 30*time.Second, "b's second life to be a's peer", func() bool { return a.IsPeer(b2.ID()) && b2.IsPeer(a.ID()) })
+	// Three liveness periods with b in use: a keeps it.
+	time.Sleep(3 * (livenessInterval + livenessTimeout))
+	for {
+		select {
+		case e := <-sub.C:
+			if e.Peer == b1.ID().String() && e.Reason == ReasonUnresponsive {
+				t.Fatalf("a declared b's new life gone: %+v", e)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if !a.IsPeer(b2.ID()) || a.gater.gone(b2.ID()) || a.gater.isRefused(b2.ID()) {
+		t.Fatalf("a and b's new life: peer %v, gone %v, refused %v", a.IsPeer(b2.ID()), a.gater.gone(b2.ID()), a.gater.isRefused(b2.ID()))
 	}
 }

@@ -260,13 +260,27 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 	n.peerChangedLocked()
 	if first {
 		ps.since = time.Now()
-		if ps.stopWatch == nil {
-			var wctx context.Context
-			wctx, ps.stopWatch = context.WithCancel(n.ctx)
-			ps.probe = make(chan struct{}, 1)
-			n.wg.Add(1)
-			go n.watchPeer(wctx, p, n.activity.track(p), ps.probe)
-		}
+	}
+	if len(earlier) > 0 && ps.stopWatch != nil {
+		// The peer restarted: the misses its watcher counted against the
+		// earlier life (pings a killed process never answered, and the
+		// one that fails when that life's connection closes below) say
+		// nothing of this one. Left to go on, the watcher declared the new
+		// life gone and closed its fresh connection with the old; the
+		// handshakes cut that way counted as strikes on both sides, and
+		// the two nodes refused each other for minutes (the soak of
+		// 2026-12-06: hundreds of failed calls between live nodes, once
+		// the membership's slower failure detection no longer closed the
+		// earlier life before the restart).
+		ps.stopWatch()
+		ps.stopWatch = nil
+	}
+	if (first || len(earlier) > 0) && ps.stopWatch == nil {
+		var wctx context.Context
+		wctx, ps.stopWatch = context.WithCancel(n.ctx)
+		ps.probe = make(chan struct{}, 1)
+		n.wg.Add(1)
+		go n.watchPeer(wctx, p, n.activity.track(p), ps.probe)
 	}
 	n.mu.Unlock()
 	for _, old := range earlier {
