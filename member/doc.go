@@ -26,8 +26,9 @@
 // watched by up to Rings predecessors. The union of the rings is an
 // expander: it stays connected when links fail and news crosses it in
 // O(log N) hops. A link is a pair of streams of protocol
-// /macula/<realm>/members/1.1.0 (1.0.0 with an older node) over the connection the node already has
-// (direct or through a relay; the connection manager protects it).
+// /macula/<realm>/members/1.1.0 (1.0.0 with an older node) over the
+// connection the node already has (direct or through a relay; the
+// connection manager protects it).
 //
 //   - Dissemination: a node that accepts news (a record, a suspicion, a
 //     failure, a departure) forwards it, unchanged and signed, on every
@@ -89,10 +90,10 @@
 //
 // Idle, a node keeps at most 2*Rings links and sends at most one heartbeat
 // per link per ProbeInterval (over direct connections one end of each link
-// only, so half that on average): with the defaults at most 4 frames a
-// second, whatever
-// the size of the realm, and its timers are one ticker (ProbeInterval/2)
-// that walks the links and the suspects, never the whole view. A change
+// only, so half that on average): with the defaults at most 2 frames a
+// second (1 on average), whatever the size of the realm, and its timers are
+// one ticker (ProbeInterval/2) that walks the links and the suspects, never
+// the whole view. A change
 // costs one frame per link, so about 2*Rings*N frames realm-wide and 2*Rings
 // per node. Memory is the view: about 300 bytes per member (10,000 members:
 // about 3 MB). At 10,000 nodes: 4 links per node, news in about log(N)/log(3)
@@ -124,8 +125,8 @@
 //
 // Versions 1.0.0 and 1.1.0 of the protocol carry the same frames; 1.1.0 is
 // the writer's consent that its reader stays quiet (above). Every frame is
-// a frame of package frame (type, version 1, uint32 length, body); bodies use uvarints (minimal) and one-byte lengths. Frame types,
-// append only:
+// a frame of package frame (type, version 1, uint32 length, body); bodies
+// use uvarints (minimal) and one-byte lengths. Frame types, append only:
 //
 //	summary (1): view hash [16] | members uvarint
 //	digest  (2): last uint8 | n uvarint | n × (id bytes | incarnation uvarint | state uint8)

@@ -17,11 +17,7 @@ import (
 // relay's, not p's.
 func Packets(h host.Host, p peer.ID) (n uint64, direct bool) {
 	for _, c := range h.Network().ConnsToPeer(p) {
-		if c.Stat().Limited {
-			continue
-		}
-		var qc *quic.Conn
-		if c.As(&qc) && qc != nil {
+		if qc := directQUIC(c); qc != nil {
 			n += qc.ConnectionStats().PacketsReceived
 			direct = true
 		}
@@ -31,10 +27,17 @@ func Packets(h host.Host, p peer.ID) (n uint64, direct bool) {
 
 // Direct reports whether c is a direct QUIC connection, whose packets are
 // the peer's own (not a relay's).
-func Direct(c network.Conn) bool {
+func Direct(c network.Conn) bool { return directQUIC(c) != nil }
+
+// directQUIC returns the QUIC connection under c, nil when c is relayed
+// (limited) or not QUIC.
+func directQUIC(c network.Conn) *quic.Conn {
 	if c == nil || c.Stat().Limited {
-		return false
+		return nil
 	}
 	var qc *quic.Conn
-	return c.As(&qc) && qc != nil
+	if !c.As(&qc) {
+		return nil
+	}
+	return qc
 }
