@@ -144,6 +144,9 @@ type DHT struct {
 	// wakeRetry is signalled (never blocking) when an announcement failed,
 	// so the retry loop schedules it.
 	wakeRetry chan struct{}
+	// evict takes the peers that entered the routing table while gone or
+	// suspect, for retryLoop to take out again (bounded; see New).
+	evict chan peer.ID
 
 	// mu guards the fields below it.
 	mu        sync.Mutex
@@ -240,6 +243,7 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		providing: make(map[string]*announcement),
 		seen:      make(map[string]time.Time),
 		wakeRetry: make(chan struct{}, 1),
+		evict:     make(chan peer.ID, 64),
 	}
 	opts := []kad.Option{
 		kad.ProtocolPrefix(ProtocolPrefix(cfg.Realm)),
@@ -260,7 +264,24 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		return nil, fmt.Errorf("dht: %w", err)
 	}
 	d.kad = k
-	d.rt.Store(k.RoutingTable())
+	rt := k.RoutingTable()
+	// kad-dht checks RoutingTableFilter when it finds a peer, then asks the
+	// peer a query and adds it when the answer comes: a peer that left or
+	// turned suspect meanwhile would be back in the table. The hook runs
+	// under the table's lock, so the removal is left to retryLoop. (Set
+	// right after kad.New: kad-dht adds a peer only once it answered a
+	// query, a round trip later.)
+	added := rt.PeerAdded
+	rt.PeerAdded = func(p peer.ID) {
+		added(p)
+		if !d.askable(p) {
+			select {
+			case d.evict <- p:
+			default: // full: a burst of departures; ForgetPeer or the next refresh takes it out
+			}
+		}
+	}
+	d.rt.Store(rt)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.smu.Lock()
 	d.expiry = time.AfterFunc(time.Hour, d.expireSuspects)
@@ -569,6 +590,11 @@ func (d *DHT) retryLoop() {
 			return
 		case <-t.C:
 		case <-d.wakeRetry:
+		case p := <-d.evict:
+			if !d.askable(p) {
+				d.kad.RoutingTable().RemovePeer(p)
+			}
+			continue
 		}
 		now := time.Now()
 		next := now.Add(time.Hour)

@@ -471,3 +471,52 @@ func TestSilentPeerDoesNotStallQueries(t *testing.T) {
 	}
 	_ = c
 }
+
+// kad-dht checks the routing-table filter when it finds a peer and adds
+// the peer only once it answered a query: a peer that left meanwhile is
+// added all the same (the node's TestCleanLeave saw it). The DHT takes it
+// out again.
+func TestGonePeerAddedLateIsEvicted(t *testing.T) {
+	var mu sync.Mutex
+	gone := map[peer.ID]bool{}
+	ha, hb := newHost(t), newHost(t)
+	a := newDHTWith(t, ha, Config{Realm: "io.acme.orders", Gone: func(p peer.ID) bool { mu.Lock(); defer mu.Unlock(); return gone[p] }})
+	newDHT(t, hb, "io.acme.orders")
+	connect(t, ha, hb)
+	waitRoutingTable(t, a, hb.ID())
+	mu.Lock()
+	gone[hb.ID()] = true
+	mu.Unlock()
+	a.ForgetPeer(hb.ID())
+	// The refresh that the emptier table starts would take b out too (its
+	// query fails on the gone peer): let it end first, as it had in
+	// TestCleanLeave when the late answer came.
+	for range 2 {
+		select {
+		case <-a.kad.RefreshRoutingTable():
+		case <-time.After(30 * time.Second):
+			t.Fatal("a routing table refresh did not end")
+		}
+	}
+	// What kad-dht's routing-table loop does when the late answer comes.
+	if _, err := a.kad.RoutingTable().TryAddPeer(hb.ID(), true, false); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if slices.Contains(a.RoutingTablePeers(), hb.ID()) {
+			return errors.New("the gone peer to leave the routing table")
+		}
+		return nil
+	})
+	// A peer that is not gone stays.
+	mu.Lock()
+	gone[hb.ID()] = false
+	mu.Unlock()
+	if _, err := a.kad.RoutingTable().TryAddPeer(hb.ID(), true, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // what an eviction would take (not a timing assertion: it must not happen)
+	if !slices.Contains(a.RoutingTablePeers(), hb.ID()) {
+		t.Fatal("a peer that is not gone was evicted")
+	}
+}
