@@ -315,11 +315,15 @@ func (m *matrix) detect(t *testing.T) {
 		// destinations the first already uses on 7400, and the same port
 		// towards the others. Its mapping then really depends on the
 		// destination, and symmetric is a right answer for it.
+		// The router's loopback then sends what arrives at the shared
+		// public port to whichever host used it last (its map is keyed by
+		// the mapped port), so a hairpin test may well reach the other host:
+		// hairpin false is a right answer too (seen once in CI).
 		shared := r.n.site != nil && r.n.site.Hairpin && i.Type == "symmetric"
 		if i.Type != want && !shared {
 			t.Errorf("nat info in %s (%s router): type %q (%s / %s), error %q", r.n.name, want, i.Type, i.Mapping, i.Filtering, r.err)
 		}
-		if r.n.site != nil && hp != wantHP {
+		if r.n.site != nil && hp != wantHP && !shared {
 			t.Errorf("nat info in %s: hairpin %s, router: %s", r.n.name, hp, wantHP)
 		}
 	}
