@@ -167,7 +167,7 @@ func (n *Node) onGoodbye(p peer.ID) {
 		still := ps != nil && ps.gone == ReasonLeft
 		n.mu.Unlock()
 		if still {
-			_ = n.host.Network().ClosePeer(p)
+			closeConns(n.host.Network(), p, network.ConnShutdown)
 		}
 	})
 }

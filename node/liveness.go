@@ -169,7 +169,7 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-cha
 			}
 			n.log.Warn("peer does not answer pings; closing its connections", "peer", p, "misses", misses, "suspect", urgent, "relayed", relayedOnly)
 			n.declareGone(p, ReasonUnresponsive, !relayedOnly)
-			_ = n.host.Network().ClosePeer(p)
+			closeConns(n.host.Network(), p, codeUnresponsive)
 			n.forgetRelay(p)
 			return
 		}

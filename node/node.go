@@ -452,6 +452,11 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.closeReach(), n.closeNAT())
 	if n.host != nil {
+		// Say why (the host would close them with no code): a peer whose
+		// handshake this cuts counts no strike against this node.
+		for _, c := range n.host.Network().Conns() {
+			_ = c.CloseWithError(network.ConnShutdown)
+		}
 		errs = append(errs, n.host.Close())
 	}
 	n.wg.Wait()

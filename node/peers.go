@@ -178,7 +178,7 @@ func (n *Node) handshakeFailed(c network.Conn, err error) {
 		// The peer is fine: it refused this node, whose own membership is
 		// missing, expired or revoked.
 		n.refusedByPeer(p, err)
-		_ = c.Close()
+		_ = c.CloseWithError(codeHandshakeFailed)
 		return
 	}
 	refused := false
@@ -188,7 +188,7 @@ func (n *Node) handshakeFailed(c network.Conn, err error) {
 	} else if errors.Is(err, ErrOtherRealm) {
 		n.gater.refuse(p, n.cfg.RefuseFor, refusedOtherRealm)
 		refused = true
-	} else if !isRelayed(c.RemoteMultiaddr()) {
+	} else if !isRelayed(c.RemoteMultiaddr()) && strikeWorthy(err) {
 		// No strike for a relayed connection: its handshake fails with the
 		// path (a relay that died, a circuit reset while both ends redial
 		// after a relay's death), and counting those refused live peers
@@ -212,10 +212,17 @@ func (n *Node) handshakeFailed(c network.Conn, err error) {
 	if errors.Is(err, ErrNotMember) {
 		// Let the peer read why first (our refusal frame on its handshake
 		// stream); until then it has no verdict, so nothing serves it.
-		time.AfterFunc(refusalGrace, func() { _ = c.Close() })
+		time.AfterFunc(refusalGrace, func() { _ = c.CloseWithError(codeRefused) })
 		return
 	}
-	_ = c.Close()
+	switch {
+	case refused:
+		_ = c.CloseWithError(codeRefused)
+	case strikeWorthy(err):
+		_ = c.CloseWithError(network.ConnProtocolViolation)
+	default:
+		_ = c.CloseWithError(codeHandshakeFailed)
+	}
 }
 
 // notePeerName records the name a peer gave in its own hello.
@@ -290,7 +297,7 @@ func (n *Node) onVerified(c network.Conn, h hello) {
 		// calling over the old connection, whose rpc stream libp2p prefers,
 		// while its pings answered over the new one.
 		n.log.Info("closing a connection of the peer's earlier life", "peer", p, "addr", old.RemoteMultiaddr())
-		_ = old.Close()
+		_ = old.CloseWithError(codeEarlierLife)
 	}
 	n.gater.returned(p) // dialable again, if it had gone
 	if !first {

@@ -382,7 +382,7 @@ func (n *Node) dropRevokedMembers() {
 			n.log.Warn("peer refused: membership revoked or expired", "peer", p, "err", err)
 			n.gater.refuse(p, nonMemberRefuseFor, refusedNonMember)
 			n.sec.table.Delete(p)
-			_ = n.host.Network().ClosePeer(p)
+			closeConns(n.host.Network(), p, codeRefused)
 		}
 	}
 }
