@@ -37,7 +37,7 @@ const (
 	DefaultReplicationLog = 8192
 	// DefaultAntiEntropy is the tick on which linked nodes compare
 	// digests, when there is something to compare (sync.go: after a
-	// change or a difference; every 30 ticks otherwise). A digest costs a
+	// change or a difference; every 300 ticks otherwise). A digest costs a
 	// few dozen bytes per node of the cluster; the tick bounds how long a
 	// node waits for entries of nodes it is not linked to (one or two
 	// ticks per hop) and repairs anything lost.

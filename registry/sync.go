@@ -142,10 +142,14 @@ func (l *peerLink) queueDigest(c *cluster, resync bool) {
 // stream: onDigest), or (c) quietTicks ticks passed (the repair of
 // anything lost, at a pace that does not grow with activity). A change
 // still reaches every linked peer at once (pushes do not wait for
-// digests), and a new session starts with digests both ways.
+// digests), and a new session starts with digests both ways. Nothing on a
+// live link is lost (a stream of QUIC; replicated state is sent from the
+// current state, never dropped), so (c) is a safety net: every 30 ticks
+// it was, with the QUIC keep-alives, most of an idle 50-node realm's
+// packets (a node linked to 20 peers got and sent a digest every 1.5 s).
 const (
 	eagerTicks = 3
-	quietTicks = 30
+	quietTicks = 300
 )
 
 // askDigests sends our digests to the linked peers that are due (see

@@ -81,6 +81,12 @@ type Service struct {
 	// retries the retries started (tests wait on them).
 	watchChecks atomic.Int64
 	retries     atomic.Int64
+	// retryRounds counts retryLoop's rounds (a test checks that it sleeps).
+	retryRounds atomic.Int64
+
+	// paths wakes retryLoop (never blocking): a relayed connection opened
+	// or a connection closed, so a peer may be reached through relays only.
+	paths chan struct{}
 
 	// mu guards the fields below.
 	mu     sync.Mutex
@@ -129,7 +135,17 @@ func New(h host.Host, cfg Config) (*Service, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(Protocol(cfg.Realm), s.handlePunch)
 	h.SetStreamHandler(BirthdayProtocol(cfg.Realm), s.handleBirthday)
-	s.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { s.onConnected(c) }}
+	s.paths = make(chan struct{}, 1)
+	s.notify = &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			if isRelayed(c.RemoteMultiaddr()) {
+				s.pathsChanged()
+			}
+			s.onConnected(c)
+		},
+		// A peer whose direct connection closed may be left with relayed ones.
+		DisconnectedF: func(network.Network, network.Conn) { s.pathsChanged() },
+	}
 	h.Network().Notify(s.notify)
 	if cfg.Filter != nil {
 		cfg.Filter.svc.Store(s)
@@ -137,6 +153,7 @@ func New(h host.Host, cfg Config) (*Service, error) {
 	for _, c := range h.Network().Conns() {
 		s.onConnected(c)
 	}
+	s.pathsChanged() // a first round for the connections there already
 	s.wg.Add(1)
 	go s.retryLoop()
 	return s, nil

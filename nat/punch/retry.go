@@ -49,19 +49,37 @@ type retryState struct {
 	wait time.Duration
 }
 
-// retryLoop retries direct paths to relayed peers until Close.
+// retryLoop retries direct paths to relayed peers until Close. It ticks
+// only while some peer is reached through relays only, and otherwise
+// sleeps until a connection opens over a relay or one closes: most nodes
+// have no such peer, and an idle node's wake-ups are most of its cost.
 func (s *Service) retryLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(retryTick)
+	t := time.NewTimer(retryTick)
+	t.Stop()
 	defer t.Stop()
 	state := make(map[peer.ID]*retryState)
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case now := <-t.C:
-			s.retryDue(state, now)
+		case <-t.C:
+		case <-s.paths:
 		}
+		s.retryRounds.Add(1)
+		s.retryDue(state, time.Now())
+		t.Stop()
+		if len(state) > 0 {
+			t.Reset(retryTick)
+		}
+	}
+}
+
+// pathsChanged wakes retryLoop.
+func (s *Service) pathsChanged() {
+	select {
+	case s.paths <- struct{}{}:
+	default:
 	}
 }
 

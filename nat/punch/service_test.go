@@ -367,3 +367,23 @@ func TestRetryDirect(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryLoopSleeps: with no peer reached through relays only, the retry
+// loop runs once at the start and then sleeps (it used to tick every
+// retryTick on every node); a closed connection wakes it once.
+func TestRetryLoopSleeps(t *testing.T) {
+	a, _ := newHost(t, false)
+	b, _ := newHost(t, false)
+	self := func() nat.Info { return nat.Info{Type: nat.TypePortRestricted} }
+	svc := newService(t, a, Config{Self: self})
+	newService(t, b, Config{Self: self})
+	testnet.Connect(t, a, b)
+	time.Sleep(2*retryTick + retryTick/2) // not a timing assertion: rounds are counted
+	if n := svc.retryRounds.Load(); n != 1 {
+		t.Fatalf("%d rounds of the retry loop with no relayed peer, want 1 (the first)", n)
+	}
+	if err := a.Network().ClosePeer(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, holds("a round after the close", func() bool { return svc.retryRounds.Load() >= 2 }))
+}
