@@ -100,8 +100,9 @@ type Config struct {
 	// suspected. Default 5 s; at least 2 * ProbeInterval.
 	ProbeTimeout time.Duration
 	// SuspicionTimeout is how long a suspected member has to refute before
-	// it is declared failed, unless Confirmations members suspect it.
-	// Default 4 s.
+	// it is declared failed, unless Confirmations members suspect it, in a
+	// realm of up to 10 live members; above that it grows with log10 of
+	// their number (twice at 100). Default 4 s.
 	SuspicionTimeout time.Duration
 	// Confirmations is how many distinct members suspecting a member
 	// declare it failed at once (at most the members watching it).

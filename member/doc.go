@@ -52,7 +52,8 @@
 //     direct connection), or lost with no connection left, makes the node
 //     suspect the peer and say so. A suspicion from Confirmations members
 //     (2) declares the member failed at once; a lone one waits
-//     SuspicionTimeout for a refutation. A link that could never be made
+//     SuspicionTimeout for a refutation (times log10 of the live members
+//     above 10: the refutation's way back grows with the realm). A link that could never be made
 //     (a peer behind a NAT this node cannot cross) is a weak suspicion,
 //     raised once until a link is made: it never confirms a failure, so a
 //     live member that some of its neighbours cannot reach refutes it once

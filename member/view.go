@@ -3,6 +3,7 @@ package member
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"math"
 	"slices"
 	"time"
 
@@ -337,13 +338,27 @@ func (v *view) departed(id peer.ID, now time.Time) (res result) {
 	return res
 }
 
+// suspicionFor is how long a suspicion waits for a refutation when it is
+// not confirmed: SuspicionTimeout in a realm of up to 10 live members,
+// growing with log10 of their number above that (twice at 100, three times
+// at 1,000), as memberlist's does. The suspected member's refutation
+// crosses the overlay in O(log N) hops, and in a starved realm it comes
+// late: of 22,824 failures logged in a run of 100 nodes on two cores,
+// 21,271 were such lone suspicions left unrefuted for 4 s. A member that
+// really died is suspected by its watchers (Confirmations of them) and
+// declared failed at once, whatever this timeout.
+func (v *view) suspicionFor() time.Duration {
+	return time.Duration(float64(v.suspicionTTL) * max(1, math.Log10(float64(v.live))))
+}
+
 // suspect opens a suspicion of a live entry.
 func (v *view) suspect(e *entry, now time.Time) {
 	if e.sus != nil {
 		return
 	}
 	e.st = stateSuspect
-	e.sus = &suspicion{deadline: now.Add(v.suspicionTTL), latest: now.Add(time.Duration(1+maxHealth) * v.suspicionTTL),
+	ttl := v.suspicionFor()
+	e.sus = &suspicion{deadline: now.Add(ttl), latest: now.Add(time.Duration(1+maxHealth) * ttl),
 		authors: make(map[peer.ID][]byte)}
 	v.suspects[e.id] = e
 	// The digest state does not change: suspicion reads as alive.

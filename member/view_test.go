@@ -373,3 +373,33 @@ func TestOverlay(t *testing.T) {
 		}
 	}
 }
+
+// A lone suspicion waits SuspicionTimeout in a small realm and longer in a
+// large one (log10 of the live members): a starved member's refutation
+// needs more hops to come back.
+func TestSuspicionTimeoutGrowsWithTheRealm(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		members int
+		want    time.Duration
+	}{{5, time.Second}, {10, time.Second}, {100, 2 * time.Second}} {
+		self := newPrincipal(t)
+		v := newTestView(t, self, 1000)
+		var last principal
+		for v.live < c.members {
+			last = newPrincipal(t)
+			r, w := last.record(t, 1)
+			v.applyRecord(r, w, now)
+		}
+		a, aw := newPrincipal(t).alert(t, alertSuspect, last.id, 1)
+		// The author is no member: its suspicion counts as a lone one.
+		v.applyAlert(a, aw, now)
+		e := v.entries[last.id]
+		if e.sus == nil {
+			t.Fatalf("%d members: no suspicion", c.members)
+		}
+		if got := e.sus.deadline.Sub(now); got < c.want-time.Millisecond || got > c.want+time.Millisecond {
+			t.Errorf("%d members: a lone suspicion waits %v, want %v", c.members, got, c.want)
+		}
+	}
+}
