@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/multiformats/go-multihash"
 
 	"github.com/macula-io/macula/internal/closed"
@@ -691,20 +692,35 @@ func (d *DHT) expireSeen() {
 	}
 }
 
-// LookupSettle is how long a Lookup with a limit waits for more providers
-// after the last one it found, before it returns what it has. A key's
-// provider records are held by the peers closest to it, each of which got
-// every provider's announcement, so the first answer that names providers
-// nearly always names them all; waiting for the query to visit every one
-// of the closest peers (as kad-dht does) made a lookup in a 50-node realm
-// take several round trips more than finding the providers did.
+// LookupSettle bounds how long a Lookup with a limit waits for more
+// providers after the last one it found, before it returns what it has.
+// A key's provider records are held by the peers closest to it, each of
+// which got every provider's announcement, so the first answer that names
+// providers nearly always names them all; waiting for the query to visit
+// every one of the closest peers (as kad-dht does) made a lookup in a
+// 50-node realm take several round trips more than finding the providers
+// did. Within that bound the wait ends as soon as settleAnswers peers have
+// answered since the last new provider: what they knew came with their
+// answers.
 const LookupSettle = 20 * time.Millisecond
+
+// settleAnswers is how many peers' answers since the last new provider end
+// a Lookup with a limit: the answer that brought it (kad-dht reports a
+// peer's answer after handing over its providers) and two more that
+// brought nothing new. A fixed wait of LookupSettle was most of a lookup in
+// a calm realm (20 of its 25-35 ms); the answers to a query's concurrent
+// requests come back within a round trip or so of each other. It counts
+// answers, not time, because time did not tell: a wait as long as the
+// first find took ended 2 ms after a node's own store named two providers
+// of three, before any peer could name the third (a node's store need not
+// hold every announcement).
+const settleAnswers = 3
 
 // Lookup returns up to limit providers of key (all it finds when limit <= 0)
 // with their addresses. It asks the local store and the network until ctx
-// ends or enough are found; with a limit, also once LookupSettle passed
-// without a new provider after the first. No providers is not an error: the
-// slice is empty.
+// ends or enough are found; with a limit, also once settleAnswers peers
+// answered since the last new provider, or LookupSettle passed since it.
+// No providers is not an error: the slice is empty.
 func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInfo, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
@@ -718,11 +734,31 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 	}
 	qctx, stop := context.WithCancel(ctx)
 	defer stop()
-	found := d.kad.FindProvidersAsync(d.bound(qctx), KeyCID(d.realm, key), count)
+	var events <-chan *routing.QueryEvent
+	kctx := qctx
+	if limit > 0 {
+		// kad-dht blocks on a subscriber's channel until it reads or
+		// qctx ends: the loop below drains it.
+		kctx, events = routing.RegisterForQueryEvents(qctx)
+	}
+	found := d.kad.FindProvidersAsync(d.bound(kctx), KeyCID(d.realm, key), count)
 	var settle <-chan time.Time
+	answers := 0 // peers' answers since the last new provider
 	var out []peer.AddrInfo
 	for found != nil {
 		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.Type != routing.PeerResponse || settle == nil {
+				continue
+			}
+			if answers++; answers >= settleAnswers {
+				stop() // the query ends; its channel closes
+				settle = nil
+			}
 		case ai, ok := <-found:
 			if !ok {
 				found = nil
@@ -735,7 +771,7 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 			}
 			out = append(out, ai)
 			if limit > 0 {
-				settle = time.After(LookupSettle)
+				settle, answers = time.After(LookupSettle), 0
 			}
 		case <-settle:
 			stop() // the query ends; its channel closes

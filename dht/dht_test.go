@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/test"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -518,5 +519,115 @@ func TestGonePeerAddedLateIsEvicted(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // what an eviction would take (not a timing assertion: it must not happen)
 	if !slices.Contains(a.RoutingTablePeers(), hb.ID()) {
 		t.Fatal("a peer that is not gone was evicted")
+	}
+}
+
+// star starts n DHTs of one realm, each connected to the first.
+func star(t *testing.T, n int) ([]host.Host, []*DHT) {
+	hs := make([]host.Host, n)
+	ds := make([]*DHT, n)
+	for i := range hs {
+		hs[i] = newHost(t)
+		ds[i] = newDHT(t, hs[i], "io.acme.orders")
+		if i > 0 {
+			connect(t, hs[i], hs[0])
+		}
+	}
+	return hs, ds
+}
+
+// A lookup with a limit ends on the answers that follow the first provider
+// (settleAnswers) instead of a fixed wait: it must still return every
+// provider of a key whose records the answering peers hold.
+func TestLookupWithALimitFindsEveryProvider(t *testing.T) {
+	const n, key = 6, "io.acme.orders.get_order"
+	hs, ds := star(t, n)
+	for i := 1; i < n; i++ {
+		waitRoutingTable(t, ds[i], hs[0].ID())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, d := range ds {
+		_ = d.RefreshRoutingTable(ctx)
+	}
+	providers := []int{1, 2, 3}
+	for _, i := range providers {
+		if err := ds[i].Provide(ctx, key); err != nil && !errors.Is(err, ErrPending) {
+			t.Fatal(err)
+		}
+	}
+	testnet.Eventually(t, 45*time.Second, func() error {
+		for _, i := range providers {
+			if !ds[i].Announced(key) {
+				return fmt.Errorf("the announcement of provider %d", i)
+			}
+		}
+		return nil
+	})
+	want := []peer.ID{hs[1].ID(), hs[2].ID(), hs[3].ID()}
+	slices.Sort(want)
+	for round := range 3 {
+		for _, i := range []int{0, 4, 5, 1} {
+			lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+			provs, err := ds[i].Lookup(lctx, key, 20)
+			lcancel()
+			var got []peer.ID
+			for _, p := range provs {
+				got = append(got, p.ID)
+			}
+			slices.Sort(got)
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("round %d: node %d finds %v, %v; want %v", round, i, got, err, want)
+			}
+		}
+	}
+}
+
+// The case that a wait by time got wrong: the looking node's own store
+// names two providers of three, the third is known only to other peers. A
+// lookup with a limit must wait for their answers, not return what its
+// store said.
+func TestLookupWithALimitWaitsForPeersAnswers(t *testing.T) {
+	const n, key = 5, "io.acme.orders.get_order"
+	hs, ds := star(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, d := range ds {
+		_ = d.RefreshRoutingTable(ctx)
+	}
+	others := make([]peer.ID, 0, n-1)
+	for _, h := range hs[1:] {
+		others = append(others, h.ID())
+	}
+	waitRoutingTable(t, ds[0], others...)
+	provs := make([]peer.AddrInfo, 3)
+	for i := range provs {
+		provs[i] = peer.AddrInfo{ID: test.RandPeerIDFatal(t), Addrs: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/192.0.2.%d/udp/7400/quic-v1", i+1))}}
+	}
+	mh := KeyCID("io.acme.orders", key).Hash()
+	for i, d := range ds {
+		for j, p := range provs {
+			if i == 0 && j == 2 {
+				continue // the looking node does not know the third
+			}
+			if err := d.kad.ProviderStore().AddProvider(ctx, mh, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := []peer.ID{provs[0].ID, provs[1].ID, provs[2].ID}
+	slices.Sort(want)
+	for round := range 5 {
+		lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+		found, err := ds[0].Lookup(lctx, key, 20)
+		lcancel()
+		var got []peer.ID
+		for _, p := range found {
+			got = append(got, p.ID)
+		}
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("round %d: the lookup finds %v, %v; want %v", round, got, err, want)
+		}
 	}
 }

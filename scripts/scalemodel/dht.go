@@ -134,7 +134,8 @@ const (
 	// to the end and the follow-up).
 	closestPeers queryMode = iota
 	// firstProvider: Macula's Lookup with a limit (the API's, rpc's): the
-	// query is cancelled LookupSettle after the first provider.
+	// query is cancelled once settleAnswers peers answered since the last
+	// new provider, or LookupSettle after it.
 	firstProvider
 	// allProviders: a Lookup without a limit (pubsub's interest lookups):
 	// to the end and the follow-up.
@@ -195,12 +196,15 @@ func (d *dhtSim) query(from int, target kb.ID, mode queryMode) queryResult {
 			res.providers[p] = true
 		}
 	}
+	now := time.Duration(0)
+	stopAt := time.Duration(-1)
+	answers := 0 // since the last new provider (firstProvider)
 	if mode != closestPeers && d.r.nat[from] == natPublic {
 		addProviders(from) // kad-dht asks its own provider store first
 		if len(res.providers) > 0 {
 			res.found = true
 			if mode == firstProvider {
-				return res
+				stopAt = lookupSettl
 			}
 		}
 	}
@@ -236,8 +240,6 @@ func (d *dhtSim) query(from int, target kb.ID, mode queryMode) queryResult {
 		hear(d.r.index[p], 1)
 	}
 	var pending events
-	now := time.Duration(0)
-	stopAt := time.Duration(-1)
 	send := func(q *qpeer) {
 		q.state = waiting
 		res.msgs++
@@ -252,8 +254,13 @@ func (d *dhtSim) query(from int, target kb.ID, mode queryMode) queryResult {
 			addProviders(ev.node)
 			if len(res.providers) > before && !res.found {
 				res.found, res.first, res.hops = true, now, q.depth
-				if mode == firstProvider {
-					stopAt = now + lookupSettl
+			}
+			if mode == firstProvider && res.found {
+				if len(res.providers) > before {
+					answers, stopAt = 0, now+lookupSettl
+				}
+				if answers++; answers >= settleAnswers {
+					stopAt = now
 				}
 			}
 		}

@@ -24,7 +24,7 @@ var (
 	alpha       = amino.DefaultConcurrency // requests in flight per query (internal/config Defaults)
 	beta        = amino.DefaultResiliency  // the closest beta must have answered for a query to end
 	provideTTL  = amino.DefaultProvideValidity
-	lookupSettl = dht.LookupSettle // a Lookup with a limit ends this long after the first provider
+	lookupSettl = dht.LookupSettle // a Lookup with a limit ends at most this long after the last new provider
 
 	// Membership (member/config.go).
 	rings         = member.DefaultRings
@@ -49,6 +49,9 @@ var (
 
 // Values the code does not export.
 const (
+	// dht/dht.go settleAnswers: a Lookup with a limit ends once this many
+	// peers answered since the last new provider (that answer included).
+	settleAnswers = 3
 	// kad-dht internal/config/config.go Defaults: RoutingTable.RefreshInterval.
 	rtRefresh = 10 * time.Minute
 	// kad-dht dht.go: buckets whose peers the DHT protects in the
@@ -69,9 +72,9 @@ const (
 	// subscriber's link.
 	pubsubTagValue = 20
 
-	// registry/sync.go: quietTicks (an idle link's digest every 30 ticks);
+	// registry/sync.go: quietTicks (an idle link's digest every 300 ticks);
 	// registry/link.go: maxDials (dials of unconnected members in flight).
-	quietTicks = 30
+	quietTicks = 300
 	maxDials   = 4
 
 	// node/liveness.go and node/activity.go: a peer in use is pinged every
