@@ -333,3 +333,35 @@ func TestSubscriberLinkResetByPublisher(t *testing.T) {
 		return nil
 	})
 }
+
+// A node that publishes nothing has no interest keys to look up and no
+// routes to expire: its discovery loop sleeps until a publish wakes it, and
+// sleeps again once the topic's route expired.
+func TestDiscoverySleepsWhileIdle(t *testing.T) {
+	const refresh = 20 * time.Millisecond
+	n := newNode(t, func(c *Config) { c.InterestRefresh = refresh })
+	time.Sleep(20 * refresh)
+	if r := n.ps.discoveryRounds.Load(); r > 2 {
+		t.Fatalf("an idle node's discovery loop ran %d rounds in 20 intervals", r)
+	}
+	before := n.ps.discoveryRounds.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = n.ps.Publish(ctx, testRealm+".idle.topic", []byte("x")) // nobody subscribes: what counts is the route
+	testnet.Eventually(t, 5*time.Second, func() error {
+		if n.ps.discoveryRounds.Load() == before {
+			return errors.New("the publish did not wake the discovery loop")
+		}
+		return nil
+	})
+	// The route expires after idleRefreshes unused intervals; then the
+	// loop sleeps again.
+	testnet.Eventually(t, 10*time.Second, func() error {
+		r := n.ps.discoveryRounds.Load()
+		time.Sleep(5 * refresh)
+		if later := n.ps.discoveryRounds.Load(); later != r {
+			return fmt.Errorf("the loop still runs (%d rounds in 5 intervals)", later-r)
+		}
+		return nil
+	})
+}

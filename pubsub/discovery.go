@@ -48,8 +48,12 @@ func (ps *PubSub) discoveryLoop() {
 		case <-t.C:
 		case <-ps.wakeLookup:
 		}
+		ps.discoveryRounds.Add(1)
 		now := time.Now()
-		if !now.Before(nextExpire) {
+		switch {
+		case nextExpire.IsZero(): // woken from idleDiscovery's sleep
+			nextExpire = now.Add(ps.cfg.InterestRefresh)
+		case !now.Before(nextExpire):
 			ps.expireRoutes(now)
 			nextExpire = now.Add(ps.cfg.InterestRefresh)
 		}
@@ -65,8 +69,23 @@ func (ps *PubSub) discoveryLoop() {
 			default:
 			}
 		}
+		if ps.idleDiscovery() {
+			// Nothing to look up or expire: sleep until a new topic's
+			// keys wake the loop (a wake-up every InterestRefresh on
+			// every node that publishes nothing).
+			nextExpire = time.Time{}
+			continue
+		}
 		t.Reset(wait)
 	}
+}
+
+// idleDiscovery reports whether the node has no topic routes and no
+// interest keys: discoveryLoop has nothing to do until a publish adds some.
+func (ps *PubSub) idleDiscovery() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.keys) == 0 && len(ps.routes) == 0
 }
 
 // expireRoutes drops the routes of topics not published to lately, and the

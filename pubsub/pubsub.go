@@ -113,6 +113,8 @@ type PubSub struct {
 
 	wakeLookup  chan struct{} // cap 1: a new topic needs its lookups now
 	wakeProvide chan struct{} // cap 1: the set of keys to provide changed
+	// discoveryRounds counts discoveryLoop's rounds (for tests).
+	discoveryRounds atomic.Uint64
 
 	// subList is a snapshot of subs for the delivery path; replaced under
 	// mu, read without it.

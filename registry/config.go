@@ -40,7 +40,8 @@ const (
 	// change or a difference; every 300 ticks otherwise). A digest costs a
 	// few dozen bytes per node of the cluster; the tick bounds how long a
 	// node waits for entries of nodes it is not linked to (one or two
-	// ticks per hop) and repairs anything lost.
+	// ticks per hop) and repairs anything lost. An idle node's tick slows
+	// down to one every 8 (sync.go: antiEntropy); any news brings it back.
 	DefaultAntiEntropy = time.Second
 	// DefaultPeerQueueBytes bounds the messages (Send, Dispatch) queued to
 	// one peer: 16 MiB.

@@ -63,6 +63,12 @@ type replication struct {
 	dials    map[peer.ID]*dialState
 	dialing  int // dials in flight
 	stopping bool
+
+	// kick (cap 1) tells the anti-entropy loop that something changed
+	// while it may be sleeping long (kickAntiEntropy).
+	kick chan struct{}
+	// rounds counts the anti-entropy loop's rounds (for tests).
+	rounds atomic.Uint64
 }
 
 // dialState paces the dials of a live member this node is not connected
@@ -132,6 +138,7 @@ func (r *Registry) startReplication() error {
 	r.repl.links = make(map[peer.ID]*peerLink)
 	r.repl.live = make(map[peer.ID]bool)
 	r.repl.dials = make(map[peer.ID]*dialState)
+	r.repl.kick = make(chan struct{}, 1)
 	sub, err := r.h.EventBus().Subscribe([]any{
 		new(p2pevent.EvtPeerIdentificationCompleted),
 		new(p2pevent.EvtPeerProtocolsUpdated),
@@ -286,6 +293,7 @@ func (l *peerLink) open() {
 		if err != nil && r.ctx.Err() == nil {
 			r.log.debug("registry: cannot open a stream to the peer", "peer", l.id, "err", err)
 		}
+		r.kickAntiEntropy() // relink tries again after openRetry
 		return
 	}
 	l.mu.Unlock()
@@ -469,6 +477,7 @@ func (r *Registry) handleStream(s network.Stream) {
 func (l *peerLink) serve(s network.Stream) {
 	r := l.r
 	err := l.read(s)
+	r.kickAntiEntropy() // the session ends: relink may have a peer to link
 	if err != nil && !errors.Is(err, io.EOF) && r.ctx.Err() == nil && !l.isDraining() {
 		r.stats.badFrames.Add(1)
 		r.log.debug("registry: stream from peer closed", "peer", l.id, "err", err)
@@ -501,6 +510,11 @@ func (l *peerLink) read(s network.Stream) error {
 			return err
 		}
 		r.stats.framesReceived.Add(1)
+		if h.Type != typeSend {
+			// Replication news: the next anti-entropy round may have
+			// digests to send.
+			r.kickAntiEntropy()
+		}
 		if h.Version != wireVersion {
 			return errMalformedf("frame type %d version %d", h.Type, h.Version)
 		}
@@ -594,6 +608,7 @@ func (r *Registry) wakeLinks(c *cluster) {
 			l.signal()
 		}
 	}
+	r.kickAntiEntropy()
 }
 
 // linkedPeers returns the peers linked in a cluster ("" for the default).

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/macula-io/macula/access"
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/ucan"
 )
@@ -269,16 +271,24 @@ func TestStatsWhileDigestsArrive(t *testing.T) {
 	hasName(t, ns[2].r, "user/after", p.Addr())
 }
 
-// An idle realm's links stay quiet: digests go out when what a node holds
-// changed, while a peer's digest differs, and every quietTicks ticks, not
-// on every tick; a change still reaches every node at once.
-func TestIdleLinksQuiet(t *testing.T) {
+// idleRealm starts three linked nodes with an AntiEntropy of 50 ms, each
+// with a name, and returns once they converged and their eager digests
+// ended.
+func idleRealm(t *testing.T) []*tnode {
 	ns := newMemberNodes(t, 3, nil, func(c *Config) { c.AntiEntropy = 50 * time.Millisecond })
 	for i, n := range ns {
 		mustRegister(t, spawn(t, n.r), fmt.Sprintf("user/%d", i), "")
 	}
 	converged(t, ns)
 	time.Sleep((eagerTicks + 2) * 50 * time.Millisecond) // the eager windows end
+	return ns
+}
+
+// An idle realm's links stay quiet: digests go out when what a node holds
+// changed, while a peer's digest differs, and every quietTicks ticks, not
+// on every tick; a change still reaches every node at once.
+func TestIdleLinksQuiet(t *testing.T) {
+	ns := idleRealm(t)
 	before := make([]uint64, len(ns))
 	for i, n := range ns {
 		before[i] = n.r.Stats().FramesSent
@@ -295,4 +305,51 @@ func TestIdleLinksQuiet(t *testing.T) {
 	for _, n := range ns[1:] {
 		hasName(t, n.r, "user/late", p.Addr())
 	}
+}
+
+// An idle node's anti-entropy loop sleeps longer and longer (up to
+// idleRounds intervals) instead of waking every interval; a change wakes it
+// again, and the change's digests still go out.
+func TestIdleAntiEntropySleeps(t *testing.T) {
+	ns := idleRealm(t)
+	before := make([]uint64, len(ns))
+	for i, n := range ns {
+		before[i] = n.r.repl.rounds.Load()
+	}
+	const intervals = 40
+	time.Sleep(intervals * 50 * time.Millisecond)
+	for i, n := range ns {
+		// Sleeping 1, 2, 4, then 8 intervals: about 7 rounds in 40
+		// intervals (a round a tick would be 40).
+		if rounds := n.r.repl.rounds.Load() - before[i]; rounds > intervals/3 {
+			t.Errorf("node %d ran %d anti-entropy rounds in %d idle intervals", i, rounds, intervals)
+		}
+	}
+	r0 := ns[0].r.repl.rounds.Load()
+	fp := ns[0].r.fingerprint()
+	p := spawn(t, ns[0].r)
+	mustRegister(t, p, "user/woken", "")
+	for _, n := range ns[1:] {
+		hasName(t, n.r, "user/woken", p.Addr())
+	}
+	// The change woke the loop, which sent the new digests: every link
+	// has the new fingerprint's.
+	testnet.Eventually(t, 10*time.Second, func() error {
+		if ns[0].r.repl.rounds.Load() == r0 {
+			return errors.New("no anti-entropy round after the change")
+		}
+		now := ns[0].r.fingerprint()
+		if now == fp {
+			return errors.New("the fingerprint did not change")
+		}
+		for _, l := range ns[0].r.allLinks() {
+			l.mu.Lock()
+			got := l.digestFP
+			l.mu.Unlock()
+			if got != now {
+				return fmt.Errorf("the link to %s has the digests of %x, not %x", l.id, got, now)
+			}
+		}
+		return nil
+	})
 }

@@ -44,6 +44,7 @@ func (r *Registry) setLive(p peer.ID, live bool) {
 		delete(r.repl.live, p)
 	}
 	r.repl.mu.Unlock()
+	r.kickAntiEntropy()
 }
 
 // mayRelay reports whether this node accepts origin's entries from a peer
@@ -97,6 +98,7 @@ func (r *Registry) purgeNode(p peer.ID, reason Reason, detail, only string) {
 		c.flushLocked(&b)
 		c.mu.Unlock()
 		c.notify(&b)
+		r.kickAntiEntropy()
 	}
 }
 
@@ -153,8 +155,8 @@ const (
 )
 
 // askDigests sends our digests to the linked peers that are due (see
-// above) at now.
-func (r *Registry) askDigests(now time.Time) {
+// above) at now, and reports whether any was.
+func (r *Registry) askDigests(now time.Time) (sent bool) {
 	fp := r.fingerprint()
 	quiet := quietTicks * r.cfg.AntiEntropy
 	for _, l := range r.allLinks() {
@@ -162,11 +164,13 @@ func (r *Registry) askDigests(now time.Time) {
 		due := l.digestFP != fp || now.Before(l.eagerUntil) || now.Sub(l.digestAt) >= quiet
 		l.mu.Unlock()
 		if due && r.sendDigests(l) {
+			sent = true
 			l.mu.Lock()
 			l.digestFP, l.digestAt = fp, now
 			l.mu.Unlock()
 		}
 	}
+	return sent
 }
 
 // eagerDigests sends our digests to every linked peer now and on the
@@ -237,27 +241,69 @@ func (r *Registry) sendDigests(l *peerLink) bool {
 // antiEntropy sends every linked peer our digests every AntiEntropy
 // interval: a peer that is behind on a stream it cannot get from the
 // stream's own node gets it from us, and anything lost is repaired.
+//
+// While a round finds nothing to do (no digest due, no session to open, no
+// member to dial), the next waits twice as long, up to idleRounds rounds:
+// a wake-up a second on every node of an idle realm did nothing but check.
+// Whatever gives a round work kicks the loop (kickAntiEntropy): a change of
+// what this node holds, a frame from a peer, a session that ends, a member
+// that comes or goes; the loop then runs AntiEntropy after its last round
+// (never more often, so a burst of changes costs one round). What a kick
+// misses waits idleRounds intervals at most; what is time-based (the quiet
+// digests, the eager digests after a differing one) is reckoned in time,
+// not rounds.
 func (r *Registry) antiEntropy() {
 	defer r.wg.Done()
-	t := time.NewTicker(r.cfg.AntiEntropy)
+	every := r.cfg.AntiEntropy
+	wait := every
+	t := time.NewTimer(wait)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
-		case now := <-t.C:
-			r.askDigests(now)
-			r.dialMembers()
-			r.relink()
+		case <-r.repl.kick:
+			if wait == every {
+				continue // the next round is due within AntiEntropy anyway
+			}
+			wait = every
+			t.Reset(max(time.Until(last.Add(every)), 0)) // a pending fire is dropped (Go 1.23 timers)
+			continue
+		case <-t.C:
 		}
+		last = time.Now()
+		r.repl.rounds.Add(1)
+		busy := r.askDigests(last)
+		busy = r.dialMembers() || busy
+		busy = r.relink() || busy
+		if busy {
+			wait = every
+		} else {
+			wait = min(2*wait, idleRounds*every)
+		}
+		t.Reset(wait)
+	}
+}
+
+// idleRounds bounds the wait between two rounds of an idle anti-entropy
+// loop, in AntiEntropy intervals.
+const idleRounds = 8
+
+// kickAntiEntropy wakes the anti-entropy loop if it sleeps long.
+func (r *Registry) kickAntiEntropy() {
+	select {
+	case r.repl.kick <- struct{}{}:
+	default:
 	}
 }
 
 // relink opens a session with every connected peer that speaks the
 // protocol and has none (one that ended while the connection stayed, an
 // identify that came before we started, an open that failed), where this
-// node is the one to open it.
-func (r *Registry) relink() {
+// node is the one to open it. It reports whether any peer was without
+// one.
+func (r *Registry) relink() (busy bool) {
 	for _, p := range r.h.Network().Peers() {
 		if r.self > p {
 			continue
@@ -274,9 +320,11 @@ func (r *Registry) relink() {
 			}
 		}
 		if protos, _ := r.h.Peerstore().SupportsProtocols(p, r.proto); len(protos) > 0 {
+			busy = true
 			r.ensureLink(p)
 		}
 	}
+	return busy
 }
 
 // dialMembers, in a secure realm, connects to live members this node is
@@ -288,9 +336,9 @@ func (r *Registry) relink() {
 // entries (mayRelay). Dialing every member made a full mesh of
 // connections, whose keep-alives and digests were most of what an idle
 // node of a large realm did: 100 nodes on two cores never settled.
-func (r *Registry) dialMembers() {
+func (r *Registry) dialMembers() (busy bool) {
 	if r.members == nil || !r.secure {
-		return
+		return false
 	}
 	now := time.Now()
 	r.repl.mu.Lock()
@@ -321,6 +369,7 @@ func (r *Registry) dialMembers() {
 		}
 	}
 	r.repl.dialing += len(todo)
+	busy = len(r.repl.dials) > 0
 	r.repl.mu.Unlock()
 	for _, p := range todo {
 		if !r.enter() {
@@ -342,6 +391,7 @@ func (r *Registry) dialMembers() {
 			}
 		}()
 	}
+	return busy
 }
 
 // onDigest compares what the peer holds of a cluster with what we hold,
