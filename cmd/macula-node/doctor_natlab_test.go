@@ -77,20 +77,27 @@ func TestDoctorNATLab(t *testing.T) {
 	relay := &site{name: "relay", nat: "open", host: lab.Relay(),
 		args: append(docCommand(t, doc["public"], stun...), "--data-dir", relayDir)}
 	relay.doctor = append([]string{"doctor"}, relay.args[1:]...)
+	// up waits until the node in dir wrote its state file (its listener
+	// and API are up) and returns its peer ID. A doctor run before that
+	// checks whether the node's UDP port is free by binding it, and a
+	// node that starts meanwhile cannot listen (CI saw it once).
+	up := func(dir string) (id string) {
+		testnet.Eventually(t, 60*time.Second, func() error {
+			b, err := os.ReadFile(filepath.Join(dir, stateFile))
+			if err != nil {
+				return err
+			}
+			var st stateInfo
+			if err := json.Unmarshal(b, &st); err != nil {
+				return err
+			}
+			id = st.PeerID
+			return nil
+		})
+		return id
+	}
 	start(relay)
-	var relayID string
-	testnet.Eventually(t, 60*time.Second, func() error {
-		b, err := os.ReadFile(filepath.Join(relayDir, stateFile))
-		if err != nil {
-			return err
-		}
-		var st stateInfo
-		if err := json.Unmarshal(b, &st); err != nil {
-			return err
-		}
-		relayID = st.PeerID
-		return nil
-	})
+	relayID := up(relayDir)
 	// The doc's `macula-node id` on the public host prints the address
 	// the sites bootstrap through.
 	idCmd := relay.host.Command(ctx, append([]string{binPath}, docCommand(t, doc["id"])...)...)
@@ -110,6 +117,9 @@ func TestDoctorNATLab(t *testing.T) {
 		}
 		start(ss)
 		sites = append(sites, ss)
+	}
+	for _, s := range sites[1:] {
+		up(filepath.Join(root, s.name))
 	}
 
 	var wg sync.WaitGroup
