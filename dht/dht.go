@@ -693,7 +693,9 @@ func (d *DHT) expireSeen() {
 }
 
 // LookupSettle bounds how long a Lookup with a limit waits for more
-// providers after the last one it found, before it returns what it has.
+// providers after the last one it found (or, when the node's own store
+// named them, after the first peer's answer), before it returns what it
+// has.
 // A key's provider records are held by the peers closest to it, each of
 // which got every provider's announcement, so the first answer that names
 // providers nearly always names them all; waiting for the query to visit
@@ -719,7 +721,8 @@ const settleAnswers = 3
 // Lookup returns up to limit providers of key (all it finds when limit <= 0)
 // with their addresses. It asks the local store and the network until ctx
 // ends or enough are found; with a limit, also once settleAnswers peers
-// answered since the last new provider, or LookupSettle passed since it.
+// answered since the last new provider, or LookupSettle passed since it
+// (since the first answer, for providers from the node's own store).
 // No providers is not an error: the slice is empty.
 func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInfo, error) {
 	if err := checkKey(key); err != nil {
@@ -743,7 +746,8 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 	}
 	found := d.kad.FindProvidersAsync(d.bound(kctx), KeyCID(d.realm, key), count)
 	var settle <-chan time.Time
-	answers := 0 // peers' answers since the last new provider
+	answers := 0                // peers' answers since the last new provider
+	heard, done := false, false // a peer answered; the query was stopped
 	var out []peer.AddrInfo
 	for found != nil {
 		select {
@@ -752,12 +756,23 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 				events = nil
 				continue
 			}
-			if ev.Type != routing.PeerResponse || settle == nil {
+			if ev.Type != routing.PeerResponse || done {
 				continue
+			}
+			heard = true
+			if len(out) == 0 {
+				continue
+			}
+			if settle == nil {
+				// The first answer since providers are known (those of
+				// the node's own store, or this answer's): the bound
+				// starts now, not at the store's answer, which may lack
+				// what only peers know.
+				settle = time.After(LookupSettle)
 			}
 			if answers++; answers >= settleAnswers {
 				stop() // the query ends; its channel closes
-				settle = nil
+				settle, done = nil, true
 			}
 		case ai, ok := <-found:
 			if !ok {
@@ -770,12 +785,15 @@ func (d *DHT) Lookup(ctx context.Context, key string, limit int) ([]peer.AddrInf
 				ai.Addrs = d.kad.Host().Peerstore().Addrs(ai.ID)
 			}
 			out = append(out, ai)
-			if limit > 0 {
-				settle, answers = time.After(LookupSettle), 0
+			if limit > 0 && !done {
+				answers = 0
+				if heard {
+					settle = time.After(LookupSettle)
+				}
 			}
 		case <-settle:
 			stop() // the query ends; its channel closes
-			settle = nil
+			settle, done = nil, true
 		}
 	}
 	if len(out) == 0 && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -629,9 +629,14 @@ func (a *api) natInfo() wire.NATInfo {
 	return out
 }
 
-// postNATProbe asks for a new NAT probe; it answers at once with what is
-// known, and GET /v1/nat shows the new result when the probe ends.
+// postNATProbe asks for a new NAT probe; it answers at once with what was
+// known before, and GET /v1/nat shows the new result when the probe ends
+// (a later measured_at). What was known is read before the probe is asked
+// for: a probe with nothing to ask (no STUN server) ends at once, and read
+// after it, the answer was that probe's, so a client waiting for a later
+// one waited for nothing (CI saw `nat probe` hang).
 func (a *api) postNATProbe(_ *http.Request) (int, any, error) {
+	before := a.natInfo()
 	a.n.ReprobeNAT()
-	return http.StatusAccepted, a.natInfo(), nil
+	return http.StatusAccepted, before, nil
 }

@@ -45,3 +45,30 @@ func TestNATAndPeerPath(t *testing.T) {
 		})
 	}
 }
+
+// POST /v1/nat/probe answers with what was known before the probe, so a
+// later measured_at always comes: here the probe has no STUN server to ask
+// and ends at once, every time (read after it, the answer was the new
+// probe's, and a client waiting for a later one waited in vain: under the
+// race detector, within 10 probes).
+func TestNATProbeAnswersWhatCameBefore(t *testing.T) {
+	a := startNode(t, "io.acme.orders", "a") // no bootstrap, no --stun: nothing to ask
+	g := startGateway(t, a, nil)
+	c := clientFor(t, g, "http")
+	for i := range 100 {
+		before, err := c.NATProbe(ctxFor(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testnet.Eventually(t, 10*time.Second, func() error {
+			now, err := c.NAT(ctxFor(t, 5*time.Second))
+			if err != nil {
+				return err
+			}
+			if !now.MeasuredAt.After(before.MeasuredAt) {
+				return fmt.Errorf("probe %d: measured at %v, as the answer said", i, now.MeasuredAt)
+			}
+			return nil
+		})
+	}
+}

@@ -135,7 +135,8 @@ const (
 	closestPeers queryMode = iota
 	// firstProvider: Macula's Lookup with a limit (the API's, rpc's): the
 	// query is cancelled once settleAnswers peers answered since the last
-	// new provider, or LookupSettle after it.
+	// new provider, or LookupSettle after it (after the first answer, for
+	// providers of the node's own store).
 	firstProvider
 	// allProviders: a Lookup without a limit (pubsub's interest lookups):
 	// to the end and the follow-up.
@@ -202,10 +203,7 @@ func (d *dhtSim) query(from int, target kb.ID, mode queryMode) queryResult {
 	if mode != closestPeers && d.r.nat[from] == natPublic {
 		addProviders(from) // kad-dht asks its own provider store first
 		if len(res.providers) > 0 {
-			res.found = true
-			if mode == firstProvider {
-				stopAt = lookupSettl
-			}
+			res.found = true // the bound starts at the first peer's answer
 		}
 	}
 	peers := make(map[int]*qpeer)
@@ -256,8 +254,11 @@ func (d *dhtSim) query(from int, target kb.ID, mode queryMode) queryResult {
 				res.found, res.first, res.hops = true, now, q.depth
 			}
 			if mode == firstProvider && res.found {
+				if len(res.providers) > before || stopAt < 0 {
+					stopAt = now + lookupSettl
+				}
 				if len(res.providers) > before {
-					answers, stopAt = 0, now+lookupSettl
+					answers = 0
 				}
 				if answers++; answers >= settleAnswers {
 					stopAt = now
