@@ -292,3 +292,37 @@ func TestViaRelay(t *testing.T) {
 		}
 	}
 }
+
+// A fixed listen port held for a moment (a node's earlier process still
+// exiting, doctor checking that the port is free) does not fail New: it
+// waits for the port, up to busyPortWait.
+func TestBusyPortWaitsForItsRelease(t *testing.T) {
+	busy, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := busy.LocalAddr().(*net.UDPAddr).Port
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(400 * time.Millisecond) // New is waiting by then, as a rule
+		busy.Close()
+		close(released)
+	}()
+	cfg := DefaultConfig("io.acme.orders", "n")
+	cfg.DataDir = t.TempDir()
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/" + fmtInt(port) + "/quic-v1"}
+	cfg.Logger = quietLogger()
+	n, err := New(cfg)
+	<-released
+	if err != nil {
+		t.Fatalf("New on a port released a moment later: %v", err)
+	}
+	defer n.Close()
+	want := "/udp/" + fmtInt(port) + "/"
+	for _, a := range n.Host().Addrs() {
+		if strings.Contains(a.String(), want) {
+			return
+		}
+	}
+	t.Fatalf("the node listens on %v, not on port %d", n.Host().Addrs(), port)
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -319,20 +320,39 @@ func (n *Node) hostOptions() []libp2p.Option {
 // a busy port is better caught here, with a plain message. (A port taken in
 // the moment between this check and libp2p's bind still fails, through
 // listenError.)
+//
+// A port in use is tried again until busyPortWait has passed: a node
+// restarted while its earlier process still exits, or `doctor` checking
+// the port by binding it for a moment (CI saw a node fail to start beside
+// it), holds it only that long; a port held longer is another program's.
 func checkPorts(addrs []ma.Multiaddr) error {
+	deadline := time.Now().Add(busyPortWait)
 	for _, a := range addrs {
 		network, hostport, err := manet.DialArgs(a)
 		if err != nil || strings.HasSuffix(hostport, ":0") {
 			continue
 		}
-		pc, err := net.ListenPacket(network, hostport)
-		if err != nil {
-			return listenError([]string{a.String()}, err)
+		for {
+			pc, err := net.ListenPacket(network, hostport)
+			if err == nil {
+				pc.Close()
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) || !time.Now().Before(deadline) {
+				return listenError([]string{a.String()}, err)
+			}
+			time.Sleep(busyPortRetry)
 		}
-		pc.Close()
 	}
 	return nil
 }
+
+// busyPortWait bounds how long New waits for a fixed listen port in use to
+// come free, trying every busyPortRetry (checkPorts).
+const (
+	busyPortWait  = 2 * time.Second
+	busyPortRetry = 100 * time.Millisecond
+)
 
 // listenError turns libp2p's listen failure into one line that names the
 // address.
