@@ -536,6 +536,20 @@ func star(t *testing.T, n int) ([]host.Host, []*DHT) {
 	return hs, ds
 }
 
+// lookupIDs looks key up on d with a limit (20, the API's default) and
+// returns the providers' IDs, sorted.
+func lookupIDs(ctx context.Context, d *DHT, key string) ([]peer.ID, error) {
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	provs, err := d.Lookup(lctx, key, 20)
+	ids := make([]peer.ID, 0, len(provs))
+	for _, p := range provs {
+		ids = append(ids, p.ID)
+	}
+	slices.Sort(ids)
+	return ids, err
+}
+
 // A lookup with a limit ends on the answers that follow the first provider
 // (settleAnswers) instead of a fixed wait: it must still return every
 // provider of a key whose records the answering peers hold.
@@ -568,14 +582,7 @@ func TestLookupWithALimitFindsEveryProvider(t *testing.T) {
 	slices.Sort(want)
 	for round := range 3 {
 		for _, i := range []int{0, 4, 5, 1} {
-			lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
-			provs, err := ds[i].Lookup(lctx, key, 20)
-			lcancel()
-			var got []peer.ID
-			for _, p := range provs {
-				got = append(got, p.ID)
-			}
-			slices.Sort(got)
+			got, err := lookupIDs(ctx, ds[i], key)
 			if err != nil || !slices.Equal(got, want) {
 				t.Fatalf("round %d: node %d finds %v, %v; want %v", round, i, got, err, want)
 			}
@@ -618,14 +625,7 @@ func TestLookupWithALimitWaitsForPeersAnswers(t *testing.T) {
 	want := []peer.ID{provs[0].ID, provs[1].ID, provs[2].ID}
 	slices.Sort(want)
 	for round := range 5 {
-		lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
-		found, err := ds[0].Lookup(lctx, key, 20)
-		lcancel()
-		var got []peer.ID
-		for _, p := range found {
-			got = append(got, p.ID)
-		}
-		slices.Sort(got)
+		got, err := lookupIDs(ctx, ds[0], key)
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("round %d: the lookup finds %v, %v; want %v", round, got, err, want)
 		}
