@@ -34,7 +34,7 @@ const (
 // secureRealm is a realm authority and one node of its realm, with the
 // grants the tests need.
 type secureRealm struct {
-	t    *testing.T
+	t    testing.TB
 	auth ed25519.PrivateKey
 	n    *node.Node
 	did  string // the node's did:key
@@ -53,7 +53,7 @@ func startSecure(t *testing.T) *secureRealm {
 }
 
 // startSecureWith is startSecure with mod applied to the node's Config.
-func startSecureWith(t *testing.T, mod func(*node.Config)) *secureRealm {
+func startSecureWith(t testing.TB, mod func(*node.Config)) *secureRealm {
 	t.Helper()
 	auth, err := ucan.GenerateKey()
 	if err != nil {

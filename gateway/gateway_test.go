@@ -34,7 +34,7 @@ func startNode(t *testing.T, realmName, name string, bootstrap ...*node.Node) *n
 }
 
 // startNodeWith is startNode with mod applied to the node's Config.
-func startNodeWith(t *testing.T, mod func(*node.Config), realmName, name string, bootstrap ...*node.Node) *node.Node {
+func startNodeWith(t testing.TB, mod func(*node.Config), realmName, name string, bootstrap ...*node.Node) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig(realmName, name)
 	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
@@ -158,7 +158,7 @@ func (c *testClient) send(ctx context.Context, method, path string, h http.Heade
 	return resp.StatusCode, &wire.APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Remote: eb.Error.Remote}
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -221,6 +221,17 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, pattern := a.mux.Handler(r)
+	if _, route := h.(http.HandlerFunc); pattern != "" && !route {
+		// ServeMux redirects a path it would clean (a doubled slash, a dot
+		// segment) or that lacks a subtree's trailing slash, with an empty
+		// body: a POST /v1/call//x would go to another procedure. The API
+		// names the path it would have taken instead (FuzzAPI found it).
+		rec := &recorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		a.writeError(w, r, newAPIError(http.StatusNotFound, wire.CodeNotFound,
+			fmt.Sprintf("no route %s %s (not a clean path: did you mean %s?)", r.Method, r.URL.Path, rec.header.Get("Location"))))
+		return
+	}
 	if r.Body != nil {
 		limit := int64(MaxBodyBytes)
 		if l, ok := a.bodyLimits[pattern]; ok {

@@ -82,6 +82,25 @@ func TestHandler(t *testing.T) {
 			decodeError(t, serve(t, h, "GET", p, ""), 404, wire.CodeNotFound)
 		}
 	})
+	t.Run("paths ServeMux would redirect", func(t *testing.T) {
+		// A doubled slash or a dot segment would be cleaned into another
+		// route (another procedure, for a call), a subtree's root without
+		// its slash redirected: a JSON 404 that names the clean path, not
+		// a redirect with an empty body.
+		for _, tc := range []struct{ method, target, want string }{
+			{"POST", "/v1/call//" + testRealm + ".svc.x", "/v1/call/" + testRealm + ".svc.x"},
+			{"GET", "/v1/registry/a/../b", "/v1/registry/b"},
+			{"GET", "/v1/groups", "/v1/groups/"},
+		} {
+			w := serve(t, h, tc.method, tc.target, "")
+			if e := decodeError(t, w, 404, wire.CodeNotFound); !strings.Contains(e.Message, "did you mean "+tc.want+"?") {
+				t.Errorf("%s %s: %q, want it to name %s", tc.method, tc.target, e.Message, tc.want)
+			}
+			if loc := w.Header().Get("Location"); loc != "" {
+				t.Errorf("%s %s: Location %q", tc.method, tc.target, loc)
+			}
+		}
+	})
 	t.Run("method not allowed", func(t *testing.T) {
 		w := serve(t, h, "POST", "/v1/node", "")
 		decodeError(t, w, 405, wire.CodeMethodNotAllowed)
