@@ -449,8 +449,10 @@
 //	                        Authorization header
 //	403 unauthorized        the token, or the node's own grant, does not allow the request; a
 //	                        webhook URL the registrant may not name; a node's webhook request
-//	404 not_found           no such route, no record for the alias, no advertiser of the
-//	                        procedure, or (DELETE /v1/advertise) not advertised here
+//	404 not_found           no such route (a path that is not clean, such as /v1/call//x or
+//	                        /v1/groups, too: the message names the clean one; no redirect),
+//	                        no record for the alias, no advertiser of the procedure, or
+//	                        (DELETE /v1/advertise) not advertised here
 //	405 method_not_allowed  the route exists for other methods (listed in Allow)
 //	409 conflict            the procedure is advertised here otherwise: another webhook URL,
 //	                        or the node's own code
