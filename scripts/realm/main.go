@@ -130,6 +130,7 @@ type report struct {
 	IdleTotal     float64   `json:"idle_cpu_total_pct"`
 	MachineBusy   float64   `json:"machine_busy_pct"` // all CPUs, % of one core, same window
 	RSS           []float64 `json:"rss_mb"`
+	RSSFile       []float64 `json:"rss_file_mb"` // of RSS, the pages of files: the binary's, shared by every node
 	PSS           []float64 `json:"pss_mb"`
 	Private       []float64 `json:"private_mb"`
 	Lookup        stats     `json:"lookup_first"`
@@ -291,12 +292,14 @@ func run(o options) error {
 	fmt.Printf("idle CPU over %v: total %.1f%% of one core; per node %s (%% of one core); whole machine %.0f%% of one core; load average %s\n",
 		o.idle, rep.IdleTotal, summary(rep.IdleCPU, "%.2f"), rep.MachineBusy, rep.LoadAfter)
 	for _, np := range nodes {
-		rep.RSS = append(rep.RSS, rssMB(np.state.PID))
+		rss, file := rssMB(np.state.PID)
+		rep.RSS, rep.RSSFile = append(rep.RSS, rss), append(rep.RSSFile, file)
 		pss, private := smapsMB(np.state.PID)
 		rep.PSS = append(rep.PSS, pss)
 		rep.Private = append(rep.Private, private)
 	}
-	fmt.Printf("RSS per node: %s MB\n", summary(rep.RSS, "%.1f"))
+	fmt.Printf("RSS per node: %s MB; of it the pages of files (the binary's, shared by every node): %s MB\n",
+		summary(rep.RSS, "%.1f"), summary(rep.RSSFile, "%.1f"))
 	// RSS counts in full the pages of the binary's code, which every node
 	// of the realm shares; PSS divides them among the processes that map
 	// them, and private is what this node alone holds (its heap, stacks).
@@ -534,19 +537,28 @@ func machineTicks() (busy, total uint64) {
 	return busy, total
 }
 
-func rssMB(pid int) float64 {
+// rssMB returns a process's resident set size and the part of it that
+// is files' pages (RssFile: the binary's code and data), in MB, from
+// /proc/<pid>/status.
+func rssMB(pid int) (rss, file float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "RssFile:":
+			file = kb / 1024
 		}
 	}
-	return 0
+	return rss, file
 }
 
 // smapsMB returns a process's proportional set size and its private memory

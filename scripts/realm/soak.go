@@ -324,7 +324,8 @@ func (r *soakRun) sampleLoop(ctx context.Context) {
 		var rss float64
 		for _, s := range r.nodes {
 			if p, _ := s.get(); p != nil && p.state.PID > 0 {
-				rss = max(rss, rssMB(p.state.PID))
+				v, _ := rssMB(p.state.PID)
+				rss = max(rss, v)
 			}
 		}
 		r.note(func(m *soakMinute) {
