@@ -142,7 +142,6 @@ func TestFlowControlEndToEnd(t *testing.T) {
 	// The subscriber reads again: every accepted message arrives, in
 	// order, and nothing else; the publisher goes on at the reader's pace.
 	want := accepted
-	accepted = nil
 	received := 0
 	check := func(i int) {
 		if received >= len(want) || i != want[received] {

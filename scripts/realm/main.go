@@ -541,47 +541,35 @@ func machineTicks() (busy, total uint64) {
 // is files' pages (RssFile: the binary's code and data), in MB, from
 // /proc/<pid>/status.
 func rssMB(pid int) (rss, file float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb / 1024
-		case "RssFile:":
-			file = kb / 1024
-		}
-	}
-	return rss, file
+	m := procMB(fmt.Sprintf("/proc/%d/status", pid))
+	return m["VmRSS"], m["RssFile"]
 }
 
 // smapsMB returns a process's proportional set size and its private memory
 // (clean and dirty), in MB, from /proc/<pid>/smaps_rollup.
 func smapsMB(pid int) (pss, private float64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	m := procMB(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	return m["Pss"], m["Private_Clean"] + m["Private_Dirty"]
+}
+
+// procMB reads the "Key: N kB" lines of a /proc file as MB by key (none if
+// the file cannot be read: the process is gone).
+func procMB(path string) map[string]float64 {
+	m := map[string]float64{}
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0
+		return m
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for l := range strings.Lines(string(b)) {
 		f := strings.Fields(l)
-		if len(f) < 2 {
+		if len(f) < 2 || !strings.HasSuffix(f[0], ":") {
 			continue
 		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "Pss:":
-			pss = kb / 1024
-		case "Private_Clean:", "Private_Dirty:":
-			private += kb / 1024
+		if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+			m[strings.TrimSuffix(f[0], ":")] = kb / 1024
 		}
 	}
-	return pss, private
+	return m
 }
 
 func loadavg() string {
