@@ -18,11 +18,11 @@ import (
 // the file it comes from (docs/reliability.md lists them too).
 var (
 	// kad-dht (github.com/libp2p/go-libp2p-kad-dht v0.42.2): the realm's
-	// DHT uses its defaults (dht/dht.go passes no bucket size, concurrency
-	// or resiliency).
-	kBucket     = amino.DefaultBucketSize  // k: peers per bucket, and per answer
-	alpha       = amino.DefaultConcurrency // requests in flight per query (internal/config Defaults)
-	beta        = amino.DefaultResiliency  // the closest beta must have answered for a query to end
+	// DHT uses its defaults but for the concurrency (dht/dht.go passes no
+	// bucket size or resiliency).
+	kBucket     = amino.DefaultBucketSize // k: peers per bucket, and per answer
+	alpha       = dht.Concurrency         // requests in flight per query (kad-dht's default: 10)
+	beta        = amino.DefaultResiliency // the closest beta must have answered for a query to end
 	provideTTL  = amino.DefaultProvideValidity
 	lookupSettl = dht.LookupSettle // a Lookup with a limit ends at most this long after the last new provider
 
