@@ -18,50 +18,74 @@ import (
 
 // Which peers are in use.
 //
-// The node pings a peer every livenessInterval only while it uses that
-// peer: while calls, pub/sub messages or DHT queries went to or came from
-// it within activeFor (liveness.go). An idle peer is not pinged (the
-// membership and QUIC's keep-alives find it dead), so that the idle cost
-// of a node does not grow with the number of peers of its realm. The traffic is seen through libp2p's
-// bandwidth reporter hook, called on every read and write of a stream: the
-// protocols of calls, messages and lookups count; the membership's
+// The node pings a peer every livenessInterval only while it depends on
+// that peer: while calls or pub/sub messages went to or came from it within
+// activeFor (liveness.go). An idle peer is not pinged (the membership and
+// QUIC's keep-alives find it dead), so that the idle cost of a node does
+// not grow with the number of peers of its realm. The traffic is seen
+// through libp2p's bandwidth reporter hook, called on every read and write
+// of a stream: the protocols of calls and messages count; the membership's
 // heartbeats, the registry's digests, identify and the pings themselves do
 // not (they run whether or not the peer is used).
+//
+// DHT requests count only as use of the connection (trim.go keeps it), not
+// as a dependency to ping: the DHT bounds each request by the peer's
+// round-trip time and has a peer that leaves one unanswered probed at once
+// (dht/sender.go, Node.suspect), which finds a dead peer sooner than pings
+// every second would. Counted as a dependency, every lookup made the
+// looking node and each peer it asked ping each other at once and then
+// every second for activeFor, both ways: in a 50-node realm under lookups
+// those pings were three times the CPU of the DHT's own work (perf), and a
+// lookup's first requests shared the two cores with the pings they set off.
 
 const (
-	// activeFor is how long after its last call, message or lookup a peer
-	// counts as in use.
+	// activeFor is how long after its last call or message a peer counts
+	// as in use.
 	activeFor = 10 * time.Second
-	// activityResolution: a peer's time of last use is updated at most this
-	// often (a stream read or write costs one atomic load then).
+	// activityResolution: a peer's times of last use are updated at most
+	// this often (a stream read or write costs one atomic load then).
 	activityResolution = 100 * time.Millisecond
 )
 
 // activity records, per realm peer, when it was last used. It implements
 // libp2p's metrics.Reporter; only the per-stream calls do anything.
 type activity struct {
-	counted map[protocol.ID]bool // read-only after newActivity
-	peers   sync.Map             // peer.ID -> *peerUse, for the realm's peers only
+	counted map[protocol.ID]useKind // read-only after newActivity
+	peers   sync.Map                // peer.ID -> *peerUse, for the realm's peers only
 }
 
-// peerUse is one peer's time of last use, and the wake-up of its watcher
+// useKind is what traffic of a protocol says about its peer.
+type useKind uint8
+
+const (
+	// useConn: the connection is in use (trim.go keeps it).
+	useConn useKind = iota + 1
+	// useDepends: the connection is in use and the node depends on the
+	// peer: its liveness watcher pings it.
+	useDepends
+)
+
+// peerUse is one peer's times of last use, and the wake-up of its watcher
 // when it goes from idle to in use.
 type peerUse struct {
-	last atomic.Int64 // unix nanoseconds
+	last atomic.Int64 // unix nanoseconds, of any counted traffic (trimming)
+	dep  atomic.Int64 // unix nanoseconds, of calls and messages (liveness)
 	wake chan struct{}
 }
 
 func newActivity(realmName string) *activity {
-	return &activity{counted: map[protocol.ID]bool{
-		rpc.Protocol(realmName):                      true,
-		rpc.ProtocolTrace(realmName):                 true, // what callers open first
-		pubsub.Protocol(realmName):                   true,
-		dht.ProtocolPrefix(realmName) + "/kad/1.0.0": true,
+	return &activity{counted: map[protocol.ID]useKind{
+		rpc.Protocol(realmName):                      useDepends,
+		rpc.ProtocolTrace(realmName):                 useDepends, // what callers open first
+		pubsub.Protocol(realmName):                   useDepends,
+		dht.ProtocolPrefix(realmName) + "/kad/1.0.0": useConn,
 	}}
 }
 
-// track starts recording p's use (a new peer of the realm counts as in use:
-// it connected for a reason) and returns its record.
+// track starts recording p's use and returns its record. A new peer's
+// connection counts as used (it was opened for a reason, and trimming
+// spares it a while), but the node does not depend on the peer until calls
+// or messages go to or come from it.
 func (a *activity) track(p peer.ID) *peerUse {
 	u := &peerUse{wake: make(chan struct{}, 1)}
 	u.last.Store(time.Now().UnixNano())
@@ -72,9 +96,10 @@ func (a *activity) track(p peer.ID) *peerUse {
 // forget stops recording p (its last connection closed).
 func (a *activity) forget(p peer.ID) { a.peers.Delete(p) }
 
-// inUse reports whether p was used within activeFor.
+// inUse reports whether calls or messages went to or came from p within
+// activeFor: whether its watcher pings it.
 func (u *peerUse) inUse(now time.Time) bool {
-	return now.UnixNano()-u.last.Load() < int64(activeFor)
+	return now.UnixNano()-u.dep.Load() < int64(activeFor)
 }
 
 // wakeUp makes p's watcher ping at once (a ping that fails then is
@@ -89,7 +114,8 @@ func (a *activity) wakeUp(p peer.ID) {
 }
 
 func (a *activity) used(proto protocol.ID, p peer.ID) {
-	if !a.counted[proto] {
+	kind := a.counted[proto]
+	if kind == 0 {
 		return
 	}
 	v, ok := a.peers.Load(p)
@@ -98,11 +124,11 @@ func (a *activity) used(proto protocol.ID, p peer.ID) {
 	}
 	u := v.(*peerUse)
 	now := time.Now().UnixNano()
-	last := u.last.Load()
-	if now-last < int64(activityResolution) || !u.last.CompareAndSwap(last, now) {
+	touch(&u.last, now)
+	if kind != useDepends {
 		return
 	}
-	if now-last >= int64(activeFor) {
+	if last, ok := touch(&u.dep, now); ok && now-last >= int64(activeFor) {
 		// Idle until now: the watcher checks the peer at once, so that a
 		// call to a peer that died while idle fails within the liveness
 		// window, not when the membership or QUIC's idle timeout
@@ -112,6 +138,17 @@ func (a *activity) used(proto protocol.ID, p peer.ID) {
 		default:
 		}
 	}
+}
+
+// touch sets t to now unless it was set within activityResolution (a
+// stream read or write then costs one atomic load); it returns t's earlier
+// value and whether it set it.
+func touch(t *atomic.Int64, now int64) (before int64, set bool) {
+	before = t.Load()
+	if now-before < int64(activityResolution) || !t.CompareAndSwap(before, now) {
+		return before, false
+	}
+	return before, true
 }
 
 // A read or write of nothing is no use: a stream that ends reads nothing

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/rpc"
@@ -40,6 +44,13 @@ func idlePair(t *testing.T, ctx context.Context) (a, b *Node, use func() *peerUs
 	if err := b.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
 		t.Fatal(err)
 	}
+	// A call first: rpc's link between them (b's advertisements go over
+	// it) is up and counted, so what follows starts from an idle peer, not
+	// one whose link traffic is still to come.
+	testnet.Eventually(t, 30*time.Second, func() error {
+		_, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(5*time.Second))
+		return err // not found until b's advertisement is known
+	})
 	use = func() *peerUse {
 		v, ok := a.activity.peers.Load(b.ID())
 		if !ok {
@@ -56,10 +67,24 @@ func idlePair(t *testing.T, ctx context.Context) (a, b *Node, use func() *peerUs
 	return a, b, use
 }
 
-// Every protocol that carries calls, messages or lookups counts as use:
-// when rpc added its traced protocol (1.1.0, which callers open first),
-// calls stopped counting, and a peer only called looked idle (pinged
-// every 30 s then, a death found that late) unless a DHT lookup went to it.
+// countPings has b count the pings a sends it (and answer them).
+func countPings(a, b *Node) *atomic.Int64 {
+	var pings atomic.Int64
+	svc := &ping.PingService{Host: b.Host()}
+	b.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
+		if s.Conn().RemotePeer() == a.ID() {
+			pings.Add(1)
+		}
+		svc.PingHandler(s)
+	})
+	return &pings
+}
+
+// Every protocol that carries calls or messages counts as a dependency
+// (the peer is pinged), lookups as use of the connection: when rpc added
+// its traced protocol (1.1.0, which callers open first), calls stopped
+// counting, and a peer only called looked idle (pinged every 30 s then, a
+// death found that late) unless a DHT lookup went to it.
 func TestUseProtocolsCounted(t *testing.T) {
 	a := startNode(t, "io.acme.orders", "a", nil)
 	served := 0
@@ -70,12 +95,52 @@ func TestUseProtocolsCounted(t *testing.T) {
 		}
 		if strings.Contains(s, "/rpc/") || strings.Contains(s, "/pubsub/") || strings.Contains(s, "/kad/") {
 			served++
-			if !a.activity.counted[p] {
-				t.Errorf("%s carries calls, messages or lookups but does not count as use", p)
+			want := useDepends
+			if strings.Contains(s, "/kad/") {
+				want = useConn
+			}
+			if got := a.activity.counted[p]; got != want {
+				t.Errorf("%s counts as %d, want %d", p, got, want)
 			}
 		}
 	}
 	if served < 3 { // rpc (two versions) and pubsub; kad once the DHT serves
 		t.Fatalf("only %d call, message and lookup protocols served: %v", served, a.host.Mux().Protocols())
 	}
+}
+
+// A DHT lookup that asks a peer keeps the connection in use (trimming
+// spares it) but does not make either side ping the other: the DHT bounds
+// its requests by the peer's round-trip time and probes a peer that leaves
+// one unanswered. Counted as a dependency, each lookup set off pings at
+// once and every second for activeFor between the looking node and every
+// peer it asked, both ways: three times the CPU of the lookups themselves
+// in a 50-node realm.
+func TestLookupSetsOffNoPings(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, b, use := idlePair(t, ctx)
+	pings := countPings(a, b)
+	// A key nobody provides: the query asks every peer it knows, b.
+	before := use().last.Load()
+	for range 20 {
+		provs, err := a.DHT().Lookup(ctx, "nobody-provides-this", 0)
+		if err != nil || len(provs) != 0 {
+			t.Fatalf("lookup of a key nobody provides: %v, %v", provs, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if use().last.Load() == before {
+		t.Fatal("a's lookups, which asked b, did not count as use of the connection")
+	}
+	time.Sleep(3 * livenessInterval)
+	if n := pings.Load(); n != 0 || use().inUse(time.Now()) {
+		t.Fatalf("a pinged b %d times after lookups that asked it (b in use: %v)", n, use().inUse(time.Now()))
+	}
+	// A call makes b a peer a depends on: pinged at once.
+	if _, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a to ping b once it calls it", func() bool { return pings.Load() > 0 })
 }

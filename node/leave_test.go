@@ -109,16 +109,26 @@ func TestCleanLeave(t *testing.T) {
 	}
 }
 
-// A peer that stops answering pings is declared gone with reason
-// unresponsive, and its connections are closed.
+// A peer the node calls that stops answering pings is declared gone with
+// reason unresponsive, and its connections are closed.
 func TestUnresponsivePeerDropped(t *testing.T) {
 	a := startNode(t, "io.acme.orders", "a", nil)
 	b := startNode(t, "io.acme.orders", "b", nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
+	// a depends on b once it calls b (a connection alone is no use: a
+	// peer is pinged only while calls or messages go to it).
+	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
+	if err := b.RPC().Advertise(ctx, "io.acme.orders.echo", echo); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a to call b", func() bool {
+		_, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(2*time.Second))
+		return err == nil
+	})
 	sub := a.Events().Subscribe(64, event.ConnectionDown)
 	defer sub.Close()
 	b.Host().RemoveStreamHandler(ping.ID) // b is alive but no longer answers

@@ -29,8 +29,8 @@ import (
 // process sends nothing; over a relay the counts are the relay's, and a
 // timeout is a miss.
 //
-// Only peers in use (activity.go: calls, messages or lookups within
-// activeFor) are pinged, every livenessInterval; an idle peer is not
+// Only peers in use (activity.go: calls or messages within activeFor;
+// DHT requests have their own bound and probe, sender.go) are pinged, every livenessInterval; an idle peer is not
 // pinged at all, so that an idle node's cost does not grow with its realm.
 // Its death is still found: by the membership, whose watchers on the
 // overlay find a silent node within seconds and declare it failed (the

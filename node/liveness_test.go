@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,14 +159,7 @@ func TestIdlePeerNotPinged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	a, b, use := idlePair(t, ctx)
-	var pings atomic.Int64
-	svc := &ping.PingService{Host: b.Host()}
-	b.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
-		if s.Conn().RemotePeer() == a.ID() {
-			pings.Add(1)
-		}
-		svc.PingHandler(s)
-	})
+	pings := countPings(a, b)
 	time.Sleep(35 * time.Second) // longer than the idle interval was
 	if n := pings.Load(); n != 0 || use().inUse(time.Now()) {
 		t.Fatalf("a pinged its idle peer b %d times in 35 s (b in use: %v)", n, use().inUse(time.Now()))
