@@ -239,6 +239,19 @@ func (m *Members) Get(id peer.ID) (Member, bool) {
 	return e.member(), true
 }
 
+// Addrs returns the addresses that the live member id gave in its record
+// (nil when it is not a live member): where to dial a member that this
+// node lost but the realm still holds live.
+func (m *Members) Addrs(id peer.ID) []ma.Multiaddr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.v.entries[id]
+	if id == m.self || e == nil || !e.isLive() || e.rec == nil {
+		return nil
+	}
+	return slices.Clone(e.rec.Addrs)
+}
+
 // WithCapability returns the live members that serve capability c, sorted
 // by ID.
 func (m *Members) WithCapability(c string) []Member {

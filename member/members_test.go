@@ -119,6 +119,13 @@ func TestSilentFailure(t *testing.T) {
 		subs[i] = x.bus.Subscribe(16, event.MemberFailed, event.MemberJoined)
 		defer subs[i].Close()
 	}
+	// Addrs gives where to dial a live member: its record's addresses.
+	if got := ms[0].m.Addrs(victim.h.ID()); len(got) == 0 || !slices.ContainsFunc(victim.h.Addrs(), got[0].Equal) {
+		t.Fatalf("Addrs of a live member: %v, want some of %v", got, victim.h.Addrs())
+	}
+	if got := ms[0].m.Addrs(ms[0].h.ID()); got != nil {
+		t.Fatalf("Addrs of the node itself: %v, want none", got)
+	}
 	start := time.Now()
 	victim.freeze() // no heartbeat, nothing read, no packet
 	frozen := true
@@ -146,6 +153,9 @@ func TestSilentFailure(t *testing.T) {
 		}
 	}
 	t.Logf("silent member declared failed by all others after %v (ProbeTimeout %v)", time.Since(start).Round(time.Millisecond), fastConfig("x").ProbeTimeout)
+	if got := ms[0].m.Addrs(victim.h.ID()); got != nil {
+		t.Fatalf("Addrs of a failed member: %v, want none", got)
+	}
 	for i, x := range ms {
 		if x == victim {
 			continue

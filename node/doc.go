@@ -54,7 +54,9 @@
 // at once (leave.go): no peer any more, out of the DHT's routing table and
 // of every query (dht.Config.Gone), out of rpc's provider lists, pubsub's
 // links and the peerstore, and not dialed for a minute unless it connects
-// again. A bootstrap peer that left is still redialed by its reconnect loop.
+// again. A bootstrap peer that left is still redialed by its reconnect loop;
+// a peer declared gone for missed pings that the membership still holds
+// live 10 s later is dialed once (it was stalled, not dead).
 //
 // # Goroutines
 //

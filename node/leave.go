@@ -33,7 +33,9 @@ import (
 // arrival when it connects again and passes the handshake, which ends the
 // refusal. A peer declared dead by mistake (a network blip of several
 // seconds) is therefore reachable again by the first connection either side
-// makes, at most departedFor later.
+// makes, at most departedFor later; when pings declared it, the node makes
+// that connection itself, recheckAfter later, if the membership still holds
+// the peer live (liveness.go).
 //
 // Pings that fail over relayed connections only say that the path failed
 // (the relay died, most often), not the peer: its connections are closed

@@ -172,9 +172,56 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-cha
 			n.declareGone(p, ReasonUnresponsive, !relayedOnly)
 			closeConns(n.host.Network(), p, codeUnresponsive)
 			n.forgetRelay(p)
+			if !relayedOnly {
+				n.spawn(func() { n.recheckGone(p) })
+			}
 			return
 		}
 	}
+}
+
+// recheckAfter is how long after declaring a peer gone for missed pings
+// the node asks the membership whether it was right. By then a dead peer
+// is failed there too (its watchers hear nothing for the membership's
+// ProbeTimeout, 5 s; this node's own suspicion, raised when it closed the
+// connections, needs one confirmation), and a live one has refuted the
+// suspicion.
+const recheckAfter = 10 * time.Second
+
+// recheckGone dials p once, recheckAfter after the node declared it gone
+// for missed pings, if the membership still holds it live: its pings were
+// lost to a stall (this node's or its own: a machine so loaded that
+// neither side sent for seconds), not to its death. Otherwise the gater
+// would refuse to dial it for departedFor unless it dialed first (and it
+// may have declared this node gone too), and calls to it would fail for a
+// minute while the rest of the realm reaches it. The connection, once
+// through the handshake, makes it a peer of every service again; a dial
+// that fails leaves it gone.
+func (n *Node) recheckGone(p peer.ID) {
+	t := time.NewTimer(recheckAfter)
+	defer t.Stop()
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-t.C:
+	}
+	if n.members == nil || n.isLeaving() || !n.gater.gone(p) {
+		return // it came back already (it dialed), or its departure ended
+	}
+	addrs := n.members.Addrs(p)
+	if len(addrs) == 0 {
+		return // failed or left: the membership agrees
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+	defer cancel()
+	allowed := n.gater.allowDial(p)
+	defer allowed()
+	n.rechecks.Add(1)
+	if err := n.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
+		n.log.Info("peer declared gone is still a member but does not answer a dial; it stays gone", "peer", p, "err", err)
+		return
+	}
+	n.log.Info("peer declared gone for missed pings was alive: connected again", "peer", p)
 }
 
 // forgetRelay drops, from the peerstore, every address that goes through the

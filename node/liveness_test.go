@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -45,9 +46,14 @@ func slowLiveness(t *testing.T) {
 // freezableSockets makes a node's UDP sockets freezable; freeze freezes
 // them all.
 func freezableSockets(c *Config) (freeze func()) {
+	return freezer(c).Freeze
+}
+
+// freezer makes a node's UDP sockets freezable and returns their Freezer.
+func freezer(c *Config) *testnet.Freezer {
 	f := &testnet.Freezer{}
 	c.testHostOptions = append(c.testHostOptions, f.Option())
-	return f.Freeze
+	return f
 }
 
 // A peer that froze (not a packet from it: a stopped process, a kill -9
@@ -168,4 +174,60 @@ func TestIdlePeerNotPinged(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "a to ping b once it is used", func() bool { return pings.Load() > 0 })
+}
+
+// A peer declared gone for missed pings that was only stalled (its
+// sockets froze for seconds, as a process does on a machine too loaded to
+// run it) is called again within seconds of its return, not after
+// departedFor: the membership still holds it live, so the node dials it
+// again. Without that, two nodes that called each other and had declared
+// each other gone, neither the other's bootstrap peer, dialed each other
+// for a minute: calls failed with "gater disallows connection to peer".
+func TestStalledPeerCalledAgain(t *testing.T) {
+	a := startNode(t, "io.acme.orders", "a", nil)
+	f := &testnet.Freezer{}
+	b := startNode(t, "io.acme.orders", "b", func(c *Config) {
+		c.Bootstrap = bootstrapOf(a)
+		c.testHostOptions = append(c.testHostOptions, f.Option())
+	})
+	c := startNode(t, "io.acme.orders", "c", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
+	for _, n := range []*Node{b, c} {
+		if err := n.RPC().Advertise(ctx, "io.acme.orders.on_"+n.Name(), echo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call := func(from, to *Node) error {
+		_, err := from.RPC().Call(ctx, "io.acme.orders.on_"+to.Name(), []byte("x"), rpc.WithTimeout(2*time.Second))
+		return err
+	}
+	// b and c call each other: each depends on the other, so each pings
+	// the other, and each finds the other silent while b's sockets freeze.
+	testnet.Eventually(t, 30*time.Second, func() error { return errors.Join(call(c, b), call(b, c)) })
+	subB := b.Events().Subscribe(64, event.ConnectionDown)
+	defer subB.Close()
+	subC := c.Events().Subscribe(64, event.ConnectionDown)
+	defer subC.Close()
+	f.Freeze()
+	for _, w := range []struct {
+		sub  *event.Subscription
+		peer *Node
+	}{{subC, b}, {subB, c}} {
+		if e := waitDown(t, w.sub, w.peer.ID()); e.Reason != ReasonUnresponsive {
+			t.Fatalf("connection_down %+v, want reason %q", e, ReasonUnresponsive)
+		}
+	}
+	f.Thaw()
+	thawed := time.Now()
+	// departedFor is a minute: well within it.
+	testnet.Eventually(t, 30*time.Second, func() error {
+		if err := call(c, b); err != nil {
+			return fmt.Errorf("call to b after its stall: %w (b gone at c: %v, c gone at b: %v)", err, c.gater.gone(b.ID()), b.gater.gone(c.ID()))
+		}
+		return nil
+	})
+	t.Logf("b called again %v after its sockets thawed; redials of a gone peer: by b %d, by c %d",
+		time.Since(thawed).Round(time.Millisecond), b.rechecks.Load(), c.rechecks.Load())
 }

@@ -78,6 +78,9 @@ type Node struct {
 	// pingsLate counts the pings that timed out while the peer's packets
 	// kept arriving (liveness.go): not misses.
 	pingsLate atomic.Int64
+	// rechecks counts the dials of peers declared gone for missed pings
+	// that the membership still held live (liveness.go), for tests.
+	rechecks atomic.Int64
 	// trimmed counts the idle connections closed (trim.go), and redials the
 	// bootstrap loops' dials after their peer dropped (reconnect.go), for
 	// tests.
