@@ -19,24 +19,31 @@ import (
 // Which peers are in use.
 //
 // The node pings a peer every livenessInterval only while it depends on
-// that peer: while calls or pub/sub messages went to or came from it within
+// that peer: while this node sent it calls or pub/sub messages within
 // activeFor (liveness.go). An idle peer is not pinged (the membership and
 // QUIC's keep-alives find it dead), so that the idle cost of a node does
-// not grow with the number of peers of its realm. The traffic is seen
-// through libp2p's bandwidth reporter hook, called on every read and write
-// of a stream: the protocols of calls and messages count; the membership's
-// heartbeats, the registry's digests, identify and the pings themselves do
-// not (they run whether or not the peer is used).
+// not grow with the number of peers of its realm. rpc and pub/sub tell the
+// node of each call and message they send (their Config.Depends): the
+// traffic of their protocols is no such sign, since a node sends its
+// advertisements and interests over the same streams to every peer it
+// links to, so every new connection between two nodes that advertise or
+// subscribe, a DHT lookup's say, set off pings both ways for activeFor
+// (and a callee pinged its callers). A callee's or a subscriber's death
+// matters to the node that sends to it; the sender's death does not.
 //
-// DHT requests count only as use of the connection (trim.go keeps it), not
-// as a dependency to ping: the DHT bounds each request by the peer's
-// round-trip time and has a peer that leaves one unanswered probed at once
-// (dht/sender.go, Node.suspect), which finds a dead peer sooner than pings
-// every second would. Counted as a dependency, every lookup made the
-// looking node and each peer it asked ping each other at once and then
-// every second for activeFor, both ways: in a 50-node realm under lookups
-// those pings were three times the CPU of the DHT's own work (perf), and a
-// lookup's first requests shared the two cores with the pings they set off.
+// The traffic itself, seen through libp2p's bandwidth reporter hook (called
+// on every read and write of a stream), counts only as use of the
+// connection, which trimming keeps (trim.go): calls, messages and their
+// links, and DHT requests. The membership's heartbeats, the registry's
+// digests, identify and the pings themselves do not count (they run
+// whether or not the peer is used). A DHT request is no dependency either:
+// the DHT bounds each request by the peer's round-trip time and has a peer
+// that leaves one unanswered probed at once (dht/sender.go, Node.suspect),
+// which finds a dead peer sooner than pings every second would. Counted as
+// one, every lookup made the looking node and each peer it asked ping each
+// other at once and then every second for activeFor, both ways: in a
+// 50-node realm under lookups those pings were three times the CPU of the
+// DHT's own work (perf).
 
 const (
 	// activeFor is how long after its last call or message a peer counts
@@ -50,42 +57,31 @@ const (
 // activity records, per realm peer, when it was last used. It implements
 // libp2p's metrics.Reporter; only the per-stream calls do anything.
 type activity struct {
-	counted map[protocol.ID]useKind // read-only after newActivity
-	peers   sync.Map                // peer.ID -> *peerUse, for the realm's peers only
+	counted map[protocol.ID]bool // read-only after newActivity
+	peers   sync.Map             // peer.ID -> *peerUse, for the realm's peers only
 }
-
-// useKind is what traffic of a protocol says about its peer.
-type useKind uint8
-
-const (
-	// useConn: the connection is in use (trim.go keeps it).
-	useConn useKind = iota + 1
-	// useDepends: the connection is in use and the node depends on the
-	// peer: its liveness watcher pings it.
-	useDepends
-)
 
 // peerUse is one peer's times of last use, and the wake-up of its watcher
 // when it goes from idle to in use.
 type peerUse struct {
 	last atomic.Int64 // unix nanoseconds, of any counted traffic (trimming)
-	dep  atomic.Int64 // unix nanoseconds, of calls and messages (liveness)
+	dep  atomic.Int64 // unix nanoseconds, of calls and messages sent (liveness)
 	wake chan struct{}
 }
 
 func newActivity(realmName string) *activity {
-	return &activity{counted: map[protocol.ID]useKind{
-		rpc.Protocol(realmName):                      useDepends,
-		rpc.ProtocolTrace(realmName):                 useDepends, // what callers open first
-		pubsub.Protocol(realmName):                   useDepends,
-		dht.ProtocolPrefix(realmName) + "/kad/1.0.0": useConn,
+	return &activity{counted: map[protocol.ID]bool{
+		rpc.Protocol(realmName):                      true,
+		rpc.ProtocolTrace(realmName):                 true, // what callers open first
+		pubsub.Protocol(realmName):                   true,
+		dht.ProtocolPrefix(realmName) + "/kad/1.0.0": true,
 	}}
 }
 
 // track starts recording p's use and returns its record. A new peer's
 // connection counts as used (it was opened for a reason, and trimming
-// spares it a while), but the node does not depend on the peer until calls
-// or messages go to or come from it.
+// spares it a while), but the node does not depend on the peer until it
+// sends it calls or messages.
 func (a *activity) track(p peer.ID) *peerUse {
 	u := &peerUse{wake: make(chan struct{}, 1)}
 	u.last.Store(time.Now().UnixNano())
@@ -96,7 +92,7 @@ func (a *activity) track(p peer.ID) *peerUse {
 // forget stops recording p (its last connection closed).
 func (a *activity) forget(p peer.ID) { a.peers.Delete(p) }
 
-// inUse reports whether calls or messages went to or came from p within
+// inUse reports whether this node sent calls or messages to p within
 // activeFor: whether its watcher pings it.
 func (u *peerUse) inUse(now time.Time) bool {
 	return now.UnixNano()-u.dep.Load() < int64(activeFor)
@@ -113,11 +109,19 @@ func (a *activity) wakeUp(p peer.ID) {
 	}
 }
 
+// used records traffic of proto with p: use of the connection.
 func (a *activity) used(proto protocol.ID, p peer.ID) {
-	kind := a.counted[proto]
-	if kind == 0 {
+	if !a.counted[proto] {
 		return
 	}
+	if v, ok := a.peers.Load(p); ok {
+		touch(&v.(*peerUse).last, time.Now().UnixNano())
+	}
+}
+
+// depends records that this node sent p a call or a message (rpc's and
+// pub/sub's Config.Depends): p is in use, and pinged while it stays so.
+func (a *activity) depends(p peer.ID) {
 	v, ok := a.peers.Load(p)
 	if !ok {
 		return
@@ -125,9 +129,6 @@ func (a *activity) used(proto protocol.ID, p peer.ID) {
 	u := v.(*peerUse)
 	now := time.Now().UnixNano()
 	touch(&u.last, now)
-	if kind != useDepends {
-		return
-	}
 	if last, ok := touch(&u.dep, now); ok && now-last >= int64(activeFor) {
 		// Idle until now: the watcher checks the peer at once, so that a
 		// call to a peer that died while idle fails within the liveness

@@ -3,15 +3,18 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/macula-io/macula/internal/testnet"
+	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/rpc"
 )
 
@@ -80,11 +83,10 @@ func countPings(a, b *Node) *atomic.Int64 {
 	return &pings
 }
 
-// Every protocol that carries calls or messages counts as a dependency
-// (the peer is pinged), lookups as use of the connection: when rpc added
-// its traced protocol (1.1.0, which callers open first), calls stopped
-// counting, and a peer only called looked idle (pinged every 30 s then, a
-// death found that late) unless a DHT lookup went to it.
+// Every protocol that carries calls, messages or lookups counts as use of
+// the connection (trimming keeps it): when rpc added its traced protocol
+// (1.1.0, which callers open first), calls stopped counting, and a called
+// peer's connection looked idle unless a DHT lookup went to it.
 func TestUseProtocolsCounted(t *testing.T) {
 	a := startNode(t, "io.acme.orders", "a", nil)
 	served := 0
@@ -95,12 +97,8 @@ func TestUseProtocolsCounted(t *testing.T) {
 		}
 		if strings.Contains(s, "/rpc/") || strings.Contains(s, "/pubsub/") || strings.Contains(s, "/kad/") {
 			served++
-			want := useDepends
-			if strings.Contains(s, "/kad/") {
-				want = useConn
-			}
-			if got := a.activity.counted[p]; got != want {
-				t.Errorf("%s counts as %d, want %d", p, got, want)
+			if !a.activity.counted[p] {
+				t.Errorf("%s does not count as use", p)
 			}
 		}
 	}
@@ -143,4 +141,82 @@ func TestLookupSetsOffNoPings(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "a to ping b once it calls it", func() bool { return pings.Load() > 0 })
+}
+
+// What rpc and pub/sub send to every peer they link to (advertisements,
+// interests) is no dependency: two nodes that advertise and subscribe and
+// connect do not ping each other. A call makes the caller ping the callee,
+// not the callee the caller; a message makes the publisher ping the
+// subscriber. Counted by protocol, as before, the link traffic set off 10 s
+// of pings both ways on every new connection between two such nodes (a
+// DHT lookup's, say).
+func TestLinkTrafficSetsOffNoPings(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := startNode(t, "io.acme.orders", "a", nil)
+	b := startNode(t, "io.acme.orders", "b", nil)
+	echo := func(_ context.Context, r *rpc.Request) ([]byte, error) { return r.Payload, nil }
+	got := make(chan struct{}, 16)
+	for _, n := range []*Node{a, b} {
+		if err := n.RPC().Advertise(ctx, "io.acme.orders.on_"+n.Name(), echo); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.PubSub().Subscribe("io.acme.orders.to_"+n.Name(), func(pubsub.Message) {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toB, toA := countPings(a, b), countPings(b, a)
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	// Both sides link to the other (rpc to send its advertisements,
+	// pub/sub its interests), each on a stream of its own.
+	testnet.Eventually(t, 30*time.Second, func() error {
+		links := map[string]bool{}
+		for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
+			for _, s := range c.GetStreams() {
+				switch s.Protocol() {
+				case rpc.Protocol(a.Realm()), rpc.ProtocolTrace(a.Realm()):
+					links["rpc "+s.Stat().Direction.String()] = true
+				case pubsub.Protocol(a.Realm()):
+					links["pubsub "+s.Stat().Direction.String()] = true
+				}
+			}
+		}
+		for _, want := range []string{"rpc Inbound", "rpc Outbound", "pubsub Inbound", "pubsub Outbound"} {
+			if !links[want] {
+				return fmt.Errorf("no %s link stream at a: %v", want, links)
+			}
+		}
+		return nil
+	})
+	time.Sleep(3 * livenessInterval)
+	if x, y := toB.Load(), toA.Load(); x != 0 || y != 0 {
+		t.Fatalf("after their links' traffic alone, a pinged b %d times and b pinged a %d times", x, y)
+	}
+	// a calls b: a pings b, b does not ping a.
+	if _, err := a.RPC().Call(ctx, "io.acme.orders.on_b", []byte("x"), rpc.WithTimeout(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a to ping b once it calls it", func() bool { return toB.Load() > 0 })
+	time.Sleep(3 * livenessInterval)
+	if y := toA.Load(); y != 0 {
+		t.Fatalf("b pinged a, its caller, %d times", y)
+	}
+	// b publishes to a: b pings a.
+	if err := b.PubSub().Publish(ctx, "io.acme.orders.to_a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("a never got b's message")
+	}
+	eventually(t, 10*time.Second, "b to ping a once it sends it a message", func() bool { return toA.Load() > 0 })
 }

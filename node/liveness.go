@@ -29,10 +29,10 @@ import (
 // process sends nothing; over a relay the counts are the relay's, and a
 // timeout is a miss.
 //
-// Only peers in use (activity.go: calls or messages within activeFor;
-// DHT requests have their own bound and probe, dht/sender.go) are pinged,
-// every livenessInterval; an idle peer is not pinged at all, so that an
-// idle node's cost does not grow with its realm.
+// Only peers in use (activity.go: this node sent them calls or messages
+// within activeFor; DHT requests have their own bound and probe,
+// dht/sender.go) are pinged, every livenessInterval; an idle peer is not
+// pinged at all, so that an idle node's cost does not grow with its realm.
 // Its death is still found: by the membership, whose watchers on the
 // overlay find a silent node within seconds and declare it failed (the
 // node then checks the peer at once), and by QUIC, whose keep-alives

@@ -212,6 +212,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	rcfg := s.RPC
 	rcfg.Realm, rcfg.Logger, rcfg.Access = s.Realm, n.log, n.sec.pol
+	rcfg.Depends = n.activity.depends
 	// rcfg.Unanswered (probe a callee that sends nothing back for a second)
 	// is not wired: with it, a call held by a callee that serves one call at
 	// a time was ended (gateway TestAPIRemoteOverloaded), not yet understood.
@@ -220,6 +221,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	pcfg := s.PubSub
 	pcfg.Realm, pcfg.Logger, pcfg.Access = s.Realm, n.log, n.sec.pol
+	pcfg.Depends = n.activity.depends
 	if n.pubsub, err = pubsub.New(h, n.dht, n.events, pcfg); err != nil {
 		return nil, fmt.Errorf("%w: pubsub: %w", ErrConfig, err)
 	}

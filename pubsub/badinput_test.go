@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -189,7 +190,7 @@ func TestConfig(t *testing.T) {
 	}
 	want := DefaultConfig(testRealm)
 	got.Logger = nil
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults = %+v, want %+v", got, want)
 	}
 	big, err := Config{Realm: testRealm, MaxMessageSize: 32 << 20}.validate()

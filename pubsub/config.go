@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/macula-io/macula/access"
 	"github.com/macula-io/macula/realm"
 )
@@ -87,6 +89,14 @@ type Config struct {
 	// that access.IsOpen reports open when New is called, is an open realm:
 	// nothing is checked and nothing costs anything.
 	Access access.Policy
+
+	// Depends, if set, is told of the subscriber node of every message
+	// this node queues for it: the node then watches that peer's liveness
+	// (one that dies stops getting messages within seconds, not when QUIC
+	// gives up on its connection). Traffic on a link is no such sign: the
+	// interests every node sends its linked peers travel there too. It is
+	// called on every message and must return at once.
+	Depends func(peer.ID)
 
 	// Logger gets the log lines, with the realm attached. Default
 	// slog.Default().

@@ -126,6 +126,9 @@ func (l *link) sendMessage(wait context.Context, seq uint64, nanos int64, topic 
 	l.queued++
 	pressed = 2*l.queued > l.ps.cfg.PeerQueue || 2*len(l.buf) > l.ps.cfg.PeerQueueBytes
 	l.mu.Unlock()
+	if l.ps.cfg.Depends != nil {
+		l.ps.cfg.Depends(l.peer)
+	}
 	if wake {
 		l.signal()
 	}

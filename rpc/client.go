@@ -425,6 +425,9 @@ func (x *RPC) callPeerOnce(ctx context.Context, p peer.ID, c *clientConn, proced
 	b := startFrameVersion(frameRequest, version)
 	*b = appendRequest(*b, &req)
 	sealFrame(b)
+	if x.cfg.Depends != nil {
+		x.cfg.Depends(p)
+	}
 	if err := c.w.send(b); err != nil {
 		c.drop(id)
 		return nil, false, fmt.Errorf("%w: %s: %v", ErrDisconnected, p, err)

@@ -94,6 +94,13 @@ type Config struct {
 	Unanswered func(peer.ID)
 	// ProbeAfter: see Unanswered. Default: 1s.
 	ProbeAfter time.Duration
+	// Depends, if set, is told of the callee of every call this node
+	// sends, as it sends it: the node then watches the callee's liveness
+	// (a callee that dies fails its calls within seconds, not at their
+	// deadline). Traffic on the stream is no such sign: the advertisements
+	// every node sends on its link to a peer travel there too. It is
+	// called on every call and must return at once.
+	Depends func(peer.ID)
 	// Logger gets the service's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// TracerProvider makes a span for every call made (client) and served
