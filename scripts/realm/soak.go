@@ -112,6 +112,17 @@ type soakRun struct {
 	back    []string // per restart: rediscovery times
 	failed  []string // the first failed calls between steady nodes
 	slow    []string // the first that took over a second
+	untyped []string // the first calls that failed without an API error code (around a fault)
+}
+
+// noteUntyped keeps one of the first 30 calls that failed without an API
+// error code: what they were (a caller's own node killed under it, say) is
+// what the soak's "other" columns cannot tell.
+func (r *soakRun) noteUntyped(from, to int, took time.Duration, err error) {
+	if len(r.untyped) < 30 {
+		r.untyped = append(r.untyped, fmt.Sprintf("%s n%d -> n%d after %v: %v (faulted then: %s)",
+			time.Since(r.start).Round(time.Millisecond), from, to, took.Round(time.Millisecond), err, r.faultedNow()))
+	}
 }
 
 // faultedNow names the nodes that are down or stopped now.
@@ -254,10 +265,12 @@ func (r *soakRun) callLoop(ctx context.Context) {
 				m.backTyped++
 			case same:
 				m.backOther++
+				r.noteUntyped(fi, to, took, err)
 			case err != nil && errors.As(err, &ae):
 				m.downTyped++
 			case err != nil:
 				m.downOther++
+				r.noteUntyped(fi, to, took, err)
 			default:
 				m.upOK++ // reached a node around its fault
 			}
@@ -498,6 +511,12 @@ func (r *soakRun) print() {
 	if len(r.failed) > 0 {
 		fmt.Println("failed calls between steady nodes (the first 30):")
 		for _, f := range r.failed {
+			fmt.Println("  " + f)
+		}
+	}
+	if len(r.untyped) > 0 {
+		fmt.Println("calls around a fault that failed without an error code (the first 30):")
+		for _, f := range r.untyped {
 			fmt.Println("  " + f)
 		}
 	}
