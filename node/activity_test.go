@@ -70,6 +70,17 @@ func idlePair(t *testing.T, ctx context.Context) (a, b *Node, use func() *peerUs
 	return a, b, use
 }
 
+// pingedOnCall has from call proc and waits for pings (countPings of the
+// callee) to count one: a call makes the callee a peer the caller depends
+// on, pinged at once.
+func pingedOnCall(t *testing.T, ctx context.Context, from *Node, proc string, pings *atomic.Int64) {
+	t.Helper()
+	if _, err := from.RPC().Call(ctx, proc, []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the caller to ping the callee once it calls it", func() bool { return pings.Load() > 0 })
+}
+
 // countPings has b count the pings a sends it (and answer them).
 func countPings(a, b *Node) *atomic.Int64 {
 	var pings atomic.Int64
@@ -136,11 +147,7 @@ func TestLookupSetsOffNoPings(t *testing.T) {
 	if n := pings.Load(); n != 0 || use().inUse(time.Now()) {
 		t.Fatalf("a pinged b %d times after lookups that asked it (b in use: %v)", n, use().inUse(time.Now()))
 	}
-	// A call makes b a peer a depends on: pinged at once.
-	if _, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "a to ping b once it calls it", func() bool { return pings.Load() > 0 })
+	pingedOnCall(t, ctx, a, "io.acme.orders.echo", pings)
 }
 
 // What rpc and pub/sub send to every peer they link to (advertisements,
@@ -201,10 +208,7 @@ func TestLinkTrafficSetsOffNoPings(t *testing.T) {
 		t.Fatalf("after their links' traffic alone, a pinged b %d times and b pinged a %d times", x, y)
 	}
 	// a calls b: a pings b, b does not ping a.
-	if _, err := a.RPC().Call(ctx, "io.acme.orders.on_b", []byte("x"), rpc.WithTimeout(10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "a to ping b once it calls it", func() bool { return toB.Load() > 0 })
+	pingedOnCall(t, ctx, a, "io.acme.orders.on_b", toB)
 	time.Sleep(3 * livenessInterval)
 	if y := toA.Load(); y != 0 {
 		t.Fatalf("b pinged a, its caller, %d times", y)

@@ -170,10 +170,7 @@ func TestIdlePeerNotPinged(t *testing.T) {
 	if n := pings.Load(); n != 0 || use().inUse(time.Now()) {
 		t.Fatalf("a pinged its idle peer b %d times in 35 s (b in use: %v)", n, use().inUse(time.Now()))
 	}
-	if _, err := a.RPC().Call(ctx, "io.acme.orders.echo", []byte("x"), rpc.WithTimeout(30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "a to ping b once it is used", func() bool { return pings.Load() > 0 })
+	pingedOnCall(t, ctx, a, "io.acme.orders.echo", pings)
 }
 
 // A peer declared gone for missed pings that was only stalled (its
@@ -181,14 +178,15 @@ func TestIdlePeerNotPinged(t *testing.T) {
 // run it) is called again within seconds of its return, not after
 // departedFor: the membership still holds it live, so the node dials it
 // again. Without that, two nodes that called each other and had declared
-// each other gone, neither the other's bootstrap peer, dialed each other
-// for a minute: calls failed with "gater disallows connection to peer".
+// each other gone, neither the other's bootstrap peer, did not dial each
+// other for a minute: calls failed with "gater disallows connection to
+// peer".
 func TestStalledPeerCalledAgain(t *testing.T) {
 	a := startNode(t, "io.acme.orders", "a", nil)
-	f := &testnet.Freezer{}
+	var f *testnet.Freezer
 	b := startNode(t, "io.acme.orders", "b", func(c *Config) {
 		c.Bootstrap = bootstrapOf(a)
-		c.testHostOptions = append(c.testHostOptions, f.Option())
+		f = freezer(c)
 	})
 	c := startNode(t, "io.acme.orders", "c", func(c *Config) { c.Bootstrap = bootstrapOf(a) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -228,6 +226,10 @@ func TestStalledPeerCalledAgain(t *testing.T) {
 		}
 		return nil
 	})
+	// Neither is the other's bootstrap peer: the recheck made the connection.
+	if b.rechecks.Load()+c.rechecks.Load() == 0 {
+		t.Fatal("b and c connected again without a recheck's dial")
+	}
 	t.Logf("b called again %v after its sockets thawed; redials of a gone peer: by b %d, by c %d",
 		time.Since(thawed).Round(time.Millisecond), b.rechecks.Load(), c.rechecks.Load())
 }

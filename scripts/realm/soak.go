@@ -115,12 +115,11 @@ type soakRun struct {
 	untyped []string // the first calls that failed without an API error code (around a fault)
 }
 
-// noteUntyped keeps one of the first 30 calls that failed without an API
-// error code: what they were (a caller's own node killed under it, say) is
-// what the soak's "other" columns cannot tell.
-func (r *soakRun) noteUntyped(from, to int, took time.Duration, err error) {
-	if len(r.untyped) < 30 {
-		r.untyped = append(r.untyped, fmt.Sprintf("%s n%d -> n%d after %v: %v (faulted then: %s)",
+// keepCall appends a line on a failed call to list, up to its first 30:
+// when, between whom, the error and the faults of the moment. r.mu is held.
+func (r *soakRun) keepCall(list *[]string, from, to int, took time.Duration, err error) {
+	if len(*list) < 30 {
+		*list = append(*list, fmt.Sprintf("%s n%d -> n%d after %v: %v (faulted then: %s)",
 			time.Since(r.start).Round(time.Millisecond), from, to, took.Round(time.Millisecond), err, r.faultedNow()))
 	}
 }
@@ -255,22 +254,19 @@ func (r *soakRun) callLoop(ctx context.Context) {
 					code = ae.Code
 				}
 				m.upErrs[code]++
-				if len(r.failed) < 30 {
-					r.failed = append(r.failed, fmt.Sprintf("%s n%d -> n%d after %v: %v (faulted then: %s)",
-						time.Since(r.start).Round(time.Millisecond), fi, to, took.Round(time.Millisecond), err, r.faultedNow()))
-				}
+				r.keepCall(&r.failed, fi, to, took, err)
 			case same && err == nil:
 				m.backOK++
 			case same && errors.As(err, &ae):
 				m.backTyped++
 			case same:
 				m.backOther++
-				r.noteUntyped(fi, to, took, err)
+				r.keepCall(&r.untyped, fi, to, took, err) // what the "other" columns cannot tell
 			case err != nil && errors.As(err, &ae):
 				m.downTyped++
 			case err != nil:
 				m.downOther++
-				r.noteUntyped(fi, to, took, err)
+				r.keepCall(&r.untyped, fi, to, took, err)
 			default:
 				m.upOK++ // reached a node around its fault
 			}
