@@ -191,6 +191,13 @@ func (n *Node) watchFailures() {
 		if c.Kind == member.Failed {
 			n.activity.wakeUp(c.Member.ID)
 		}
+		if c.Kind == member.Joined && n.gater.gone(c.Member.ID) {
+			// A member back from a failure that this node had declared
+			// gone for missed pings: it was stalled, not dead (its
+			// failure may have been declared before the recheck).
+			p := c.Member.ID
+			n.spawn(func() { n.recheckGone(p, 0) })
+		}
 		if c.Kind == member.Failed || c.Kind == member.Left {
 			// A bootstrap peer waiting to be redialed only when the node
 			// is alone (its connection closed as idle) is gone: its loop

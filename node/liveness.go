@@ -173,7 +173,7 @@ func (n *Node) watchPeer(ctx context.Context, p peer.ID, u *peerUse, probe <-cha
 			closeConns(n.host.Network(), p, codeUnresponsive)
 			n.forgetRelay(p)
 			if !relayedOnly {
-				n.spawn(func() { n.recheckGone(p) })
+				n.spawn(func() { n.recheckGone(p, recheckAfter) })
 			}
 			return
 		}
@@ -196,9 +196,12 @@ const recheckAfter = 10 * time.Second
 // may have declared this node gone too), and calls to it would fail for a
 // minute while the rest of the realm reaches it. The connection, once
 // through the handshake, makes it a peer of every service again; a dial
-// that fails leaves it gone.
-func (n *Node) recheckGone(p peer.ID) {
-	t := time.NewTimer(recheckAfter)
+// that fails leaves it gone. The membership's own verdict may come first:
+// a member it declared failed and that comes back (Joined) is rechecked at
+// once (watchFailures), since the check after recheckAfter may have found
+// it failed.
+func (n *Node) recheckGone(p peer.ID, after time.Duration) {
+	t := time.NewTimer(after)
 	defer t.Stop()
 	select {
 	case <-n.ctx.Done():
