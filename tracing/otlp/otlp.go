@@ -11,7 +11,6 @@ import (
 	"net/url"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -44,14 +43,10 @@ func New(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(cfg.Endpoint)
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(cfg.Endpoint)}
 	if u.Path == "" || u.Path == "/" {
-		opts = append(opts, otlptracehttp.WithURLPath("/v1/traces"))
+		u.Path = "/v1/traces"
 	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
+	exp := newExporter(u.String())
 	res := resource.NewSchemaless(
 		attribute.String("service.name", "macula-node"),
 		attribute.String("macula.realm", cfg.Realm),
