@@ -6,12 +6,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/macula-io/macula/dht"
+	"github.com/macula-io/macula/internal/p2phost"
 	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/pubsub"
 	"github.com/macula-io/macula/realm"
@@ -141,7 +141,7 @@ type Config struct {
 	Logger *slog.Logger
 
 	// testHostOptions, for tests only, are added to the host's options.
-	testHostOptions []libp2p.Option
+	testHostOptions []p2phost.Option
 	// testIdleClose and testTrimEvery, for tests only, replace idleClose
 	// and trimEvery (trim.go).
 	testIdleClose, testTrimEvery time.Duration

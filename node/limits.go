@@ -3,9 +3,11 @@ package node
 import (
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/config"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+
+	"github.com/macula-io/macula/internal/p2phost"
 )
 
 // Resource limits of a node's libp2p host (docs/reliability.md lists them).
@@ -40,7 +42,7 @@ var hostLimits = resourceLimits
 // resourceLimits are the resource manager's limits.
 func resourceLimits() rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
+	p2phost.SetDefaultServiceLimits(&limits)
 	partial := rcmgr.PartialLimitConfig{
 		System: rcmgr.ResourceLimits{
 			Conns:         maxConns,
@@ -51,9 +53,9 @@ func resourceLimits() rcmgr.ConcreteLimitConfig {
 	return partial.Build(limits.Scale(resourceMemory, resourceFDs))
 }
 
-// limitOptions are the host options of the connection manager and the
+// limitOptions is the host option of the connection manager and the
 // resource manager.
-func limitOptions() ([]libp2p.Option, error) {
+func limitOptions() (p2phost.Option, error) {
 	cm, err := connmgr.NewConnManager(ConnLowWater, ConnHighWater, connmgr.WithGracePeriod(ConnGrace))
 	if err != nil {
 		return nil, err
@@ -68,5 +70,8 @@ func limitOptions() ([]libp2p.Option, error) {
 		_ = cm.Close()
 		return nil, err
 	}
-	return []libp2p.Option{libp2p.ConnectionManager(cm), libp2p.ResourceManager(rm)}, nil
+	return func(cfg *config.Config) error {
+		cfg.ConnManager, cfg.ResourceManager = cm, rm
+		return nil
+	}, nil
 }

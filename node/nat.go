@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
@@ -243,22 +243,22 @@ func (n *Node) waitVerified(ctx context.Context, p peer.ID) bool {
 	return n.IsPeer(p)
 }
 
-// natOptions are the host's options for NAT traversal. The reachability is
-// forced (private unless the operator says public), which makes go-libp2p's
-// AutoNAT static: the reach service decides from the node's own
-// measurements and emits every decision after that on the host's bus, where
-// autorelay, the address manager and kad-dht's auto mode follow it.
-func (n *Node) natOptions() []libp2p.Option {
+// natOptions sets the host's options for NAT traversal. The reachability
+// is forced (private unless the operator says public), which makes
+// go-libp2p's AutoNAT static: the reach service decides from the node's
+// own measurements and emits every decision after that on the host's bus,
+// where autorelay, the address manager and kad-dht's auto mode follow it.
+func (n *Node) natOptions(cfg *config.Config) error {
 	s := n.cfg
 	// The circuit v2 client, always: any node must be able to dial a peer
 	// behind NAT through its relay, whether or not it punches holes or
 	// keeps reservations itself.
-	opts := []libp2p.Option{libp2p.EnableRelay()}
+	cfg.RelayCustom, cfg.Relay = true, true
+	reach := network.ReachabilityPrivate
 	if s.Reachability == "public" {
-		opts = append(opts, libp2p.ForceReachabilityPublic())
-	} else {
-		opts = append(opts, libp2p.ForceReachabilityPrivate())
+		reach = network.ReachabilityPublic
 	}
+	cfg.AutoNATConfig.ForceReachability = &reach
 	self, _ := peer.IDFromPrivateKey(n.id.p2p)
 	if relays := s.relayCandidates(self); len(relays) > 0 {
 		// Reservations are kept while the decision says private (autorelay
@@ -268,13 +268,15 @@ func (n *Node) natOptions() []libp2p.Option {
 		// 30 s) finds a relay soon after it turned its service on (when it
 		// found itself public), and a relay that refused a reservation is
 		// asked again after a minute, not an hour.
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithNumRelays(2), autorelay.WithBootDelay(0),
-			autorelay.WithMinInterval(5*time.Second), autorelay.WithBackoff(time.Minute)))
+		cfg.EnableAutoRelay = true
+		cfg.AutoRelayOpts = []autorelay.Option{autorelay.WithStaticRelays(relays), autorelay.WithNumRelays(2),
+			autorelay.WithBootDelay(0), autorelay.WithMinInterval(5 * time.Second), autorelay.WithBackoff(time.Minute)}
 	}
 	if !s.DisableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithAddrFilter(n.dcutr), holepunch.WithTracer(holePunchEvents{n.events})))
+		cfg.EnableHolePunching = true
+		cfg.HolePunchingOptions = []holepunch.Option{holepunch.WithAddrFilter(n.dcutr), holepunch.WithTracer(holePunchEvents{n.events})}
 	}
-	return opts
+	return nil
 }
 
 // policy is what the operator forced, from the Config.

@@ -14,14 +14,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
-	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
@@ -29,6 +28,7 @@ import (
 	"github.com/macula-io/macula/alias"
 	"github.com/macula-io/macula/dht"
 	"github.com/macula-io/macula/event"
+	"github.com/macula-io/macula/internal/p2phost"
 	"github.com/macula-io/macula/member"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/nat/punch"
@@ -172,7 +172,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(append(n.hostOptions(), limits...)...)
+	h, err := p2phost.New(append(n.hostOptions(), limits)...)
 	if err != nil {
 		return nil, listenError(s.ListenAddrs, err)
 	}
@@ -296,28 +296,31 @@ func (n *Node) handle(h host.Host, proto protocol.ID, f network.StreamHandler) {
 // hostOptions are the libp2p options of the node's host: QUIC only, the
 // realm gater, the NAT prober's address, and relays and hole punching as
 // configured.
-func (n *Node) hostOptions() []libp2p.Option {
+func (n *Node) hostOptions() []p2phost.Option {
 	s := n.cfg
-	opts := []libp2p.Option{
-		libp2p.Identity(n.id.p2p),
-		libp2p.ListenAddrs(s.listen...),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.ConnectionGater(n.gater),
-		libp2p.UserAgent(Agent),
-		libp2p.DisableMetrics(),
-		libp2p.BandwidthReporter(n.activity),
-		libp2p.WithFxOption(fx.Populate(&n.nat.cm)),
-		libp2p.AddrsFactory(nat.AddrsFactory(n.nat.info)),
-		// The realm handshake handler must be there before the host starts:
-		// autorelay (and peers dialing in) open connections during
-		// libp2p.New, and a peer that finds no handler takes this node for
-		// one of another realm and refuses it for RefuseFor.
-		libp2p.WithFxOption(fx.Invoke(func(h *bhost.BasicHost) {
-			n.handle(h, HandshakeProtocol(s.Realm), n.handleHandshake)
-		})),
+	base := func(cfg *config.Config) error {
+		cfg.PeerKey = n.id.p2p
+		cfg.ListenAddrs = s.listen
+		cfg.Transports = []fx.Option{p2phost.QUIC()}
+		cfg.ConnectionGater = n.gater
+		cfg.UserAgent = Agent
+		cfg.DisableMetrics = true
+		cfg.Reporter = n.activity
+		cfg.AddrsFactory = nat.AddrsFactory(n.nat.info)
+		cfg.UserFxOptions = append(cfg.UserFxOptions,
+			fx.Populate(&n.nat.cm),
+			// The realm handshake handler must be there before the host
+			// starts: autorelay (and peers dialing in) open connections
+			// while the host is made, and a peer that finds no handler
+			// takes this node for one of another realm and refuses it for
+			// RefuseFor.
+			fx.Invoke(func(h *bhost.BasicHost) {
+				n.handle(h, HandshakeProtocol(s.Realm), n.handleHandshake)
+			}))
+		return nil
 	}
-	opts = append(opts, s.testHostOptions...)
-	return append(opts, n.natOptions()...)
+	opts := append([]p2phost.Option{base}, s.testHostOptions...)
+	return append(opts, n.natOptions)
 }
 
 // checkPorts binds and releases each fixed listen port before libp2p does:

@@ -19,13 +19,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/config"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/spf13/cobra"
 
 	"github.com/macula-io/macula/api"
+	"github.com/macula-io/macula/internal/p2phost"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/node"
 	"github.com/macula-io/macula/ucan"
@@ -677,7 +678,11 @@ func doctorSTUNServers(o *runOptions) []string {
 // dialBootstrap makes a QUIC connection to ai with a throwaway key: it
 // shows the peer is reachable (the realm is checked when the node joins).
 func dialBootstrap(ctx context.Context, ai peer.AddrInfo) error {
-	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableRelay(), libp2p.DisableMetrics(), libp2p.DisableIdentifyAddressDiscovery())
+	h, err := p2phost.New(func(cfg *config.Config) error {
+		cfg.RelayCustom, cfg.Relay = true, false
+		cfg.DisableIdentifyAddressDiscovery = true
+		return nil
+	})
 	if err != nil {
 		return err
 	}
