@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // The processes, cells and reports of the NAT matrix (matrix_test.go).
@@ -390,9 +391,7 @@ func buildMaculaNode(t *testing.T) string {
 		bin := filepath.Join(dir, "macula-node")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/macula-node")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := testnet.BuildNode(ctx, root, "./cmd/macula-node", bin); err != nil {
 			built.err = fmt.Errorf("go build ./cmd/macula-node: %v\n%s", err, out)
 			return
 		}

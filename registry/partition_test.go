@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/macula-io/macula/internal/testnet"
 	"github.com/macula-io/macula/natlab"
 )
 
@@ -482,9 +482,7 @@ func buildMaculaNode(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "macula-node")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/macula-node")
-	cmd.Dir = filepath.Dir(filepath.Dir(file))
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := testnet.BuildNode(ctx, filepath.Dir(filepath.Dir(file)), "./cmd/macula-node", bin); err != nil {
 		t.Fatalf("go build ./cmd/macula-node: %v\n%s", err, out)
 	}
 	return bin

@@ -12,6 +12,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bin/macula-node}
 pkg=./cmd/macula-node
+# A static binary, without cgo: Go's own resolver and user lookup do what a
+# node needs, and a node process then maps no C library (1.3 MB of RSS per
+# process; docs/benchmarks.md). CGO_ENABLED=1 in the environment overrides.
+export CGO_ENABLED=${CGO_ENABLED:-0}
 
 total=$(go list -deps "$pkg" 2>/dev/null | wc -l)
 echo "building $out: up to $total packages to compile (a first build takes minutes; later ones seconds)" >&2

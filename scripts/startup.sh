@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-go build -o bin/macula-node ./cmd/macula-node
+scripts/build.sh bin/macula-node
 bin=$PWD/bin/macula-node
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/macula-io/macula/internal/testnet"
 )
 
 // binPath is the macula-node binary that TestMain builds for the tests that
@@ -29,10 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "macula-node")
-	build := exec.Command("go", "build", "-o", binPath, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building macula-node:", err)
+	if out, err := testnet.BuildNode(context.Background(), ".", ".", binPath); err != nil {
+		fmt.Fprintf(os.Stderr, "building macula-node: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

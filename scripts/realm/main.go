@@ -7,7 +7,7 @@
 // between random pairs of nodes (p50/p99). docs/benchmarks.md records its
 // figures (issue 17).
 //
-//	go build -o bin/macula-node ./cmd/macula-node
+//	make build                              # bin/macula-node, as users build it
 //	go run ./scripts/realm -n 50            # make realm (N=50)
 //
 // Each node is started with the flags a user types (--realm, --name,
@@ -159,7 +159,7 @@ func run(o options) error {
 		return err
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s: %w (go build -o bin/macula-node ./cmd/macula-node)", bin, err)
+		return fmt.Errorf("%s: %w (make build makes it)", bin, err)
 	}
 	dir := o.dir
 	if dir == "" {
