@@ -81,7 +81,7 @@ dev prints a table of the nodes and commands to try, then runs until Ctrl-C.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			tuneGC()
+			defer tuneMemory()()
 			return runDev(ctx, stop, o, cmd.OutOrStdout(), stderr)
 		},
 	}

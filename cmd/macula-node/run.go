@@ -329,7 +329,7 @@ func runDaemon(ctx context.Context, stop func(), o *runOptions, stderr io.Writer
 	if err != nil {
 		return &usageError{err: err, hint: "macula-node run"}
 	}
-	tuneGC()
+	defer tuneMemory()()
 	// Logs are held until the node and its API are up: a start that fails
 	// reports one error line, not the node's "node started" first.
 	lg, err := newLogging(stderr, o.LogLevel, o.LogFormat, true)
