@@ -257,6 +257,7 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return d.askable(ai.ID) }),
 		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.askable(p) }),
 		kad.Concurrency(Concurrency),
+		kad.RoutingTableRefreshPeriod(RefreshPeriod),
 	}
 	for ns, v := range cfg.Validators {
 		opts = append(opts, kad.NamespacedValidator(ns, v))
@@ -707,6 +708,21 @@ func (d *DHT) expireSeen() {
 // third of the requests (5.2 instead of 15.3); a provide takes 44 messages
 // instead of 58, a refresh 326 requests instead of 454.
 const Concurrency = 3
+
+// RefreshPeriod is how often kad-dht refreshes the routing table: a query
+// for the node's own key and one for a random key of every common-prefix
+// length, each of which asks the peers closest to its key, connecting to
+// them. kad-dht's default is 10 minutes; in a 50-node realm every refresh
+// had each node connect again to 20-40 peers it had trimmed (TLS and realm
+// handshakes both ways, the connections' memory), an idle cost that grows
+// with the routing table. A realm keeps its table fresh by other means: the
+// membership tells the DHT of every departure (ForgetPeer) within seconds,
+// a peer that leaves a request unanswered is suspect at once (sender.go),
+// and a node that joins meets the peers closest to it with its own
+// queries, which put it in their tables. So an hour, as a backstop for
+// buckets that thinned; kad-dht still refreshes when the table holds 10
+// peers or fewer (its fixLowPeers, on a removal and every few minutes).
+const RefreshPeriod = time.Hour
 
 // LookupSettle bounds how long a Lookup with a limit waits for more
 // providers after the last one it found (or, when the node's own store

@@ -52,8 +52,9 @@ const (
 	// dht/dht.go settleAnswers: a Lookup with a limit ends once this many
 	// peers answered since the last new provider (that answer included).
 	settleAnswers = 3
-	// kad-dht internal/config/config.go Defaults: RoutingTable.RefreshInterval.
-	rtRefresh = 10 * time.Minute
+	// dht.RefreshPeriod (kad-dht's RoutingTable.RefreshInterval, 10 minutes
+	// by default).
+	rtRefresh = dht.RefreshPeriod
 	// kad-dht dht.go: buckets whose peers the DHT protects in the
 	// connection manager (the others get a tag of value 5, baseConnMgrScore).
 	protectedBuckets = 2
