@@ -3,10 +3,10 @@
 //
 // That package's defaults are package variables that hold every transport
 // go-libp2p has (TCP, WebSocket, WebTransport, WebRTC with pion's whole
-// stack) and the Noise handshake, so importing it links them all, about
-// 3.6 MB of code and tables in a binary that speaks QUIC only: pages that
-// every macula-node process maps (docs/benchmarks.md, "A binary without
-// the transports it does not use"). Here the defaults are the few a node
+// stack) and the Noise handshake, so importing it links them all, 4 MB of
+// code and tables in a binary that speaks QUIC only: pages that every
+// macula-node process maps (docs/benchmarks.md, "A binary without what it
+// does not use"). Here the defaults are the few a node
 // needs: QUIC, TLS and yamux for relayed connections (a circuit is upgraded
 // like a bare stream), an in-memory peerstore, the circuit v2 client, and
 // go-libp2p's resource limits.
