@@ -248,7 +248,7 @@ func New(cfg Config) (_ *Node, err error) {
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
 	})
-	// Connections made while libp2p.New ran (autorelay's to its relays)
+	// Connections made while p2phost.New ran (autorelay's to its relays)
 	// had no notifiee yet.
 	for _, c := range h.Network().Conns() {
 		n.onConnected(c)
