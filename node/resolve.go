@@ -2,14 +2,11 @@ package node
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"strings"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/macula-io/macula/alias"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -36,7 +33,7 @@ func (n *Node) Resolve(ctx context.Context, did string) (*Resolution, error) {
 		if err != nil {
 			return nil, err
 		}
-		id, err := peerIDOf(pub)
+		id, err := peerdid.ID(pub)
 		if err != nil {
 			return nil, err
 		}
@@ -73,14 +70,6 @@ func (n *Node) Resolve(ctx context.Context, did string) (*Resolution, error) {
 		return &Resolution{DID: rec.DID, Alias: rec.Alias, PeerID: rec.PeerID, Addrs: addrs, Record: rec}, nil
 	}
 	return nil, fmt.Errorf("%w: %q: want did:key:... or did:macula:<realm>.<name>", realm.ErrInvalidDID, did)
-}
-
-func peerIDOf(pub ed25519.PublicKey) (peer.ID, error) {
-	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
-	if err != nil {
-		return "", err
-	}
-	return peer.IDFromPublicKey(pk)
 }
 
 func addrStrings(n *Node) []string {

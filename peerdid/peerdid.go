@@ -6,6 +6,7 @@ package peerdid
 import (
 	"crypto/ed25519"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/macula-io/macula/realm"
@@ -22,4 +23,13 @@ func Of(p peer.ID) string {
 		return ""
 	}
 	return realm.DIDKey(raw)
+}
+
+// ID returns the peer ID of the node whose Ed25519 public key is pub.
+func ID(pub ed25519.PublicKey) (peer.ID, error) {
+	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPublicKey(pk)
 }

@@ -27,3 +27,21 @@ func TestOf(t *testing.T) {
 		t.Fatalf("Of(garbage) = %q, want empty", got)
 	}
 }
+
+// ID is the peer ID that libp2p derives from the node's private key, and
+// Of takes it back to the key's DID; a key of the wrong size is an error.
+func TestID(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	sk, _ := crypto.UnmarshalEd25519PrivateKey(priv)
+	want, _ := peer.IDFromPrivateKey(sk)
+	id, err := ID(pub)
+	if err != nil || id != want {
+		t.Fatalf("ID = %s, %v; want %s", id, err, want)
+	}
+	if got := Of(id); got != realm.DIDKey(pub) {
+		t.Errorf("Of(ID(pub)) = %q, want %q", got, realm.DIDKey(pub))
+	}
+	if _, err := ID(pub[:16]); err == nil {
+		t.Error("ID of a 16-byte key: no error")
+	}
+}

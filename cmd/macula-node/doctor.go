@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"github.com/macula-io/macula/internal/p2phost"
 	"github.com/macula-io/macula/nat"
 	"github.com/macula-io/macula/node"
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/ucan"
 )
 
@@ -361,7 +363,8 @@ func doctorRunning(ctx context.Context, rep *doctorReport, c *api.Client, info *
 		for _, p := range peers {
 			byID[p.PeerID] = p
 		}
-		doctorBootstrap(rep, o.Bootstrap, len(peers), func(ai peer.AddrInfo) error {
+		self, _ := peer.Decode(info.PeerID)
+		doctorBootstrap(rep, o.Bootstrap, self, len(peers), func(ai peer.AddrInfo) error {
 			if _, ok := byID[ai.ID.String()]; !ok {
 				return errors.New("not connected (the node keeps redialing)")
 			}
@@ -451,8 +454,23 @@ func doctorNAT(rep *doctorReport, typ, public, probeErr string, servers []api.ST
 }
 
 // doctorBootstrap reports each bootstrap peer: reach says whether it is
-// reachable, okLine what to print when it is.
-func doctorBootstrap(rep *doctorReport, bootstrap []string, peers int, reach func(peer.AddrInfo) error, okLine func(peer.AddrInfo) string) {
+// reachable, okLine what to print when it is. An entry that is the node
+// itself (self; "" when not known) is skipped, as the node skips it: a list
+// shared by every node of a site names each of them.
+func doctorBootstrap(rep *doctorReport, bootstrap []string, self peer.ID, peers int, reach func(peer.AddrInfo) error, okLine func(peer.AddrInfo) string) {
+	var others []string
+	for _, b := range bootstrap {
+		if ai, err := peer.AddrInfoFromString(b); err != nil || self == "" || ai.ID != self {
+			others = append(others, b)
+		}
+	}
+	if len(others) < len(bootstrap) && len(others) == 0 {
+		rep.add(doctorCheck{Check: "bootstrap", Status: checkWarn,
+			Summary: fmt.Sprintf("the only --bootstrap is this node itself (skipped); %d peer(s) connected to this node", peers),
+			Fix:     "give --bootstrap MULTIADDR of another node of the realm too, unless this is the first node"})
+		return
+	}
+	bootstrap = others
 	if len(bootstrap) == 0 {
 		if peers == 0 {
 			rep.add(doctorCheck{Check: "bootstrap", Status: checkWarn, Summary: "no --bootstrap and no peer: this node is alone until another node bootstraps through it",
@@ -586,7 +604,7 @@ func doctorStandalone(ctx context.Context, rep *doctorReport, p *daemonPlan, o *
 		}
 	}
 
-	doctorBootstrap(rep, o.Bootstrap, 0, func(ai peer.AddrInfo) error { return dialBootstrap(ctx, ai) },
+	doctorBootstrap(rep, o.Bootstrap, keyPeerID(p.dataDir), 0, func(ai peer.AddrInfo) error { return dialBootstrap(ctx, ai) },
 		func(peer.AddrInfo) string { return "reachable (a QUIC handshake with a throwaway key)" })
 
 	doctorChains(ctx, rep, p)
@@ -770,4 +788,18 @@ func printDoctor(w io.Writer, r *doctorReport) error {
 		_, err := fmt.Fprintln(w, "\nNothing to fix.")
 		return err
 	}
+}
+
+// keyPeerID is the peer ID of the node key in dataDir ("" when there is
+// none yet, or it cannot be read: the data_dir check says why).
+func keyPeerID(dataDir string) peer.ID {
+	k, err := node.LoadKey(filepath.Join(dataDir, node.KeyFile))
+	if err != nil {
+		return ""
+	}
+	id, err := peerdid.ID(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		return ""
+	}
+	return id
 }

@@ -159,6 +159,19 @@ func TestDoctorRunningNodes(t *testing.T) {
 		}
 	}
 
+	// A bootstrap list shared by the nodes of a site names each of them:
+	// the node skips itself, and so does doctor (running: b's own address
+	// beside a's; a with only its own).
+	rep, _ = runDoctorCmd(t, append(args, "--bootstrap", b.st.Addrs[0])...)
+	if c := rep.check(t, "bootstrap"); c.Status != checkOK || strings.Contains(c.Summary, b.st.Addrs[0]) {
+		t.Errorf("bootstrap check with b's own address listed too = %+v", c)
+	}
+	aArgs := []string{"--realm", realmName, "--name", "doc-a", "--data-dir", a.dir, "--api", a.st.API, "--bootstrap", boot}
+	rep, _ = runDoctorCmd(t, aArgs...)
+	if c := rep.check(t, "bootstrap"); c.Status != checkWarn || !strings.Contains(c.Summary, "this node itself") {
+		t.Errorf("bootstrap check of a listing only itself = %+v", c)
+	}
+
 	a.stop(t, os.Interrupt, 20*time.Second)
 	testnet.Eventually(t, 45*time.Second, func() error {
 		rep, _ = runDoctorCmd(t, args...)
@@ -167,4 +180,10 @@ func TestDoctorRunningNodes(t *testing.T) {
 		}
 		return nil
 	})
+	// a stopped: doctor checks from this host alone, and knows a's peer ID
+	// from the key in its data directory.
+	rep, _ = runDoctorCmd(t, aArgs...)
+	if c := rep.check(t, "bootstrap"); rep.Running || c.Status != checkWarn || !strings.Contains(c.Summary, "this node itself") {
+		t.Errorf("bootstrap check of a stopped node listing only itself = running %v, %+v", rep.Running, c)
+	}
 }
