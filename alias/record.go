@@ -10,9 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
+	"github.com/macula-io/macula/peerdid"
 	"github.com/macula-io/macula/realm"
 )
 
@@ -79,11 +77,7 @@ func (r *Record) signingBytes() []byte {
 func (r *Record) Sign(key ed25519.PrivateKey) error {
 	pub := key.Public().(ed25519.PublicKey)
 	r.DID = realm.DIDKey(pub)
-	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
-	if err != nil {
-		return err
-	}
-	id, err := peer.IDFromPublicKey(pk)
+	id, err := peerdid.ID(pub)
 	if err != nil {
 		return err
 	}
@@ -102,12 +96,11 @@ func (r *Record) Verify(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
-	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+	id, err := peerdid.ID(pub)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
-	id, err := peer.IDFromPublicKey(pk)
-	if err != nil || id.String() != r.PeerID {
+	if id.String() != r.PeerID {
 		return fmt.Errorf("%w: peer_id %q is not the peer ID of %s", ErrBadRecord, r.PeerID, r.DID)
 	}
 	if len(r.Addrs) > MaxAddrs {

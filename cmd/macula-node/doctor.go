@@ -464,7 +464,7 @@ func doctorBootstrap(rep *doctorReport, bootstrap []string, self peer.ID, peers 
 			others = append(others, b)
 		}
 	}
-	if len(others) < len(bootstrap) && len(others) == 0 {
+	if len(others) == 0 && len(bootstrap) > 0 {
 		rep.add(doctorCheck{Check: "bootstrap", Status: checkWarn,
 			Summary: fmt.Sprintf("the only --bootstrap is this node itself (skipped); %d peer(s) connected to this node", peers),
 			Fix:     "give --bootstrap MULTIADDR of another node of the realm too, unless this is the first node"})

@@ -292,23 +292,15 @@ func anyValue(v attribute.Value) *commonpb.AnyValue {
 	case attribute.BYTESLICE:
 		av.Value = &commonpb.AnyValue_BytesValue{BytesValue: v.AsByteSlice()}
 	case attribute.BOOLSLICE:
-		av.Value = array(v.AsBoolSlice(), func(b bool) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: b}}
-		})
+		av.Value = array(v.AsBoolSlice(), attribute.BoolValue)
 	case attribute.INT64SLICE:
-		av.Value = array(v.AsInt64Slice(), func(i int64) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: i}}
-		})
+		av.Value = array(v.AsInt64Slice(), attribute.Int64Value)
 	case attribute.FLOAT64SLICE:
-		av.Value = array(v.AsFloat64Slice(), func(f float64) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: f}}
-		})
+		av.Value = array(v.AsFloat64Slice(), attribute.Float64Value)
 	case attribute.STRINGSLICE:
-		av.Value = array(v.AsStringSlice(), func(s string) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
-		})
+		av.Value = array(v.AsStringSlice(), attribute.StringValue)
 	case attribute.SLICE:
-		av.Value = array(v.AsSlice(), anyValue)
+		av.Value = array(v.AsSlice(), func(x attribute.Value) attribute.Value { return x })
 	case attribute.EMPTY:
 	default:
 		av.Value = &commonpb.AnyValue_StringValue{StringValue: "INVALID"}
@@ -316,10 +308,11 @@ func anyValue(v attribute.Value) *commonpb.AnyValue {
 	return av
 }
 
-func array[T any](vals []T, one func(T) *commonpb.AnyValue) *commonpb.AnyValue_ArrayValue {
+// array converts each element to an attribute value, then to OTLP's.
+func array[T any](vals []T, value func(T) attribute.Value) *commonpb.AnyValue_ArrayValue {
 	arr := &commonpb.ArrayValue{Values: make([]*commonpb.AnyValue, 0, len(vals))}
 	for _, v := range vals {
-		arr.Values = append(arr.Values, one(v))
+		arr.Values = append(arr.Values, anyValue(value(v)))
 	}
 	return &commonpb.AnyValue_ArrayValue{ArrayValue: arr}
 }
