@@ -285,6 +285,7 @@ func New(h host.Host, cfg Config) (*DHT, error) {
 		}
 	}
 	d.rt.Store(rt)
+	joinLooksUpSelf(rt)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.smu.Lock()
 	d.expiry = time.AfterFunc(time.Hour, d.expireSuspects)
@@ -723,6 +724,32 @@ const Concurrency = 3
 // buckets that thinned; kad-dht still refreshes when the table holds 10
 // peers or fewer (its fixLowPeers, on a removal and every few minutes).
 const RefreshPeriod = time.Hour
+
+// joinLooksUpSelf makes the refreshes of a node's join (kad-dht's own, as
+// its first peers arrive, and the node's after a bootstrap peer answers)
+// look up the node's own key only, not also a random key of every
+// common-prefix length: it marks every length refreshed now, and kad-dht
+// refreshes a length when RefreshPeriod has passed since.
+//
+// The lookup of its own key is the join that Kademlia needs: the node
+// meets the peers closest to it, which put it in their tables, so that
+// every lookup of a key near it finds it. The others filled the far
+// buckets at once, and in a realm of 50 they had a joining node connect to
+// nearly every other (31 peers after the lookups of its own key and its
+// alias, 50 after those of two lengths; at 10,000 nodes a dozen lookups of
+// 20-odd peers each): handshakes both ways, and memory that outlived the
+// connections by minutes (see docs/benchmarks.md). A node's far buckets fill
+// as it works instead (each lookup it makes adds the peers that answered
+// it, and the peers' own lookups add it to theirs), and by the first
+// periodic refresh.
+func joinLooksUpSelf(rt *kb.RoutingTable) {
+	now := time.Now()
+	for cpl := range uint(kb.PeerIDPreimageMaxCpl + 1) {
+		if key, err := rt.GenRandomKey(cpl); err == nil {
+			rt.ResetCplRefreshedAtForID(key, now)
+		}
+	}
+}
 
 // LookupSettle bounds how long a Lookup with a limit waits for more
 // providers after the last one it found (or, when the node's own store
